@@ -1,0 +1,39 @@
+"""The project's exceptions.
+
+Library code raises these; the CLI maps them to a one-line message and an exit code
+(``UsageError`` → 2, everything else → 1). Nothing else should escape to the user.
+"""
+
+from __future__ import annotations
+
+
+class ComplianceError(Exception):
+    """Base class: a failure we can explain in one line."""
+
+    exit_code = 1
+
+
+class UsageError(ComplianceError):
+    """The command was called wrongly (bad option value, unparsable date...)."""
+
+    exit_code = 2
+
+
+class NotFound(ComplianceError):
+    """An unknown model, version, artifact, check, report..."""
+
+
+class Conflict(ComplianceError):
+    """A duplicate id or an operation the current state does not allow."""
+
+
+class InputError(ComplianceError):
+    """Bad input data: missing file, wrong shape, NaN, malformed manifest, hash mismatch."""
+
+
+class SchemaOutOfDate(ComplianceError):
+    """The database schema is not at the head revision."""
+
+
+class IntegrityFailure(ComplianceError):
+    """The ledger or an evidence row does not verify."""

@@ -1,0 +1,52 @@
+"""SHA-256 of files (streamed) and canonical JSON (DESIGN §7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from compliance.errors import InputError
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """Stream a file through SHA-256 (constant memory, any size)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    try:
+        with p.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InputError(f"file not found: {p}") from None
+    except IsADirectoryError:
+        raise InputError(f"expected a file, got a folder: {p}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror}") from None
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf by None recursively so the value has a canonical JSON form."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return json_safe(value.item())
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, UTF-8, no insignificant whitespace, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

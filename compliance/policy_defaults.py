@@ -1,0 +1,37 @@
+"""The default policy (DESIGN §5): version 1, installed by the first migration.
+
+Every threshold a check or the coverage engine applies is read from the policy version in
+force at the time, never from code; these are only the defaults a new store starts with.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "validity_days": 90,
+    "fidelity": {
+        "explained_variance_warn": 0.8,
+        "explained_variance_fail": 0.6,
+        "decay_warn": 0.1,
+        "decay_fail": 0.2,
+        "dead_fraction_warn": 0.2,
+        "dense_fraction_warn": 0.2,
+        "decision_flip_rate_warn": 0.01,
+        "decision_flip_rate_fail": 0.05,
+    },
+    "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5},
+    "overhead": {"budget": 0.10},
+    "alignment": {"survival_cosine": 0.7, "min_survival": 0.5},
+    "required_groups": {
+        "1": [["sae", "transcoder", "clt"], ["attribution_baseline"]],
+        "2": [["sae", "transcoder", "clt"]],
+        "3": [],
+    },
+    "tier_weights": {"1": 3, "2": 2, "3": 1},
+}
+
+
+def default_policy() -> dict[str, Any]:
+    return copy.deepcopy(DEFAULT_POLICY)

@@ -1,0 +1,225 @@
+"""The tamper-evident ledger (DESIGN §7).
+
+Every evidence insert goes through :func:`record`, which stamps ``recorded_at`` and ``actor``
+from the session (never from the caller), flushes the row and appends a ledger entry in the same
+transaction. Entries are hash-chained::
+
+    hash = SHA-256(prev_hash ‖ canonical JSON of {seq, recorded_at, actor, action,
+                                                   entity_type, entity_id, payload})
+
+Appends are serialised: SQLite transactions that write start with ``BEGIN IMMEDIATE`` (see
+:mod:`compliance.store.engine`); on PostgreSQL the first append of a transaction takes a
+transaction-scoped advisory lock. The head is then read once per transaction and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Float, Integer, func, inspect, select, text
+from sqlalchemy.orm import Session
+
+from compliance.errors import ComplianceError
+from compliance.hashing import canonical_json, json_safe
+from compliance.store.models import BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
+from compliance.timeutil import iso
+
+GENESIS = "0" * 64
+ADVISORY_LOCK_KEY = 0x636F6D70  # "comp"
+_HEAD = "compliance.ledger_head"
+
+
+def row_payload(obj: Base) -> dict[str, Any]:
+    """The canonical content of an evidence row: every column, JSON-safe."""
+    out: dict[str, Any] = {}
+    for col in obj.__table__.columns:
+        value = getattr(obj, col.key)
+        if value is not None:
+            if isinstance(col.type, Float):
+                value = float(value)
+            elif isinstance(col.type, Integer):
+                value = int(value)
+        out[col.name] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return iso(value)
+    return json_safe(value)
+
+
+def entity_id_of(obj: Base) -> str:
+    pk = inspect(obj).identity
+    if pk is None or len(pk) != 1:
+        raise ComplianceError(f"cannot record {type(obj).__name__}: no single primary key after flush")
+    return str(pk[0])
+
+
+def entry_hash(prev_hash: str, seq: int, recorded_at: str, actor: str, action: str, entity_type: str,
+               entity_id: str, payload: str) -> str:
+    body = canonical_json({
+        "seq": seq, "recorded_at": recorded_at, "actor": actor, "action": action,
+        "entity_type": entity_type, "entity_id": entity_id, "payload": payload,
+    })
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def _lock_and_head(session: Session) -> tuple[int, str]:
+    head = session.info.get(_HEAD)
+    if head is not None:
+        return head
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    row = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.hash).order_by(LedgerEntry.seq.desc()).limit(1)
+    ).first()
+    head = (row.seq, row.hash) if row else (0, GENESIS)
+    session.info[_HEAD] = head
+    return head
+
+
+def record(session: Session, obj: Base, *, action: str = "insert") -> Base:
+    """Insert one evidence row and its ledger entry (same transaction)."""
+    return record_many(session, [obj], action=action)[0]
+
+
+def record_many(session: Session, objs: list[Base], *, action: str = "insert") -> list[Base]:
+    if not objs:
+        return objs
+    clock = session.info["clock"]
+    actor = session.info["actor"]
+    now = clock()
+    seq, prev = _lock_and_head(session)
+    for obj in objs:
+        obj.recorded_at = now
+        obj.actor = actor
+    session.add_all(objs)
+    session.flush()
+    entries = []
+    stamp = iso(now)
+    for obj in objs:
+        seq += 1
+        payload = canonical_json(row_payload(obj))
+        etype = obj.__tablename__
+        eid = entity_id_of(obj)
+        h = entry_hash(prev, seq, stamp, actor, action, etype, eid, payload)
+        entries.append(dict(seq=seq, recorded_at=now, actor=actor, action=action, entity_type=etype,
+                            entity_id=eid, payload=payload, prev_hash=prev, hash=h))
+        prev = h
+    session.execute(LedgerEntry.__table__.insert(), entries)
+    session.info[_HEAD] = (seq, prev)
+    return objs
+
+
+def head(session: Session) -> tuple[int, str]:
+    row = session.execute(select(LedgerEntry.seq, LedgerEntry.hash).order_by(LedgerEntry.seq.desc()).limit(1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def head_as_of(session: Session, as_of: datetime) -> tuple[int, str]:
+    row = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.hash).where(LedgerEntry.recorded_at <= as_of)
+        .order_by(LedgerEntry.seq.desc()).limit(1)
+    ).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def contains_hash(session: Session, h: str) -> bool:
+    return session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.hash == h)) > 0
+
+
+def entries_between(session: Session, start: datetime | None, end: datetime) -> list[dict[str, Any]]:
+    q = select(LedgerEntry).where(LedgerEntry.recorded_at <= end)
+    if start is not None:
+        q = q.where(LedgerEntry.recorded_at >= start)
+    return [
+        dict(seq=e.seq, recorded_at=iso(e.recorded_at), actor=e.actor, action=e.action,
+             entity_type=e.entity_type, entity_id=e.entity_id, payload=e.payload,
+             prev_hash=e.prev_hash, hash=e.hash)
+        for e in session.scalars(q.order_by(LedgerEntry.seq))
+    ]
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    entries: int
+    head_hash: str
+    problem: str | None = None
+    seq: int | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"ledger OK: {self.entries} entries verified, every evidence row matches; head {self.head_hash}"
+        return f"ledger BROKEN at entry {self.seq}: {self.problem}" if self.seq else f"ledger BROKEN: {self.problem}"
+
+
+def _iter_entries(session: Session, batch: int = 20_000) -> Iterator[LedgerEntry]:
+    last = 0
+    while True:
+        rows = session.scalars(select(LedgerEntry).where(LedgerEntry.seq > last).order_by(LedgerEntry.seq).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify(session: Session) -> VerifyResult:
+    """Recompute the chain and compare every evidence row with its ledger payload.
+
+    Reports the first broken entry in sequence order: a broken link or hash, a payload that
+    differs from its row (which column), a ledger entry whose row is gone, or (after the chain)
+    a row that has no ledger entry at all.
+    """
+    rows: dict[str, dict[str, str]] = {}
+    for model in EVIDENCE_MODELS:
+        table = model.__table__
+        pk = list(table.primary_key.columns)[0]
+        loaded: dict[str, str] = {}
+        for obj in session.scalars(select(model)):
+            loaded[str(getattr(obj, pk.key))] = canonical_json(row_payload(obj))
+        session.expunge_all()
+        rows[table.name] = loaded
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for e in _iter_entries(session):
+        if e.seq != expected_seq:
+            return VerifyResult(False, count, prev, f"sequence gap: expected {expected_seq}, found {e.seq}", e.seq)
+        if e.prev_hash != prev:
+            return VerifyResult(False, count, prev, "prev_hash does not link to the previous entry", e.seq)
+        h = entry_hash(prev, e.seq, iso(e.recorded_at), e.actor, e.action, e.entity_type, e.entity_id, e.payload)
+        if h != e.hash:
+            return VerifyResult(False, count, prev, "hash does not match the entry's content (entry edited)", e.seq)
+        table_rows = rows.get(e.entity_type)
+        if table_rows is None:
+            return VerifyResult(False, count, prev, f"unknown entity type {e.entity_type!r}", e.seq)
+        current = table_rows.pop(e.entity_id, None)
+        if current is None:
+            return VerifyResult(False, count, prev, f"{e.entity_type} {e.entity_id} is missing from the store (deleted)", e.seq)
+        if current != e.payload:
+            import json
+
+            a, b = json.loads(e.payload), json.loads(current)
+            cols = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            return VerifyResult(False, count, prev,
+                                f"{e.entity_type} {e.entity_id} differs from its ledger payload in column(s) {', '.join(cols)}",
+                                e.seq)
+        prev = h
+        count += 1
+        expected_seq += 1
+    for table, leftover in rows.items():
+        if leftover:
+            eid = sorted(leftover)[0]
+            return VerifyResult(False, count, prev, f"{table} {eid} has no ledger entry (inserted behind the ledger)")
+    return VerifyResult(True, count, prev)
+
+
+def iter_model_rows(session: Session, table: str) -> Iterable[Base]:
+    return session.scalars(select(BY_TABLE[table]))

@@ -1,0 +1,310 @@
+"""The SQL schema of the store of record (DESIGN §2), as SQLAlchemy 2 typed ORM.
+
+Every table is evidence: rows are appended, never updated or deleted (database triggers
+enforce it, see :mod:`compliance.store.triggers`), and each insert has a ledger entry in the
+same transaction (:mod:`compliance.store.ledger`). Status changes are new event rows.
+ORM classes never leave :mod:`compliance.store`; services return plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in Python, naive UTC in the database (same on SQLite and PostgreSQL)."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Evidence:
+    """Columns every evidence record carries: set by the store, never by the caller."""
+
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+
+
+class Model(Evidence, Base):
+    __tablename__ = "model"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    business_use: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[Any]] = mapped_column(JSON)
+    adapter: Mapped[str | None] = mapped_column(String(300))
+
+
+class ModelVersion(Evidence, Base):
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("model_id", "label"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    weights_path: Mapped[str] = mapped_column(Text)
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    trained_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data_window_start: Mapped[date | None] = mapped_column(Date)
+    data_window_end: Mapped[date | None] = mapped_column(Date)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+
+
+class DeploymentEvent(Evidence, Base):
+    __tablename__ = "deployment_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    action: Mapped[str] = mapped_column(String(10))  # deploy | retire
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Artifact(Evidence, Base):
+    __tablename__ = "artifact"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    bound_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    format: Mapped[str] = mapped_column(String(40))
+    architecture: Mapped[str | None] = mapped_column(String(40))
+    hook_in: Mapped[str | None] = mapped_column(String(200))
+    hook_out: Mapped[str | None] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))  # over the sorted (relative path, file hash) list
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)  # relative path -> SHA-256
+    d_in: Mapped[int | None] = mapped_column(Integer)
+    d_sae: Mapped[int | None] = mapped_column(Integer)
+    d_out: Mapped[int | None] = mapped_column(Integer)
+    n_layers: Mapped[int | None] = mapped_column(Integer)
+    labels_path: Mapped[str | None] = mapped_column(Text)
+    labels_sha256: Mapped[str | None] = mapped_column(String(64))
+    replaces_id: Mapped[str | None] = mapped_column(ForeignKey("artifact.id"))
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Dataset(Evidence, Base):
+    """A registered data file (production window, training or reference sample) of a model."""
+
+    __tablename__ = "dataset"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))  # production | train | reference
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    window_start: Mapped[date | None] = mapped_column(Date)
+    window_end: Mapped[date | None] = mapped_column(Date)
+
+
+class Check(Evidence, Base):
+    __tablename__ = "check_run"
+    __table_args__ = (Index("ix_check_run_cover", "kind", "artifact_id", "version_id", "finished_at", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    artifact_id: Mapped[str | None] = mapped_column(ForeignKey("artifact.id"))
+    other_artifact_id: Mapped[str | None] = mapped_column(ForeignKey("artifact.id"))
+    window_start: Mapped[date | None] = mapped_column(Date)
+    window_end: Mapped[date | None] = mapped_column(Date)
+    input_hashes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10))  # pass | warn | fail | error
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    flags: Mapped[list[Any]] = mapped_column(JSON)  # failure-mode codes this check revealed
+    explained_variance: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    tool_version: Mapped[str] = mapped_column(String(40))
+    formula_version: Mapped[str | None] = mapped_column(String(40))
+
+
+class CheckFeature(Evidence, Base):
+    """Per-feature results of a data-drift check (queryable, not only JSON)."""
+
+    __tablename__ = "check_feature"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    check_id: Mapped[int] = mapped_column(ForeignKey("check_run.id"), index=True)
+    feature: Mapped[str] = mapped_column(String(200))
+    feature_kind: Mapped[str] = mapped_column(String(20))
+    n_ref: Mapped[int] = mapped_column(Integer)
+    n_cur: Mapped[int] = mapped_column(Integer)
+    missing_ref: Mapped[int] = mapped_column(Integer)
+    missing_cur: Mapped[int] = mapped_column(Integer)
+    psi: Mapped[float | None] = mapped_column(Float)
+    ks_stat: Mapped[float | None] = mapped_column(Float)
+    ks_pvalue: Mapped[float | None] = mapped_column(Float)
+    wasserstein: Mapped[float | None] = mapped_column(Float)
+    js_distance: Mapped[float | None] = mapped_column(Float)
+    chi2_pvalue: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(10))
+
+
+class FailureMode(Evidence, Base):
+    __tablename__ = "failure_mode"
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(20))
+    detection_rule: Mapped[str] = mapped_column(Text)
+    mitigation: Mapped[str] = mapped_column(Text)
+
+
+class FailureModeOccurrence(Evidence, Base):
+    __tablename__ = "fm_occurrence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(ForeignKey("failure_mode.code"), index=True)
+    cause_key: Mapped[str] = mapped_column(String(400), unique=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"))
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    artifact_id: Mapped[str | None] = mapped_column(ForeignKey("artifact.id"))
+    check_id: Mapped[int | None] = mapped_column(ForeignKey("check_run.id"))
+    detail: Mapped[str] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FailureModeStatusEvent(Evidence, Base):
+    __tablename__ = "fm_status_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    occurrence_id: Mapped[int] = mapped_column(ForeignKey("fm_occurrence.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # open | mitigated | accepted | closed
+    rationale: Mapped[str] = mapped_column(Text)
+
+
+class Finding(Evidence, Base):
+    __tablename__ = "finding"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    severity: Mapped[str] = mapped_column(String(20))
+    owner: Mapped[str] = mapped_column(String(200))
+    due_date: Mapped[date] = mapped_column(Date)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class FindingEvent(Evidence, Base):
+    __tablename__ = "finding_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    finding_id: Mapped[int] = mapped_column(ForeignKey("finding.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # open | in_progress | remediated | closed | accepted
+    note: Mapped[str] = mapped_column(Text)
+
+
+class ReportRun(Evidence, Base):
+    __tablename__ = "report_run"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # portfolio | model | export
+    quarter: Mapped[str] = mapped_column(String(6))
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("model.id"))
+    scope: Mapped[list[Any]] = mapped_column(JSON)  # model ids in scope
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    context_sha256: Mapped[str] = mapped_column(String(64))
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)  # file name -> SHA-256
+    ledger_head: Mapped[str] = mapped_column(String(64))
+    tool_version: Mapped[str] = mapped_column(String(40))
+
+
+class Attestation(Evidence, Base):
+    __tablename__ = "attestation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_run_id: Mapped[str] = mapped_column(ForeignKey("report_run.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(40))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Policy(Evidence, Base):
+    """A version of the policy in force; the latest recorded at or before T applies at T."""
+
+    __tablename__ = "policy"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class DecisionVolume(Evidence, Base):
+    __tablename__ = "decision_volume"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    volume: Mapped[float] = mapped_column(Float)
+
+
+class LedgerEntry(Base):
+    """One entry per write, hash-chained: hash = SHA-256(prev_hash ‖ canonical entry)."""
+
+    __tablename__ = "ledger_entry"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    entity_type: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+EVIDENCE_MODELS: tuple[type[Base], ...] = (
+    Model,
+    ModelVersion,
+    DeploymentEvent,
+    Artifact,
+    Dataset,
+    Check,
+    CheckFeature,
+    FailureMode,
+    FailureModeOccurrence,
+    FailureModeStatusEvent,
+    Finding,
+    FindingEvent,
+    ReportRun,
+    Attestation,
+    Policy,
+    DecisionVolume,
+)
+EVIDENCE_TABLES: tuple[str, ...] = tuple(m.__tablename__ for m in EVIDENCE_MODELS)
+APPEND_ONLY_TABLES: tuple[str, ...] = EVIDENCE_TABLES + ("ledger_entry",)
+BY_TABLE: dict[str, type[Base]] = {m.__tablename__: m for m in EVIDENCE_MODELS}
