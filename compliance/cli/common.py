@@ -1,0 +1,94 @@
+"""Shared CLI plumbing: global settings, option aliases, output (human or --json), errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable
+
+import typer
+from typer.core import TyperGroup
+
+from compliance.errors import ComplianceError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+AtOpt = Annotated[str | None, typer.Option("--at", help="Effective time, ISO 8601 (default: now, UTC).")]
+QuarterOpt = Annotated[str | None, typer.Option("--quarter", "-q", help="Quarter like 2026Q3 (default: the current quarter).")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Use only evidence recorded at or before this time (ISO 8601; default: now).")]
+
+
+@dataclass
+class Settings:
+    db_url: str | None
+    actor: str | None
+
+
+def settings(ctx: typer.Context) -> Settings:
+    root = ctx.find_root()
+    return root.obj if isinstance(root.obj, Settings) else Settings(None, None)
+
+
+def session(ctx: typer.Context, *, readonly: bool = False):
+    from compliance.store.engine import session_scope
+
+    s = settings(ctx)
+    return session_scope(s.db_url, actor=s.actor, readonly=readonly)
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        human(data)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], *, status_col: str | None = None):
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        cells = []
+        for c, v in zip(columns, r):
+            text = "" if v is None else str(v)
+            if status_col and c == status_col:
+                text = status_markup(text)
+            cells.append(text)
+        t.add_row(*cells)
+    console().print(t)
+
+
+STATUS_COLOURS = {"pass": "green", "fresh": "green", "warn": "yellow", "stale": "yellow", "fail": "red",
+                  "broken": "red", "error": "magenta", "missing": "red", "open": "red"}
+
+
+def status_markup(s: str) -> str:
+    colour = STATUS_COLOURS.get(s)
+    return f"[bold {colour}]{s}[/]" if colour else s
+
+
+def fmt_pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+class ErrorMappingGroup(TyperGroup):
+    """Root command group: turns ComplianceError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ComplianceError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)

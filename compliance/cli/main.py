@@ -1,0 +1,64 @@
+"""The `compliance` command line: parse, call a library function, print. Nothing else.
+
+Torch is never imported here: commands that run torch checks import them inside their body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from compliance import __version__
+from compliance.cli import db_cmds, registry_cmds
+from compliance.cli.common import ErrorMappingGroup, Settings
+
+app = typer.Typer(
+    cls=ErrorMappingGroup,
+    name="compliance",
+    help=("System of record and audit-report generator for interpretability in regulated ML.\n\n"
+          "Quick start: compliance demo   (builds the sample bank and its 2026Q3 audit pack)"),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"compliance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option("--db", envvar="COMPLIANCE_DB_URL",
+                                           help="Database URL (default sqlite:///compliance.db; PostgreSQL: postgresql+psycopg://user@host/db).")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", envvar="COMPLIANCE_ACTOR",
+                                              help="Who is writing (recorded with every entry; default: the OS user).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    ctx.obj = Settings(db_url=db, actor=actor)
+
+
+app.command("init")(db_cmds.init)
+app.command("verify")(db_cmds.verify)
+app.add_typer(db_cmds.db_app, name="db")
+app.add_typer(registry_cmds.model_app, name="model")
+app.add_typer(registry_cmds.version_app, name="version")
+app.command("deploy")(registry_cmds.deploy)
+app.command("retire")(registry_cmds.retire)
+app.add_typer(registry_cmds.artifact_app, name="artifact")
+app.add_typer(registry_cmds.data_app, name="data")
+app.add_typer(registry_cmds.volume_app, name="volume")
+app.command("import")(registry_cmds.import_cmd)
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,129 @@
+"""`compliance import MANIFEST.yaml`: a whole inventory in one transaction, all or nothing.
+
+Layout (paths are relative to the manifest file)::
+
+    format: compliance-manifest/1
+    models:      [{id, name, owner, tier, use, tags?, adapter?}]
+    versions:    [{model, version, weights, trained_at?, data_window?, parent?}]
+    deployments: [{model, version, action: deploy|retire, at}]
+    artifacts:   [{id, model, kind, bound_version, path, hook?, hook_out?, labels?, replaces?}]
+    datasets:    [{model, path, window?, role?}]
+
+Every entry is validated before anything is written; an error names the section, the entry
+(by index and id) and the field. Extra keys used by the demo replay (``registered_at``) are
+allowed and ignored here: an import records everything now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.orm import Session
+
+from compliance.errors import ComplianceError, InputError
+from compliance.services import registry
+from compliance.timeutil import parse_datetime, parse_window
+
+SECTIONS = {
+    "models": ({"id", "name", "owner", "tier", "use"}, {"tags", "adapter"}),
+    "versions": ({"model", "version", "weights"}, {"trained_at", "data_window", "parent"}),
+    "deployments": ({"model", "version", "action", "at"}, set()),
+    "artifacts": ({"id", "model", "kind", "bound_version", "path"}, {"hook", "hook_out", "labels", "replaces", "registered_at"}),
+    "datasets": ({"model", "path"}, {"window", "role"}),
+}
+
+
+def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"manifest not found: {p}")
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{p.name}: not valid YAML{where}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{p.name}: expected a mapping with sections {', '.join(SECTIONS)}")
+    fmt = doc.get("format", "compliance-manifest/1")
+    if fmt != "compliance-manifest/1":
+        raise InputError(f"{p.name}: unsupported format {fmt!r} (expected compliance-manifest/1)")
+    unknown = set(doc) - set(SECTIONS) - {"format"}
+    if unknown:
+        raise InputError(f"{p.name}: unknown section(s) {', '.join(sorted(unknown))}")
+    for section, (required, optional) in SECTIONS.items():
+        entries = doc.get(section) or []
+        if not isinstance(entries, list):
+            raise InputError(f"{p.name}: section {section!r} must be a list")
+        for i, entry in enumerate(entries):
+            label = f"{section}[{i}]"
+            if not isinstance(entry, dict):
+                raise InputError(f"{p.name}: {label} must be a mapping")
+            ident = entry.get("id") or entry.get("version") or entry.get("path")
+            if ident:
+                label += f" ({ident})"
+            missing = required - set(entry)
+            if missing:
+                raise InputError(f"{p.name}: {label} is missing field {sorted(missing)[0]!r}")
+            extra = set(entry) - required - optional
+            if extra:
+                raise InputError(f"{p.name}: {label} has unknown field {sorted(extra)[0]!r}")
+        doc[section] = entries
+    return doc, p.parent
+
+
+def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
+    doc, base = load_manifest(path)
+    name = Path(path).name
+    counts = {k: 0 for k in SECTIONS}
+
+    def rel(value: Any) -> Path:
+        q = Path(str(value))
+        return q if q.is_absolute() else base / q
+
+    def run(section: str, i: int, entry: dict, fn) -> None:
+        try:
+            fn()
+        except ComplianceError as exc:
+            ident = entry.get("id") or entry.get("version") or entry.get("path") or ""
+            raise type(exc)(f"{name}: {section}[{i}] {ident}: {exc}") from None
+        counts[section] += 1
+
+    for i, e in enumerate(doc["models"]):
+        run("models", i, e, lambda e=e: registry.add_model(
+            session, str(e["id"]), name=str(e["name"]), owner=str(e["owner"]), tier=_int(e["tier"], "tier"),
+            use=str(e["use"]), tags=[str(t) for t in (e.get("tags") or [])], adapter=e.get("adapter")))
+    for i, e in enumerate(doc["versions"]):
+        run("versions", i, e, lambda e=e: registry.add_version(
+            session, str(e["model"]), str(e["version"]), weights=rel(e["weights"]),
+            trained_at=parse_datetime(e["trained_at"], what="trained_at") if e.get("trained_at") else None,
+            data_window=parse_window(e.get("data_window"), what="data_window"),
+            parent=str(e["parent"]) if e.get("parent") else None))
+    deployments = sorted(enumerate(doc["deployments"]), key=lambda ie: parse_datetime(ie[1]["at"], what="at"))
+    for i, e in deployments:
+        action = e["action"]
+        if action not in ("deploy", "retire"):
+            raise InputError(f"{name}: deployments[{i}] field 'action' must be deploy or retire, got {action!r}")
+        fn = registry.deploy if action == "deploy" else registry.retire
+        run("deployments", i, e, lambda e=e, fn=fn: fn(session, str(e["model"]), str(e["version"]),
+                                                       at=parse_datetime(e["at"], what="at")))
+    for i, e in enumerate(doc["artifacts"]):
+        run("artifacts", i, e, lambda e=e: registry.add_artifact(
+            session, str(e["model"]), kind=str(e["kind"]), bound_version=str(e["bound_version"]),
+            path=rel(e["path"]), hook=e.get("hook"), hook_out=e.get("hook_out"),
+            labels=rel(e["labels"]) if e.get("labels") else None, artifact_id=str(e["id"]),
+            replaces=e.get("replaces")))
+    for i, e in enumerate(doc["datasets"]):
+        run("datasets", i, e, lambda e=e: registry.add_dataset(
+            session, str(e["model"]), path=rel(e["path"]), role=str(e.get("role") or "production"),
+            window=parse_window(e.get("window"), what="window")))
+    return counts
+
+
+def _int(value: Any, field: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"field {field!r} must be an integer, got {value!r}") from None
