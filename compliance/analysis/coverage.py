@@ -1,0 +1,377 @@
+"""Deployed version-days, artifact validity, slot states and explanation coverage (DESIGN §4).
+
+Everything is computed on a dense day grid (rows × days of a window) with numpy difference
+arrays, never with a Python loop per day or per model.
+
+Definitions and the choices made where DESIGN is silent:
+
+* **Deployed.** Deployment events of a version are ordered by (effective_at, recorded_at) — on an
+  exact tie the event recorded later is the later one. After a ``deploy`` the version is deployed
+  until a later ``retire`` of *that* version; a second deploy while deployed changes nothing and a
+  retire of a version that is not deployed is ignored. A deploy of v2 does not retire v1. A version
+  is deployed on UTC day d when a deployed interval [deploy, retire) overlaps any instant of d
+  (a retire at exactly midnight does not count the day that starts then). Future-dated events
+  (effective after the as-of) count only for days up to the as-of date.
+* **Window.** A quarter is analysed on its days up to and including the as-of's UTC date; days
+  after the as-of have not happened yet and are not counted.
+* **Valid.** An artifact is valid for version v on day d when its latest fidelity check against v
+  whose ``finished_at`` UTC date is <= d has status pass or warn, finished at most
+  ``validity_days`` days before d (a check finished on day f is valid on days f..f+validity_days),
+  and the artifact was recorded on or before d. "Latest" is by (finished_at, check_id), so of two
+  checks on the same day the later one decides the whole day. Baseline checks (on the bound
+  version) are fidelity checks like any other: binding alone proves nothing. Only artifacts of
+  the version's own model count. An artifact that has been replaced still counts while it is valid
+  (coverage asks whether valid evidence exists; replacement is reported in the staleness table).
+* **Slots.** One slot per (model, version, required group, deployed day): the grain is the
+  version-day, so a model with two versions deployed on the same day has two slot-days per group.
+  State, in this precedence: ``fresh`` some artifact of the group is valid; ``broken`` otherwise,
+  when for some artifact of the group the latest fidelity check on the version (finished <= d) is
+  fail or error (however old: the latest evidence says it is broken); ``stale`` otherwise, when an
+  artifact of the group was recorded on or before d (bound to an older version and never
+  re-validated, bound to this version without a passing baseline, or validation expired);
+  ``missing`` when no artifact of the group was recorded by d.
+* **Covered.** A deployed version-day is covered when all its slots are fresh. A tier with no
+  required groups has no slots and its deployed days are covered (flagged ``no_requirements``).
+* **Volume weighting.** Decision volumes are per (version, day). A model "records volumes" in a
+  quarter when at least one of its deployed version-days in that quarter has a volume row; then its
+  volume-weighted coverage = Σ volume·covered / Σ volume over deployed version-days. A deployed
+  version-day without a volume row is imputed with the mean recorded volume of that model's
+  deployed version-days in the quarter (a typical day: missing data neither hides an uncovered
+  day nor inflates it); the share of imputed version-days is reported. Volumes on days a version
+  was not deployed are ignored. The headline ``coverage`` of a model is the volume-weighted one
+  when it records volumes, else the unweighted version-day share (``weighting`` says which).
+* **Aggregates.** Volumes of different models are in different units, so tier and portfolio
+  ``coverage`` is the mean of the in-scope models' headline coverage (each model counts once);
+  the pooled version-day share (``coverage_days``) and the pooled volume share over models that
+  record volumes (``coverage_volume``) are shown beside it. Models with no deployed day in the
+  quarter are out of scope: coverage None, ``deployed`` False.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .calendar import NS_PER_DAY, day_numbers, ns_values
+from .frames import AnalysisInput
+from .policy import AnalysisPolicy
+
+FRESH, BROKEN, STALE, MISSING = 1, 2, 3, 4
+STATE_NAMES = {FRESH: "fresh", BROKEN: "broken", STALE: "stale", MISSING: "missing"}
+_NS_MIN = np.iinfo(np.int64).min
+_FAR = np.int64(10**9)  # a day number far in the future
+
+
+def deployed_intervals(deployments: pd.DataFrame) -> pd.DataFrame:
+    """Deployed intervals [start_ns, end_ns) per version (end = int64 max when still deployed)."""
+    d = deployments
+    if not len(d):
+        return pd.DataFrame({"version_id": np.array([], np.int64), "start_ns": np.array([], np.int64),
+                             "end_ns": np.array([], np.int64)})
+    vid = d["version_id"].to_numpy(np.int64)
+    eff = ns_values(d["effective_at"])
+    rec = ns_values(d["recorded_at"])
+    is_dep = (d["action"].to_numpy() == "deploy")
+    order = np.lexsort((rec, eff, vid))
+    vid, eff, is_dep = vid[order], eff[order], is_dep[order]
+    first = np.ones(len(vid), bool)
+    first[1:] = vid[1:] != vid[:-1]
+    prev = np.zeros(len(vid), bool)
+    prev[1:] = is_dep[:-1]
+    prev[first] = False
+    starts = is_dep & ~prev
+    ends = ~is_dep & prev
+    # Within a version starts and ends alternate (start, end, start, ...): pair them by rank.
+    s_idx = np.flatnonzero(starts)
+    e_idx = np.flatnonzero(ends)
+    s_key = pd.DataFrame({"version_id": vid[s_idx], "start_ns": eff[s_idx]})
+    s_key["k"] = s_key.groupby("version_id").cumcount()
+    e_key = pd.DataFrame({"version_id": vid[e_idx], "end_ns": pd.array(eff[e_idx], dtype="Int64")})
+    e_key["k"] = e_key.groupby("version_id").cumcount()
+    out = s_key.merge(e_key, on=["version_id", "k"], how="left")
+    out["end_ns"] = out["end_ns"].astype("Int64").fillna(np.iinfo(np.int64).max).to_numpy(np.int64)
+    return out[out["end_ns"] > out["start_ns"]][["version_id", "start_ns", "end_ns"]].reset_index(drop=True)
+
+
+def _interval_days(start_ns: np.ndarray, end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last UTC day touched by [start, end) (end > start)."""
+    first = np.floor_divide(start_ns, NS_PER_DAY)
+    big = end_ns == np.iinfo(np.int64).max
+    last = np.where(big, _FAR, np.floor_divide(np.where(big, 0, end_ns) - 1, NS_PER_DAY))
+    return first, last
+
+
+def _fill(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, nrows: int, nd: int) -> np.ndarray:
+    """Count, per grid cell, the intervals [lo, hi] (day offsets, inclusive) covering it."""
+    ok = (hi >= lo) & (hi >= 0) & (lo < nd)
+    rows, lo, hi = rows[ok], np.clip(lo[ok], 0, nd), np.clip(hi[ok], -1, nd - 1)
+    width = nd + 1
+    size = nrows * width
+    acc = np.bincount(rows * width + lo, minlength=size).astype(np.int32)
+    acc -= np.bincount(rows * width + hi + 1, minlength=size).astype(np.int32)
+    return np.cumsum(acc.reshape(nrows, width)[:, :nd], axis=1, dtype=np.int32)
+
+
+def latest_fidelity_steps(inp: AnalysisInput) -> pd.DataFrame:
+    """Fidelity checks reduced to the step function of 'latest check on or before day d' per
+    (artifact, version): one row per (artifact_id, version_id, day) — the last check of that
+    day — with ``next_day`` (the day the next check takes over, or far future), ``status``,
+    ``check_id``, ``ev`` and the artifact's model/kind/recorded day. Checks whose artifact belongs
+    to another model than the version are dropped."""
+    c = inp.checks
+    c = c[(c["kind"].to_numpy() == "fidelity") & c["artifact_id"].notna().to_numpy()]
+    a = inp.artifacts
+    amap = pd.DataFrame({"artifact_id": a["artifact_id"].to_numpy(), "a_model": a["model_id"].to_numpy(),
+                         "a_kind": a["kind"].to_numpy(), "a_rec_day": day_numbers(a["recorded_at"]),
+                         "a_bound": a["bound_version_id"].to_numpy(np.int64)})
+    f = pd.DataFrame({"artifact_id": c["artifact_id"].to_numpy(), "version_id": c["version_id"].to_numpy(np.int64),
+                      "model_id": c["model_id"].to_numpy(), "check_id": c["check_id"].to_numpy(np.int64),
+                      "fin_ns": ns_values(c["finished_at"]), "status": c["status"].to_numpy(),
+                      "ev": c["explained_variance"].to_numpy(np.float64),
+                      "is_baseline": c["is_baseline"].to_numpy(bool)})
+    f = f.merge(amap, on="artifact_id", how="inner")
+    f = f[f["a_model"].to_numpy() == f["model_id"].to_numpy()]
+    f["day"] = np.floor_divide(f["fin_ns"].to_numpy(), NS_PER_DAY)
+    f = f.sort_values(["artifact_id", "version_id", "fin_ns", "check_id"], kind="stable")
+    f = f.drop_duplicates(["artifact_id", "version_id", "day"], keep="last").reset_index(drop=True)
+    same = (f["artifact_id"].to_numpy()[1:] == f["artifact_id"].to_numpy()[:-1]) & \
+           (f["version_id"].to_numpy()[1:] == f["version_id"].to_numpy()[:-1])
+    nxt = np.full(len(f), _FAR, np.int64)
+    if len(f) > 1:
+        nxt[:-1] = np.where(same, f["day"].to_numpy()[1:], _FAR)
+    f["next_day"] = nxt
+    return f
+
+
+@dataclass
+class DayGrid:
+    """Deployed version-days, coverage and slot states over a window of days ``w0 .. w0+nd-1``.
+
+    Version rows are sorted by (model, version_id); slot rows by (version row, group index).
+    """
+
+    w0: int
+    nd: int
+    model_ids: np.ndarray        # all models of the input, sorted
+    model_tier: np.ndarray
+    ver_ids: np.ndarray          # versions deployed on some day of the window
+    ver_model: np.ndarray        # index into model_ids
+    deployed: np.ndarray         # bool [nv, nd]
+    covered: np.ndarray          # bool [nv, nd] (deployed and all slots fresh)
+    volume: np.ndarray           # float [nv, nd], NaN where no volume row
+    slot_ver: np.ndarray         # index into ver rows
+    slot_group: np.ndarray       # group index within the model's tier
+    slot_group_name: np.ndarray  # 'sae|transcoder|clt'
+    slot_state: np.ndarray       # int8 [ns, nd]: 0 = not deployed, else FRESH..MISSING
+
+    def day_slice(self, first_day: int, last_day: int) -> slice:
+        lo = max(first_day - self.w0, 0)
+        hi = min(last_day - self.w0 + 1, self.nd)
+        return slice(lo, max(hi, lo))
+
+
+def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_day: int) -> DayGrid:
+    """The day grid over days first_day..last_day (day numbers, inclusive) from already
+    as-of-filtered input."""
+    nd = max(int(last_day - first_day + 1), 0)
+    w0 = int(first_day)
+    m = inp.models.sort_values("model_id", kind="stable")
+    model_ids = m["model_id"].to_numpy()
+    model_tier = m["tier"].to_numpy(np.int64)
+    model_index = pd.Series(np.arange(len(model_ids)), index=model_ids)
+    vers = inp.versions
+    vmodel = pd.Series(model_index.reindex(vers["model_id"].to_numpy()).to_numpy(),
+                       index=vers["version_id"].to_numpy(np.int64))
+
+    # ---- deployed version-days
+    iv = deployed_intervals(inp.deployments)
+    f_day, l_day = _interval_days(iv["start_ns"].to_numpy(), iv["end_ns"].to_numpy())
+    lo, hi = f_day - w0, l_day - w0
+    touching = (hi >= 0) & (lo < nd) & (hi >= lo)
+    cand = np.unique(iv["version_id"].to_numpy()[touching])
+    cmodel = vmodel.reindex(cand).to_numpy()
+    order = np.lexsort((cand, cmodel))
+    ver_ids, ver_model = cand[order], cmodel[order].astype(np.int64)
+    ver_row = pd.Series(np.arange(len(ver_ids)), index=ver_ids)
+    nv = len(ver_ids)
+    ivt = iv[touching]
+    rows = ver_row.reindex(ivt["version_id"].to_numpy()).to_numpy(np.int64)
+    deployed = _fill(rows, lo[touching], hi[touching], nv, nd) > 0
+
+    # ---- volumes
+    volume = np.full((nv, nd), np.nan)
+    vol = inp.volumes
+    if len(vol) and nv:
+        vr = ver_row.reindex(vol["version_id"].to_numpy(np.int64)).to_numpy()
+        vd = day_numbers(vol["day"]) - w0
+        ok = ~np.isnan(vr) & (vd >= 0) & (vd < nd)
+        volume[vr[ok].astype(np.int64), vd[ok]] = vol["volume"].to_numpy(np.float64)[ok]
+
+    # ---- slots: (version row, group) for versions whose tier has required groups
+    tier_of_ver = model_tier[ver_model] if nv else np.array([], np.int64)
+    n_groups = np.array([len(policy.groups(t)) for t in tier_of_ver], np.int64) if nv else np.array([], np.int64)
+    slot_ver = np.repeat(np.arange(nv), n_groups)
+    starts = np.cumsum(n_groups) - n_groups
+    slot_group = np.arange(len(slot_ver)) - np.repeat(starts, n_groups)
+    slot_tier = tier_of_ver[slot_ver] if len(slot_ver) else np.array([], np.int64)
+    names = {(t, g): policy.group_name(gs) for t in policy.required_groups
+             for g, gs in enumerate(policy.groups(t))}
+    key = slot_tier * 1000 + slot_group
+    slot_group_name = np.array([names[(int(k) // 1000, int(k) % 1000)] for k in np.unique(key)], dtype=object)
+    slot_group_name = slot_group_name[np.searchsorted(np.unique(key), key)] if len(key) else np.array([], object)
+    ns_ = len(slot_ver)
+    slot_index = pd.Series(np.arange(ns_), index=pd.MultiIndex.from_arrays([ver_ids[slot_ver], slot_group])) \
+        if ns_ else None
+
+    # kind -> groups per tier
+    kg = pd.DataFrame([(t, k, g) for t in policy.required_groups for g, gs in enumerate(policy.groups(t))
+                       for k in gs], columns=["tier", "a_kind", "group"])
+    kg = kg.astype({"tier": np.int64, "group": np.int64})
+
+    state = np.zeros((ns_, nd), np.int8)
+    if ns_ and nd:
+        steps = latest_fidelity_steps(inp)
+        steps = steps[steps["version_id"].isin(ver_ids).to_numpy()]
+        steps = steps.assign(tier=model_tier[vmodel.reindex(steps["version_id"].to_numpy()).to_numpy(np.int64)]
+                             if len(steps) else np.array([], np.int64))
+        steps = steps.merge(kg, on=["tier", "a_kind"], how="inner")
+        srow = slot_index.reindex(pd.MultiIndex.from_arrays(
+            [steps["version_id"].to_numpy(np.int64), steps["group"].to_numpy(np.int64)])).to_numpy()
+        start = np.maximum(steps["day"].to_numpy(), steps["a_rec_day"].to_numpy())
+        stop = steps["next_day"].to_numpy() - 1
+        st = steps["status"].to_numpy()
+        good = (st == "pass") | (st == "warn")
+        v_hi = np.minimum(stop, steps["day"].to_numpy() + policy.validity_days)
+        srow_i = np.nan_to_num(srow, nan=-1).astype(np.int64)
+        okrow = srow_i >= 0
+        fresh = _fill(srow_i[good & okrow], start[good & okrow] - w0, v_hi[good & okrow] - w0, ns_, nd) > 0
+        badm = ~good & okrow
+        broken = _fill(srow_i[badm], start[badm] - w0, stop[badm] - w0, ns_, nd) > 0
+        # first registration day of an artifact of the group, per (model, group)
+        a = inp.artifacts
+        ar = pd.DataFrame({"model_idx": model_index.reindex(a["model_id"].to_numpy()).to_numpy(),
+                           "a_kind": a["kind"].to_numpy(), "day": day_numbers(a["recorded_at"])})
+        ar["tier"] = model_tier[ar["model_idx"].to_numpy(np.int64)] if len(ar) else np.array([], np.int64)
+        ar = ar.merge(kg, on=["tier", "a_kind"], how="inner")
+        first_reg = ar.groupby(["model_idx", "group"])["day"].min()
+        reg_day = first_reg.reindex(pd.MultiIndex.from_arrays(
+            [ver_model[slot_ver], slot_group])).to_numpy()
+        reg_day = np.where(np.isnan(reg_day), _FAR, reg_day).astype(np.int64)
+        days = w0 + np.arange(nd)
+        registered = days[None, :] >= reg_day[:, None]
+        state = np.full((ns_, nd), MISSING, np.int8)
+        state[registered] = STALE
+        state[broken] = BROKEN
+        state[fresh] = FRESH
+        state[~deployed[slot_ver]] = 0
+
+    # ---- covered version-days
+    covered = deployed.copy()
+    if ns_ and nd:
+        has_slots = n_groups > 0
+        nfresh = np.add.reduceat((state == FRESH).astype(np.int16), starts[has_slots], axis=0)
+        covered[has_slots] &= nfresh == n_groups[has_slots][:, None]
+    return DayGrid(w0=w0, nd=nd, model_ids=model_ids, model_tier=model_tier, ver_ids=ver_ids,
+                   ver_model=ver_model, deployed=deployed, covered=covered, volume=volume,
+                   slot_ver=slot_ver, slot_group=slot_group, slot_group_name=slot_group_name,
+                   slot_state=state)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(len(den), np.nan)
+    nz = den > 0
+    out[nz] = num[nz] / den[nz]
+    return out
+
+
+def model_coverage(grid: DayGrid, sl: slice, policy: AnalysisPolicy) -> pd.DataFrame:
+    """Per model over the day slice: deployed/covered version-days, volume-weighted coverage."""
+    nm = len(grid.model_ids)
+    dep = grid.deployed[:, sl]
+    cov = grid.covered[:, sl]
+    vol = grid.volume[:, sl]
+    vm = grid.ver_model
+    dep_days = np.bincount(vm, weights=dep.sum(1), minlength=nm)
+    cov_days = np.bincount(vm, weights=cov.sum(1), minlength=nm)
+    has_vol = dep & ~np.isnan(vol)
+    n_vol = np.bincount(vm, weights=has_vol.sum(1), minlength=nm)
+    sum_vol = np.bincount(vm, weights=np.where(has_vol, vol, 0.0).sum(1), minlength=nm)
+    mean_vol = _ratio(sum_vol, n_vol)  # per model, NaN when none recorded
+    fill = mean_vol[vm][:, None] if len(vm) else np.zeros((0, 1))
+    w = np.where(dep, np.where(np.isnan(vol), fill, vol), 0.0)
+    w = np.nan_to_num(w, nan=0.0)
+    w_tot = np.bincount(vm, weights=w.sum(1), minlength=nm)
+    w_cov = np.bincount(vm, weights=np.where(cov, w, 0.0).sum(1), minlength=nm)
+    records_vol = n_vol > 0
+    cov_unw = _ratio(cov_days, dep_days)
+    cov_w = np.where(records_vol, _ratio(w_cov, w_tot), np.nan)
+    # a model whose recorded volumes are all zero has no weight to spread: fall back to days
+    use_w = records_vol & (w_tot > 0)
+    headline = np.where(use_w, cov_w, cov_unw)
+    no_req = np.array([len(policy.groups(t)) == 0 for t in grid.model_tier], bool)
+    return pd.DataFrame({
+        "model_id": grid.model_ids, "tier": grid.model_tier,
+        "deployed": dep_days > 0, "no_requirements": no_req,
+        "deployed_version_days": dep_days.astype(np.int64), "covered_version_days": cov_days.astype(np.int64),
+        "coverage": headline, "coverage_unweighted": cov_unw, "coverage_weighted": np.where(use_w, cov_w, np.nan),
+        "weighting": np.where(dep_days == 0, None, np.where(use_w, "volume", "days")).astype(object),
+        "volume_total": np.where(use_w, w_tot, np.nan), "volume_covered": np.where(use_w, w_cov, np.nan),
+        "volume_imputed_share": np.where(records_vol, _ratio(dep_days - n_vol, dep_days), np.nan),
+    })
+
+
+def aggregate_coverage(by_model: pd.DataFrame) -> dict:
+    """Tier/portfolio figures from per-model rows (see the module docstring)."""
+    inscope = by_model[by_model["deployed"]]
+    dep = float(inscope["deployed_version_days"].sum())
+    cov = float(inscope["covered_version_days"].sum())
+    wv = inscope[inscope["weighting"] == "volume"]
+    wt = float(wv["volume_total"].sum())
+    return {
+        "models": int(len(by_model)), "models_in_scope": int(len(inscope)),
+        "models_fully_covered": int((inscope["coverage_unweighted"] >= 1.0).sum()),
+        "deployed_version_days": int(dep), "covered_version_days": int(cov),
+        "coverage": float(inscope["coverage"].mean()) if len(inscope) else None,
+        "coverage_days": cov / dep if dep > 0 else None,
+        "coverage_volume": float(wv["volume_covered"].sum()) / wt if wt > 0 else None,
+        "models_volume_weighted": int(len(wv)),
+    }
+
+
+def daily_timeline(grid: DayGrid, sl: slice) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per portfolio/tier rows, per model rows) of daily deployed and covered version-days."""
+    nm = len(grid.model_ids)
+    dep = grid.deployed[:, sl].astype(np.int64)
+    cov = grid.covered[:, sl].astype(np.int64)
+    ndays = dep.shape[1]
+    days = grid.w0 + np.arange(grid.nd)[sl]
+    if len(grid.ver_ids):
+        starts = np.flatnonzero(np.r_[True, grid.ver_model[1:] != grid.ver_model[:-1]])
+        mids = grid.ver_model[starts]
+        mdep = np.add.reduceat(dep, starts, axis=0)
+        mcov = np.add.reduceat(cov, starts, axis=0)
+    else:
+        mids = np.array([], np.int64)
+        mdep = mcov = np.zeros((0, ndays), np.int64)
+    mi, di = np.nonzero(mdep)
+    per_model = pd.DataFrame({
+        "day": pd.to_datetime(days[di], unit="D").date if len(di) else np.array([], object),
+        "model_id": grid.model_ids[mids[mi]] if len(mi) else np.array([], object),
+        "tier": grid.model_tier[mids[mi]] if len(mi) else np.array([], np.int64),
+        "deployed": mdep[mi, di], "covered": mcov[mi, di],
+    })
+    per_model["share"] = per_model["covered"] / per_model["deployed"]
+    rows = []
+    tiers = grid.model_tier[mids] if len(mids) else np.array([], np.int64)
+    scopes = [("portfolio", None, np.ones(len(mids), bool))] + \
+             [("tier", t, tiers == t) for t in sorted(set(grid.model_tier.tolist()))]
+    for scope, tier, sel in scopes:
+        d = mdep[sel].sum(0) if sel.any() else np.zeros(ndays, np.int64)
+        c = mcov[sel].sum(0) if sel.any() else np.zeros(ndays, np.int64)
+        rows.append(pd.DataFrame({"scope": scope, "tier": tier, "day": pd.to_datetime(days, unit="D").date,
+                                  "deployed": d, "covered": c,
+                                  "share": np.where(d > 0, c / np.maximum(d, 1), np.nan)}))
+    _ = nm
+    return pd.concat(rows, ignore_index=True), per_model

@@ -1,0 +1,178 @@
+"""``analyse_quarter``: the coverage/debt/staleness/trend/timeline figures of one quarter.
+
+The input is filtered to the evidence recorded at or before ``as_of`` (``AnalysisInput.as_of``)
+before anything is computed, so the figures as of T never change when later evidence is added.
+The four-quarter trend (the quarter and the three before it) is computed from that same
+evidence; previous quarters are complete, the current one ends at the as-of date.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from compliance.errors import UsageError
+
+from .calendar import Quarter, day_date, parse_quarter, to_utc_timestamp, utc_date, day_number
+from .coverage import aggregate_coverage, build_grid, daily_timeline, model_coverage
+from .debt import aggregate_debt, model_debt, slots_summary
+from .frames import AnalysisInput
+from .policy import AnalysisPolicy, normalise_policy
+from .staleness import artifact_staleness
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/NaT → None, numpy scalars → Python, dates → ISO strings, recursively."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """JSON-safe list of row dicts, vectorised per column."""
+    if not len(df):
+        return []
+    out = {}
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_float_dtype(s.dtype):
+            arr = s.to_numpy(np.float64)
+            obj = arr.astype(object)
+            obj[~np.isfinite(arr)] = None
+        elif pd.api.types.is_bool_dtype(s.dtype):
+            obj = np.array([bool(x) for x in s.to_numpy()], dtype=object)
+        elif pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+            obj = np.array(s.to_numpy().tolist(), dtype=object)
+        else:
+            obj = np.array([json_safe(x) for x in s.tolist()], dtype=object)
+        out[c] = obj
+    cols = list(df.columns)
+    return [dict(zip(cols, row)) for row in zip(*(out[c] for c in cols))]
+
+
+@dataclass
+class QuarterAnalysis:
+    """The analysis of one quarter as of a time (every field JSON-safe after ``to_dict``).
+
+    portfolio        headline figures: coverage (mean of in-scope models' coverage), coverage_days,
+                     coverage_volume, model counts, slot-days by state, debt, weighted_debt
+    by_tier          the same per risk tier (``tier`` key)
+    by_model         per model: coverage (headline), coverage_unweighted, coverage_weighted,
+                     weighting, deployed/covered version-days, slot-days by state, debt,
+                     weighted_debt, no_requirements, deployed (False = not in scope), previous
+                     quarter's coverage and debt
+    slots_summary    slot-days by (tier, group, state)
+    staleness        per (artifact, deployed version) at the reference day (see staleness.py)
+    timeline         daily deployed/covered version-days and share for the portfolio and each tier
+    timeline_by_model the same per model (rows only for days the model was deployed)
+    trend            the four quarters (oldest first) with the headline figures
+    """
+
+    quarter: str
+    as_of: str
+    window_start: str
+    window_end: str | None
+    reference_day: str | None
+    policy: dict
+    portfolio: dict
+    by_tier: list[dict]
+    by_model: list[dict]
+    slots_summary: list[dict]
+    staleness: list[dict]
+    timeline: list[dict]
+    timeline_by_model: list[dict]
+    trend: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+
+def _quarter_frames(grid, q: Quarter, last_day: int, pol: AnalysisPolicy, models: pd.DataFrame):
+    sl = grid.day_slice(q.start_day, min(q.end_day, last_day))
+    cov = model_coverage(grid, sl, pol)
+    debt = model_debt(grid, sl, pol).drop(columns=["tier"])
+    bym = cov.merge(debt, on="model_id", how="left")
+    bym = bym.merge(models[["model_id", "owner"]], on="model_id", how="left")
+    return sl, bym
+
+
+def _headline(bym: pd.DataFrame) -> dict:
+    out = aggregate_coverage(bym)
+    out.update(aggregate_debt(bym))
+    return out
+
+
+def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime | str,
+                    policy: dict | AnalysisPolicy | None) -> QuarterAnalysis:
+    """Coverage, debt, staleness, daily timeline and four-quarter trend of ``quarter`` as of
+    ``as_of`` (``UsageError`` if the as-of is before the quarter starts)."""
+    pol = normalise_policy(policy)
+    q = parse_quarter(quarter)
+    t = to_utc_timestamp(as_of)
+    asof_day = day_number(utc_date(t))
+    if asof_day < q.start_day:
+        raise UsageError(f"as-of {t.isoformat()} is before quarter {q} starts ({q.start.isoformat()})")
+    data = inp.as_of(t)
+    last_day = min(q.end_day, asof_day)
+    quarters = [q.previous(i) for i in (3, 2, 1, 0)]
+    grid = build_grid(data, pol, quarters[0].start_day, last_day)
+
+    trend, frames = [], {}
+    for qq in quarters:
+        sl, bym = _quarter_frames(grid, qq, last_day, pol, data.models)
+        frames[qq] = (sl, bym)
+        h = _headline(bym)
+        trend.append({"quarter": str(qq), "days_analysed": sl.stop - sl.start, **h})
+    sl, bym = frames[q]
+    _, prev = frames[q.previous(1)]
+    bym = bym.merge(prev[["model_id", "coverage", "debt", "weighted_debt"]].rename(
+        columns={"coverage": "coverage_prev", "debt": "debt_prev", "weighted_debt": "weighted_debt_prev"}),
+        on="model_id", how="left")
+    portfolio = _headline(bym)
+    portfolio["days_analysed"] = sl.stop - sl.start
+    prev_h = trend[-2]
+    portfolio["coverage_prev"] = prev_h["coverage"]
+    portfolio["debt_prev"] = prev_h["debt"]
+    portfolio["weighted_debt_prev"] = prev_h["weighted_debt"]
+    by_tier = []
+    for tier in sorted(set(int(x) for x in bym["tier"])):
+        sub = bym[bym["tier"] == tier]
+        by_tier.append({"tier": tier, "tier_weight": pol.tier_weights.get(tier, 1.0),
+                        "no_requirements": len(pol.groups(tier)) == 0, **_headline(sub)})
+    timeline, per_model = daily_timeline(grid, sl)
+    stal = artifact_staleness(data, grid, last_day, pol)
+    order = ["model_id", "tier", "owner", "deployed", "no_requirements", "coverage", "coverage_unweighted",
+             "coverage_weighted", "weighting", "deployed_version_days", "covered_version_days",
+             "volume_total", "volume_covered", "volume_imputed_share", "slot_days", "fresh_slot_days",
+             "broken_slot_days", "stale_slot_days", "missing_slot_days", "debt", "tier_weight", "weighted_debt",
+             "coverage_prev", "debt_prev", "weighted_debt_prev"]
+    bym = bym[order].sort_values(["tier", "model_id"], kind="stable")
+    return QuarterAnalysis(
+        quarter=str(q), as_of=t.isoformat(), window_start=q.start.isoformat(),
+        window_end=day_date(last_day).isoformat(), reference_day=day_date(last_day).isoformat(),
+        policy={"validity_days": pol.validity_days,
+                "required_groups": {str(k): [list(g) for g in v] for k, v in pol.required_groups.items()},
+                "tier_weights": {str(k): v for k, v in pol.tier_weights.items()}},
+        portfolio=json_safe(portfolio), by_tier=json_safe(by_tier), by_model=records(bym),
+        slots_summary=slots_summary(grid, sl), staleness=records(stal), timeline=records(timeline),
+        timeline_by_model=records(per_model), trend=json_safe(trend))
