@@ -1,0 +1,169 @@
+"""Pass/warn/fail of interpretability checks under a policy (DESIGN §5). Pure, torch-free.
+
+Policy lookup: each threshold is read from ``policy[section][key]``, then ``policy[key]``,
+then the default below, so both a flat dict and one nested by check kind work::
+
+    {"fidelity": {"ev_warn": 0.8, ...}, "overhead": {"overhead_budget": 0.1}, ...}
+
+Keys and defaults (DESIGN §5 where it names a value; the others are this module's choice):
+
+fidelity          ev_warn 0.8, ev_fail 0.6 (explained variance below → warn/fail);
+                  decay_warn 0.1, decay_fail 0.2 (baseline EV − current EV above → warn/fail);
+                  dead_fraction_warn 0.2; dense_fraction_warn 0.1 (share of features with
+                  density > 0.1 above → warn); flip_warn 0.01, flip_fail 0.05
+                  (decision_flip_rate above → warn/fail)
+overhead          overhead_budget 0.10: latency overhead ratio above the budget → fail,
+                  above overhead_warn_share (0.8) of the budget → warn
+alignment         min_survival 0.5: feature-survival share below → warn (FM-LABELS), below
+                  survival_fail (None: never) → fail; min_cka 0.5: CKA below → warn
+activation_drift  psi_warn 0.1 / psi_fail 0.25 on the density distribution;
+                  newly_dead_warn 0.05 (share of features newly dead above → warn);
+                  dead_fraction_warn / dense_fraction_warn as for fidelity on the current sample
+
+A metric that is missing or not finite where the check needs it gives ``error``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+PASS, WARN, FAIL, ERROR = "pass", "warn", "fail", "error"
+_RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
+
+DEFAULTS: dict[str, dict[str, float | None]] = {
+    "fidelity": {"ev_warn": 0.8, "ev_fail": 0.6, "decay_warn": 0.1, "decay_fail": 0.2,
+                 "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.1,
+                 "flip_warn": 0.01, "flip_fail": 0.05},
+    "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
+    "alignment": {"min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
+    "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
+                         "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.1},
+}
+
+
+def _p(policy: Mapping | None, section: str, key: str):
+    policy = policy or {}
+    sub = policy.get(section)
+    if isinstance(sub, Mapping) and key in sub:
+        return sub[key]
+    if key in policy:
+        return policy[key]
+    return DEFAULTS[section][key]
+
+
+def _num(metrics: Mapping, key: str) -> float | None:
+    v = metrics.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+class _Verdict:
+    def __init__(self):
+        self.status, self.reasons = PASS, []
+
+    def add(self, status: str, reason: str):
+        if _RANK[status] > _RANK[self.status]:
+            self.status = status
+        self.reasons.append(f"{status}: {reason}")
+
+    def result(self) -> tuple[str, list[str]]:
+        return self.status, self.reasons
+
+
+def fidelity_status(metrics: Mapping, baseline_ev: float | None,
+                    policy: Mapping | None = None) -> tuple[str, list[str]]:
+    """Status of a fidelity check; ``metrics`` as ``FidelityResult.metrics()`` (plus optional
+    ``decision_flip_rate`` from the downstream check)."""
+    v = _Verdict()
+    s = "fidelity"
+    ev = _num(metrics, "explained_variance")
+    if ev is None:
+        v.add(ERROR, "explained_variance missing or not finite")
+        return v.result()
+    ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
+    if ev < ev_fail:
+        v.add(FAIL, f"explained variance {ev:.4f} < {ev_fail}")
+    elif ev < ev_warn:
+        v.add(WARN, f"explained variance {ev:.4f} < {ev_warn}")
+    if baseline_ev is not None and math.isfinite(baseline_ev):
+        decay = baseline_ev - ev
+        d_fail, d_warn = _p(policy, s, "decay_fail"), _p(policy, s, "decay_warn")
+        if decay > d_fail:
+            v.add(FAIL, f"explained variance decayed {decay:.4f} from baseline {baseline_ev:.4f} (> {d_fail})")
+        elif decay > d_warn:
+            v.add(WARN, f"explained variance decayed {decay:.4f} from baseline {baseline_ev:.4f} (> {d_warn})")
+    dead = _num(metrics, "dead_fraction")
+    if dead is not None and dead > _p(policy, s, "dead_fraction_warn"):
+        v.add(WARN, f"dead features {dead:.4f} > {_p(policy, s, 'dead_fraction_warn')}")
+    dense = _num(metrics, "dense_fraction")
+    if dense is not None and dense > _p(policy, s, "dense_fraction_warn"):
+        v.add(WARN, f"dense features {dense:.4f} > {_p(policy, s, 'dense_fraction_warn')}")
+    flip = _num(metrics, "decision_flip_rate")
+    if flip is not None:
+        f_fail, f_warn = _p(policy, s, "flip_fail"), _p(policy, s, "flip_warn")
+        if flip > f_fail:
+            v.add(FAIL, f"decision flip rate {flip:.4f} > {f_fail}")
+        elif flip > f_warn:
+            v.add(WARN, f"decision flip rate {flip:.4f} > {f_warn}")
+    return v.result()
+
+
+def overhead_status(metrics: Mapping, policy: Mapping | None = None) -> tuple[str, list[str]]:
+    """``metrics['overhead_ratio']`` = (latency with artifact − without) / without."""
+    v = _Verdict()
+    r = _num(metrics, "overhead_ratio")
+    if r is None:
+        v.add(ERROR, "overhead_ratio missing or not finite")
+        return v.result()
+    budget = _p(policy, "overhead", "overhead_budget")
+    warn_at = budget * _p(policy, "overhead", "overhead_warn_share")
+    if r > budget:
+        v.add(FAIL, f"latency overhead {r:.1%} > budget {budget:.0%}")
+    elif r > warn_at:
+        v.add(WARN, f"latency overhead {r:.1%} > {warn_at:.1%} (near budget {budget:.0%})")
+    return v.result()
+
+
+def alignment_status(metrics: Mapping, policy: Mapping | None = None) -> tuple[str, list[str]]:
+    """``metrics``: ``survival_share`` (feature survival) and/or ``cka``."""
+    v = _Verdict()
+    surv, cka = _num(metrics, "survival_share"), _num(metrics, "cka")
+    if surv is None and cka is None:
+        v.add(ERROR, "neither survival_share nor cka present")
+        return v.result()
+    if surv is not None:
+        s_fail, s_warn = _p(policy, "alignment", "survival_fail"), _p(policy, "alignment", "min_survival")
+        if s_fail is not None and surv < s_fail:
+            v.add(FAIL, f"feature survival {surv:.4f} < {s_fail}")
+        elif surv < s_warn:
+            v.add(WARN, f"feature survival {surv:.4f} < {s_warn}: labels lost")
+    if cka is not None and cka < _p(policy, "alignment", "min_cka"):
+        v.add(WARN, f"linear CKA {cka:.4f} < {_p(policy, 'alignment', 'min_cka')}")
+    return v.result()
+
+
+def activation_drift_status(metrics: Mapping, policy: Mapping | None = None) -> tuple[str, list[str]]:
+    """``metrics`` as ``ActivationDriftResult.metrics()``."""
+    v = _Verdict()
+    s = "activation_drift"
+    psi = _num(metrics, "psi")
+    n = _num(metrics, "n_features")
+    if psi is None or not n:
+        v.add(ERROR, "psi or n_features missing")
+        return v.result()
+    if psi >= _p(policy, s, "psi_fail"):
+        v.add(FAIL, f"PSI of feature densities {psi:.4f} >= {_p(policy, s, 'psi_fail')}")
+    elif psi >= _p(policy, s, "psi_warn"):
+        v.add(WARN, f"PSI of feature densities {psi:.4f} >= {_p(policy, s, 'psi_warn')}")
+    nd = (_num(metrics, "n_newly_dead") or 0) / n
+    if nd > _p(policy, s, "newly_dead_warn"):
+        v.add(WARN, f"{nd:.2%} of features newly dead > {_p(policy, s, 'newly_dead_warn'):.2%}")
+    dead = _num(metrics, "dead_fraction_current")
+    if dead is not None and dead > _p(policy, s, "dead_fraction_warn"):
+        v.add(WARN, f"dead features {dead:.4f} > {_p(policy, s, 'dead_fraction_warn')}")
+    dense = _num(metrics, "dense_fraction_current")
+    if dense is not None and dense > _p(policy, s, "dense_fraction_warn"):
+        v.add(WARN, f"dense features {dense:.4f} > {_p(policy, s, 'dense_fraction_warn')}")
+    return v.result()
