@@ -29,7 +29,7 @@ def model_add(
     model_id: Annotated[str, typer.Argument(help="Slug, e.g. retail-pd.")],
     name: Annotated[str, typer.Option(help="Human name.")],
     owner: Annotated[str, typer.Option(help="Accountable model owner (first line).")],
-    tier: Annotated[int, typer.Option(help="Risk tier: 1 = highest.", min=1, max=3)],
+    tier: Annotated[int, typer.Option(help="Risk tier: 1 = highest, 3 = lowest.")],
     use: Annotated[str, typer.Option(help="Business use.")],
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Regulatory tag, repeatable (sr11-7, eu-ai-act-high-risk).")] = None,
     adapter: Annotated[str | None, typer.Option(help="Model adapter 'module:callable' for checks that run the model.")] = None,

@@ -34,12 +34,13 @@ def create_append_only_triggers(conn: Connection, tables: list[str]) -> None:
                     f"SELECT RAISE(ABORT, 'compliance: {op} on {t} is not allowed: evidence is append-only'); END")
 
 
-def drop_append_only_triggers(conn: Connection, tables: list[str]) -> None:
+def drop_append_only_triggers(conn: Connection, tables: list[str], *, drop_function: bool = False) -> None:
     if conn.dialect.name == "postgresql":
         for t in tables:
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}")
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}")
-        conn.exec_driver_sql("DROP FUNCTION IF EXISTS compliance_append_only()")
+        if drop_function:
+            conn.exec_driver_sql("DROP FUNCTION IF EXISTS compliance_append_only()")
     else:
         for t in tables:
             for op in ("update", "delete"):

@@ -350,7 +350,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    drop_append_only_triggers(op.get_bind(), APPEND_ONLY)
+    drop_append_only_triggers(op.get_bind(), APPEND_ONLY, drop_function=True)
 
     with op.batch_alter_table('fm_status_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_fm_status_event_recorded_at'))

@@ -1,0 +1,737 @@
+"""The report context: the documented contract between the store and the templates.
+
+The database side (``build_context``) fills these dataclasses; the templates render them and
+never query anything. Every field carries help text in ``metadata["doc"]``;
+``python -m compliance.report.context --doc`` prints the reference (``docs/report-context.md``).
+
+The context is plain data: strings, ints, floats (never NaN/inf), bools, ``None``, lists and
+nested dataclasses. Dates are ISO strings (``YYYY-MM-DD``), times ISO UTC (``...Z``), ratios are
+fractions in [0, 1] (templates format them as percentages). ``context_to_json`` gives the
+canonical bytes; ``context_hash`` is SHA-256 over them with ``cover.context_hash`` blanked, so
+the hash printed on the cover is the hash of everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from compliance.errors import InputError
+
+SCHEMA_VERSION = "1"
+REPORT_KINDS = ("portfolio", "model")
+STATUSES = ("pass", "warn", "fail", "error")
+
+
+def _f(doc: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    """A dataclass field with help text."""
+    kw: dict[str, Any] = {"metadata": {"doc": doc}}
+    if default is not dataclasses.MISSING:
+        kw["default"] = default
+    if factory is not dataclasses.MISSING:
+        kw["default_factory"] = factory
+    return field(**kw)
+
+
+# --------------------------------------------------------------------------- cover & summary
+@dataclass
+class Cover:
+    """Cover page: what the pack is about and the hashes that pin it."""
+
+    title: str = _f("Document title printed on the cover, e.g. 'Interpretability audit pack'.")
+    organisation: str = _f("Organisation (bank) name printed on the cover.")
+    scope: str = _f("Scope in words, e.g. 'All models in inventory' or 'Model credit-pd'.")
+    quarter: str = _f("Reporting quarter, e.g. '2026Q3'.")
+    period_start: str = _f("First day of the quarter (ISO date).")
+    period_end: str = _f("Last day of the quarter (ISO date).")
+    as_of: str = _f("As-of time (ISO 8601 UTC, e.g. '2026-10-01T00:00:00Z'); only rows recorded "
+                    "at or before it were used. Also the PDF's creation date.")
+    report_id: str = _f("Report run id, printed in every page header.")
+    tool_version: str = _f("Version of the tool that built the context.")
+    ledger_head_hash: str = _f("Hash of the last ledger entry recorded at or before as_of.")
+    context_hash: str = _f("SHA-256 of the canonical context JSON with this field blank; "
+                           "set by `with_context_hash`.", default="")
+    model_id: Optional[str] = _f("Model id for a per-model review, else null.", default=None)
+
+
+@dataclass
+class CountRow:
+    """A labelled count."""
+
+    code: str = _f("Failure-mode code (e.g. FM-STALE) or other key.")
+    title: str = _f("Human title of the code.")
+    severity: str = _f("Severity: critical, high, medium or low.")
+    count: int = _f("Number of open occurrences.")
+
+
+@dataclass
+class CheckOutcomeRow:
+    """Check outcomes of one check kind in the quarter."""
+
+    kind: str = _f("Check kind: fidelity, alignment, data_drift, activation_drift, overhead.")
+    passed: int = _f("Checks with status pass.")
+    warned: int = _f("Checks with status warn.")
+    failed: int = _f("Checks with status fail.")
+    errored: int = _f("Checks with status error (could not run).")
+
+
+@dataclass
+class ExecutiveSummary:
+    """Headline numbers of the quarter and their change from the previous quarter."""
+
+    coverage: Optional[float] = _f("Portfolio explanation coverage (fraction of deployed "
+                                   "version-days covered); null when nothing was deployed.")
+    coverage_prev: Optional[float] = _f("Same for the previous quarter; null when unknown.")
+    debt_slot_days: int = _f("Interpretability debt: slot-days not fresh in the quarter.")
+    debt_slot_days_prev: Optional[int] = _f("Debt of the previous quarter; null when unknown.")
+    weighted_debt: int = _f("Debt weighted by tier (tier 1: 3, tier 2: 2, tier 3: 1).")
+    weighted_debt_prev: Optional[int] = _f("Weighted debt of the previous quarter.")
+    models_in_scope: int = _f("Number of models in scope.")
+    deployed_versions: int = _f("Number of versions deployed at some time in the quarter.")
+    open_failure_modes: list[CountRow] = _f("Open failure-mode occurrences by code and "
+                                            "severity at as_of.", factory=list)
+    check_outcomes: list[CheckOutcomeRow] = _f("Checks finished in the quarter, by kind and "
+                                               "status.", factory=list)
+    open_findings: int = _f("MRM findings open at as_of.", default=0)
+    overdue_findings: int = _f("Open findings past their due date at as_of.", default=0)
+    signoff_state: str = _f("Sign-off state: 'not signed', 'approved', "
+                            "'approved with conditions' or 'rejected'.", default="not signed")
+
+
+# --------------------------------------------------------------------------- inventory & changes
+@dataclass
+class ModelRow:
+    """One model of the inventory in scope."""
+
+    model_id: str = _f("Model id (slug).")
+    name: str = _f("Model name.")
+    owner: str = _f("Accountable owner.")
+    tier: int = _f("Risk tier, 1 = highest.")
+    business_use: str = _f("Business use in words.")
+    tags: list[str] = _f("Regulatory tags, e.g. sr11-7, eu-ai-act-high-risk.", factory=list)
+    deployed_versions: list[str] = _f("Versions deployed at some time in the quarter.",
+                                      factory=list)
+
+
+@dataclass
+class ChangeRow:
+    """One change in the quarter."""
+
+    date: str = _f("Effective date (ISO).")
+    event: str = _f("version_trained, version_deployed, version_retired, artifact_registered "
+                    "or artifact_affected.")
+    model_id: str = _f("Model id.")
+    version: Optional[str] = _f("Model version label, if any.", default=None)
+    artifact_id: Optional[str] = _f("Artifact id, if any.", default=None)
+    detail: str = _f("One-line description.", default="")
+
+
+# --------------------------------------------------------------------------- coverage
+@dataclass
+class TierCoverage:
+    """Explanation coverage of one risk tier."""
+
+    tier: int = _f("Risk tier.")
+    models: int = _f("Models of the tier in scope.")
+    deployed_version_days: float = _f("Deployed version-days (volume-weighted where recorded).")
+    covered_version_days: float = _f("Covered version-days (same weighting).")
+    coverage: Optional[float] = _f("covered / deployed; null when nothing was deployed.")
+    coverage_prev: Optional[float] = _f("Previous quarter's coverage.", default=None)
+
+
+@dataclass
+class ModelCoverage:
+    """Explanation coverage of one model."""
+
+    model_id: str = _f("Model id.")
+    tier: int = _f("Risk tier.")
+    deployed_version_days: float = _f("Deployed version-days.")
+    covered_version_days: float = _f("Covered version-days.")
+    coverage: Optional[float] = _f("covered / deployed; null when nothing was deployed.")
+    coverage_prev: Optional[float] = _f("Previous quarter's coverage.", default=None)
+
+
+@dataclass
+class TimelineSeries:
+    """Daily coverage of one tier (or of one model in a per-model review)."""
+
+    label: str = _f("Series label, e.g. 'Tier 1'.")
+    dates: list[str] = _f("ISO dates, ascending.", factory=list)
+    values: list[Optional[float]] = _f("Coverage on each date (fraction); null where nothing "
+                                       "was deployed.", factory=list)
+
+
+@dataclass
+class CoverageSection:
+    """Explanation coverage (DESIGN §4)."""
+
+    per_tier: list[TierCoverage] = _f("Coverage per tier.", factory=list)
+    per_model: list[ModelCoverage] = _f("Coverage per model, worst first.", factory=list)
+    timeline: list[TimelineSeries] = _f("Daily coverage per tier.", factory=list)
+
+
+# --------------------------------------------------------------------------- debt
+@dataclass
+class ModelDebt:
+    """Slot-days of one model by state."""
+
+    model_id: str = _f("Model id.")
+    tier: int = _f("Risk tier.")
+    fresh: int = _f("Fresh (covered) slot-days.")
+    stale: int = _f("Stale slot-days.")
+    broken: int = _f("Broken slot-days.")
+    missing: int = _f("Missing slot-days.")
+    debt_slot_days: int = _f("stale + broken + missing.")
+    weighted_debt: int = _f("debt_slot_days × tier weight.")
+
+
+@dataclass
+class ArtifactStaleness:
+    """Staleness of one artifact against the deployed version at as_of."""
+
+    artifact_id: str = _f("Artifact id.")
+    kind: str = _f("Artifact kind: sae, transcoder, clt, probe, attribution_baseline, "
+                   "feature_labels.")
+    model_id: str = _f("Model id.")
+    bound_version: str = _f("Version the artifact was trained/calibrated on.")
+    deployed_version: Optional[str] = _f("Version deployed at as_of; null if none.")
+    versions_behind: Optional[int] = _f("Versions between bound and deployed version.")
+    days_since_valid: Optional[int] = _f("Days since the last passing validation on the "
+                                         "deployed version; null if never.")
+    fidelity_decay: Optional[float] = _f("Baseline EV on the bound version minus latest EV on "
+                                         "the deployed version; null if unknown.")
+    survival: Optional[float] = _f("Share of features surviving into the replacement; null if "
+                                   "not replaced.")
+    state: str = _f("Slot state: fresh, stale, broken or missing.")
+
+
+@dataclass
+class TrendRow:
+    """One quarter of the four-quarter trend."""
+
+    quarter: str = _f("Quarter, e.g. 2026Q2.")
+    coverage: Optional[float] = _f("Portfolio coverage.")
+    debt_slot_days: int = _f("Debt (slot-days).")
+    weighted_debt: int = _f("Weighted debt.")
+
+
+@dataclass
+class DebtSection:
+    """Interpretability debt (DESIGN §4)."""
+
+    per_model: list[ModelDebt] = _f("Debt per model, largest weighted debt first.",
+                                    factory=list)
+    staleness: list[ArtifactStaleness] = _f("Per-artifact staleness, worst first.",
+                                            factory=list)
+    trend: list[TrendRow] = _f("Last four quarters, oldest first (ends with this quarter).",
+                               factory=list)
+
+
+# --------------------------------------------------------------------------- fidelity & drift
+@dataclass
+class FidelityRow:
+    """One fidelity check."""
+
+    check_id: str = _f("Check id.")
+    artifact_id: str = _f("Artifact id.")
+    kind: str = _f("Artifact kind.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Model version checked against.")
+    date: str = _f("Date the check finished (ISO).")
+    explained_variance: Optional[float] = _f("Explained variance (DESIGN §3).")
+    mse: Optional[float] = _f("Mean squared reconstruction error (sum over dims).")
+    cossim: Optional[float] = _f("Mean cosine similarity of x and x̂.")
+    l0: Optional[float] = _f("Mean number of active features per row.")
+    dead_fraction: Optional[float] = _f("Share of features never active.")
+    decision_flip_rate: Optional[float] = _f("Share of decisions flipped by splicing; null "
+                                             "without an adapter.")
+    status: str = _f("pass, warn, fail or error.")
+
+
+@dataclass
+class CltLayerRow:
+    """Per-layer fidelity of a cross-layer transcoder check."""
+
+    check_id: str = _f("Check id.")
+    layer: int = _f("Output layer index.")
+    explained_variance: Optional[float] = _f("Explained variance of this layer.")
+    mse: Optional[float] = _f("MSE of this layer.")
+    l0: Optional[float] = _f("Mean active features encoded at this layer.")
+
+
+@dataclass
+class FidelitySection:
+    """Fidelity results of the quarter."""
+
+    checks: list[FidelityRow] = _f("Fidelity checks, by model, artifact, date.", factory=list)
+    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks.", factory=list)
+
+
+@dataclass
+class DriftRow:
+    """One drift check."""
+
+    check_id: str = _f("Check id.")
+    kind: str = _f("data_drift or activation_drift.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Model version.")
+    window_start: str = _f("Current window start (ISO date).")
+    window_end: str = _f("Current window end (ISO date).")
+    features: int = _f("Features compared.")
+    drifted_share: float = _f("Share of features with PSI at or above the fail threshold.")
+    status: str = _f("pass, warn, fail or error.")
+
+
+@dataclass
+class DriftFeatureRow:
+    """Statistics of one feature in one drift check."""
+
+    check_id: str = _f("Check id.")
+    feature: str = _f("Feature name.")
+    psi: Optional[float] = _f("Population stability index.")
+    ks: Optional[float] = _f("KS statistic (numeric features).")
+    ks_pvalue: Optional[float] = _f("KS two-sided p-value, or chi-square p-value for "
+                                    "categorical features.")
+    wasserstein: Optional[float] = _f("Wasserstein distance / reference std.")
+    js: Optional[float] = _f("Jensen-Shannon distance.")
+    status: str = _f("pass, warn or fail by PSI.")
+
+
+@dataclass
+class PsiMatrix:
+    """Features × quarters PSI matrix for the heat-map."""
+
+    features: list[str] = _f("Row labels (features).", factory=list)
+    quarters: list[str] = _f("Column labels (quarters, oldest first).", factory=list)
+    values: list[list[Optional[float]]] = _f("values[i][j] = PSI of feature i in quarter j; "
+                                             "null where not measured.", factory=list)
+
+
+@dataclass
+class DriftSection:
+    """Drift results of the quarter."""
+
+    checks: list[DriftRow] = _f("Drift checks.", factory=list)
+    features: list[DriftFeatureRow] = _f("Per-feature rows (per-model review; empty in the "
+                                         "portfolio pack).", factory=list)
+    psi_matrix: PsiMatrix = _f("PSI per feature and quarter.", factory=PsiMatrix)
+
+
+# --------------------------------------------------------------------------- governance
+@dataclass
+class FailureModeRow:
+    """One failure-mode occurrence."""
+
+    occurrence_id: str = _f("Occurrence id.")
+    code: str = _f("Failure-mode code, e.g. FM-STALE.")
+    title: str = _f("Failure-mode title.")
+    severity: str = _f("critical, high, medium or low.")
+    model_id: str = _f("Model id.")
+    version: Optional[str] = _f("Model version, if any.")
+    artifact_id: Optional[str] = _f("Artifact id, if any.")
+    opened: str = _f("Date opened (ISO).")
+    status: str = _f("open, mitigated, accepted or closed (latest status at as_of).")
+    age_days: int = _f("Days from opened to as_of (or to closing).")
+    rationale: str = _f("Rationale of the latest status event.", default="")
+
+
+@dataclass
+class FindingRow:
+    """One MRM finding."""
+
+    finding_id: str = _f("Finding id.")
+    title: str = _f("Title.")
+    severity: str = _f("critical, high, medium or low.")
+    model_id: str = _f("Model id.")
+    owner: str = _f("Owner responsible for remediation.")
+    due: str = _f("Due date (ISO).")
+    status: str = _f("Latest status at as_of.")
+    age_days: int = _f("Days since opened.")
+    overdue_days: int = _f("Days past due (0 when not overdue or closed).")
+
+
+@dataclass
+class AttestationRow:
+    """One sign-off on this report run."""
+
+    reviewer: str = _f("Reviewer name.")
+    role: str = _f("Reviewer role.")
+    decision: str = _f("approve, approve_with_conditions or reject.")
+    comment: str = _f("Comment / conditions.")
+    date: str = _f("Date signed (ISO).")
+
+
+# --------------------------------------------------------------------------- appendix
+@dataclass
+class TextBlock:
+    """A titled paragraph of methodology text."""
+
+    title: str = _f("Heading.")
+    text: str = _f("Plain text paragraph.")
+
+
+@dataclass
+class PolicyRow:
+    """One policy setting in force."""
+
+    key: str = _f("Policy key, e.g. validity_days.")
+    value: str = _f("Value as printed.")
+
+
+@dataclass
+class EvidenceRow:
+    """One piece of evidence and its hash."""
+
+    kind: str = _f("check, artifact, model_version, file or other.")
+    ref: str = _f("Id or path.")
+    description: str = _f("What it is.")
+    sha256: str = _f("SHA-256 (hex).")
+
+
+@dataclass
+class CrosswalkRow:
+    """Map of a regulatory requirement to pack sections."""
+
+    framework: str = _f("SR 11-7, PRA SS1/23, EU AI Act.")
+    reference: str = _f("Clause, e.g. 'Annex IV(2)(g)'.")
+    requirement: str = _f("Requirement in short.")
+    sections: str = _f("Pack sections that evidence it.")
+
+
+@dataclass
+class Appendix:
+    """Methodology, policy in force, evidence index and regulatory crosswalk."""
+
+    methodology: list[TextBlock] = _f("Methodology paragraphs.", factory=list)
+    policy_version: str = _f("Id/version of the policy in force at as_of.", default="")
+    policy: list[PolicyRow] = _f("Policy settings in force.", factory=list)
+    evidence: list[EvidenceRow] = _f("Evidence index, sorted by kind and ref.", factory=list)
+    crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk.", factory=list)
+
+
+# --------------------------------------------------------------------------- per-model review
+@dataclass
+class VersionRow:
+    """One version of the reviewed model."""
+
+    version: str = _f("Version label.")
+    sha256: str = _f("SHA-256 of the weights file.")
+    trained_at: str = _f("Training time (ISO).")
+    parent: Optional[str] = _f("Parent version, if any.")
+    deployed_from: Optional[str] = _f("First deployment date, if ever deployed.")
+    deployed_to: Optional[str] = _f("Retirement date; null while deployed.")
+
+
+@dataclass
+class LineageRow:
+    """One step of an artifact's lineage."""
+
+    artifact_id: str = _f("Artifact id.")
+    kind: str = _f("Artifact kind.")
+    bound_version: str = _f("Bound version.")
+    registered: str = _f("Registration date (ISO).")
+    replaces: Optional[str] = _f("Artifact it replaces, if any.")
+    survival: Optional[float] = _f("Feature survival from the replaced artifact.")
+    sha256: str = _f("SHA-256 of the artifact file.")
+
+
+@dataclass
+class DensityHistogram:
+    """Binned feature densities of one artifact on one sample."""
+
+    artifact_id: str = _f("Artifact id.")
+    label: str = _f("Sample label, e.g. 'reference 2026Q2' or 'current 2026Q3'.")
+    bin_edges: list[float] = _f("Bin edges of log10(density), len = len(counts) + 1.",
+                                factory=list)
+    counts: list[int] = _f("Features per bin.", factory=list)
+    dead: int = _f("Features with density 0 (not in the bins).", default=0)
+
+
+@dataclass
+class ModelDetail:
+    """Extra detail of a per-model review (`--model M`)."""
+
+    model: ModelRow = _f("The reviewed model.")
+    versions: list[VersionRow] = _f("All versions, oldest first.", factory=list)
+    lineage: list[LineageRow] = _f("Artifact lineage, oldest first.", factory=list)
+    densities: list[DensityHistogram] = _f("Feature-density histograms.", factory=list)
+
+
+# --------------------------------------------------------------------------- the context
+@dataclass
+class ReportContext:
+    """Everything a pack shows. Built by the store side, rendered by the templates."""
+
+    schema_version: str = _f("Context schema version.")
+    kind: str = _f("'portfolio' or 'model' (per-model review).")
+    cover: Cover = _f("Cover page.")
+    summary: ExecutiveSummary = _f("Executive summary.")
+    inventory: list[ModelRow] = _f("Models in scope.", factory=list)
+    changes: list[ChangeRow] = _f("Change log of the quarter, by date.", factory=list)
+    coverage: CoverageSection = _f("Explanation coverage.", factory=CoverageSection)
+    debt: DebtSection = _f("Interpretability debt.", factory=DebtSection)
+    fidelity: FidelitySection = _f("Fidelity results.", factory=FidelitySection)
+    drift: DriftSection = _f("Drift results.", factory=DriftSection)
+    failure_modes: list[FailureModeRow] = _f("Failure-mode register.", factory=list)
+    findings: list[FindingRow] = _f("Findings and exceptions.", factory=list)
+    attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",
+                                            factory=list)
+    appendix: Appendix = _f("Appendix.", factory=Appendix)
+    model_detail: Optional[ModelDetail] = _f("Per-model detail; null in a portfolio pack.",
+                                             default=None)
+
+
+# --------------------------------------------------------------------------- serialisation
+def _check_plain(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"report context: {path} is {value!r}; NaN/inf are not allowed")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{path}[{i}]")
+
+
+def context_to_dict(ctx: ReportContext) -> dict:
+    """The context as plain dicts/lists (what the JSON holds)."""
+    if not isinstance(ctx, ReportContext):
+        raise InputError(f"expected a ReportContext, got {type(ctx).__name__}")
+    return dataclasses.asdict(ctx)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, UTF-8, no insignificant whitespace, NaN forbidden."""
+    _check_plain(obj, "$")
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def context_to_json(ctx: ReportContext) -> bytes:
+    """Canonical JSON bytes of the whole context (including ``cover.context_hash``)."""
+    validate_context(ctx)
+    return canonical_json(context_to_dict(ctx))
+
+
+def context_hash(ctx: ReportContext) -> str:
+    """SHA-256 (hex) of the canonical JSON of the context with ``cover.context_hash`` = ''."""
+    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""))
+    return hashlib.sha256(context_to_json(blank)).hexdigest()
+
+
+def with_context_hash(ctx: ReportContext) -> ReportContext:
+    """A copy of ``ctx`` whose cover carries its own context hash."""
+    return dataclasses.replace(
+        ctx, cover=dataclasses.replace(ctx.cover, context_hash=context_hash(ctx)))
+
+
+def json_context_hash(data: bytes) -> str:
+    """The context hash recomputed from context JSON bytes (as found in a pack)."""
+    try:
+        obj = json.loads(data)
+        obj["cover"]["context_hash"] = ""
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"context JSON is malformed: {exc}") from exc
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def validate_context(ctx: ReportContext) -> None:
+    """Raise ``InputError`` when the context breaks the contract (kind, NaN, missing detail)."""
+    if ctx.kind not in REPORT_KINDS:
+        raise InputError(f"report context: kind must be one of {REPORT_KINDS}, got {ctx.kind!r}")
+    if ctx.kind == "model" and ctx.model_detail is None:
+        raise InputError("report context: a per-model review needs model_detail")
+    m = ctx.drift.psi_matrix
+    if len(m.values) != len(m.features) or any(len(r) != len(m.quarters) for r in m.values):
+        raise InputError("report context: drift.psi_matrix shape does not match its labels")
+    for s in ctx.coverage.timeline:
+        if len(s.dates) != len(s.values):
+            raise InputError(f"report context: timeline {s.label!r} has "
+                             f"{len(s.dates)} dates but {len(s.values)} values")
+    for h in (ctx.model_detail.densities if ctx.model_detail else []):
+        if len(h.bin_edges) != len(h.counts) + 1:
+            raise InputError(f"report context: density histogram of {h.artifact_id!r} needs "
+                             "len(bin_edges) == len(counts) + 1")
+    _check_plain(context_to_dict(ctx), "$")
+
+
+def _from_obj(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _from_obj(args[0], value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"context JSON: {path} should be a list")
+        (arg,) = typing.get_args(tp)
+        return [_from_obj(arg, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise InputError(f"context JSON: {path} should be an object")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = set(value) - names
+        if unknown:
+            raise InputError(f"context JSON: {path} has unknown fields {sorted(unknown)}")
+        kwargs = {k: _from_obj(hints[k], v, f"{path}.{k}") for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:
+            raise InputError(f"context JSON: {path}: {exc}") from exc
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (str, int, float, bool) and not isinstance(value, tp):
+        raise InputError(f"context JSON: {path} should be {tp.__name__}, got {value!r}")
+    return value
+
+
+def context_from_json(data: bytes) -> ReportContext:
+    """Parse context JSON (e.g. from a pack) back into a ``ReportContext``."""
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise InputError(f"context JSON is not valid JSON: {exc}") from exc
+    return _from_obj(ReportContext, obj, "$")
+
+
+# --------------------------------------------------------------------------- documentation
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _type_name(args[0]) + " | null"
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def all_dataclasses() -> list[type]:
+    """Every dataclass of the contract, ReportContext first, in a stable (walk) order."""
+    seen: list[type] = []
+
+    def walk(tp: Any) -> None:
+        for arg in typing.get_args(tp):
+            walk(arg)
+        if dataclasses.is_dataclass(tp) and tp not in seen:
+            seen.append(tp)
+            hints = typing.get_type_hints(tp)
+            for f in dataclasses.fields(tp):
+                walk(hints[f.name])
+
+    walk(ReportContext)
+    return seen
+
+
+def context_doc() -> str:
+    """Markdown reference of the context (the content of docs/report-context.md)."""
+    lines = [
+        "# Report context reference",
+        "",
+        "Generated by `python -m compliance.report.context --doc`; do not edit by hand.",
+        "",
+        (__doc__ or "").strip(),
+        "",
+    ]
+    for tp in all_dataclasses():
+        lines += [f"## `{tp.__name__}`", "", (tp.__doc__ or "").strip(), "",
+                  "| field | type | meaning |", "|---|---|---|"]
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            doc = f.metadata.get("doc", "").replace("|", "\\|")
+            lines.append(f"| `{f.name}` | `{_type_name(hints[f.name])}` | {doc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- defaults
+def default_crosswalk() -> list[CrosswalkRow]:
+    """The regulatory crosswalk printed in every pack (requirements → sections)."""
+    r = CrosswalkRow
+    return [
+        r("SR 11-7", "III. Model development", "Conceptual soundness, documentation of "
+          "limitations", "Inventory; Fidelity results; Appendix A (methodology)"),
+        r("SR 11-7", "V. Validation — ongoing monitoring", "Monitoring that the model works "
+          "as intended as products, exposures and data change", "Coverage; Debt; Drift results"),
+        r("SR 11-7", "V. Validation — outcomes analysis", "Compare outputs with outcomes, "
+          "track performance", "Fidelity results (decision flip rate); Trend"),
+        r("SR 11-7", "VI. Governance — inventory", "Comprehensive model inventory",
+          "Inventory; Change log"),
+        r("SR 11-7", "VI. Governance — issues", "Track and remediate validation findings",
+          "Failure-mode register; Findings"),
+        r("PRA SS1/23", "Principle 1", "Model identification and inventory, risk tiering",
+          "Inventory; Coverage per tier"),
+        r("PRA SS1/23", "Principle 2", "Governance: accountable owners, sign-off",
+          "Inventory (owner); Attestation"),
+        r("PRA SS1/23", "Principle 4", "Independent validation, ongoing performance "
+          "monitoring", "Fidelity; Drift; Debt; Attestation (four eyes)"),
+        r("PRA SS1/23", "Principle 5", "Model risk mitigants, post-model adjustments, "
+          "escalation", "Failure-mode register; Findings"),
+        r("EU AI Act", "Art. 12", "Record-keeping: automatic logging over the lifetime",
+          "Evidence index; ledger excerpt (export); cover hashes"),
+        r("EU AI Act", "Art. 13", "Transparency and information to deployers",
+          "Coverage; Fidelity results"),
+        r("EU AI Act", "Art. 15", "Accuracy, robustness: resilience to errors and shift",
+          "Drift results; Failure modes FM-DRIFT-BRITTLE, FM-DECAY"),
+        r("EU AI Act", "Annex IV(2)", "Design, development and validation methods",
+          "Appendix A (methodology, policy); Fidelity results"),
+        r("EU AI Act", "Annex IV(3)", "Monitoring, functioning and control",
+          "Coverage; Debt; Drift results"),
+        r("EU AI Act", "Annex IV(6)", "Relevant changes through the lifecycle", "Change log"),
+        r("EU AI Act", "Annex IV(9)", "Post-market monitoring system",
+          "Trend; Failure-mode register; Findings"),
+    ]
+
+
+def default_methodology() -> list[TextBlock]:
+    """Methodology paragraphs (DESIGN §3–§4) for the appendix."""
+    t = TextBlock
+    return [
+        t("Validity", "An artifact is valid for a model version on a day when its latest "
+          "fidelity check against that version, finished on or before the day, has status "
+          "pass or warn and finished no more than validity_days before it. Binding an "
+          "artifact to a version proves nothing without a passing check."),
+        t("Explanation coverage", "A deployed version-day is covered when every artifact "
+          "group the policy requires for the model's risk tier has an artifact valid for the "
+          "version on that day. Coverage is covered version-days over deployed version-days, "
+          "weighted by decision volume where volumes are recorded."),
+        t("Interpretability debt", "Each (model, required group, deployed day) slot is fresh "
+          "(covered), broken (latest check on the deployed version failed or errored), stale "
+          "(an artifact exists but none is valid for the deployed version) or missing (none "
+          "registered). Debt counts slot-days that are not fresh; weighted debt multiplies by "
+          "the tier weight (tier 1: 3, tier 2: 2, tier 3: 1)."),
+        t("Fidelity", "Reconstruction metrics follow SAELens 6.54: mse (sum over dimensions, "
+          "mean over rows), explained variance pooled over rows, mean cosine similarity, l0, "
+          "dead and dense feature fractions; transcoders reconstruct the MLP output, CLTs are "
+          "measured per output layer and pooled. With a model adapter, the reconstruction is "
+          "spliced into the forward pass to measure KL divergence and decision flip rate."),
+        t("Drift", "Numeric features: PSI on ten reference quantile bins (empty shares "
+          "1e-4), two-sided KS, Wasserstein distance over the reference standard deviation, "
+          "Jensen-Shannon distance; categorical features: PSI over categories and a "
+          "chi-square test. PSI below 0.1 passes, below 0.25 warns, otherwise fails; a "
+          "dataset drifts when at least half its features drift."),
+        t("Reproducibility", "Every write is a hash-chained ledger entry. The pack uses only "
+          "rows recorded at or before the as-of time; the context hash and ledger head hash "
+          "on the cover pin the exact evidence, and the same store, quarter, as-of and tool "
+          "version give a byte-identical PDF."),
+    ]
+
+
+def _main(argv: list[str]) -> int:
+    if argv == ["--doc"]:
+        sys.stdout.write(context_doc() + "\n")
+        return 0
+    sys.stderr.write("usage: python -m compliance.report.context --doc\n")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main(sys.argv[1:]))
