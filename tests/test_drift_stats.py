@@ -349,6 +349,8 @@ def test_bad_inputs(tmp_path):
     ref.to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(InputError, match="current window has 0 rows"):
         compute_drift_files(tmp_path / "r.csv", tmp_path / "empty.csv", features=["amount", "score"])
+    with pytest.raises(UsageError, match="not compared: zzz"):
+        compute_drift(ref, cur, categorical=["zzz"])
     with pytest.raises(UsageError, match="Parquet only"):
         compute_drift_files(tmp_path / "r.csv", tmp_path / "r.csv", streaming=True)
 

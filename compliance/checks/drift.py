@@ -350,8 +350,8 @@ def resolve_features(ref_cols: Sequence[str], cur_cols: Sequence[str], features:
         raise InputError(f"feature(s) missing from the current data: {', '.join(map(str, missing_cur))}")
     cats = set(categorical or ())
     unknown = cats - set(feats)
-    if unknown and categorical is not None and features is not None:
-        raise UsageError(f"categorical names features not selected: {', '.join(sorted(map(str, unknown)))}")
+    if unknown:
+        raise UsageError(f"categorical names features that are not compared: {', '.join(sorted(map(str, unknown)))}")
     return feats, cats
 
 
