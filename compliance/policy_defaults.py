@@ -12,18 +12,21 @@ from typing import Any
 DEFAULT_POLICY: dict[str, Any] = {
     "validity_days": 90,
     "fidelity": {
-        "explained_variance_warn": 0.8,
-        "explained_variance_fail": 0.6,
-        "decay_warn": 0.1,
-        "decay_fail": 0.2,
+        "ev_warn": 0.8,  # explained variance below -> warn
+        "ev_fail": 0.6,  # explained variance below -> fail
+        "decay_warn": 0.1,  # baseline EV - current EV above -> warn
+        "decay_fail": 0.2,  # ... above -> fail
         "dead_fraction_warn": 0.2,
-        "dense_fraction_warn": 0.2,
-        "decision_flip_rate_warn": 0.01,
-        "decision_flip_rate_fail": 0.05,
+        "dense_fraction_warn": 0.1,
+        "flip_warn": 0.01,  # decision flip rate above -> warn
+        "flip_fail": 0.05,  # ... above -> fail
+        "baseline_gap_warn": 0.15,  # attribution baseline's score vs population mean score
     },
     "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5},
-    "overhead": {"budget": 0.10},
-    "alignment": {"survival_cosine": 0.7, "min_survival": 0.5},
+    "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
+                         "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.1},
+    "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
+    "alignment": {"min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
     "required_groups": {
         "1": [["sae", "transcoder", "clt"], ["attribution_baseline"]],
         "2": [["sae", "transcoder", "clt"]],

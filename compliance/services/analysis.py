@@ -1,0 +1,133 @@
+"""The SQL side of the analysis: a handful of queries → :class:`AnalysisInput` → pure analysis.
+
+The number of queries does not depend on the number of models, versions or days (a test
+counts them). Every query is filtered by ``recorded_at <= as_of`` in SQL, so a report as of T
+reads only the evidence that existed at T.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import String, cast, select
+from sqlalchemy.orm import Session
+
+from compliance.analysis.frames import AnalysisInput
+from compliance.services.policy import policy_at
+from compliance.store.models import (
+    Artifact,
+    Check,
+    DecisionVolume,
+    DeploymentEvent,
+    FailureModeOccurrence,
+    FailureModeStatusEvent,
+    Model,
+    ModelVersion,
+)
+
+
+def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
+    rows = session.execute(stmt).all()
+    return pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame({c: [] for c in columns})
+
+
+def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    for c in cols:
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df
+
+
+def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) -> AnalysisInput:
+    """Everything recorded at or before ``as_of`` that the analysis needs (7 queries)."""
+    models = _frame(session, select(Model.id, Model.tier, Model.owner, Model.recorded_at).where(Model.recorded_at <= as_of),
+                    ["model_id", "tier", "owner", "recorded_at"])
+    versions = _frame(session, select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label, ModelVersion.trained_at,
+                                      ModelVersion.recorded_at).where(ModelVersion.recorded_at <= as_of),
+                      ["version_id", "model_id", "label", "trained_at", "recorded_at"])
+    deployments = _frame(session, select(DeploymentEvent.version_id, ModelVersion.model_id, DeploymentEvent.action,
+                                         DeploymentEvent.effective_at, DeploymentEvent.recorded_at)
+                         .join(ModelVersion, ModelVersion.id == DeploymentEvent.version_id)
+                         .where(DeploymentEvent.recorded_at <= as_of),
+                         ["version_id", "model_id", "action", "effective_at", "recorded_at"])
+    artifacts = _frame(session, select(Artifact.id, Artifact.model_id, Artifact.kind, Artifact.bound_version_id,
+                                       Artifact.recorded_at, Artifact.replaces_id).where(Artifact.recorded_at <= as_of),
+                       ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces"])
+    checks = _frame(session, select(Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
+                                    Check.other_artifact_id, Check.status, Check.finished_at, Check.recorded_at,
+                                    Check.explained_variance)
+                    .where(Check.recorded_at <= as_of, Check.version_id.is_not(None)),
+                    ["check_id", "kind", "model_id", "version_id", "artifact_id", "other_artifact_id", "status",
+                     "finished_at", "recorded_at", "explained_variance"])
+    # Only the few checks that raised a flag or carry a survival share need their JSON.
+    extra = session.execute(select(Check.id, Check.flags, Check.metrics, Check.kind).where(
+        Check.recorded_at <= as_of,
+        (cast(Check.flags, String) != "[]") | (Check.kind == "alignment"))).all()
+    flags = {cid: tuple(_json(f)) for cid, f, _, _ in extra}
+    survival = {cid: (_json(m) or {}).get("survival_share") for cid, _, m, k in extra if k == "alignment"}
+    volumes = _frame(session, select(DecisionVolume.version_id, DecisionVolume.day, DecisionVolume.volume,
+                                     DecisionVolume.recorded_at).where(DecisionVolume.recorded_at <= as_of),
+                     ["version_id", "day", "volume", "recorded_at"])
+    _utc(models, "recorded_at")
+    _utc(versions, "trained_at", "recorded_at")
+    _utc(deployments, "effective_at", "recorded_at")
+    _utc(artifacts, "recorded_at")
+    _utc(checks, "finished_at", "recorded_at")
+    _utc(volumes, "recorded_at")
+    volumes["day"] = pd.to_datetime(volumes["day"], utc=True)
+    checks["explained_variance"] = pd.to_numeric(checks["explained_variance"], errors="coerce").astype(float)
+    checks["survival_share"] = checks["check_id"].map(lambda i: survival.get(i)).astype(float)
+    bound = dict(zip(artifacts["artifact_id"], artifacts["bound_version_id"]))
+    checks["is_baseline"] = [(a is not None and bound.get(a) == v) for a, v in zip(checks["artifact_id"], checks["version_id"])]
+    if with_flags:
+        checks["flags"] = checks["check_id"].map(lambda i: flags.get(i, ()))
+    versions["version_id"] = versions["version_id"].astype(int)
+    return AnalysisInput(models=models, versions=versions, deployments=deployments, artifacts=artifacts,
+                         checks=checks, volumes=volumes)
+
+
+def _json(v: Any) -> Any:
+    return json.loads(v) if isinstance(v, str) else v
+
+
+def analyse(session: Session, quarter: str, as_of: datetime) -> dict:
+    """Coverage, debt, staleness, timeline and trend of a quarter as of a time (JSON-safe dict)."""
+    from compliance.analysis.quarter import analyse_quarter
+
+    inp = load_input(session, as_of, with_flags=False)
+    return analyse_quarter(inp, quarter, as_of, policy_at(session, as_of)).to_dict()
+
+
+def detect(session: Session, at: datetime) -> list:
+    from compliance.analysis.failure_modes import detect_failure_modes
+
+    return detect_failure_modes(load_input(session, at), at, policy_at(session, at))
+
+
+def open_occurrence_keys(session: Session) -> set[str]:
+    return set(session.scalars(select(FailureModeOccurrence.cause_key)))
+
+
+def fm_occurrences(session: Session, as_of: datetime | None = None) -> list[dict]:
+    """Occurrences with their latest status (as of ``as_of``)."""
+    q = select(FailureModeOccurrence)
+    e = select(FailureModeStatusEvent).order_by(FailureModeStatusEvent.id)
+    if as_of is not None:
+        q = q.where(FailureModeOccurrence.recorded_at <= as_of)
+        e = e.where(FailureModeStatusEvent.recorded_at <= as_of)
+    events: dict[int, list] = {}
+    for ev in session.scalars(e):
+        events.setdefault(ev.occurrence_id, []).append(ev)
+    out = []
+    for o in session.scalars(q.order_by(FailureModeOccurrence.id)):
+        evs = events.get(o.id, [])
+        last = evs[-1] if evs else None
+        out.append({"id": o.id, "code": o.code, "cause_key": o.cause_key, "model_id": o.model_id,
+                    "version_id": o.version_id, "artifact_id": o.artifact_id, "check_id": o.check_id,
+                    "detail": o.detail, "detected_at": o.detected_at, "status": last.status if last else "open",
+                    "status_at": last.recorded_at if last else o.recorded_at,
+                    "rationale": last.rationale if last else "", "history": [
+                        {"status": x.status, "rationale": x.rationale, "actor": x.actor, "at": x.recorded_at} for x in evs]})
+    return out

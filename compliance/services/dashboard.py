@@ -1,0 +1,37 @@
+"""`compliance status`: the numbers a validator looks at first, for a quarter as of a time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy.orm import Session
+
+from compliance.analysis.calendar import parse_quarter, quarter_of
+from compliance.services.analysis import analyse
+from compliance.services.due import due_pairs
+from compliance.services.governance import list_failure_modes, list_findings
+from compliance.timeutil import iso, utcnow
+
+
+def resolve_quarter_as_of(quarter: str | None, as_of: datetime | None) -> tuple[str, datetime]:
+    """Default quarter: the one containing as-of (default now); default as-of: now."""
+    as_of = as_of or utcnow()
+    q = str(parse_quarter(quarter)) if quarter else str(quarter_of(as_of))
+    return q, as_of
+
+
+def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime | None = None) -> dict:
+    q, t = resolve_quarter_as_of(quarter, as_of)
+    a = analyse(session, q, t)
+    due_at = min(t, datetime.combine(parse_quarter(q).end, datetime.max.time(), tzinfo=timezone.utc))
+    return {
+        "quarter": q, "as_of": iso(t), "portfolio": a["portfolio"], "by_tier": a["by_tier"], "by_model": a["by_model"],
+        "trend": a["trend"],
+        "due": [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)],
+        "failure_modes": [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)],
+        "findings": [_plain(f) for f in list_findings(session, open_only=True, as_of=t)],
+    }
+
+
+def _plain(d: dict) -> dict:
+    return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in d.items() if k != "history"}

@@ -1,0 +1,76 @@
+"""`compliance check run --due`: keep interpretability debt from compounding.
+
+A (required artifact, deployed version) pair is *due* at time T when the artifact's kind is in
+one of the required groups of its model's tier, the version is deployed at T, and there is no
+fidelity check of the artifact on that version with status pass, warn or fail finished within
+``validity_days`` before T (an ``error`` does not count: the check is retried). A failing check
+inside the window is not re-run: it is evidence of a broken slot, and re-running the same
+artifact would not change it; a new artifact must be registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from compliance.services.checks import run_fidelity
+from compliance.services.policy import policy_at
+from compliance.store.models import Artifact, Check, DeploymentEvent, Model, ModelVersion
+
+FIDELITY_KINDS = {"sae", "transcoder", "clt", "attribution_baseline"}
+
+
+def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
+    """Versions whose latest deploy/retire event effective at or before ``at`` is a deploy."""
+    last = (select(DeploymentEvent.version_id, func.max(DeploymentEvent.id).label("last_id"))
+            .where(DeploymentEvent.effective_at <= at, DeploymentEvent.recorded_at <= at)
+            .group_by(DeploymentEvent.version_id).subquery())
+    q = (select(ModelVersion).join(last, last.c.version_id == ModelVersion.id)
+         .join(DeploymentEvent, DeploymentEvent.id == last.c.last_id).where(DeploymentEvent.action == "deploy")
+         .order_by(ModelVersion.model_id, ModelVersion.id))
+    return list(session.scalars(q))
+
+
+def due_pairs(session: Session, at: datetime) -> list[dict]:
+    policy = policy_at(session, at)
+    groups = policy.get("required_groups") or {}
+    since = at - timedelta(days=int(policy.get("validity_days", 90)))
+    tiers = {m.id: m.tier for m in session.scalars(select(Model))}
+    recent = {(a, v) for a, v in session.execute(
+        select(Check.artifact_id, Check.version_id).where(
+            Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")),
+            Check.finished_at <= at, Check.finished_at >= since))}
+    arts: dict[str, list[Artifact]] = {}
+    for a in session.scalars(select(Artifact).where(Artifact.recorded_at <= at).order_by(Artifact.id)):
+        arts.setdefault(a.model_id, []).append(a)
+    out = []
+    for v in deployed_versions(session, at):
+        required = {k for g in groups.get(str(tiers.get(v.model_id)), []) for k in g} & FIDELITY_KINDS
+        for a in arts.get(v.model_id, []):
+            if a.kind in required and (a.id, v.id) not in recent:
+                out.append({"artifact_id": a.id, "kind": a.kind, "model_id": v.model_id, "version": v.label,
+                            "version_id": v.id})
+    return out
+
+
+def run_due(session: Session, at: datetime, *, dry_run: bool = False,
+            progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000) -> dict:
+    """Run every due fidelity check through the model adapter, then detect failure modes."""
+    from compliance.services.governance import detect_failure_modes
+
+    pairs = due_pairs(session, at)
+    if dry_run:
+        return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
+    ran = []
+    for i, p in enumerate(pairs):
+        if progress:
+            progress(i, len(pairs), p)
+        c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
+        ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    if progress:
+        progress(len(pairs), len(pairs), {})
+    opened = detect_failure_modes(session, at)
+    return {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}

@@ -1,0 +1,155 @@
+"""Failure-mode occurrences, MRM findings and sign-off (attestation). Status changes are new
+event rows pointing at the original; nothing is updated in place."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.errors import Conflict, NotFound, UsageError
+from compliance.services.analysis import detect, fm_occurrences
+from compliance.services.registry import get_model, plain
+from compliance.store.ledger import record, record_many
+from compliance.store.models import (
+    Attestation,
+    FailureMode,
+    FailureModeOccurrence,
+    FailureModeStatusEvent,
+    Finding,
+    FindingEvent,
+    Model,
+    ReportRun,
+)
+from compliance.timeutil import iso
+
+FM_STATUSES = ("mitigated", "accepted", "closed")
+FINDING_STATUSES = ("open", "in_progress", "remediated", "accepted", "closed")
+SEVERITIES = ("low", "medium", "high", "critical")
+DECISIONS = ("approve", "approve_with_conditions", "reject")
+
+
+# ------------------------------------------------------------------ failure modes
+def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
+    """Open an occurrence for every detection whose cause has none yet (idempotent)."""
+    known = set(session.scalars(select(FailureModeOccurrence.cause_key)))
+    new = [d for d in detect(session, at) if d.cause_key not in known]
+    occs = record_many(session, [FailureModeOccurrence(code=d.code, cause_key=d.cause_key, model_id=d.model_id,
+                                                       version_id=d.version_id, artifact_id=d.artifact_id,
+                                                       check_id=d.check_id, detail=d.detail, detected_at=at)
+                                 for d in new])
+    record_many(session, [FailureModeStatusEvent(occurrence_id=o.id, status="open", rationale="detected automatically")
+                          for o in occs])
+    return [plain(o) for o in occs]
+
+
+def list_failure_modes(session: Session, *, open_only: bool = False, as_of: datetime | None = None) -> list[dict]:
+    catalog = {f.code: f for f in session.scalars(select(FailureMode))}
+    out = []
+    for o in fm_occurrences(session, as_of):
+        if open_only and o["status"] != "open":
+            continue
+        fm = catalog.get(o["code"])
+        o.update(title=fm.title if fm else o["code"], severity=fm.severity if fm else "")
+        out.append(o)
+    return out
+
+
+def catalog(session: Session) -> list[dict]:
+    return [plain(f) for f in session.scalars(select(FailureMode).order_by(FailureMode.code))]
+
+
+def update_failure_mode(session: Session, occurrence_id: int, *, status: str, rationale: str) -> dict:
+    if status not in FM_STATUSES:
+        raise UsageError(f"status must be one of {', '.join(FM_STATUSES)}")
+    if not rationale or not rationale.strip():
+        raise UsageError("a rationale is required for every status change")
+    occ = session.get(FailureModeOccurrence, occurrence_id)
+    if occ is None:
+        raise NotFound(f"unknown failure-mode occurrence {occurrence_id}")
+    last = session.scalars(select(FailureModeStatusEvent).where(FailureModeStatusEvent.occurrence_id == occurrence_id)
+                           .order_by(FailureModeStatusEvent.id.desc()).limit(1)).first()
+    if last is not None and last.status == "closed":
+        raise Conflict(f"occurrence {occurrence_id} is closed")
+    ev = record(session, FailureModeStatusEvent(occurrence_id=occurrence_id, status=status, rationale=rationale.strip()))
+    return plain(ev)
+
+
+# ------------------------------------------------------------------ findings
+def add_finding(session: Session, *, model_id: str, severity: str, title: str, owner: str, due: date,
+                description: str | None = None) -> dict:
+    get_model(session, model_id)
+    if severity not in SEVERITIES:
+        raise UsageError(f"severity must be one of {', '.join(SEVERITIES)}")
+    if not title.strip() or not owner.strip():
+        raise UsageError("title and owner must not be empty")
+    f = record(session, Finding(model_id=model_id, title=title.strip(), severity=severity, owner=owner.strip(),
+                                due_date=due, description=description))
+    record(session, FindingEvent(finding_id=f.id, status="open", note="raised"))
+    return dict(plain(f), status="open")
+
+
+def list_findings(session: Session, *, open_only: bool = False, overdue_at: date | None = None,
+                  as_of: datetime | None = None) -> list[dict]:
+    q = select(Finding).order_by(Finding.id)
+    e = select(FindingEvent).order_by(FindingEvent.id)
+    if as_of is not None:
+        q, e = q.where(Finding.recorded_at <= as_of), e.where(FindingEvent.recorded_at <= as_of)
+    last: dict[int, FindingEvent] = {}
+    for ev in session.scalars(e):
+        last[ev.finding_id] = ev
+    out = []
+    for f in session.scalars(q):
+        ev = last.get(f.id)
+        status = ev.status if ev else "open"
+        is_open = status not in ("closed", "accepted", "remediated")
+        if open_only and not is_open:
+            continue
+        if overdue_at is not None and not (is_open and f.due_date < overdue_at):
+            continue
+        out.append(dict(plain(f), status=status, status_note=ev.note if ev else "", is_open=is_open))
+    return out
+
+
+def update_finding(session: Session, finding_id: int, *, status: str, note: str) -> dict:
+    if status not in FINDING_STATUSES:
+        raise UsageError(f"status must be one of {', '.join(FINDING_STATUSES)}")
+    if not note or not note.strip():
+        raise UsageError("a note is required for every status change")
+    if session.get(Finding, finding_id) is None:
+        raise NotFound(f"unknown finding {finding_id}")
+    return plain(record(session, FindingEvent(finding_id=finding_id, status=status, note=note.strip())))
+
+
+# ------------------------------------------------------------------ attestation
+def signoff(session: Session, report_id: str, *, decision: str, role: str = "validator",
+            comment: str | None = None) -> dict:
+    """Four eyes: the reviewer (the actor) may not own any model in the report's scope."""
+    if decision not in DECISIONS:
+        raise UsageError(f"decision must be one of {', '.join(DECISIONS)}")
+    run = session.get(ReportRun, report_id)
+    if run is None:
+        raise NotFound(f"unknown report {report_id!r} (see `compliance report list`)")
+    reviewer = session.info["actor"]
+    owners = {m.id: m.owner for m in session.scalars(select(Model).where(Model.id.in_(list(run.scope or []))))}
+    owned = sorted(mid for mid, owner in owners.items() if owner == reviewer)
+    if owned:
+        raise Conflict(f"four-eyes rule: {reviewer} owns {', '.join(owned)} in this report's scope and cannot sign it off")
+    if decision == "approve_with_conditions" and not (comment or "").strip():
+        raise UsageError("approve_with_conditions needs a --comment stating the conditions")
+    a = record(session, Attestation(report_run_id=report_id, reviewer=reviewer, role=role, decision=decision,
+                                    comment=comment))
+    return plain(a)
+
+
+def attestations(session: Session, report_ids: list[str] | None = None, as_of: datetime | None = None) -> list[dict]:
+    q = select(Attestation).order_by(Attestation.id)
+    if report_ids is not None:
+        q = q.where(Attestation.report_run_id.in_(report_ids))
+    if as_of is not None:
+        q = q.where(Attestation.recorded_at <= as_of)
+    return [plain(a) for a in session.scalars(q)]
+
+
+__all__ = ["iso"]

@@ -1,0 +1,87 @@
+"""Policy: stored and versioned like evidence (DESIGN §5). The version recorded last at or
+before time T is the one in force at T; a new version never rewrites the past."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.errors import InputError
+from compliance.policy_defaults import DEFAULT_POLICY, default_policy
+from compliance.store.ledger import record
+from compliance.store.models import Policy
+
+
+def policy_record_at(session: Session, at: datetime | None = None) -> dict[str, Any]:
+    q = select(Policy).order_by(Policy.version.desc()).limit(1)
+    if at is not None:
+        q = select(Policy).where(Policy.recorded_at <= at).order_by(Policy.version.desc()).limit(1)
+    p = session.scalars(q).first()
+    if p is None:  # a store queried before its first policy (as-of before init): the defaults
+        p = session.scalars(select(Policy).order_by(Policy.version).limit(1)).first()
+    if p is None:
+        return {"version": 0, "document": default_policy(), "recorded_at": None, "actor": None, "comment": "defaults"}
+    return {"version": p.version, "document": p.document, "recorded_at": p.recorded_at, "actor": p.actor, "comment": p.comment}
+
+
+def policy_at(session: Session, at: datetime | None = None) -> dict[str, Any]:
+    return policy_record_at(session, at)["document"]
+
+
+def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str = "") -> None:
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: {path or 'policy'} must be a mapping")
+    for key, value in doc.items():
+        name = f"{path}.{key}" if path else key
+        if key not in template:
+            raise InputError(f"{where}: unknown policy key {name!r}")
+        expected = template[key]
+        if key in ("required_groups", "tier_weights"):
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: {name} must map tiers 1, 2, 3")
+            if key == "required_groups":
+                from compliance.services.registry import ARTIFACT_KINDS
+
+                for tier, groups in value.items():
+                    if not isinstance(groups, list) or not all(isinstance(g, list) and g and set(g) <= set(ARTIFACT_KINDS) for g in groups):
+                        raise InputError(f"{where}: {name}.{tier} must be a list of non-empty lists of artifact kinds")
+            continue
+        if isinstance(expected, dict):
+            _validate(value, where, expected, name)
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(f"{where}: {name} must be a number, got {value!r}")
+
+
+def set_policy(session: Session, document: dict[str, Any], *, comment: str | None = None, where: str = "policy") -> dict:
+    """Record a new policy version: the defaults overlaid with ``document`` (validated)."""
+    _validate(document, where)
+    current = policy_record_at(session)
+    merged = _merge(current["document"], document)
+    p = record(session, Policy(version=current["version"] + 1, document=merged, comment=comment))
+    return {"version": p.version, "document": p.document, "comment": p.comment}
+
+
+def set_policy_file(session: Session, path: str | Path, *, comment: str | None = None) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"policy file not found: {p}")
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise InputError(f"{p.name}: not valid YAML") from None
+    return set_policy(session, doc or {}, comment=comment or f"from {p.name}", where=p.name)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights"):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
