@@ -1,0 +1,178 @@
+"""The Python API for pipelines: the same operations as the CLI, one transaction per call.
+
+    from compliance import Store
+
+    store = Store("postgresql+psycopg://mrm@db/compliance", actor="retrain-pipeline")
+    store.add_version("retail-pd", "v7", weights="out/model.safetensors", parent="v6")
+    store.add_artifact("retail-pd", kind="sae", bound_version="v7", path="out/sae", artifact_id="pd-sae-v7")
+    check = store.check_fidelity("pd-sae-v7", version="v7", adapter=True)
+    if store.status()["portfolio"]["coverage"] < 0.9:
+        raise SystemExit("coverage would drop below 90 %: do not promote v7")
+
+Every method returns plain dicts (JSON-safe); errors are :mod:`compliance.errors` exceptions.
+``clock`` (a callable returning an aware UTC datetime) replaces the system clock for every
+``recorded_at``; it exists to replay history (the demo), and the ledger still refuses nothing
+but records exactly what it is given, so use it only for simulations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from compliance.store.engine import resolve_url, session_scope
+from compliance.timeutil import parse_date, parse_datetime, parse_window, utcnow
+
+
+class Store:
+    def __init__(self, url: str | None = None, *, actor: str | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.url = resolve_url(url)
+        self.actor = actor
+        self.clock = clock
+
+    # -- plumbing
+    def session(self, *, readonly: bool = False, actor: str | None = None):
+        return session_scope(self.url, actor=actor or self.actor, readonly=readonly, clock=self.clock)
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock else utcnow()
+
+    def init(self) -> str | None:
+        from compliance.store import migrate
+
+        return migrate.upgrade(self.url)
+
+    def verify(self) -> dict:
+        from compliance.services.verification import verify_store
+
+        with self.session(readonly=True) as s:
+            return verify_store(s)
+
+    # -- registry
+    def add_model(self, model_id: str, *, name: str, owner: str, tier: int, use: str, tags: list[str] | None = None,
+                  adapter: str | None = None) -> dict:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.add_model(s, model_id, name=name, owner=owner, tier=tier, use=use, tags=tags, adapter=adapter)
+
+    def add_version(self, model_id: str, version: str, *, weights: str | Path, trained_at: str | datetime | None = None,
+                    data_window: str | None = None, parent: str | None = None) -> dict:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.add_version(s, model_id, version, weights=weights,
+                                        trained_at=parse_datetime(trained_at) if trained_at else None,
+                                        data_window=parse_window(data_window), parent=parent)
+
+    def deploy(self, model_id: str, version: str, *, at: str | datetime | None = None) -> dict:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.deploy(s, model_id, version, at=parse_datetime(at) if at else self.now())
+
+    def retire(self, model_id: str, version: str, *, at: str | datetime | None = None) -> dict:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.retire(s, model_id, version, at=parse_datetime(at) if at else self.now())
+
+    def add_artifact(self, model_id: str, *, kind: str, bound_version: str, path: str | Path, **kw: Any) -> dict:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.add_artifact(s, model_id, kind=kind, bound_version=bound_version, path=path, **kw)
+
+    def add_dataset(self, model_id: str, *, path: str | Path, role: str = "production", window: str | None = None) -> dict:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.add_dataset(s, model_id, path=path, role=role, window=parse_window(window))
+
+    def import_manifest(self, path: str | Path) -> dict:
+        from compliance.services.manifest import import_manifest
+
+        with self.session() as s:
+            return import_manifest(s, path)
+
+    # -- checks
+    def check_fidelity(self, artifact_id: str, version: str | None = None, **kw: Any) -> dict:
+        from compliance.services.checks import run_fidelity
+
+        with self.session() as s:
+            return run_fidelity(s, artifact_id, version, **kw)
+
+    def check_alignment(self, **kw: Any) -> dict:
+        from compliance.services.checks import run_alignment
+
+        with self.session() as s:
+            return run_alignment(s, **kw)
+
+    def check_activation_drift(self, artifact_id: str, version: str | None = None, **kw: Any) -> dict:
+        from compliance.services.checks import run_activation_drift
+
+        with self.session() as s:
+            return run_activation_drift(s, artifact_id, version, **kw)
+
+    def check_overhead(self, artifact_id: str, version: str | None = None, **kw: Any) -> dict:
+        from compliance.services.checks import run_overhead
+
+        with self.session() as s:
+            return run_overhead(s, artifact_id, version, **kw)
+
+    def check_drift(self, model_id: str, version: str, *, reference: str | Path, current: str | Path,
+                    window: str | None = None, **kw: Any) -> dict:
+        from compliance.services.checks import run_drift
+
+        with self.session() as s:
+            return run_drift(s, model_id, version, reference=reference, current=current, window=parse_window(window), **kw)
+
+    def run_due(self, *, at: str | datetime | None = None, dry_run: bool = False, progress=None) -> dict:
+        from compliance.services.due import run_due
+
+        with self.session() as s:
+            return run_due(s, parse_datetime(at) if at else self.now(), dry_run=dry_run, progress=progress)
+
+    # -- governance
+    def detect_failure_modes(self, *, at: str | datetime | None = None) -> list[dict]:
+        from compliance.services.governance import detect_failure_modes
+
+        with self.session() as s:
+            return detect_failure_modes(s, parse_datetime(at) if at else self.now())
+
+    def add_finding(self, *, model_id: str, severity: str, title: str, owner: str, due: str, description: str | None = None,
+                    actor: str | None = None) -> dict:
+        from compliance.services.governance import add_finding
+
+        with self.session(actor=actor) as s:
+            return add_finding(s, model_id=model_id, severity=severity, title=title, owner=owner, due=parse_date(due),
+                               description=description)
+
+    def signoff(self, report_id: str, *, decision: str, role: str = "validator", comment: str | None = None,
+                actor: str | None = None) -> dict:
+        from compliance.services.governance import signoff
+
+        with self.session(actor=actor) as s:
+            return signoff(s, report_id, decision=decision, role=role, comment=comment)
+
+    def set_policy(self, document: dict, *, comment: str | None = None) -> dict:
+        from compliance.services.policy import set_policy
+
+        with self.session() as s:
+            return set_policy(s, document, comment=comment)
+
+    def add_volumes(self, rows: list[tuple[str, str, Any, float]]) -> int:
+        from compliance.services import registry
+
+        with self.session() as s:
+            return registry.add_volumes(s, [(m, v, parse_date(d), x) for m, v, d, x in rows])
+
+    # -- judgements
+    def status(self, *, quarter: str | None = None, as_of: str | datetime | None = None) -> dict:
+        from compliance.services.dashboard import dashboard
+
+        with self.session(readonly=True) as s:
+            return dashboard(s, quarter=quarter, as_of=parse_datetime(as_of) if as_of else (self.now() if self.clock else None))
