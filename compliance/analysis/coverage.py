@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .calendar import NS_PER_DAY, day_numbers, ns_values
-from .frames import AnalysisInput
+from .frames import ARTIFACT_KINDS, AnalysisInput
 from .policy import AnalysisPolicy
 
 FRESH, BROKEN, STALE, MISSING = 1, 2, 3, 4
@@ -114,35 +114,53 @@ def _fill(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, nrows: int, nd: int)
     return np.cumsum(acc.reshape(nrows, width)[:, :nd], axis=1, dtype=np.int32)
 
 
-def latest_fidelity_steps(inp: AnalysisInput) -> pd.DataFrame:
-    """Fidelity checks reduced to the step function of 'latest check on or before day d' per
-    (artifact, version): one row per (artifact_id, version_id, day) — the last check of that
-    day — with ``next_day`` (the day the next check takes over, or far future), ``status``,
-    ``check_id``, ``ev`` and the artifact's model/kind/recorded day. Checks whose artifact belongs
-    to another model than the version are dropped."""
+def _eq(s: pd.Series, value: str) -> np.ndarray:
+    """Vectorised ``s == value`` as a numpy bool array (fast on arrow-backed strings too)."""
+    return (s == value).to_numpy(dtype=bool, na_value=False)
+
+
+def latest_fidelity_steps(inp: AnalysisInput) -> dict[str, np.ndarray]:
+    """Fidelity checks reduced to the step function 'latest check on or before day d' per
+    (artifact, version): one entry per (artifact, version, day) — the last check of that day by
+    (finished_at, check_id) — with ``next_day`` (the day the next check takes over, or far future).
+    Arrays: ``acode`` (row of ``inp.artifacts``), ``version_id``, ``check_id``, ``fin_ns``, ``day``,
+    ``next_day``, ``good`` (pass/warn), ``ev``, ``is_baseline``, ``a_rec_day``. Checks whose
+    artifact belongs to another model than the version are dropped."""
     c = inp.checks
-    c = c[(c["kind"].to_numpy() == "fidelity") & c["artifact_id"].notna().to_numpy()]
     a = inp.artifacts
-    amap = pd.DataFrame({"artifact_id": a["artifact_id"].to_numpy(), "a_model": a["model_id"].to_numpy(),
-                         "a_kind": a["kind"].to_numpy(), "a_rec_day": day_numbers(a["recorded_at"]),
-                         "a_bound": a["bound_version_id"].to_numpy(np.int64)})
-    f = pd.DataFrame({"artifact_id": c["artifact_id"].to_numpy(), "version_id": c["version_id"].to_numpy(np.int64),
-                      "model_id": c["model_id"].to_numpy(), "check_id": c["check_id"].to_numpy(np.int64),
-                      "fin_ns": ns_values(c["finished_at"]), "status": c["status"].to_numpy(),
-                      "ev": c["explained_variance"].to_numpy(np.float64),
-                      "is_baseline": c["is_baseline"].to_numpy(bool)})
-    f = f.merge(amap, on="artifact_id", how="inner")
-    f = f[f["a_model"].to_numpy() == f["model_id"].to_numpy()]
-    f["day"] = np.floor_divide(f["fin_ns"].to_numpy(), NS_PER_DAY)
-    f = f.sort_values(["artifact_id", "version_id", "fin_ns", "check_id"], kind="stable")
-    f = f.drop_duplicates(["artifact_id", "version_id", "day"], keep="last").reset_index(drop=True)
-    same = (f["artifact_id"].to_numpy()[1:] == f["artifact_id"].to_numpy()[:-1]) & \
-           (f["version_id"].to_numpy()[1:] == f["version_id"].to_numpy()[:-1])
-    nxt = np.full(len(f), _FAR, np.int64)
-    if len(f) > 1:
-        nxt[:-1] = np.where(same, f["day"].to_numpy()[1:], _FAR)
-    f["next_day"] = nxt
-    return f
+    fid = _eq(c["kind"], "fidelity")
+    acode_all = pd.Index(a["artifact_id"]).get_indexer(c["artifact_id"])
+    sel = np.flatnonzero(fid & (acode_all >= 0))
+    acode = acode_all[sel]
+    vid = c["version_id"].to_numpy(np.int64)[sel]
+    # same model: the check's model (validated to agree with its version) vs the artifact's
+    models = pd.Index(inp.models["model_id"])
+    a_model = models.get_indexer(a["model_id"])
+    c_model = models.get_indexer(c["model_id"])[sel] if len(sel) else np.array([], np.int64)
+    keep = a_model[acode] == c_model
+    sel, acode, vid = sel[keep], acode[keep], vid[keep]
+    fin = ns_values(c["finished_at"])[sel]
+    cid = c["check_id"].to_numpy(np.int64)[sel]
+    order = np.lexsort((cid, fin, vid, acode))
+    sel, acode, vid, fin, cid = sel[order], acode[order], vid[order], fin[order], cid[order]
+    day = np.floor_divide(fin, NS_PER_DAY)
+    n = len(sel)
+    same_pair = np.zeros(n, bool)
+    same_day_next = np.zeros(n, bool)
+    if n > 1:
+        same_pair[:-1] = (acode[1:] == acode[:-1]) & (vid[1:] == vid[:-1])
+        same_day_next[:-1] = same_pair[:-1] & (day[1:] == day[:-1])
+    last = ~same_day_next  # the last check of its (artifact, version, day)
+    sel, acode, vid, fin, cid, day, same_pair = (x[last] for x in (sel, acode, vid, fin, cid, day, same_pair))
+    nxt = np.full(len(sel), _FAR, np.int64)
+    if len(sel) > 1:
+        nxt[:-1] = np.where(same_pair[:-1], day[1:], _FAR)
+    status = c["status"]
+    good = (_eq(status, "pass") | _eq(status, "warn"))[sel]
+    return {"acode": acode, "version_id": vid, "check_id": cid, "fin_ns": fin, "day": day, "next_day": nxt,
+            "good": good, "ev": c["explained_variance"].to_numpy(np.float64)[sel],
+            "is_baseline": c["is_baseline"].to_numpy(bool)[sel],
+            "a_rec_day": day_numbers(a["recorded_at"])[acode] if len(acode) else np.array([], np.int64)}
 
 
 @dataclass
@@ -222,43 +240,50 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
     slot_group_name = np.array([names[(int(k) // 1000, int(k) % 1000)] for k in np.unique(key)], dtype=object)
     slot_group_name = slot_group_name[np.searchsorted(np.unique(key), key)] if len(key) else np.array([], object)
     ns_ = len(slot_ver)
-    slot_index = pd.Series(np.arange(ns_), index=pd.MultiIndex.from_arrays([ver_ids[slot_ver], slot_group])) \
-        if ns_ else None
-
-    # kind -> groups per tier
-    kg = pd.DataFrame([(t, k, g) for t in policy.required_groups for g, gs in enumerate(policy.groups(t))
-                       for k in gs], columns=["tier", "a_kind", "group"])
-    kg = kg.astype({"tier": np.int64, "group": np.int64})
+    max_g = max([len(policy.groups(t)) for t in policy.required_groups] + [1])
+    slot_lookup = np.full((nv, max_g), -1, np.int64)
+    if ns_:
+        slot_lookup[slot_ver, slot_group] = np.arange(ns_)
+    # (tier, kind, group) triples of the policy
+    kinds = pd.Index(ARTIFACT_KINDS)
+    triples = [(t, int(kinds.get_loc(k)), g) for t in policy.required_groups
+               for g, gs in enumerate(policy.groups(t)) for k in gs]
 
     state = np.zeros((ns_, nd), np.int8)
     if ns_ and nd:
-        steps = latest_fidelity_steps(inp)
-        steps = steps[steps["version_id"].isin(ver_ids).to_numpy()]
-        steps = steps.assign(tier=model_tier[vmodel.reindex(steps["version_id"].to_numpy()).to_numpy(np.int64)]
-                             if len(steps) else np.array([], np.int64))
-        steps = steps.merge(kg, on=["tier", "a_kind"], how="inner")
-        srow = slot_index.reindex(pd.MultiIndex.from_arrays(
-            [steps["version_id"].to_numpy(np.int64), steps["group"].to_numpy(np.int64)])).to_numpy()
-        start = np.maximum(steps["day"].to_numpy(), steps["a_rec_day"].to_numpy())
-        stop = steps["next_day"].to_numpy() - 1
-        st = steps["status"].to_numpy()
-        good = (st == "pass") | (st == "warn")
-        v_hi = np.minimum(stop, steps["day"].to_numpy() + policy.validity_days)
-        srow_i = np.nan_to_num(srow, nan=-1).astype(np.int64)
-        okrow = srow_i >= 0
-        fresh = _fill(srow_i[good & okrow], start[good & okrow] - w0, v_hi[good & okrow] - w0, ns_, nd) > 0
-        badm = ~good & okrow
-        broken = _fill(srow_i[badm], start[badm] - w0, stop[badm] - w0, ns_, nd) > 0
-        # first registration day of an artifact of the group, per (model, group)
         a = inp.artifacts
-        ar = pd.DataFrame({"model_idx": model_index.reindex(a["model_id"].to_numpy()).to_numpy(),
-                           "a_kind": a["kind"].to_numpy(), "day": day_numbers(a["recorded_at"])})
-        ar["tier"] = model_tier[ar["model_idx"].to_numpy(np.int64)] if len(ar) else np.array([], np.int64)
-        ar = ar.merge(kg, on=["tier", "a_kind"], how="inner")
-        first_reg = ar.groupby(["model_idx", "group"])["day"].min()
-        reg_day = first_reg.reindex(pd.MultiIndex.from_arrays(
-            [ver_model[slot_ver], slot_group])).to_numpy()
-        reg_day = np.where(np.isnan(reg_day), _FAR, reg_day).astype(np.int64)
+        a_kind = kinds.get_indexer(a["kind"])
+        a_model = model_index.reindex(a["model_id"].to_numpy()).to_numpy(np.int64)
+        steps = latest_fidelity_steps(inp)
+        s_row = ver_row.reindex(steps["version_id"]).to_numpy()
+        on = ~np.isnan(s_row)
+        s_row = np.where(on, s_row, 0).astype(np.int64)
+        s_tier = tier_of_ver[s_row]
+        s_kind = a_kind[steps["acode"]]
+        f_rows, f_lo, f_hi, b_rows, b_lo, b_hi = [], [], [], [], [], []
+        start = np.maximum(steps["day"], steps["a_rec_day"])
+        stop = steps["next_day"] - 1
+        v_hi = np.minimum(stop, steps["day"] + policy.validity_days)
+        good = steps["good"]
+        for t, k, g in triples:
+            m = on & (s_tier == t) & (s_kind == k)
+            srow = slot_lookup[s_row[m], g]
+            gm, bm = good[m], ~good[m]
+            f_rows.append(srow[gm]); f_lo.append(start[m][gm]); f_hi.append(v_hi[m][gm])
+            b_rows.append(srow[bm]); b_lo.append(start[m][bm]); b_hi.append(stop[m][bm])
+        cat = np.concatenate
+        fresh = _fill(cat(f_rows), cat(f_lo) - w0, cat(f_hi) - w0, ns_, nd) > 0
+        broken = _fill(cat(b_rows), cat(b_lo) - w0, cat(b_hi) - w0, ns_, nd) > 0
+        # first registration day of an artifact of the group, per (model, group)
+        a_day = day_numbers(a["recorded_at"])
+        reg = np.full((len(model_ids), max_g), _FAR, np.int64)
+        a_tier = model_tier[a_model] if len(a_model) else np.array([], np.int64)
+        for t, k, g in triples:
+            m = (a_tier == t) & (a_kind == k)
+            col = reg[:, g].copy()
+            np.minimum.at(col, a_model[m], a_day[m])
+            reg[:, g] = col
+        reg_day = reg[ver_model[slot_ver], slot_group]
         days = w0 + np.arange(nd)
         registered = days[None, :] >= reg_day[:, None]
         state = np.full((ns_, nd), MISSING, np.int8)

@@ -9,7 +9,7 @@ evidence; previous quarters are complete, the current one ends at the as-of date
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -70,6 +70,9 @@ def records(df: pd.DataFrame) -> list[dict]:
     return [dict(zip(cols, row)) for row in zip(*(out[c] for c in cols))]
 
 
+_ROW_FIELDS = {"by_model", "staleness", "timeline", "timeline_by_model"}
+
+
 @dataclass
 class QuarterAnalysis:
     """The analysis of one quarter as of a time (every field JSON-safe after ``to_dict``).
@@ -104,7 +107,12 @@ class QuarterAnalysis:
     trend: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return json_safe(asdict(self))
+        """A JSON-safe dict (the list fields already hold JSON-safe rows; they are shared, not copied)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, list) and f.name in _ROW_FIELDS else json_safe(v)
+        return out
 
 
 def _quarter_frames(grid, q: Quarter, last_day: int, pol: AnalysisPolicy, models: pd.DataFrame):
