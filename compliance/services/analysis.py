@@ -8,7 +8,7 @@ reads only the evidence that existed at T.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
@@ -30,13 +30,34 @@ from compliance.store.models import (
 
 
 def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
-    rows = session.execute(stmt).all()
-    return pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame({c: [] for c in columns})
+    """Run a Core select on the raw DBAPI cursor: no per-value ORM/type processing, so millions of
+    rows load at driver speed; timestamps are converted afterwards, vectorised (see ``_utc``)."""
+    conn = session.connection()
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = {k: _raw_param(v, conn.dialect.name) for k, v in compiled.params.items()}
+    args = [params[k] for k in compiled.positiontup] if compiled.positional else params
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(str(compiled), args)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    if not rows:
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def _raw_param(v: Any, dialect: str) -> Any:
+    if isinstance(v, datetime):
+        naive = v.astimezone(timezone.utc).replace(tzinfo=None)
+        # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff'; compare in that form.
+        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else naive
+    return v
 
 
 def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     for c in cols:
-        df[c] = pd.to_datetime(df[c], utc=True)
+        df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
     return df
 
 
@@ -55,18 +76,23 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     artifacts = _frame(session, select(Artifact.id, Artifact.model_id, Artifact.kind, Artifact.bound_version_id,
                                        Artifact.recorded_at, Artifact.replaces_id).where(Artifact.recorded_at <= as_of),
                        ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces"])
-    checks = _frame(session, select(Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
-                                    Check.other_artifact_id, Check.status, Check.finished_at, Check.recorded_at,
-                                    Check.explained_variance)
-                    .where(Check.recorded_at <= as_of, Check.version_id.is_not(None)),
-                    ["check_id", "kind", "model_id", "version_id", "artifact_id", "other_artifact_id", "status",
-                     "finished_at", "recorded_at", "explained_variance"])
+    # recorded_at is filtered in SQL; the frame's recorded_at defaults to finished_at (<= recorded_at),
+    # so the analysis' own as-of filter keeps exactly these rows. Coverage needs only the kinds
+    # fidelity and alignment; failure-mode detection needs every kind.
+    cq = select(Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id, Check.other_artifact_id,
+                Check.status, Check.finished_at, Check.explained_variance).where(
+        Check.recorded_at <= as_of, Check.version_id.is_not(None))
+    if not with_flags:
+        cq = cq.where(Check.kind.in_(("fidelity", "alignment")))
+    checks = _frame(session, cq, ["check_id", "kind", "model_id", "version_id", "artifact_id", "other_artifact_id",
+                                  "status", "finished_at", "explained_variance"])
     # Only the few checks that raised a flag or carry a survival share need their JSON.
-    extra = session.execute(select(Check.id, Check.flags, Check.metrics, Check.kind).where(
-        Check.recorded_at <= as_of,
-        (cast(Check.flags, String) != "[]") | (Check.kind == "alignment"))).all()
-    flags = {cid: tuple(_json(f)) for cid, f, _, _ in extra}
-    survival = {cid: (_json(m) or {}).get("survival_share") for cid, _, m, k in extra if k == "alignment"}
+    survival = {cid: (_json(m) or {}).get("survival_share") for cid, m in session.execute(
+        select(Check.id, Check.metrics).where(Check.recorded_at <= as_of, Check.kind == "alignment"))}
+    flags = {}
+    if with_flags:
+        flags = {cid: tuple(_json(f)) for cid, f in session.execute(
+            select(Check.id, Check.flags).where(Check.recorded_at <= as_of, cast(Check.flags, String) != "[]"))}
     volumes = _frame(session, select(DecisionVolume.version_id, DecisionVolume.day, DecisionVolume.volume,
                                      DecisionVolume.recorded_at).where(DecisionVolume.recorded_at <= as_of),
                      ["version_id", "day", "volume", "recorded_at"])
@@ -74,15 +100,17 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     _utc(versions, "trained_at", "recorded_at")
     _utc(deployments, "effective_at", "recorded_at")
     _utc(artifacts, "recorded_at")
-    _utc(checks, "finished_at", "recorded_at")
+    _utc(checks, "finished_at")
     _utc(volumes, "recorded_at")
-    volumes["day"] = pd.to_datetime(volumes["day"], utc=True)
+    volumes["day"] = pd.to_datetime(volumes["day"], utc=True, format="ISO8601")
     checks["explained_variance"] = pd.to_numeric(checks["explained_variance"], errors="coerce").astype(float)
-    checks["survival_share"] = checks["check_id"].map(lambda i: survival.get(i)).astype(float)
-    bound = dict(zip(artifacts["artifact_id"], artifacts["bound_version_id"]))
-    checks["is_baseline"] = [(a is not None and bound.get(a) == v) for a, v in zip(checks["artifact_id"], checks["version_id"])]
+    checks["survival_share"] = checks["check_id"].map(pd.Series(survival, dtype=float)).astype(float)
+    bound = pd.Series(artifacts["bound_version_id"].to_numpy(), index=artifacts["artifact_id"].to_numpy())
+    checks["is_baseline"] = (checks["artifact_id"].map(bound) == checks["version_id"]).to_numpy()
     if with_flags:
-        checks["flags"] = checks["check_id"].map(lambda i: flags.get(i, ()))
+        fl = pd.Series(flags, dtype=object) if flags else pd.Series(dtype=object)
+        mapped = checks["check_id"].map(fl)
+        checks["flags"] = [f if isinstance(f, tuple) else () for f in mapped]
     versions["version_id"] = versions["version_id"].astype(int)
     return AnalysisInput(models=models, versions=versions, deployments=deployments, artifacts=artifacts,
                          checks=checks, volumes=volumes)

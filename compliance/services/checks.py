@@ -51,13 +51,16 @@ def _start(session: Session, kind: str, model_id: str, version_id: int | None, a
 def _finish(session: Session, st: Started, *, status: str, metrics: dict, reasons: list[str], flags: list[str],
             input_hashes: dict, parameters: dict, explained_variance: float | None = None,
             formula_version: str | None = None) -> Check:
-    elapsed = time.perf_counter() - st.t0
+    # finished_at comes from the store's clock (the same clock as recorded_at), so a replayed
+    # history is reproducible; the measured wall time is kept as a parameter.
+    finished = max(_now(session), st.started_at)
+    parameters = dict(parameters, wall_seconds=round(time.perf_counter() - st.t0, 3)) if not session.info.get("replay") else parameters
     c = Check(kind=st.kind, model_id=st.model_id, version_id=st.version_id, artifact_id=st.artifact_id,
               other_artifact_id=st.other_artifact_id, window_start=st.window[0], window_end=st.window[1],
               input_hashes=json_safe(input_hashes), parameters=json_safe(parameters), metrics=json_safe(metrics),
               status=status, reasons=list(reasons), flags=sorted(set(flags)),
               explained_variance=explained_variance, started_at=st.started_at,
-              finished_at=st.started_at + timedelta(seconds=round(elapsed, 6)),
+              finished_at=finished,
               tool_version=__version__, formula_version=formula_version)
     return record(session, c)
 

@@ -106,6 +106,7 @@ def session_scope(url: str | None = None, *, actor: str | None = None, readonly:
     session = Session(bind=bind, expire_on_commit=False, autoflush=False)
     session.info["actor"] = resolve_actor(actor)
     session.info["clock"] = clock or utcnow
+    session.info["replay"] = clock is not None
     try:
         yield session
         if readonly:

@@ -138,7 +138,9 @@ class Dataset(Evidence, Base):
 
 class Check(Evidence, Base):
     __tablename__ = "check_run"
-    __table_args__ = (Index("ix_check_run_cover", "kind", "artifact_id", "version_id", "finished_at", "status"),)
+    # Covering index for the coverage engine's load (kind-filtered scan without touching the table).
+    __table_args__ = (Index("ix_check_run_cover", "kind", "artifact_id", "version_id", "finished_at", "status",
+                            "explained_variance", "model_id", "other_artifact_id", "recorded_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(30))
     model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)

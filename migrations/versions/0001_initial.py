@@ -276,7 +276,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_check_run'))
     )
     with op.batch_alter_table('check_run', schema=None) as batch_op:
-        batch_op.create_index('ix_check_run_cover', ['kind', 'artifact_id', 'version_id', 'finished_at', 'status'], unique=False)
+        batch_op.create_index('ix_check_run_cover', ['kind', 'artifact_id', 'version_id', 'finished_at', 'status', 'explained_variance', 'model_id', 'other_artifact_id', 'recorded_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_check_run_model_id'), ['model_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_check_run_recorded_at'), ['recorded_at'], unique=False)
 
