@@ -500,11 +500,66 @@ def _check_plain(value: Any, path: str) -> None:
             _check_plain(v, f"{path}[{i}]")
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(tp: type) -> dict[str, Any]:
+    if tp not in _HINTS:
+        _HINTS[tp] = typing.get_type_hints(tp)
+    return _HINTS[tp]
+
+
+def _to_plain(tp: Any, value: Any, path: str) -> Any:
+    """Type-checked conversion to JSON data; ints in float fields become floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        tp = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"report context: {path} should be a list, "
+                             f"got {type(value).__name__}")
+        (arg,) = typing.get_args(tp)
+        return [_to_plain(arg, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, tp):
+            raise InputError(f"report context: {path} should be {tp.__name__}, "
+                             f"got {type(value).__name__}")
+        hints = _hints(tp)
+        return {f.name: _to_plain(hints[f.name], getattr(value, f.name), f"{path}.{f.name}")
+                for f in dataclasses.fields(tp)}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"report context: {path} should be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise InputError(f"report context: {path} is {value!r}; NaN/inf are not allowed")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"report context: {path} should be an integer, got {value!r}")
+        return int(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise InputError(f"report context: {path} should be a string, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"report context: {path} should be true/false, got {value!r}")
+        return value
+    raise InputError(f"report context: {path} has an unsupported type {tp!r}")
+
+
 def context_to_dict(ctx: ReportContext) -> dict:
-    """The context as plain dicts/lists (what the JSON holds)."""
+    """The context as plain dicts/lists (what the JSON holds), type-checked.
+
+    Raises ``InputError`` naming the first field of the wrong type, NaN or infinity.
+    """
     if not isinstance(ctx, ReportContext):
         raise InputError(f"expected a ReportContext, got {type(ctx).__name__}")
-    return dataclasses.asdict(ctx)
+    return _to_plain(ReportContext, ctx, "$")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -516,7 +571,7 @@ def canonical_json(obj: Any) -> bytes:
 
 def context_to_json(ctx: ReportContext) -> bytes:
     """Canonical JSON bytes of the whole context (including ``cover.context_hash``)."""
-    validate_context(ctx)
+    _validate_shapes(ctx)
     return canonical_json(context_to_dict(ctx))
 
 
@@ -543,7 +598,14 @@ def json_context_hash(data: bytes) -> str:
 
 
 def validate_context(ctx: ReportContext) -> None:
-    """Raise ``InputError`` when the context breaks the contract (kind, NaN, missing detail)."""
+    """Raise ``InputError`` when the context breaks the contract (types, NaN, shapes, kind)."""
+    _validate_shapes(ctx)
+    context_to_dict(ctx)
+
+
+def _validate_shapes(ctx: ReportContext) -> None:
+    if not isinstance(ctx, ReportContext):
+        raise InputError(f"expected a ReportContext, got {type(ctx).__name__}")
     if ctx.kind not in REPORT_KINDS:
         raise InputError(f"report context: kind must be one of {REPORT_KINDS}, got {ctx.kind!r}")
     if ctx.kind == "model" and ctx.model_detail is None:
@@ -559,7 +621,6 @@ def validate_context(ctx: ReportContext) -> None:
         if len(h.bin_edges) != len(h.counts) + 1:
             raise InputError(f"report context: density histogram of {h.artifact_id!r} needs "
                              "len(bin_edges) == len(counts) + 1")
-    _check_plain(context_to_dict(ctx), "$")
 
 
 def _from_obj(tp: Any, value: Any, path: str) -> Any:
@@ -735,3 +796,78 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_main(sys.argv[1:]))
+
+
+# --------------------------------------------------------------------------- tables (CSV export)
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return ";".join("" if v is None else str(v) for v in value)
+    return value
+
+
+def _rows_of(items: list) -> list[dict]:
+    return [{k: _cell(v) for k, v in dataclasses.asdict(it).items()} for it in items]
+
+
+def _is_row_list(tp: Any) -> bool:
+    return typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0])
+
+
+def _optional_inner(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(tp) if a is not type(None)][0]
+    return tp
+
+
+def context_tables(ctx: ReportContext) -> dict[str, tuple[list[str], list[dict]]]:
+    """Every table of the context as ``name -> (columns, rows of scalars)`` (the CSV files).
+
+    A list of rows at ``a.b`` is table ``a_b``; the scalar fields of a section (cover, summary,
+    appendix...) form a one-row table named after it; the timeline, the PSI matrix and the
+    density histograms are given in long format. Lists inside a row (tags, versions) are
+    joined with ';'. Empty tables keep their columns. Names are sorted.
+    """
+    tables: dict[str, tuple[list[str], list[dict]]] = {}
+    special = {
+        TimelineSeries: (["label", "date", "value"],
+                         lambda v: [{"label": s.label, "date": d, "value": x}
+                                    for s in v for d, x in zip(s.dates, s.values)]),
+        DensityHistogram: (["artifact_id", "label", "bin_lo", "bin_hi", "count", "dead"],
+                           lambda v: [{"artifact_id": h.artifact_id, "label": h.label,
+                                       "bin_lo": lo, "bin_hi": hi, "count": n, "dead": h.dead}
+                                      for h in v for lo, hi, n in
+                                      zip(h.bin_edges, h.bin_edges[1:], h.counts)]),
+    }
+
+    def walk(obj: Any, prefix: str) -> None:
+        hints = typing.get_type_hints(type(obj))
+        scalar_cols, scalar_row = [], {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            name = f"{prefix}{f.name}"
+            tp = _optional_inner(hints[f.name])
+            if _is_row_list(tp):
+                (arg,) = typing.get_args(tp)
+                if arg in special:
+                    cols, fn = special[arg]
+                    tables[name] = (cols, fn(value))
+                else:
+                    tables[name] = ([g.name for g in dataclasses.fields(arg)], _rows_of(value))
+            elif tp is PsiMatrix:
+                tables[name] = (["feature", "quarter", "psi"],
+                                [{"feature": feat, "quarter": q, "psi": v}
+                                 for feat, row in zip(value.features, value.values)
+                                 for q, v in zip(value.quarters, row)])
+            elif dataclasses.is_dataclass(tp):
+                if value is not None:
+                    walk(value, f"{name}_")
+            else:
+                scalar_cols.append(f.name)
+                scalar_row[f.name] = _cell(value)
+        if scalar_cols and prefix:
+            tables[prefix[:-1]] = (scalar_cols, [scalar_row])
+        elif scalar_cols:
+            tables["report"] = (scalar_cols, [scalar_row])
+
+    walk(ctx, "")
+    return dict(sorted(tables.items()))

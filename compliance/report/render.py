@@ -8,6 +8,7 @@ folder(s) and ``data:`` URIs. Output files are written atomically (temp file + `
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -99,6 +100,17 @@ def _dash(value, text: str = "—"):
     return text if value is None or value == "" else value
 
 
+def _css_string(value: str) -> Markup:
+    """Escape text for a double-quoted CSS string inside a <style> element."""
+    out = []
+    for ch in str(value):
+        if ch in '"\\' or ch in "<>&" or ord(ch) < 0x20:
+            out.append(f"\\{ord(ch):x} ")
+        else:
+            out.append(ch)
+    return Markup("".join(out))
+
+
 def _badge(value: Optional[str]) -> Markup:
     v = "unknown" if value is None else str(value)
     cls = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in v.lower())
@@ -124,7 +136,7 @@ def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environmen
                              lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(pct=fmt_pct, num=fmt_num, int_=fmt_int, delta_pp=fmt_delta_pp,
                        delta_int=fmt_delta_int, trend_class=_trend_class, dash=_dash,
-                       badge=_badge, chapter_map=lambda chs: {c.key: c for c in chs})
+                       badge=_badge, css_string=_css_string, chapter_map=lambda chs: {c.key: c for c in chs})
     env.globals.update(make_chapters=_make_chapters)
     return env
 
@@ -197,6 +209,27 @@ def _as_of_datetime(as_of: str) -> dt.datetime:
     return t
 
 
+@contextlib.contextmanager
+def _source_date_epoch(when: dt.datetime):
+    """Pin SOURCE_DATE_EPOCH while WeasyPrint subsets fonts.
+
+    Without HarfBuzz-Subset >= 4.1 WeasyPrint subsets fonts with fontTools, which stamps the
+    current time into each font's ``head`` table unless SOURCE_DATE_EPOCH is set; pinning it to
+    the as-of keeps the PDF byte-identical. (Embedding whole fonts instead made the PDF 6x
+    larger and pypdf text extraction 7x slower.)
+    """
+    key = "SOURCE_DATE_EPOCH"
+    old = os.environ.get(key)
+    os.environ[key] = str(int(when.replace(tzinfo=dt.timezone.utc).timestamp()))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
 def _tick(progress: Optional[Progress], stage: str, fraction: float) -> None:
     if progress is not None:
         progress(stage, fraction)
@@ -226,14 +259,16 @@ def render_pdf_bytes(ctx: ReportContext, *, kind: Optional[str] = None,
                                   f"{ctx.cover.report_id}", relationship="Data")
             for name, data in sorted(attachments)]
     _tick(progress, "layout", 0.2)
-    doc = weasyprint.HTML(string=html, base_url=str(roots[-1]) + os.sep,
-                          url_fetcher=fetcher).render()
+    from weasyprint.urls import FatalURLFetchingError
+
+    try:
+        doc = weasyprint.HTML(string=html, base_url=str(roots[-1]) + os.sep,
+                              url_fetcher=fetcher).render()
+    except FatalURLFetchingError as exc:
+        raise InputError(f"report rendering refused a resource: {exc.__cause__ or exc}") from exc
     _tick(progress, "write", 0.85)
-    # full_fonts: embed the font files unmodified. Subsetting with fontTools (used when the
-    # system lacks HarfBuzz-Subset >= 4.1) stamps the current time into the font and makes
-    # the PDF non-deterministic; whole fonts cost ~1 MB but are byte-stable everywhere.
-    pdf = doc.write_pdf(pdf_variant=pdf_variant, attachments=atts, full_fonts=True,
-                        uncompressed_pdf=False)
+    with _source_date_epoch(when):
+        pdf = doc.write_pdf(pdf_variant=pdf_variant, attachments=atts, uncompressed_pdf=False)
     _tick(progress, "done", 1.0)
     return pdf
 

@@ -1,0 +1,185 @@
+"""The regulator export: one deterministic zip per report run.
+
+Layout (entries sorted, timestamps = the report's as-of, permissions 0644)::
+
+    context.json          canonical context JSON (what the context hash is computed over)
+    ledger.jsonl          the quarter's ledger excerpt, one canonical JSON object per line
+    manifest.json         SHA-256 and size of every other file, tool version, as-of, hashes
+    report.pdf            PDF/A-3u with context.json attached
+    tables/<name>.csv     one CSV per table of the context (and per extra table)
+
+The manifest carries ``manifest_hash``: SHA-256 of its own canonical JSON with that field
+removed, so a change to the manifest itself is detected and named.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from compliance.errors import InputError, UsageError
+from compliance.report.context import (
+    ReportContext,
+    canonical_json,
+    context_hash,
+    context_tables,
+    context_to_json,
+    with_context_hash,
+)
+from compliance.report.render import (
+    DEFAULT_ROW_LIMIT,
+    _as_of_datetime,
+    atomic_write,
+    render_pdf_bytes,
+)
+
+PACK_FORMAT = "compliance-pack/1"
+PDF_NAME = "report.pdf"
+CONTEXT_NAME = "context.json"
+LEDGER_NAME = "ledger.jsonl"
+MANIFEST_NAME = "manifest.json"
+_TABLE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _csv_value(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return ";".join(_csv_value(x) for x in v)
+    if isinstance(v, dict):
+        return canonical_json(v).decode("utf-8")
+    return str(v)
+
+
+def table_csv(columns: list[str], rows: list[dict]) -> bytes:
+    """CSV bytes: header then rows, '\\n' line ends, None as empty, floats as repr."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        extra = set(r) - set(columns)
+        if extra:
+            raise InputError(f"table row has columns not in the header: {sorted(extra)}")
+        w.writerow([_csv_value(r.get(c)) for c in columns])
+    return buf.getvalue().encode("utf-8")
+
+
+def ledger_jsonl(entries: list[dict]) -> bytes:
+    """The ledger excerpt as canonical JSON lines (order kept as given)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError("ledger excerpt must be a list of dicts")
+    return b"".join(canonical_json(e) + b"\n" for e in entries)
+
+
+def _zip_time(as_of: str) -> tuple[int, int, int, int, int, int]:
+    t = _as_of_datetime(as_of)
+    t = max(t, dt.datetime(1980, 1, 1))
+    return (t.year, t.month, t.day, t.hour, t.minute, t.second - t.second % 2)
+
+
+def deterministic_zip(files: dict[str, bytes], when: tuple[int, ...]) -> bytes:
+    """Zip bytes with sorted entries, fixed timestamps and permissions, deflate level 9."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=when)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = (0o100644 & 0xFFFF) << 16
+            zf.writestr(info, files[name], compresslevel=9)
+    return buf.getvalue()
+
+
+def build_manifest(ctx: ReportContext, files: dict[str, bytes]) -> dict:
+    """The manifest for ``files`` (which must not include the manifest itself)."""
+    manifest = {
+        "format": PACK_FORMAT,
+        "report_id": ctx.cover.report_id,
+        "quarter": ctx.cover.quarter,
+        "scope": ctx.cover.scope,
+        "kind": ctx.kind,
+        "as_of": ctx.cover.as_of,
+        "tool_version": ctx.cover.tool_version,
+        "context_hash": ctx.cover.context_hash,
+        "ledger_head_hash": ctx.cover.ledger_head_hash,
+        "pdf": PDF_NAME,
+        "files": {name: {"sha256": sha256_hex(data), "bytes": len(data)}
+                  for name, data in sorted(files.items())},
+    }
+    manifest["manifest_hash"] = sha256_hex(canonical_json(manifest))
+    return manifest
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as written: sorted keys, indented for people, UTF-8."""
+    return (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False,
+                       allow_nan=False) + "\n").encode("utf-8")
+
+
+def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
+                 extra_tables: Optional[dict[str, list[dict]]] = None,
+                 pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
+                 progress: Optional[Callable[[str, float], None]] = None
+                 ) -> tuple[bytes, dict]:
+    """The export zip as bytes and its manifest (see ``write_export``)."""
+    if not ctx.cover.context_hash:
+        ctx = with_context_hash(ctx)
+    elif ctx.cover.context_hash != context_hash(ctx):
+        raise InputError("cover.context_hash does not match the context; build the context "
+                         "again or call with_context_hash")
+    ctx_json = context_to_json(ctx)
+    if pdf is None:
+        pdf = render_pdf_bytes(ctx, attachments=[(CONTEXT_NAME, ctx_json)], row_limit=row_limit,
+                               progress=progress)
+    files: dict[str, bytes] = {
+        CONTEXT_NAME: ctx_json,
+        LEDGER_NAME: ledger_jsonl(ledger_excerpt),
+        PDF_NAME: pdf,
+    }
+    for name, (cols, rows) in context_tables(ctx).items():
+        files[f"tables/{name}.csv"] = table_csv(cols, rows)
+    for name, rows in sorted((extra_tables or {}).items()):
+        if not _TABLE_NAME.match(name):
+            raise UsageError(f"extra table name {name!r} must match {_TABLE_NAME.pattern}")
+        path = f"tables/{name}.csv"
+        if path in files:
+            raise UsageError(f"extra table {name!r} clashes with a context table")
+        cols: list[str] = []
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+        files[path] = table_csv(cols, rows)
+    manifest = build_manifest(ctx, files)
+    files[MANIFEST_NAME] = manifest_bytes(manifest)
+    return deterministic_zip(files, _zip_time(ctx.cover.as_of)), manifest
+
+
+def write_export(ctx: ReportContext, out_zip: Path, *, ledger_excerpt: list[dict],
+                 extra_tables: Optional[dict[str, list[dict]]] = None,
+                 pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
+                 progress: Optional[Callable[[str, float], None]] = None) -> dict:
+    """Write the regulator export zip atomically; returns the manifest (a dict).
+
+    ``pdf`` may pass an already rendered PDF (it must carry ``context.json`` of this
+    context as an attachment, or the pack will not verify); otherwise it is rendered here.
+    The same inputs always give a byte-identical zip.
+    """
+    data, manifest = build_export(ctx, ledger_excerpt=ledger_excerpt,
+                                  extra_tables=extra_tables, pdf=pdf, row_limit=row_limit,
+                                  progress=progress)
+    atomic_write(Path(out_zip), data)
+    return manifest
