@@ -15,6 +15,15 @@ from compliance.interp.loaders import load_artifact
 RTOL = 1e-6
 
 
+@pytest.fixture(params=["dense", "sparse"])
+def decoder(request, monkeypatch):
+    """Run a test with the dense decoder and with the embedding_bag one (forced)."""
+    import compliance.interp.fidelity as fid
+
+    monkeypatch.setattr(fid, "SPARSE_MAX_DENSITY", 0.0 if request.param == "dense" else 1.0)
+    return request.param
+
+
 # ----------------------------------------------------------------- numpy reference
 def relu(z):
     return np.maximum(z, 0.0)
@@ -94,7 +103,7 @@ SAE_CASES = [
 
 
 @pytest.mark.parametrize("fmt,kw", SAE_CASES, ids=lambda v: str(v))
-def test_sae_metrics_match_reference(tmp_path, fmt, kw):
+def test_sae_metrics_match_reference(tmp_path, fmt, kw, decoder):
     rng = np.random.default_rng(0)
     d, m, n = 12, 48, 300
     if fmt == "saelens":
@@ -124,7 +133,7 @@ TC_CASES = [
 
 
 @pytest.mark.parametrize("fmt,kw", TC_CASES, ids=lambda v: str(v))
-def test_transcoder_metrics_match_reference(tmp_path, fmt, kw):
+def test_transcoder_metrics_match_reference(tmp_path, fmt, kw, decoder):
     rng = np.random.default_rng(1)
     d, d_out, m, n = 10, 14, 40, 257
     if fmt == "saelens":
@@ -208,7 +217,7 @@ def test_ev_denominator_guard(tmp_path):
     assert res.variance < 1e-10 and res.explained_variance == 0.0
 
 
-def test_streaming_independent_of_batch_size(tmp_path):
+def test_streaming_independent_of_batch_size(tmp_path, decoder):
     rng = np.random.default_rng(5)
     syn.write_saelens(tmp_path / "a", rng, 16, 64, architecture="topk", k=8)
     x = rng.standard_normal((1000, 16)).astype(np.float32)

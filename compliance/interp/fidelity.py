@@ -22,6 +22,7 @@ FORMULA_VERSION = "saelens-6.54"
 DENSE_THRESHOLD = 0.1
 EV_DENOM_EPS = 1e-10
 NORM_EPS = 1e-8
+SPARSE_MAX_DENSITY = 0.05  # above this share of active features, decode densely
 
 
 def pick_device(device=None) -> torch.device:
@@ -150,10 +151,20 @@ class _Acc:
         self.sum_cos += (xh_dot / (nx.clamp_min(NORM_EPS) * nh.clamp_min(NORM_EPS))).sum()
         self.sum_ratio += (nh / nx.clamp_min(NORM_EPS)).sum()
 
-    def add_feats(self, f: torch.Tensor, nonnegative: bool, mask_buf=None) -> None:
-        mask = torch.ne(f, 0, out=mask_buf[: f.shape[0]] if mask_buf is not None else None)
-        self.counts += mask.sum(0)
-        self.l1 += f.sum(dtype=torch.float64) if nonnegative else f.abs().sum(dtype=torch.float64)
+    def add_feats(self, f: torch.Tensor, nonnegative: bool, mask_buf=None,
+                  ones=None) -> torch.Tensor:
+        """Count active features per feature and add Σ|f|; returns the per-feature counts.
+
+        The counts come from a float 0/1 mask summed by a matrix-vector product (exact for
+        batches below 2^24 rows): several times faster on CPU than a boolean ``sum(0)``."""
+        b = f.shape[0]
+        mask = torch.ne(f, 0, out=mask_buf[:b] if mask_buf is not None else None).to(f.dtype)
+        ones = ones[:b] if ones is not None else f.new_ones(b)
+        counts = torch.mv(mask.T, ones)
+        self.counts += counts.to(torch.int64)
+        rows = f.sum(1) if nonnegative else f.abs().sum(1)
+        self.l1 += rows.sum(dtype=torch.float64)
+        return counts
 
     def metrics(self) -> dict:
         n = self.n
@@ -215,8 +226,14 @@ class FidelityResult(ToDict):
 
 # ------------------------------------------------------------------ main entry point
 def compute_fidelity(coder, batches: Iterable[dict], device=None, *,
-                     max_batch_rows: int = 1024) -> FidelityResult:
-    """Fidelity of ``coder`` over ``batches`` (dicts of tensors, see :func:`batch_widths`)."""
+                     max_batch_rows: int = 1024, sparse: bool = True) -> FidelityResult:
+    """Fidelity of ``coder`` over ``batches`` (dicts of tensors, see :func:`batch_widths`).
+
+    Batches larger than ``max_batch_rows`` are split (buffers are preallocated for that many
+    rows). With ``sparse`` (default), a batch whose share of active features is at most
+    ``SPARSE_MAX_DENSITY`` is decoded with an ``embedding_bag`` over the active features;
+    otherwise with a dense matmul. Both give the same numbers up to float rounding.
+    """
     require_coder(coder, check="fidelity")
     dev = pick_device(device)
     coder.to(dev)
@@ -228,21 +245,27 @@ def compute_fidelity(coder, batches: Iterable[dict], device=None, *,
     dt = coder.dtype
     enc_buf = torch.empty(max_batch_rows, coder.n_features, dtype=dt, device=dev)
     dec_buf = torch.empty(max_batch_rows, coder.d_out, dtype=dt, device=dev)
-    mask_buf = torch.empty(max_batch_rows, coder.n_features, dtype=torch.bool, device=dev)
+    mask_buf = torch.empty(max_batch_rows, coder.n_features, dtype=dt, device=dev)
+    ones = torch.ones(max_batch_rows, dtype=dt, device=dev)
     for bi, batch in enumerate(batches):
         n = _check_batch(batch, widths, f"batch {bi}")
         for start in range(0, n, max_batch_rows):
             sl = slice(start, min(start + max_batch_rows, n))
             x = batch["activations"][sl].to(dev, dt, non_blocking=True)
             y = x if coder.kind == "sae" else batch["targets"][sl].to(dev, dt, non_blocking=True)
-            for name, t in (("activations", x), ("targets", y)):
+            for name, t in (("activations", x),) + ((("targets", y),) if y is not x else ()):
                 bad = _first_bad_row(t)
                 if bad is not None:
                     raise InputError(f"batch {bi}: {name} row {start + bad} contains NaN or Inf")
             b = x.shape[0]
             f = coder.encode(x, out=enc_buf[:b])
-            acc.add_feats(f, coder.nonnegative, mask_buf)
-            yh = coder.decode(f, x, out=dec_buf[:b])
+            nnz = float(acc.add_feats(f, coder.nonnegative, mask_buf, ones).sum())
+            if sparse and nnz <= SPARSE_MAX_DENSITY * f.numel():
+                # few active features: decode from the active decoder rows only
+                rows, cols = f.nonzero().unbind(1)
+                yh = coder.decode_sparse(rows, cols, f[rows, cols], b, x)
+            else:
+                yh = coder.decode(f, x, out=dec_buf[:b])
             acc.add_recon(y, yh)
     if acc.n == 0:
         raise InputError("fidelity: no activation rows")

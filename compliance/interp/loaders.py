@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 
 from compliance.errors import InputError
@@ -133,6 +134,23 @@ class SparseCoder:
                out: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruction ``[N, d_out]``; ``x`` (the input) is needed for skip connections."""
         y = torch.addmm(self.b_dec, f, self.W_dec, out=out)
+        if self.W_skip is not None:
+            if x is None:
+                raise InputError("this transcoder has a skip connection: decode needs the input x")
+            y.addmm_(x.to(self.dtype), self.W_skip.T)
+        return y
+
+    def decode_sparse(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int,
+                      x: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode from the active entries only (``f[rows, cols] = vals``, rows sorted):
+        an ``embedding_bag`` over the active decoder rows instead of a dense ``f @ W_dec``."""
+        if rows.numel() == 0:
+            y = self.b_dec.expand(n, -1).clone()
+        else:
+            per_row = torch.bincount(rows, minlength=n)
+            offsets = per_row.cumsum(0).sub_(per_row)
+            y = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals)
+            y += self.b_dec
         if self.W_skip is not None:
             if x is None:
                 raise InputError("this transcoder has a skip connection: decode needs the input x")
