@@ -1,0 +1,214 @@
+"""Regulator export zip and pack verification (tamper detection names the file)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import zipfile
+
+import pypdf
+import pytest
+
+from compliance.errors import InputError, IntegrityFailure, UsageError
+from compliance.report import context as c
+from compliance.report import export, render, verify_pack
+from report_fixtures import make_context
+
+
+def _ledger(n: int = 6) -> list[dict]:
+    out, prev = [], "0" * 64
+    for i in range(n):
+        entry = {"seq": i + 1, "action": "register", "entity": f"model/{i}", "prev_hash": prev}
+        entry["hash"] = hashlib.sha256((prev + json.dumps(entry, sort_keys=True)).encode()
+                                       ).hexdigest()
+        out.append(entry)
+        prev = entry["hash"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    ledger = _ledger()
+    ctx = make_context(4, hashed=False)
+    ctx = dataclasses.replace(ctx, cover=dataclasses.replace(
+        ctx.cover, ledger_head_hash=ledger[-1]["hash"]))
+    ctx = c.with_context_hash(ctx)
+    pdf = render.render_pdf_bytes(ctx)  # rendered once, reused by every export below
+    out = tmp_path_factory.mktemp("export") / "pack.zip"
+    extra = {"volumes": [{"model_id": "credit-pd", "day": "2026-07-01", "decisions": 1200}]}
+    manifest = export.write_export(ctx, out, ledger_excerpt=ledger, extra_tables=extra, pdf=pdf)
+    return ctx, ledger, pdf, out, manifest, extra
+
+
+def _rewrite(src, dst, change):
+    """Copy a zip, applying change(name, data) -> data | None (None drops the entry)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = change(info.filename, zin.read(info))
+            if data is not None:
+                zout.writestr(info, data)
+
+
+def test_export_layout_and_manifest(pack):
+    ctx, ledger, pdf, out, manifest, _ = pack
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+        assert names == sorted(names)
+        assert {"context.json", "ledger.jsonl", "manifest.json", "report.pdf",
+                "tables/debt_staleness.csv", "tables/coverage_per_model.csv",
+                "tables/appendix_evidence.csv", "tables/volumes.csv"} <= set(names)
+        for info in z.infolist():
+            assert info.date_time == (2026, 10, 1, 0, 0, 0)
+            assert (info.external_attr >> 16) & 0o777 == 0o644
+        files = {n: z.read(n) for n in names}
+    assert files["report.pdf"] == pdf
+    assert files["context.json"] == c.context_to_json(ctx)
+    assert json.loads(files["manifest.json"]) == manifest
+    assert manifest["context_hash"] == ctx.cover.context_hash == c.context_hash(ctx)
+    assert manifest["ledger_head_hash"] == ledger[-1]["hash"]
+    assert manifest["as_of"] == ctx.cover.as_of and manifest["tool_version"] == "0.1.0"
+    assert set(manifest["files"]) == set(names) - {"manifest.json"}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == hashlib.sha256(files[name]).hexdigest()
+        assert entry["bytes"] == len(files[name])
+    assert [json.loads(line) for line in files["ledger.jsonl"].splitlines()] == ledger
+
+
+def test_one_csv_per_context_table_with_all_rows(pack):
+    ctx, _, _, out, _, extra = pack
+    tables = c.context_tables(ctx)
+    with zipfile.ZipFile(out) as z:
+        for name, (cols, rows) in tables.items():
+            data = z.read(f"tables/{name}.csv").decode("utf-8")
+            parsed = list(csv.reader(io.StringIO(data)))
+            assert parsed[0] == cols, name
+            assert len(parsed) == len(rows) + 1, name
+        staleness = list(csv.DictReader(io.StringIO(
+            z.read("tables/debt_staleness.csv").decode())))
+        vol = list(csv.DictReader(io.StringIO(z.read("tables/volumes.csv").decode())))
+    first = ctx.debt.staleness[0]
+    assert staleness[0]["artifact_id"] == first.artifact_id
+    assert staleness[0]["days_since_valid"] == ("" if first.days_since_valid is None
+                                                else str(first.days_since_valid))
+    assert vol == [{"model_id": "credit-pd", "day": "2026-07-01", "decisions": "1200"}]
+
+
+def test_export_is_byte_identical_for_the_same_input(pack, tmp_path):
+    ctx, ledger, pdf, out, _, extra = pack
+    again = tmp_path / "again.zip"
+    export.write_export(ctx, again, ledger_excerpt=ledger, extra_tables=extra, pdf=pdf)
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_pdf_in_pack_carries_context_json(pack):
+    _, _, _, out, manifest, _ = pack
+    with zipfile.ZipFile(out) as z:
+        pdf, ctx_json = z.read("report.pdf"), z.read("context.json")
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert reader.attachments["context.json"] == [ctx_json]
+    # our dependency-free reader finds the same bytes as pypdf
+    assert verify_pack.pdf_embedded_files(pdf) == [ctx_json]
+    assert hashlib.sha256(ctx_json).hexdigest() == manifest["files"]["context.json"]["sha256"]
+
+
+def test_verify_accepts_the_pack(pack):
+    ctx, ledger, _, out, manifest, _ = pack
+    rep = verify_pack.verify_pack(out)
+    assert rep.ok, rep.problems
+    assert rep.files_checked == len(manifest["files"])
+    assert rep.context_hash == ctx.cover.context_hash
+    assert rep.ledger_head_hash == ledger[-1]["hash"]
+    assert rep.report_id == ctx.cover.report_id
+    rep.raise_for_failure()
+
+
+def test_changing_one_byte_of_any_file_is_detected_and_named(pack, tmp_path):
+    _, _, _, out, _, _ = pack
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+    assert len(names) > 20
+    for name in names:
+        bad = tmp_path / "bad.zip"
+
+        def flip(n, data, target=name):
+            if n != target:
+                return data
+            i = len(data) // 2
+            return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+
+        _rewrite(out, bad, flip)
+        rep = verify_pack.verify_pack(bad)
+        assert not rep.ok, name
+        assert rep.first_bad == name, (name, rep.problems)
+        with pytest.raises(IntegrityFailure, match=name.replace(".", r"\.")):
+            rep.raise_for_failure()
+
+
+def test_missing_and_unlisted_files_are_named(pack, tmp_path):
+    _, _, _, out, _, _ = pack
+    bad = tmp_path / "missing.zip"
+    _rewrite(out, bad, lambda n, d: None if n == "tables/findings.csv" else d)
+    rep = verify_pack.verify_pack(bad)
+    assert rep.first_bad == "tables/findings.csv" and "missing" in rep.problems[0]
+    extra = tmp_path / "extra.zip"
+    _rewrite(out, extra, lambda n, d: d)
+    with zipfile.ZipFile(extra, "a") as z:
+        z.writestr("zz_smuggled.txt", b"hello")
+    rep = verify_pack.verify_pack(extra)
+    assert rep.first_bad == "zz_smuggled.txt" and "not listed" in rep.problems[0]
+    nomani = tmp_path / "nomani.zip"
+    _rewrite(out, nomani, lambda n, d: None if n == "manifest.json" else d)
+    assert verify_pack.verify_pack(nomani).first_bad == "manifest.json"
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    assert not verify_pack.verify_pack(junk).ok
+
+
+def test_consistent_but_wrong_pack_is_still_caught(pack, tmp_path):
+    """Re-hashing the manifest after editing context.json does not fool verification."""
+    ctx, ledger, pdf, _, _, _ = pack
+    edited = dataclasses.replace(ctx, summary=dataclasses.replace(
+        ctx.summary, debt_slot_days=0))
+    edited = c.with_context_hash(edited)
+    out = tmp_path / "forged.zip"
+    # a pack whose PDF still carries the old context.json
+    export.write_export(edited, out, ledger_excerpt=ledger, pdf=pdf)
+    rep = verify_pack.verify_pack(out)
+    assert rep.first_bad == "report.pdf" and "context.json" in rep.problems[0]
+    # a PDF with no attachment at all
+    bare = b"%PDF-1.7\n1 0 obj\n<</Type /Catalog>>\nendobj\n%%EOF\n"
+    out2 = tmp_path / "bare.zip"
+    export.write_export(ctx, out2, ledger_excerpt=ledger, pdf=bare)
+    assert verify_pack.verify_pack(out2).first_bad == "report.pdf"
+
+
+def test_ledger_excerpt_must_chain_to_the_head(pack, tmp_path):
+    ctx, ledger, pdf, _, _, _ = pack
+    broken = [dict(e) for e in ledger]
+    broken[3]["prev_hash"] = "f" * 64
+    out = tmp_path / "ledger.zip"
+    export.write_export(ctx, out, ledger_excerpt=broken, pdf=pdf)
+    rep = verify_pack.verify_pack(out)
+    assert rep.first_bad == "ledger.jsonl" and "line 4" in rep.problems[0]
+    out2 = tmp_path / "short.zip"
+    export.write_export(ctx, out2, ledger_excerpt=ledger[:-1], pdf=pdf)
+    assert verify_pack.verify_pack(out2).first_bad == "ledger.jsonl"
+
+
+def test_export_input_errors(pack, tmp_path):
+    ctx, ledger, pdf, _, _, _ = pack
+    stale = dataclasses.replace(ctx, summary=dataclasses.replace(ctx.summary, weighted_debt=1))
+    with pytest.raises(InputError, match="context_hash"):
+        export.write_export(stale, tmp_path / "x.zip", ledger_excerpt=ledger, pdf=pdf)
+    with pytest.raises(UsageError):
+        export.write_export(ctx, tmp_path / "x.zip", ledger_excerpt=ledger, pdf=pdf,
+                            extra_tables={"Bad Name": []})
+    with pytest.raises(UsageError):
+        export.write_export(ctx, tmp_path / "x.zip", ledger_excerpt=ledger, pdf=pdf,
+                            extra_tables={"inventory": []})
+    with pytest.raises(InputError):
+        export.write_export(ctx, tmp_path / "x.zip", ledger_excerpt=["nope"], pdf=pdf)
+    assert not (tmp_path / "x.zip").exists()
