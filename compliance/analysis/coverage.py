@@ -59,6 +59,7 @@ from .frames import ARTIFACT_KINDS, AnalysisInput
 from .policy import AnalysisPolicy
 
 FRESH, BROKEN, STALE, MISSING = 1, 2, 3, 4
+STATUS_NAMES = np.array(["pass", "warn", "fail", "error"], dtype=object)
 STATE_NAMES = {FRESH: "fresh", BROKEN: "broken", STALE: "stale", MISSING: "missing"}
 _NS_MIN = np.iinfo(np.int64).min
 _FAR = np.int64(10**9)  # a day number far in the future
@@ -119,13 +120,13 @@ def _eq(s: pd.Series, value: str) -> np.ndarray:
     return (s == value).to_numpy(dtype=bool, na_value=False)
 
 
-def latest_fidelity_steps(inp: AnalysisInput) -> dict[str, np.ndarray]:
-    """Fidelity checks reduced to the step function 'latest check on or before day d' per
-    (artifact, version): one entry per (artifact, version, day) — the last check of that day by
-    (finished_at, check_id) — with ``next_day`` (the day the next check takes over, or far future).
-    Arrays: ``acode`` (row of ``inp.artifacts``), ``version_id``, ``check_id``, ``fin_ns``, ``day``,
-    ``next_day``, ``good`` (pass/warn), ``ev``, ``is_baseline``, ``a_rec_day``. Checks whose
-    artifact belongs to another model than the version are dropped."""
+def fidelity_arrays(inp: AnalysisInput) -> dict[str, np.ndarray]:
+    """All fidelity checks of artifacts of the version's own model, as numpy arrays sorted by
+    (artifact row, version_id, finished_at, check_id): ``acode`` (row of ``inp.artifacts``),
+    ``version_id``, ``check_id``, ``fin_ns``, ``day``, ``good`` (pass/warn), ``bad`` (fail/error),
+    ``ev``, ``is_baseline``. Memoised on the input instance."""
+    if "fidelity" in inp.cache:
+        return inp.cache["fidelity"]
     c = inp.checks
     a = inp.artifacts
     fid = _eq(c["kind"], "fidelity")
@@ -133,34 +134,50 @@ def latest_fidelity_steps(inp: AnalysisInput) -> dict[str, np.ndarray]:
     sel = np.flatnonzero(fid & (acode_all >= 0))
     acode = acode_all[sel]
     vid = c["version_id"].to_numpy(np.int64)[sel]
-    # same model: the check's model (validated to agree with its version) vs the artifact's
+    # same model: the version's model vs the artifact's
     models = pd.Index(inp.models["model_id"])
     a_model = models.get_indexer(a["model_id"])
-    c_model = models.get_indexer(c["model_id"])[sel] if len(sel) else np.array([], np.int64)
-    keep = a_model[acode] == c_model
+    v_model = pd.Series(models.get_indexer(inp.versions["model_id"]), index=inp.versions["version_id"].to_numpy())
+    keep = a_model[acode] == v_model.reindex(vid).to_numpy()
     sel, acode, vid = sel[keep], acode[keep], vid[keep]
     fin = ns_values(c["finished_at"])[sel]
     cid = c["check_id"].to_numpy(np.int64)[sel]
     order = np.lexsort((cid, fin, vid, acode))
     sel, acode, vid, fin, cid = sel[order], acode[order], vid[order], fin[order], cid[order]
-    day = np.floor_divide(fin, NS_PER_DAY)
-    n = len(sel)
+    status = c["status"]
+    good = (_eq(status, "pass") | _eq(status, "warn"))
+    code = np.select([_eq(status, n) for n in STATUS_NAMES], np.arange(len(STATUS_NAMES)), -1)
+    out = {"acode": acode, "version_id": vid, "check_id": cid, "fin_ns": fin, "status": code[sel],
+           "day": np.floor_divide(fin, NS_PER_DAY), "good": good[sel],
+           "bad": (_eq(status, "fail") | _eq(status, "error"))[sel],
+           "ev": c["explained_variance"].to_numpy(np.float64)[sel],
+           "is_baseline": c["is_baseline"].to_numpy(bool)[sel]}
+    inp.cache["fidelity"] = out
+    return out
+
+
+def latest_fidelity_steps(inp: AnalysisInput) -> dict[str, np.ndarray]:
+    """The step function 'latest fidelity check on or before day d' per (artifact, version): one
+    entry per (artifact, version, day) — the last check of that day — with ``next_day`` (the day
+    the next check takes over, or far future) and ``a_rec_day`` (the artifact's recorded day)."""
+    f = fidelity_arrays(inp)
+    acode, vid, day = f["acode"], f["version_id"], f["day"]
+    n = len(acode)
     same_pair = np.zeros(n, bool)
     same_day_next = np.zeros(n, bool)
     if n > 1:
         same_pair[:-1] = (acode[1:] == acode[:-1]) & (vid[1:] == vid[:-1])
         same_day_next[:-1] = same_pair[:-1] & (day[1:] == day[:-1])
     last = ~same_day_next  # the last check of its (artifact, version, day)
-    sel, acode, vid, fin, cid, day, same_pair = (x[last] for x in (sel, acode, vid, fin, cid, day, same_pair))
-    nxt = np.full(len(sel), _FAR, np.int64)
-    if len(sel) > 1:
-        nxt[:-1] = np.where(same_pair[:-1], day[1:], _FAR)
-    status = c["status"]
-    good = (_eq(status, "pass") | _eq(status, "warn"))[sel]
-    return {"acode": acode, "version_id": vid, "check_id": cid, "fin_ns": fin, "day": day, "next_day": nxt,
-            "good": good, "ev": c["explained_variance"].to_numpy(np.float64)[sel],
-            "is_baseline": c["is_baseline"].to_numpy(bool)[sel],
-            "a_rec_day": day_numbers(a["recorded_at"])[acode] if len(acode) else np.array([], np.int64)}
+    out = {k: v[last] for k, v in f.items()}
+    sp = same_pair[last]
+    nxt = np.full(len(sp), _FAR, np.int64)
+    if len(sp) > 1:
+        nxt[:-1] = np.where(sp[:-1], out["day"][1:], _FAR)
+    out["next_day"] = nxt
+    a_rec = day_numbers(inp.artifacts["recorded_at"])
+    out["a_rec_day"] = a_rec[out["acode"]] if len(out["acode"]) else np.array([], np.int64)
+    return out
 
 
 @dataclass
@@ -365,6 +382,10 @@ def aggregate_coverage(by_model: pd.DataFrame) -> dict:
     }
 
 
+def _iso_days(days: np.ndarray) -> np.ndarray:
+    return np.datetime_as_string(np.asarray(days, np.int64).astype("datetime64[D]"), unit="D").astype(object)
+
+
 def daily_timeline(grid: DayGrid, sl: slice) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per portfolio/tier rows, per model rows) of daily deployed and covered version-days."""
     nm = len(grid.model_ids)
@@ -382,7 +403,7 @@ def daily_timeline(grid: DayGrid, sl: slice) -> tuple[pd.DataFrame, pd.DataFrame
         mdep = mcov = np.zeros((0, ndays), np.int64)
     mi, di = np.nonzero(mdep)
     per_model = pd.DataFrame({
-        "day": pd.to_datetime(days[di], unit="D").date if len(di) else np.array([], object),
+        "day": _iso_days(days[di]),
         "model_id": grid.model_ids[mids[mi]] if len(mi) else np.array([], object),
         "tier": grid.model_tier[mids[mi]] if len(mi) else np.array([], np.int64),
         "deployed": mdep[mi, di], "covered": mcov[mi, di],
@@ -395,7 +416,7 @@ def daily_timeline(grid: DayGrid, sl: slice) -> tuple[pd.DataFrame, pd.DataFrame
     for scope, tier, sel in scopes:
         d = mdep[sel].sum(0) if sel.any() else np.zeros(ndays, np.int64)
         c = mcov[sel].sum(0) if sel.any() else np.zeros(ndays, np.int64)
-        rows.append(pd.DataFrame({"scope": scope, "tier": tier, "day": pd.to_datetime(days, unit="D").date,
+        rows.append(pd.DataFrame({"scope": scope, "tier": tier, "day": _iso_days(days),
                                   "deployed": d, "covered": c,
                                   "share": np.where(d > 0, c / np.maximum(d, 1), np.nan)}))
     _ = nm

@@ -245,6 +245,8 @@ class AnalysisInput:
     checks: pd.DataFrame = field(default=None)  # type: ignore[assignment]
     volumes: pd.DataFrame = field(default=None)  # type: ignore[assignment]
     validate: bool = field(default=True, repr=False)
+    # derived arrays memoised per instance by the analysis (never part of equality or copies)
+    cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.validate:
@@ -331,22 +333,29 @@ class AnalysisInput:
                 ok |= ns == np.iinfo(np.int64).min
             return ok
 
+        def within(s: pd.Series, parent_kept: pd.DataFrame, parent_all: pd.DataFrame, col: str) -> np.ndarray:
+            if len(parent_kept) == len(parent_all):  # nothing filtered: no dangling reference possible
+                return np.ones(len(s), bool)
+            return s.isin(parent_kept[col]).to_numpy(dtype=bool, na_value=False)
+
         m = self.models[keep(self.models, "recorded_at", nullable=True)]
-        v = self.versions[keep(self.versions, "recorded_at") & self.versions["model_id"].isin(m["model_id"]).to_numpy()]
-        d = self.deployments[keep(self.deployments, "recorded_at")
-                             & self.deployments["version_id"].isin(v["version_id"]).to_numpy()]
-        a = self.artifacts[keep(self.artifacts, "recorded_at")
-                           & self.artifacts["bound_version_id"].isin(v["version_id"]).to_numpy()
-                           & self.artifacts["model_id"].isin(m["model_id"]).to_numpy()]
+        v = self.versions
+        v = v[keep(v, "recorded_at") & within(v["model_id"], m, self.models, "model_id")]
+        d = self.deployments
+        d = d[keep(d, "recorded_at") & within(d["version_id"], v, self.versions, "version_id")]
+        a = self.artifacts
+        a = a[keep(a, "recorded_at") & within(a["bound_version_id"], v, self.versions, "version_id")
+              & within(a["model_id"], m, self.models, "model_id")]
         c = self.checks
-        cok = (keep(c, "recorded_at") & keep(c, "finished_at") & c["version_id"].isin(v["version_id"]).to_numpy()
-               & (c["artifact_id"].isna() | c["artifact_id"].isin(a["artifact_id"])).to_numpy())
-        c = c[cok]
+        cok = keep(c, "recorded_at") & keep(c, "finished_at") & within(c["version_id"], v, self.versions, "version_id")
+        if len(a) != len(self.artifacts):
+            cok &= (c["artifact_id"].isna() | c["artifact_id"].isin(a["artifact_id"])).to_numpy(dtype=bool)
+        c = c[cok] if not cok.all() else c
         vol = self.volumes
         rec = ns_values(vol["recorded_at"])
         has_rec = rec != np.iinfo(np.int64).min
         vok = np.where(has_rec, rec <= tns, ns_values(vol["day"]) <= tns)
-        vol = vol[vok & vol["version_id"].isin(v["version_id"]).to_numpy()]
+        vol = vol[vok & within(vol["version_id"], v, self.versions, "version_id")]
         frames = {k: df.reset_index(drop=True) for k, df in
                   dict(models=m, versions=v, deployments=d, artifacts=a, checks=c, volumes=vol).items()}
         return replace(self, validate=False, **frames)

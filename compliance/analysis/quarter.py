@@ -55,17 +55,19 @@ def records(df: pd.DataFrame) -> list[dict]:
     out = {}
     for c in df.columns:
         s = df[c]
-        if pd.api.types.is_float_dtype(s.dtype):
-            arr = s.to_numpy(np.float64)
+        if pd.api.types.is_bool_dtype(s.dtype) and not s.isna().any():
+            obj = s.to_numpy(bool).astype(object)
+        elif pd.api.types.is_float_dtype(s.dtype):
+            arr = s.to_numpy(np.float64, na_value=np.nan)
             obj = arr.astype(object)
             obj[~np.isfinite(arr)] = None
-        elif pd.api.types.is_bool_dtype(s.dtype):
-            obj = np.array([bool(x) for x in s.to_numpy()], dtype=object)
-        elif pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
-            obj = np.array(s.to_numpy().tolist(), dtype=object)
+        elif pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
+            obj = np.array(s.to_numpy(np.int64).tolist(), dtype=object)
         else:
-            obj = np.array([json_safe(x) for x in s.tolist()], dtype=object)
-        out[c] = obj
+            obj = s.to_numpy(dtype=object, na_value=None)
+            if pd.api.types.infer_dtype(obj, skipna=True) not in ("string", "empty"):
+                obj = np.array([json_safe(x) for x in obj.tolist()], dtype=object)
+        out[c] = obj.tolist()
     cols = list(df.columns)
     return [dict(zip(cols, row)) for row in zip(*(out[c] for c in cols))]
 

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from .calendar import NS_PER_DAY, day_date, day_numbers, ns_values
-from .coverage import STATE_NAMES, DayGrid
-from .frames import AnalysisInput
+from .coverage import STATE_NAMES, STATUS_NAMES, DayGrid, _iso_days, fidelity_arrays
+from .frames import ARTIFACT_KINDS, AnalysisInput
 from .policy import AnalysisPolicy
 
 
@@ -53,112 +53,150 @@ def version_positions(versions: pd.DataFrame) -> pd.Series:
     return pd.Series(pos, index=vid[order])
 
 
-def _last(df: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
-    if not len(df):
-        return pd.DataFrame(columns=keys + cols)
-    return df.sort_values(["fin_ns", "check_id"], kind="stable").drop_duplicates(keys, keep="last")[keys + cols]
+def _opt_ints(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.asarray(values, np.int64), ~np.asarray(present, bool))
+
+
+def _last_per_key(keys: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique keys, index of the last masked entry per key) for entries sorted by key then time."""
+    idx = np.flatnonzero(mask)
+    k = keys[idx]
+    if not len(k):
+        return k, idx
+    last = np.r_[k[1:] != k[:-1], True]
+    return k[last], idx[last]
+
+
+def _lookup(ukeys: np.ndarray, uidx: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Index of each wanted key's entry (-1 when absent); ukeys sorted."""
+    if not len(ukeys):
+        return np.full(len(want), -1, np.int64)
+    pos = np.clip(np.searchsorted(ukeys, want), 0, len(ukeys) - 1)
+    return np.where(ukeys[pos] == want, uidx[pos], -1)
 
 
 def artifact_staleness(inp: AnalysisInput, grid: DayGrid, ref_day: int, policy: AnalysisPolicy) -> pd.DataFrame:
     a = inp.artifacts
-    a = a[day_numbers(a["recorded_at"]) <= ref_day]
+    a_rec = day_numbers(a["recorded_at"])
     vers = inp.versions[day_numbers(inp.versions["recorded_at"]) <= ref_day]
     pos = version_positions(vers)
     labels = pd.Series(inp.versions["label"].to_numpy(), index=inp.versions["version_id"].to_numpy(np.int64))
-    tier = pd.Series(inp.models["tier"].to_numpy(), index=inp.models["model_id"].to_numpy())
+    models = pd.Index(grid.model_ids)
+    a_model = models.get_indexer(a["model_id"])
+    a_bound = a["bound_version_id"].to_numpy(np.int64)
+    kinds = pd.Index(ARTIFACT_KINDS)
+    a_kind = kinds.get_indexer(a["kind"])
+    arts = np.flatnonzero(a_rec <= ref_day)
+
+    # (artifact, deployed version) pairs
     col = ref_day - grid.w0
     if 0 <= col < grid.nd and len(grid.ver_ids):
-        on = grid.deployed[:, col]
-        dep = pd.DataFrame({"model_id": grid.model_ids[grid.ver_model[on]], "deployed_version_id": grid.ver_ids[on]})
+        on = np.flatnonzero(grid.deployed[:, col])
     else:
-        dep = pd.DataFrame({"model_id": np.array([], object), "deployed_version_id": np.array([], np.int64)})
-    base = pd.DataFrame({"artifact_id": a["artifact_id"].to_numpy(), "model_id": a["model_id"].to_numpy(),
-                         "kind": a["kind"].to_numpy(), "bound_version_id": a["bound_version_id"].to_numpy(np.int64)})
-    rows = base.merge(dep, on="model_id", how="left")
-    rows["deployed_version_id"] = rows["deployed_version_id"].astype("Int64")
+        on = np.array([], np.int64)
+    dep_model, dep_vid = grid.ver_model[on], grid.ver_ids[on]
+    order = np.argsort(dep_model, kind="stable")
+    dep_model, dep_vid = dep_model[order], dep_vid[order]
+    lo = np.searchsorted(dep_model, a_model[arts], "left")
+    hi = np.searchsorted(dep_model, a_model[arts], "right")
+    cnt = np.maximum(hi - lo, 1)  # an artifact without a deployed version keeps one row
+    r_art = np.repeat(arts, cnt)
+    offs = np.arange(len(r_art)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    has_dep = np.repeat(hi > lo, cnt)
+    r_dv = np.where(has_dep, dep_vid[np.minimum(np.repeat(lo, cnt) + offs, max(len(dep_vid) - 1, 0))]
+                    if len(dep_vid) else -1, -1)
 
-    c = inp.checks
-    c = c[(day_numbers(c["finished_at"]) <= ref_day) & c["artifact_id"].notna().to_numpy()]
-    cf = pd.DataFrame({"artifact_id": c["artifact_id"].to_numpy(), "version_id": c["version_id"].to_numpy(np.int64),
-                       "kind": c["kind"].to_numpy(), "status": c["status"].to_numpy(),
-                       "check_id": c["check_id"].to_numpy(np.int64), "fin_ns": ns_values(c["finished_at"]),
-                       "ev": c["explained_variance"].to_numpy(np.float64),
-                       "survival": c["survival_share"].to_numpy(np.float64),
-                       "is_baseline": c["is_baseline"].to_numpy(bool)})
-    fid = cf[cf["kind"].to_numpy() == "fidelity"]
-    key = ["artifact_id", "version_id"]
-    latest = _last(fid, key, ["status", "fin_ns", "check_id"]).rename(
-        columns={"version_id": "deployed_version_id", "status": "latest_status", "fin_ns": "latest_ns",
-                 "check_id": "latest_check_id"})
-    good = fid[fid["status"].isin(["pass", "warn"]).to_numpy()]
-    last_ok = _last(good, key, ["fin_ns"]).rename(columns={"version_id": "deployed_version_id",
-                                                          "fin_ns": "validated_ns"})
-    ev = _last(fid[~np.isnan(fid["ev"].to_numpy())], key, ["ev"]).rename(
-        columns={"version_id": "deployed_version_id", "ev": "latest_ev"})
-    bound = pd.Series(a["bound_version_id"].to_numpy(np.int64), index=a["artifact_id"].to_numpy())
-    bl = fid[fid["is_baseline"].to_numpy() & ~np.isnan(fid["ev"].to_numpy())]
-    bl = bl[bl["version_id"].to_numpy() == bound.reindex(bl["artifact_id"].to_numpy()).to_numpy()]
-    bl = _last(bl, ["artifact_id"], ["ev"]).rename(columns={"ev": "baseline_ev"})
-    al = cf[(cf["kind"].to_numpy() == "alignment") & ~np.isnan(cf["survival"].to_numpy())]
-    al = _last(al, ["artifact_id"], ["survival"])
-    for part in (latest, last_ok, ev):
-        part["deployed_version_id"] = part["deployed_version_id"].astype("Int64")
-        rows = rows.merge(part, on=["artifact_id", "deployed_version_id"], how="left")
-    rows = rows.merge(bl, on="artifact_id", how="left").merge(al, on="artifact_id", how="left")
+    # fidelity evidence up to the reference day, keyed by (artifact row, version row)
+    f = fidelity_arrays(inp)
+    vindex = pd.Index(inp.versions["version_id"].to_numpy(np.int64))
+    nvr = len(vindex) + 1
+    upto = f["day"] <= ref_day
+    fkey = f["acode"] * nvr + vindex.get_indexer(f["version_id"])
+    want = r_art * nvr + np.where(has_dep, vindex.get_indexer(r_dv), -1)
+    k_all, i_all = _last_per_key(fkey, upto)
+    k_ok, i_ok = _last_per_key(fkey, upto & f["good"])
+    k_ev, i_ev = _last_per_key(fkey, upto & ~np.isnan(f["ev"]))
+    latest = np.where(has_dep, _lookup(k_all, i_all, want), -1)
+    last_ok = np.where(has_dep, _lookup(k_ok, i_ok, want), -1)
+    last_ev = np.where(has_dep, _lookup(k_ev, i_ev, want), -1)
+    bl_mask = upto & f["is_baseline"] & ~np.isnan(f["ev"]) & (f["version_id"] == a_bound[f["acode"]])
+    k_bl, i_bl = _last_per_key(f["acode"], bl_mask)
+    bl = _lookup(k_bl, i_bl, r_art)
 
-    rep = a[a["replaces"].notna().to_numpy()]
-    rep = rep.sort_values("recorded_at", kind="stable").drop_duplicates("replaces", keep="last")
-    sup = pd.Series(rep["artifact_id"].to_numpy(), index=rep["replaces"].to_numpy())
+    def pick(arr: np.ndarray, idx: np.ndarray, fill):
+        out = np.full(len(idx), fill, dtype=arr.dtype if fill is not None else object)
+        ok = idx >= 0
+        out[ok] = arr[idx[ok]]
+        return out
 
-    dv = rows["deployed_version_id"]
-    has_dep = dv.notna().to_numpy()
-    dvi = dv.fillna(-1).to_numpy(np.int64)
-    pos_dep = pos.reindex(dvi).to_numpy()
-    pos_bound = pos.reindex(rows["bound_version_id"].to_numpy()).to_numpy()
-    behind = pos_dep - pos_bound
-    vday = np.floor_divide(rows["validated_ns"].fillna(-1).to_numpy(np.int64), NS_PER_DAY)
-    validated = rows["validated_ns"].notna().to_numpy()
-    lstat = rows["latest_status"].to_numpy(object)
-    lday = np.floor_divide(rows["latest_ns"].fillna(-1).to_numpy(np.int64), NS_PER_DAY)
-    is_good = np.isin(lstat, ["pass", "warn"])
-    is_bad = np.isin(lstat, ["fail", "error"])
-    valid = is_good & (ref_day - lday <= policy.validity_days)
-    astate = np.where(valid, "valid", np.where(is_bad, "broken", "stale")).astype(object)
+    latest_day = pick(f["day"], latest, -1)
+    latest_good = pick(f["good"], latest, False)
+    latest_bad = pick(f["bad"], latest, False)
+    valid = latest_good & (ref_day - latest_day <= policy.validity_days)
+    astate = np.where(valid, "valid", np.where(latest_bad, "broken", "stale")).astype(object)
     astate[~has_dep] = None
+    ok_day = pick(f["day"], last_ok, -1)
+    base_ev = pick(f["ev"], bl, np.nan)
+    lat_ev = pick(f["ev"], last_ev, np.nan)
+
+    # survival from the latest alignment check where the artifact is the new one
+    c = inp.checks
+    al = np.flatnonzero(((c["kind"] == "alignment").to_numpy(dtype=bool, na_value=False))
+                        & (day_numbers(c["finished_at"]) <= ref_day) & ~np.isnan(c["survival_share"].to_numpy(np.float64)))
+    surv = np.full(len(r_art), np.nan)
+    if len(al):
+        acode = pd.Index(a["artifact_id"]).get_indexer(c["artifact_id"].iloc[al])
+        fin = ns_values(c["finished_at"])[al]
+        cid = c["check_id"].to_numpy(np.int64)[al]
+        o = np.lexsort((cid, fin, acode))
+        acode, val = acode[o], c["survival_share"].to_numpy(np.float64)[al][o]
+        k_s, i_s = _last_per_key(acode, acode >= 0)
+        j = _lookup(k_s, i_s, r_art)
+        surv[j >= 0] = val[j[j >= 0]]
 
     # slot state of the (deployed version, group of this kind) at the reference day
-    slot_state = np.full(len(rows), None, object)
+    slot_state = np.full(len(r_art), None, object)
     if len(grid.slot_ver) and 0 <= col < grid.nd and has_dep.any():
-        kg = {(t, k): g for t in policy.required_groups for g, gs in enumerate(policy.groups(t)) for k in gs}
-        sidx = pd.Series(np.arange(len(grid.slot_ver)),
-                         index=pd.MultiIndex.from_arrays([grid.ver_ids[grid.slot_ver], grid.slot_group]))
-        t_of = tier.reindex(rows["model_id"].to_numpy()).to_numpy()
-        grp = np.array([kg.get((int(t), k), -1) for t, k in zip(t_of, rows["kind"].to_numpy())], np.int64)
-        srow = sidx.reindex(pd.MultiIndex.from_arrays([dvi, grp])).to_numpy()
-        ok = ~np.isnan(srow) & has_dep
-        codes = grid.slot_state[srow[ok].astype(np.int64), col]
-        slot_state[ok] = [STATE_NAMES.get(int(x)) for x in codes]
+        groups_of = np.full((4, len(ARTIFACT_KINDS)), -1, np.int64)
+        for t in policy.required_groups:
+            if 0 <= t < 4:
+                for g, gs in reversed(list(enumerate(policy.groups(t)))):
+                    for k in gs:
+                        groups_of[t, kinds.get_loc(k)] = g
+        grp = groups_of[grid.model_tier[a_model[r_art]], a_kind[r_art]]
+        vrow = pd.Index(grid.ver_ids).get_indexer(r_dv)
+        lookup = np.full((len(grid.ver_ids), int(grid.slot_group.max()) + 1 if len(grid.slot_group) else 1), -1)
+        lookup[grid.slot_ver, grid.slot_group] = np.arange(len(grid.slot_ver))
+        okm = has_dep & (grp >= 0) & (vrow >= 0) & (grp < lookup.shape[1])
+        srow = np.full(len(r_art), -1)
+        srow[okm] = lookup[vrow[okm], grp[okm]]
+        okm &= srow >= 0
+        names = np.array([None] + [STATE_NAMES[i] for i in (1, 2, 3, 4)], dtype=object)
+        slot_state[okm] = names[grid.slot_state[srow[okm], col]]
 
-    def iso_day(ns: pd.Series) -> list:
-        return [None if pd.isna(x) else day_date(int(x) // NS_PER_DAY).isoformat() for x in ns]
-
+    rep = a[a["replaces"].notna().to_numpy() & (a_rec <= ref_day)]
+    rep = rep.sort_values("recorded_at", kind="stable").drop_duplicates("replaces", keep="last")
+    sup = pd.Series(rep["artifact_id"].to_numpy(object), index=rep["replaces"].to_numpy(object))
+    art_ids = a["artifact_id"].to_numpy(object)[r_art]
+    dv_pos = pos.reindex(r_dv).to_numpy()
+    bd_pos = pos.reindex(a_bound[r_art]).to_numpy()
+    behind = np.where(has_dep & ~np.isnan(dv_pos) & ~np.isnan(bd_pos), dv_pos - bd_pos, np.nan)
+    validated = last_ok >= 0
     out = pd.DataFrame({
-        "artifact_id": rows["artifact_id"], "model_id": rows["model_id"], "kind": rows["kind"],
-        "bound_version_id": rows["bound_version_id"].astype(np.int64),
-        "bound_label": labels.reindex(rows["bound_version_id"].to_numpy()).to_numpy(),
-        "deployed_version_id": [int(x) if h else None for x, h in zip(dvi, has_dep)],
-        "deployed_label": np.where(has_dep, labels.reindex(dvi).to_numpy(), None),
-        "versions_behind": [int(b) if h and not np.isnan(b) else None for b, h in zip(behind, has_dep)],
-        "last_validated_on": iso_day(rows["validated_ns"]),
-        "days_since_validation": [int(ref_day - d) if ok else None for d, ok in zip(vday, validated)],
-        "baseline_ev": rows["baseline_ev"].to_numpy(np.float64),
-        "latest_ev": rows["latest_ev"].to_numpy(np.float64),
-        "fidelity_decay": rows["baseline_ev"].to_numpy(np.float64) - rows["latest_ev"].to_numpy(np.float64),
-        "survival": rows["survival"].to_numpy(np.float64),
-        "latest_check_id": [int(x) if not pd.isna(x) else None for x in rows["latest_check_id"]],
-        "latest_status": rows["latest_status"].astype(object).where(rows["latest_status"].notna(), None),
+        "artifact_id": art_ids, "model_id": grid.model_ids[a_model[r_art]],
+        "kind": np.asarray(ARTIFACT_KINDS, dtype=object)[a_kind[r_art]],
+        "bound_version_id": a_bound[r_art],
+        "bound_label": labels.reindex(a_bound[r_art]).to_numpy(object),
+        "deployed_version_id": _opt_ints(np.where(has_dep, r_dv, 0), has_dep),
+        "deployed_label": np.where(has_dep, labels.reindex(r_dv).to_numpy(object), None),
+        "versions_behind": _opt_ints(np.nan_to_num(behind).astype(np.int64), ~np.isnan(behind)),
+        "last_validated_on": np.where(validated, _iso_days(np.where(validated, ok_day, 0)), None),
+        "days_since_validation": _opt_ints(np.where(validated, ref_day - ok_day, 0), validated),
+        "baseline_ev": base_ev, "latest_ev": lat_ev, "fidelity_decay": base_ev - lat_ev, "survival": surv,
+        "latest_check_id": _opt_ints(pick(f["check_id"], latest, 0), latest >= 0),
+        "latest_status": np.where(latest >= 0, STATUS_NAMES[pick(f["status"], latest, 0)], None).astype(object),
         "artifact_state": astate, "slot_state": slot_state,
-        "superseded_by": sup.reindex(rows["artifact_id"].to_numpy()).to_numpy(),
+        "superseded_by": sup.reindex(art_ids).to_numpy(object) if len(sup) else np.full(len(r_art), None, object),
     })
     return out.sort_values(["model_id", "artifact_id", "deployed_version_id"], kind="stable",
                            na_position="last").reset_index(drop=True)
