@@ -164,12 +164,41 @@ def test_transcoder_metrics_match_reference(tmp_path, fmt, kw, decoder):
 
 
 def test_bf16_circuit_tracer_computes_in_float32(tmp_path):
+    from safetensors.torch import save_file as save_pt
+
     rng = np.random.default_rng(2)
-    path = tmp_path / "tc.safetensors"
-    syn.write_circuit_tracer_transcoder(path, rng, 8, 16, dtype=np.float32)
-    coder = load_artifact(path)
+    t = syn.write_circuit_tracer_transcoder(tmp_path / "f32.safetensors", rng, 8, 16)
+    bf = {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in t.items()}
+    save_pt(bf, str(tmp_path / "tc.safetensors"))
+    assert detect_format(tmp_path / "tc.safetensors").extra["dtype"] == "BF16"
+    coder = load_artifact(tmp_path / "tc.safetensors")
     assert coder.dtype == torch.float32
-    assert detect_format(path).extra["dtype"] == "F32"
+    torch.testing.assert_close(coder.W_enc_t, bf["W_enc"].float().T, rtol=0, atol=0)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    y = rng.standard_normal((50, 8)).astype(np.float32)
+    tb = {k: v.float().double().numpy() for k, v in bf.items()}
+    f = ref_encode("ct", tb, x.astype(np.float64))
+    ref = ref_metrics(y.astype(np.float64), ref_decode(tb, f, x.astype(np.float64)), f)
+    res = compute_fidelity(coder, [{"activations": torch.from_numpy(x), "targets": torch.from_numpy(y)}],
+                           device="cpu")
+    for key in ("mse", "explained_variance", "cossim", "l0"):
+        assert getattr(res, key) == pytest.approx(ref[key], rel=1e-5), key
+
+
+def test_topk_l0_can_be_below_k(tmp_path):
+    rng = np.random.default_rng(9)
+    t = syn.write_saelens(tmp_path / "a", rng, 10, 40, architecture="topk", k=12)
+    t["b_enc"][:] = -1.5  # most pre-activations negative: ReLU after top-k zeroes them
+    from safetensors.numpy import save_file
+
+    save_file(t, str(tmp_path / "a" / "sae_weights.safetensors"))
+    x = rng.standard_normal((200, 10))
+    f = ref_encode("saelens", t, x, arch="topk", k=12)
+    ref = ref_metrics(x, ref_decode(t, f, x), f)
+    res = compute_fidelity(load_artifact(tmp_path / "a", dtype=torch.float64),
+                           [{"activations": torch.from_numpy(x)}], device="cpu")
+    assert res.l0 < 12 and res.l0 == pytest.approx(ref["l0"])
+    assert_matches(res, ref)
 
 
 @pytest.mark.parametrize("jumprelu", [False, True])

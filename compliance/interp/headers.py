@@ -279,7 +279,7 @@ def _detect_clt(folder: Path) -> ArtifactInfo:
             raise InputError(f"{ep.name}: missing tensor 'W_enc_{i}'")
         t, d = _require(he, wn, 2)
         if d_tc is None:
-            d_tc, d_model = t, d
+            d_tc, d_model, dtype = t, d, he.tensors[wn].dtype
         elif (t, d) != (d_tc, d_model):
             raise InputError(
                 f"{ep.name}: tensor {wn!r} has shape {[t, d]}, layer 0 has {[d_tc, d_model]}"
@@ -302,7 +302,8 @@ def _detect_clt(folder: Path) -> ArtifactInfo:
         raise InputError(f"{folder.name}: some layers have a threshold and some do not")
     return ArtifactInfo(
         "circuit_tracer_clt", "clt", "jumprelu" if has_thr[0] else "standard",
-        d_model, d_tc, d_model, n_layers, files, None, {"dtype": "mixed"},
+        d_model, d_tc, d_model, n_layers, files, None,
+        {"dtype": dtype},
     )
 
 
