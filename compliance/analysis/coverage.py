@@ -120,6 +120,20 @@ def _eq(s: pd.Series, value: str) -> np.ndarray:
     return (s == value).to_numpy(dtype=bool, na_value=False)
 
 
+def artifact_rows(inp: AnalysisInput) -> np.ndarray:
+    """Row in ``inp.artifacts`` of each check's artifact (-1 when none), memoised."""
+    if "check_acode" not in inp.cache:
+        col = inp.checks["artifact_id"]
+        arts = pd.Index(inp.artifacts["artifact_id"])
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy(np.int64)
+            to_row = np.r_[arts.get_indexer(col.cat.categories), -1]
+            inp.cache["check_acode"] = to_row[codes]  # code -1 picks the trailing -1
+        else:
+            inp.cache["check_acode"] = arts.get_indexer(col)
+    return inp.cache["check_acode"]
+
+
 def fidelity_arrays(inp: AnalysisInput) -> dict[str, np.ndarray]:
     """All fidelity checks of artifacts of the version's own model, as numpy arrays sorted by
     (artifact row, version_id, finished_at, check_id): ``acode`` (row of ``inp.artifacts``),
@@ -130,7 +144,7 @@ def fidelity_arrays(inp: AnalysisInput) -> dict[str, np.ndarray]:
     c = inp.checks
     a = inp.artifacts
     fid = _eq(c["kind"], "fidelity")
-    acode_all = pd.Index(a["artifact_id"]).get_indexer(c["artifact_id"])
+    acode_all = artifact_rows(inp)
     sel = np.flatnonzero(fid & (acode_all >= 0))
     acode = acode_all[sel]
     vid = c["version_id"].to_numpy(np.int64)[sel]

@@ -43,10 +43,10 @@ import numpy as np
 import pandas as pd
 
 from .calendar import NS_PER_DAY, ns_values, to_utc_timestamp
-from .coverage import deployed_intervals
+from .coverage import STATUS_NAMES, deployed_intervals, fidelity_arrays
 from .frames import AnalysisInput
 from .policy import AnalysisPolicy, normalise_policy
-from .staleness import version_positions
+from .staleness import _last_per_key, _lookup, version_positions
 
 CATALOG = ("FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
            "FM-DECISION", "FM-LABELS", "FM-ERROR")
@@ -82,141 +82,165 @@ def _deployed_at(data: AnalysisInput, at_ns: int) -> pd.DataFrame:
     return pd.DataFrame({"version_id": vids, "model_id": vm.reindex(vids).to_numpy()})
 
 
-def _fidelity(data: AnalysisInput) -> pd.DataFrame:
-    c = data.checks
-    c = c[(c["kind"].to_numpy() == "fidelity") & c["artifact_id"].notna().to_numpy()]
-    return pd.DataFrame({"artifact_id": c["artifact_id"].to_numpy(), "version_id": c["version_id"].to_numpy(np.int64),
-                         "check_id": c["check_id"].to_numpy(np.int64), "fin_ns": ns_values(c["finished_at"]),
-                         "status": c["status"].to_numpy(), "ev": c["explained_variance"].to_numpy(np.float64),
-                         "is_baseline": c["is_baseline"].to_numpy(bool)})
+def _codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int codes with -1 for missing, categories) of a string/categorical column."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy(np.int64), np.asarray(s.cat.categories, dtype=object)
+    codes, cats = pd.factorize(s)
+    return codes.astype(np.int64), np.asarray(cats, dtype=object)
 
 
-def _stale(data: AnalysisInput, dep: pd.DataFrame, fid: pd.DataFrame, at_day: int, pol: AnalysisPolicy) -> list[Detection]:
+def _stale(data: AnalysisInput, dep: pd.DataFrame, at_day: int, pol: AnalysisPolicy) -> list[Detection]:
     a = data.artifacts
-    replaced = set(a["replaces"].dropna().tolist())
-    arts = pd.DataFrame({"artifact_id": a["artifact_id"].to_numpy(), "model_id": a["model_id"].to_numpy(),
-                         "kind": a["kind"].to_numpy(), "bound": a["bound_version_id"].to_numpy(np.int64)})
-    arts = arts[~arts["artifact_id"].isin(replaced)]
-    pairs = arts.merge(dep, on="model_id")
-    pos = version_positions(data.versions)
-    pairs = pairs[pos.reindex(pairs["bound"].to_numpy()).to_numpy() < pos.reindex(pairs["version_id"].to_numpy()).to_numpy()]
-    if not len(pairs):
+    if not len(a) or not len(dep):
         return []
-    f = fid.sort_values(["fin_ns", "check_id"], kind="stable")
-    latest = f.drop_duplicates(["artifact_id", "version_id"], keep="last")[["artifact_id", "version_id", "status", "fin_ns", "check_id"]]
-    ever_ok = f[f["status"].isin(["pass", "warn"])][["artifact_id", "version_id"]].drop_duplicates()
-    ever_ok["ever_ok"] = True
-    pairs = pairs.merge(latest, on=["artifact_id", "version_id"], how="left").merge(
-        ever_ok, on=["artifact_id", "version_id"], how="left")
-    never = pairs["ever_ok"].isna().to_numpy()
-    good = pairs["status"].isin(["pass", "warn"]).to_numpy()
-    lday = np.floor_divide(pairs["fin_ns"].fillna(0).to_numpy(np.int64), NS_PER_DAY)
-    expired = good & (at_day - lday > pol.validity_days)
+    replaced = a["artifact_id"].isin(a["replaces"].dropna()).to_numpy(dtype=bool)
+    models = pd.Index(data.models["model_id"])
+    a_model = models.get_indexer(a["model_id"])
+    d_model = models.get_indexer(dep["model_id"])
+    d_vid = dep["version_id"].to_numpy(np.int64)
+    order = np.argsort(d_model, kind="stable")
+    d_model, d_vid = d_model[order], d_vid[order]
+    arts = np.flatnonzero(~replaced)
+    lo = np.searchsorted(d_model, a_model[arts], "left")
+    hi = np.searchsorted(d_model, a_model[arts], "right")
+    cnt = hi - lo
+    r_art = np.repeat(arts, cnt)
+    r_vid = d_vid[np.repeat(lo, cnt) + (np.arange(len(r_art)) - np.repeat(np.cumsum(cnt) - cnt, cnt))]
+    a_bound = a["bound_version_id"].to_numpy(np.int64)
+    pos = version_positions(data.versions)
+    older = pos.reindex(a_bound[r_art]).to_numpy() < pos.reindex(r_vid).to_numpy()
+    r_art, r_vid = r_art[older], r_vid[older]
+    if not len(r_art):
+        return []
+    f = fidelity_arrays(data)
+    vindex = pd.Index(data.versions["version_id"].to_numpy(np.int64))
+    nvr = len(vindex) + 1
+    fkey = f["acode"] * nvr + vindex.get_indexer(f["version_id"])
+    want = r_art * nvr + vindex.get_indexer(r_vid)
+    every = np.ones(len(fkey), bool)
+    k_all, i_all = _last_per_key(fkey, every)
+    k_ok, i_ok = _last_per_key(fkey, f["good"])
+    latest = _lookup(k_all, i_all, want)
+    ever_ok = _lookup(k_ok, i_ok, want) >= 0
+    has = latest >= 0
+    l_good = np.where(has, f["good"][np.maximum(latest, 0)], False) if len(f["good"]) else np.zeros(len(latest), bool)
+    l_day = np.where(has, f["day"][np.maximum(latest, 0)], 0) if len(f["day"]) else np.zeros(len(latest), np.int64)
+    l_cid = np.where(has, f["check_id"][np.maximum(latest, 0)], 0) if len(f["check_id"]) else np.zeros(len(latest), np.int64)
+    expired = l_good & (at_day - l_day > pol.validity_days)
+    ids = a["artifact_id"].to_numpy(object)
+    kinds = a["kind"].to_numpy(object)
+    mids = a["model_id"].to_numpy(object)
     out = []
-    for r, nv, ex in zip(pairs.itertuples(index=False), never, expired):
-        if nv:
-            out.append(Detection("FM-STALE", r.model_id, int(r.version_id), r.artifact_id, None,
-                                 f"FM-STALE:artifact={r.artifact_id}:version={r.version_id}:never",
-                                 f"{r.kind} {r.artifact_id} is bound to older version {r.bound} and was never "
-                                 f"validated (pass/warn) on deployed version {r.version_id}"))
-        elif ex:
-            cid = int(r.check_id)
-            out.append(Detection("FM-STALE", r.model_id, int(r.version_id), r.artifact_id, cid,
-                                 f"FM-STALE:artifact={r.artifact_id}:version={r.version_id}:expired={cid}",
-                                 f"{r.kind} {r.artifact_id} (bound to version {r.bound}): its validation on deployed "
-                                 f"version {r.version_id} by check {cid} expired after {pol.validity_days} days"))
+    for i in np.flatnonzero(~ever_ok | expired):
+        j, v = r_art[i], int(r_vid[i])
+        aid, b = ids[j], int(a_bound[j])
+        if not ever_ok[i]:
+            out.append(Detection("FM-STALE", mids[j], v, aid, None, f"FM-STALE:artifact={aid}:version={v}:never",
+                                 f"{kinds[j]} {aid} is bound to older version {b} and was never "
+                                 f"validated (pass/warn) on deployed version {v}"))
+        else:
+            cid = int(l_cid[i])
+            out.append(Detection("FM-STALE", mids[j], v, aid, cid, f"FM-STALE:artifact={aid}:version={v}:expired={cid}",
+                                 f"{kinds[j]} {aid} (bound to version {b}): its validation on deployed "
+                                 f"version {v} by check {cid} expired after {pol.validity_days} days"))
     return out
 
 
 def _silent(data: AnalysisInput, dep: pd.DataFrame, at_day: int, pol: AnalysisPolicy) -> list[Detection]:
+    if not len(dep):
+        return []
     c = data.checks
-    last = pd.DataFrame({"version_id": c["version_id"].to_numpy(np.int64), "fin_ns": ns_values(c["finished_at"]),
-                         "check_id": c["check_id"].to_numpy(np.int64)})
-    last = last.sort_values(["fin_ns", "check_id"], kind="stable").drop_duplicates("version_id", keep="last")
-    d = dep.merge(last, on="version_id", how="left")
+    vid = c["version_id"].to_numpy(np.int64)
+    fin = ns_values(c["finished_at"])
+    cid = c["check_id"].to_numpy(np.int64)
+    o = np.lexsort((cid, fin, vid))
+    k, i = _last_per_key(vid[o], np.ones(len(o), bool))
+    j = _lookup(k, o[i] if len(i) else i, dep["version_id"].to_numpy(np.int64))
     out = []
-    for r in d.itertuples(index=False):
-        if pd.isna(r.check_id):
-            out.append(Detection("FM-SILENT", r.model_id, int(r.version_id), None, None,
-                                 f"FM-SILENT:version={r.version_id}:last_check=none",
-                                 f"deployed version {r.version_id} has no check of any kind"))
+    for (v, m), jj in zip(zip(dep["version_id"].to_numpy(np.int64), dep["model_id"].to_numpy(object)), j):
+        v = int(v)
+        if jj < 0:
+            out.append(Detection("FM-SILENT", m, v, None, None, f"FM-SILENT:version={v}:last_check=none",
+                                 f"deployed version {v} has no check of any kind"))
             continue
-        age = at_day - int(r.fin_ns) // NS_PER_DAY
+        age = at_day - int(fin[jj]) // NS_PER_DAY
         if age > pol.validity_days:
-            out.append(Detection("FM-SILENT", r.model_id, int(r.version_id), None, None,
-                                 f"FM-SILENT:version={r.version_id}:last_check={int(r.check_id)}",
-                                 f"deployed version {r.version_id}: last check {int(r.check_id)} finished {age} days "
+            out.append(Detection("FM-SILENT", m, v, None, None, f"FM-SILENT:version={v}:last_check={int(cid[jj])}",
+                                 f"deployed version {v}: last check {int(cid[jj])} finished {age} days "
                                  f"ago (validity {pol.validity_days} days)"))
     return out
 
 
-def _drift_brittle(data: AnalysisInput, fid: pd.DataFrame, pol: AnalysisPolicy) -> list[Detection]:
+def _drift_brittle(data: AnalysisInput, pol: AnalysisPolicy) -> list[Detection]:
     c = data.checks
-    dr = c[(c["kind"].to_numpy() == "data_drift") & (c["status"].to_numpy() == "fail")]
-    if not len(dr) or not len(fid):
+    dmask = ((c["kind"] == "data_drift") & (c["status"] == "fail")).to_numpy(dtype=bool, na_value=False)
+    f = fidelity_arrays(data)
+    if not dmask.any() or not len(f["acode"]):
         return []
-    drift = pd.DataFrame({"version_id": dr["version_id"].to_numpy(np.int64), "fin_ns": ns_values(dr["finished_at"]),
-                          "drift_check": dr["check_id"].to_numpy(np.int64), "drift_ns": ns_values(dr["finished_at"])})
-    bound = data.artifacts.set_index("artifact_id")["bound_version_id"]
-    bl = fid[fid["is_baseline"].to_numpy() & ~np.isnan(fid["ev"].to_numpy())]
-    bl = bl[bl["version_id"].to_numpy() == bound.reindex(bl["artifact_id"].to_numpy()).to_numpy()]
-    bl = bl.sort_values(["fin_ns", "check_id"], kind="stable").drop_duplicates("artifact_id", keep="last")
-    base = pd.Series(bl["ev"].to_numpy(), index=bl["artifact_id"].to_numpy())
-    f = fid[fid["version_id"].isin(drift["version_id"]).to_numpy()].copy()
-    f["baseline_ev"] = base.reindex(f["artifact_id"].to_numpy()).to_numpy()
-    decayed = (f["baseline_ev"] - f["ev"]).to_numpy() > pol.decay_warn
-    f = f[f["status"].isin(["warn", "fail"]).to_numpy() | decayed]
-    if not len(f):
+    drift = pd.DataFrame({"version_id": c["version_id"].to_numpy(np.int64)[dmask],
+                          "fin_ns": ns_values(c["finished_at"])[dmask],
+                          "drift_check": c["check_id"].to_numpy(np.int64)[dmask]})
+    a_bound = data.artifacts["bound_version_id"].to_numpy(np.int64)
+    bl_mask = f["is_baseline"] & ~np.isnan(f["ev"]) & (f["version_id"] == a_bound[f["acode"]])
+    k_bl, i_bl = _last_per_key(f["acode"], bl_mask)
+    j = _lookup(k_bl, i_bl, f["acode"])
+    base = np.where(j >= 0, f["ev"][np.maximum(j, 0)], np.nan)
+    warn_fail = (f["status"] == 1) | (f["status"] == 2)
+    with np.errstate(invalid="ignore"):
+        decayed = (base - f["ev"]) > pol.decay_warn
+    m = (warn_fail | decayed) & np.isin(f["version_id"], drift["version_id"].to_numpy())
+    if not m.any():
         return []
-    f = f.sort_values(["fin_ns", "check_id"], kind="stable")
+    fd = pd.DataFrame({"version_id": f["version_id"][m], "fin_ns": f["fin_ns"][m], "check_id": f["check_id"][m],
+                       "acode": f["acode"][m], "status": f["status"][m], "ev": f["ev"][m], "base": base[m]})
+    fd = fd.sort_values(["fin_ns", "check_id"], kind="stable")
     drift = drift.sort_values(["fin_ns", "drift_check"], kind="stable")
-    m = pd.merge_asof(f, drift, on="fin_ns", by="version_id", direction="backward",
-                      tolerance=pol.validity_days * NS_PER_DAY, allow_exact_matches=True)
-    m = m[m["drift_check"].notna()]
-    m = m.sort_values(["fin_ns", "check_id"], kind="stable").drop_duplicates(["drift_check", "artifact_id"], keep="first")
-    vm = data.versions.set_index("version_id")["model_id"]
+    mm = pd.merge_asof(fd, drift, on="fin_ns", by="version_id", direction="backward",
+                       tolerance=pol.validity_days * int(NS_PER_DAY), allow_exact_matches=True)
+    mm = mm[mm["drift_check"].notna()]
+    mm = mm.drop_duplicates(["drift_check", "acode"], keep="first")
+    ids = data.artifacts["artifact_id"].to_numpy(object)
+    vm = pd.Series(data.versions["model_id"].to_numpy(object), index=data.versions["version_id"].to_numpy(np.int64))
+    models = vm.reindex(mm["version_id"].to_numpy()).to_numpy(object)
     out = []
-    for r in m.itertuples(index=False):
-        why = (f"status {r.status}" if r.status in ("warn", "fail") else
-               f"explained variance {r.ev:.3f} vs baseline {r.baseline_ev:.3f}")
-        out.append(Detection("FM-DRIFT-BRITTLE", vm[r.version_id], int(r.version_id), r.artifact_id, int(r.check_id),
-                             f"FM-DRIFT-BRITTLE:drift_check={int(r.drift_check)}:artifact={r.artifact_id}",
+    for r, model in zip(mm.itertuples(index=False), models):
+        aid, st = ids[r.acode], STATUS_NAMES[r.status]
+        why = f"status {st}" if st in ("warn", "fail") else f"explained variance {r.ev:.3f} vs baseline {r.base:.3f}"
+        out.append(Detection("FM-DRIFT-BRITTLE", model, int(r.version_id), aid, int(r.check_id),
+                             f"FM-DRIFT-BRITTLE:drift_check={int(r.drift_check)}:artifact={aid}",
                              f"input drift failed (check {int(r.drift_check)}) on version {r.version_id} and fidelity "
-                             f"of {r.artifact_id} then degraded (check {int(r.check_id)}: {why})"))
+                             f"of {aid} then degraded (check {int(r.check_id)}: {why})"))
     return out
 
 
-def _episodes(c: pd.DataFrame, flagged: np.ndarray, code: str, skip_error: bool) -> list[Detection]:
-    """First check of each run of consecutive flagged checks per (kind, version, artifact, other)."""
+def _episodes(c: pd.DataFrame, target: np.ndarray, flagged: np.ndarray, code: str, skip_error: bool,
+              art_names: np.ndarray) -> list[Detection]:
+    """First check of each run of consecutive flagged checks per target (kind, version, artifact, other)."""
     if not flagged.any():
         return []
-    t = pd.DataFrame({"kind": c["kind"].to_numpy(), "version_id": c["version_id"].to_numpy(np.int64),
-                      "artifact_id": c["artifact_id"].fillna("").to_numpy(),
-                      "other": c["other_artifact_id"].fillna("").to_numpy(),
-                      "fin_ns": ns_values(c["finished_at"]), "check_id": c["check_id"].to_numpy(np.int64),
-                      "model_id": c["model_id"].to_numpy(), "status": c["status"].to_numpy(), "flag": flagged})
-    tk = ["kind", "version_id", "artifact_id", "other"]
-    targets = t.loc[t["flag"], tk].drop_duplicates()
-    t = t.merge(targets, on=tk, how="inner")
+    rows = np.flatnonzero(np.isin(target, np.unique(target[flagged])))
     if skip_error:
-        t = t[(t["status"].to_numpy() != "error") | t["flag"].to_numpy()]
-    t = t.sort_values(tk + ["fin_ns", "check_id"], kind="stable").reset_index(drop=True)
-    same = np.ones(len(t), bool)
-    same[0] = False
-    for k in tk:
-        v = t[k].to_numpy()
-        same[1:] &= v[1:] == v[:-1]
-    fl = t["flag"].to_numpy()
-    prev = np.zeros(len(t), bool)
-    prev[1:] = fl[:-1]
-    start = fl & ~(prev & same)
+        err = (c["status"] == "error").to_numpy(dtype=bool, na_value=False)
+        rows = rows[~err[rows] | flagged[rows]]
+    fin = ns_values(c["finished_at"])[rows]
+    cid = c["check_id"].to_numpy(np.int64)[rows]
+    o = np.lexsort((cid, fin, target[rows]))
+    rows = rows[o]
+    t, fl = target[rows], flagged[rows]
+    start = fl.copy()
+    start[1:] &= ~(fl[:-1] & (t[1:] == t[:-1]))
+    picks = rows[start]
+    kinds = c["kind"].to_numpy(object)[picks]
+    vids = c["version_id"].to_numpy(np.int64)[picks]
+    mids = c["model_id"].to_numpy(object)[picks]
+    cids = c["check_id"].to_numpy(np.int64)[picks]
+    arts = art_names[picks]
     out = []
-    for r in t[start].itertuples(index=False):
-        art = r.artifact_id or None
-        tgt = f"{r.kind} check {r.check_id} on version {r.version_id}" + (f", artifact {art}" if art else "")
-        detail = (f"{tgt} could not run (status error)" if code == "FM-ERROR" else f"{tgt} flagged {code}")
-        out.append(Detection(code, r.model_id, int(r.version_id), art, int(r.check_id),
-                             f"{code}:check={int(r.check_id)}", detail))
+    for kind, v, m, cid_, art in zip(kinds, vids, mids, cids, arts):
+        tgt = f"{kind} check {cid_} on version {v}" + (f", artifact {art}" if art is not None else "")
+        detail = f"{tgt} could not run (status error)" if code == "FM-ERROR" else f"{tgt} flagged {code}"
+        out.append(Detection(code, m, int(v), art, int(cid_), f"{code}:check={int(cid_)}", detail))
     return out
 
 
@@ -224,15 +248,25 @@ def _check_driven(data: AnalysisInput) -> list[Detection]:
     c = data.checks
     if not len(c):
         return []
-    n_flags = c["flags"].map(len).to_numpy()
+    kc, _ = _codes(c["kind"])
+    ac, acats = _codes(c["artifact_id"])
+    oc, _ = _codes(c["other_artifact_id"])
+    vc = pd.Index(data.versions["version_id"].to_numpy(np.int64)).get_indexer(c["version_id"].to_numpy(np.int64))
+    na, no = len(acats) + 1, int(oc.max()) + 2 if len(oc) else 1
+    target = ((vc * 8 + kc) * na + (ac + 1)) * no + (oc + 1)
+    art_names = np.where(ac >= 0, np.r_[acats, None][ac], None) if len(ac) else np.array([], object)
+    flags = c["flags"].to_numpy(object)
+    has = np.fromiter((len(x) > 0 for x in flags), bool, len(flags))
     out: list[Detection] = []
-    if (n_flags > 0).any():
-        ex = c.loc[n_flags > 0, ["check_id", "flags"]].explode("flags")
-        ex = ex[ex["flags"].isin(CATALOG)]
-        for code, ids in ex.groupby("flags")["check_id"]:
-            flagged = c["check_id"].isin(ids).to_numpy()
-            out += _episodes(c, flagged, code, skip_error=True)
-    out += _episodes(c, c["status"].to_numpy() == "error", "FM-ERROR", skip_error=False)
+    if has.any():
+        ex = pd.DataFrame({"row": np.flatnonzero(has), "flag": flags[has]}).explode("flag")
+        ex = ex[ex["flag"].isin(CATALOG)]
+        for code, rws in ex.groupby("flag")["row"]:
+            flagged = np.zeros(len(c), bool)
+            flagged[rws.to_numpy(np.int64)] = True
+            out += _episodes(c, target, flagged, code, True, art_names)
+    err = (c["status"] == "error").to_numpy(dtype=bool, na_value=False)
+    out += _episodes(c, target, err, "FM-ERROR", False, art_names)
     return out
 
 
@@ -246,8 +280,7 @@ def detect_failure_modes(inp: AnalysisInput, at: datetime | str, policy: dict | 
     at_ns = int(t.value)
     at_day = at_ns // NS_PER_DAY
     dep = _deployed_at(data, at_ns)
-    fid = _fidelity(data)
-    found = (_stale(data, dep, fid, at_day, pol) + _silent(data, dep, at_day, pol)
-             + _drift_brittle(data, fid, pol) + _check_driven(data))
+    found = (_stale(data, dep, at_day, pol) + _silent(data, dep, at_day, pol)
+             + _drift_brittle(data, pol) + _check_driven(data))
     uniq = {d.cause_key: d for d in found}
     return sorted(uniq.values(), key=lambda d: (d.code, d.cause_key))

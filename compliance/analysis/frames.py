@@ -22,6 +22,10 @@ Frames and columns (``?`` = optional column, filled with the stated default when
                  flags? (tuple of failure-mode codes the check-level evaluation raised, default ())
 ``volumes``      version_id, day (UTC midnight), volume (float >= 0), recorded_at? (see as_of)
 
+After validation the enumeration columns (deployments.action, artifacts.kind, checks.kind,
+checks.status) and checks.artifact_id are pandas categoricals: the values are the same strings,
+but comparisons and look-ups on two million checks cost integer operations.
+
 Referential integrity is checked: a deployment, artifact, check or volume that names an unknown
 model/version (or a check naming an unknown artifact) is an ``InputError``.
 """
@@ -182,10 +186,8 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
             s = s.astype(object)
             if miss.any():
                 s = s.where(~miss, None)
-            if n and not miss.all():
-                bad = ~s[~miss].map(lambda v: isinstance(v, str))
-                if bad.any():
-                    s = s.where(miss, s.astype(str))
+            if n and not miss.all() and pd.api.types.infer_dtype(s, skipna=True) != "string":
+                s = s.where(miss, s.astype(str))
         elif typ == "int":
             if s.isna().any():
                 raise _fail(name, f"column {col} has missing values")
@@ -201,7 +203,14 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
         elif typ == "bool":
             s = s.fillna(False).astype(bool)
         elif typ == "flags":
-            s = s.map(lambda v: () if v is None or (isinstance(v, float) and np.isnan(v)) else tuple(v)).astype(object)
+            vals = s.to_numpy(dtype=object)
+            ok = np.fromiter((type(v) is tuple for v in vals), bool, len(vals))
+            if not ok.all():
+                vals = vals.copy()
+                for i in np.flatnonzero(~ok):
+                    v = vals[i]
+                    vals[i] = () if v is None or (isinstance(v, float) and np.isnan(v)) else tuple(v)
+            s = pd.Series(vals, dtype=object)
         elif typ in ("ts", "nts"):
             s = _to_ts(name, col, s, nullable=(typ == "nts"))
         elif typ == "day":
@@ -283,6 +292,13 @@ class AnalysisInput:
         for frame, df in (("deployments", d), ("checks", c)):
             if len(df) and (vm.reindex(df["version_id"].to_numpy()).to_numpy() != df["model_id"].to_numpy()).any():
                 raise _fail(frame, "model_id disagrees with the version's model")
+        # Compact encodings for the vectorised analysis (values are unchanged): enumerations and
+        # the checks' artifact references become categoricals.
+        d["action"] = pd.Categorical(d["action"], categories=list(ACTIONS))
+        a["kind"] = pd.Categorical(a["kind"], categories=list(ARTIFACT_KINDS))
+        c["kind"] = pd.Categorical(c["kind"], categories=list(CHECK_KINDS))
+        c["status"] = pd.Categorical(c["status"], categories=list(CHECK_STATUSES))
+        c["artifact_id"] = pd.Categorical(c["artifact_id"], categories=pd.Index(a["artifact_id"]).astype(object))
 
     # ------------------------------------------------------------------ builders
     @classmethod
