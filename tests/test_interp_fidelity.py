@@ -258,6 +258,10 @@ def test_streaming_independent_of_batch_size(tmp_path, decoder):
                          device="cpu", max_batch_rows=mb).metrics()
         for b, mb in ((1000, 1024), (1, 1024), (97, 1024), (1000, 33))
     ]
+    from compliance.interp.fidelity import fidelity_from_files
+
+    results.append(fidelity_from_files(tmp_path / "a", tmp_path / "acts.safetensors",
+                                       batch_rows=200, device="cpu").metrics())
     for r in results[1:]:
         for key, v in results[0].items():
             if isinstance(v, float):

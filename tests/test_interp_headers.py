@@ -192,3 +192,27 @@ def test_other_statuses():
     assert activation_drift_status(m)[0] == "pass"
     assert activation_drift_status(m | {"psi": 0.3})[0] == "fail"
     assert activation_drift_status(m | {"n_newly_dead": 10})[0] == "warn"
+
+
+def test_circuit_tracer_metadata_hooks_and_probe_folder(tmp_path):
+    rng = np.random.default_rng(3)
+    t = syn.write_circuit_tracer_transcoder(tmp_path / "l.safetensors", rng, 6, 12)
+    save_file(t, str(tmp_path / "layer_1.safetensors"),
+              metadata={"feature_input_hook": "blocks.1.hook_resid_pre",
+                        "feature_output_hook": "blocks.1.hook_mlp_out", "layer": "1"})
+    i = detect_format(tmp_path / "layer_1.safetensors")
+    assert (i.hook_name, i.extra["hook_name_out"], i.extra["layer"]) == \
+        ("blocks.1.hook_resid_pre", "blocks.1.hook_mlp_out", 1)
+    (tmp_path / "probe").mkdir()
+    save_file({"weight": np.ones((1, 6), np.float32), "bias": np.zeros(1, np.float32)},
+              str(tmp_path / "probe" / "probe.safetensors"))
+    (tmp_path / "probe" / "cfg.json").write_text(json.dumps({"hook_name": "hook_resid_final"}))
+    i = detect_format(tmp_path / "probe")
+    assert i.kind_hint == "probe" and i.hook_name == "hook_resid_final"
+    assert [f.name for f in i.files] == ["cfg.json", "probe.safetensors"]
+    assert set(file_hashes(tmp_path / "probe")) == {"cfg.json", "probe.safetensors"}
+    pytest.importorskip("torch")
+    from compliance.interp.loaders import load_artifact
+
+    probe = load_artifact(tmp_path / "probe", file_hashes(tmp_path / "probe"))
+    assert probe.logits(__import__("torch").ones(2, 6)).tolist() == [[6.0], [6.0]]

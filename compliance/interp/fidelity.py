@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from compliance.errors import InputError
 from compliance.interp.headers import read_safetensors_header
-from compliance.interp.loaders import CrossLayerTranscoder, SparseCoder, require_coder
+from compliance.interp.loaders import CrossLayerTranscoder, SparseCoder, load_artifact, require_coder
 from compliance.interp.serial import ToDict
 
 FORMULA_VERSION = "saelens-6.54"
@@ -311,3 +311,12 @@ def _clt_fidelity(coder: CrossLayerTranscoder, batches, dev, widths) -> Fidelity
         variance=sum_var, density=density.tolist(), l0_total=sum(p["l0"] for p in per),
         per_layer=per, dtype=str(dt).replace("torch.", ""), device=str(dev),
     )
+
+
+def fidelity_from_files(artifact_path: str | Path, activations_path: str | Path, *,
+                        expected_sha256: dict[str, str] | None = None, batch_rows: int = 1024,
+                        device=None, dtype: torch.dtype = torch.float32) -> FidelityResult:
+    """Load an artifact (verifying hashes when given) and stream an activations file through it."""
+    coder = load_artifact(artifact_path, expected_sha256, dtype=dtype)
+    batches = iter_safetensors_batches(activations_path, batch_rows, coder=coder, dtype=dtype)
+    return compute_fidelity(coder, batches, device=device, max_batch_rows=batch_rows)

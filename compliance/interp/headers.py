@@ -246,10 +246,13 @@ def _detect_ct_transcoder(path: Path) -> ArtifactInfo:
     _expect(h, "b_dec", (d_out,))
     has_thr = _expect(h, "threshold", (d_tc,), optional=True)
     has_skip = _expect(h, "W_skip", (d_out, d_in), optional=True)
+    md = h.metadata  # circuit-tracer config names: feature_input_hook / feature_output_hook
     return ArtifactInfo(
         "circuit_tracer_transcoder", "transcoder", "jumprelu" if has_thr else "standard",
-        d_in, d_tc, d_out, None, [path], h.metadata.get("hook_name"),
-        {"skip": has_skip, "dtype": h.tensors["W_enc"].dtype},
+        d_in, d_tc, d_out, None, [path], md.get("hook_name") or md.get("feature_input_hook"),
+        {"skip": has_skip, "dtype": h.tensors["W_enc"].dtype,
+         "hook_name_out": md.get("hook_name_out") or md.get("feature_output_hook"),
+         "layer": int(md["layer"]) if str(md.get("layer", "")).isdigit() else None},
     )
 
 
@@ -391,10 +394,16 @@ def detect_format(path: str | Path) -> ArtifactInfo:
             return _detect_sparsify(path)
         if (path / "W_enc_0.safetensors").is_file():
             return _detect_clt(path)
-        if (path / "probe.safetensors").is_file():
-            return _detect_probe(path / "probe.safetensors")
-        if (path / "baseline.safetensors").is_file():
-            return _detect_baseline(path / "baseline.safetensors")
+        for name, detect in (("probe.safetensors", _detect_probe),
+                             ("baseline.safetensors", _detect_baseline)):
+            if (path / name).is_file():
+                info = detect(path / name)
+                if (path / "cfg.json").is_file():  # optional config beside it (hook name...)
+                    cfg = _read_json(path / "cfg.json")
+                    info.files.insert(0, path / "cfg.json")
+                    info.hook_name = info.hook_name or cfg.get("hook_name")
+                    info.extra["cfg"] = cfg
+                return info
         raise InputError(f"{path}: not a recognised artifact folder (SAELens, sparsify, CLT...)")
     if path.suffix == ".json":
         labels = read_feature_labels(path)

@@ -297,10 +297,10 @@ def load_artifact(path: str | Path, expected_sha256: dict[str, str] | None = Non
     if fmt == "feature_labels":
         return FeatureLabels(info, read_feature_labels(path))
     if fmt == "probe":
-        t = _load_tensors(info.files[0], dtype, device)
+        t = _load_tensors(info.files[-1], dtype, device)
         return LinearProbe(info, t["weight"], t.get("bias"))
     if fmt == "attribution_baseline":
-        t = _load_tensors(info.files[0], dtype, device)
+        t = _load_tensors(info.files[-1], dtype, device)
         return AttributionBaseline(info, t["baseline"])
     if fmt == "saelens":
         t = _load_tensors(info.files[1], dtype, device)
