@@ -19,7 +19,9 @@ from compliance.interp.loaders import CrossLayerTranscoder, require_coder
 from compliance.interp.serial import ToDict
 
 SURVIVAL_COSINE = 0.7
-MAX_ASSIGNMENT_FEATURES = 20_000  # Hungarian is O(m³) time and O(m²) memory
+# Hungarian assignment: measured 0.3 s at m = 1,024, 1–5.5 s at 4,096 (2-core VM, under load),
+# ≈ m^2.5; 16,384 features per layer is minutes and a 2 GiB cost matrix — the cap.
+MAX_ASSIGNMENT_FEATURES = 16_384
 
 
 # ------------------------------------------------------------------ representation shift
@@ -100,10 +102,15 @@ def _unit(m: torch.Tensor) -> np.ndarray:
 
 
 def match_features(old_dec: np.ndarray, new_dec: np.ndarray):
-    """Hungarian assignment on 1 − cosine of unit rows; returns (rows, cols, cos matrix)."""
-    cos = old_dec @ new_dec.T
-    rows, cols = linear_sum_assignment(1.0 - cos)
-    return rows, cols, cos
+    """Hungarian assignment on 1 − cosine of unit rows.
+
+    Returns (rows, cols, matched cosines, max cosine per old row). The cost matrix is built
+    in place of the cosine matrix (one m_old × m_new float64 buffer)."""
+    cost = old_dec @ new_dec.T
+    max_cos = cost.max(axis=1)
+    np.subtract(1.0, cost, out=cost)
+    rows, cols = linear_sum_assignment(cost)
+    return rows, cols, 1.0 - cost[rows, cols], max_cos
 
 
 @dataclass
@@ -162,10 +169,9 @@ def feature_survival(old, new, old_labels: dict | None = None,
             )
         if max(odec.shape[0], ndec.shape[0]) > MAX_ASSIGNMENT_FEATURES:
             raise InputError(f"feature survival: more than {MAX_ASSIGNMENT_FEATURES} features per layer")
-        rows, cols, cos = match_features(_unit(odec), _unit(ndec))
+        rows, cols, dec_cos, max_cos = match_features(_unit(odec), _unit(ndec))
         enc_cos = np.sum(_unit(oenc)[rows] * _unit(nenc)[cols], axis=1)
-        dec_cos = cos[rows, cols]
-        max_cos_sum += float(cos.max(axis=1).sum())
+        max_cos_sum += float(max_cos.sum())
         matched_cos_sum += float(dec_cos.sum())
         for r, c, dc, ec in zip(rows, cols, dec_cos, enc_cos):
             if dc > threshold and ec > threshold:
