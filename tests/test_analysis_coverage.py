@@ -237,3 +237,23 @@ def test_quarter_parsing_and_errors():
         AnalysisInput.from_records(models=[dict(model_id="M", tier=1, owner="o")],
                                    versions=[dict(version_id=1, model_id="X", label="v", trained_at=None,
                                                   recorded_at=T("2026-01-01"))])
+
+
+def test_policy_from_json_keys_and_custom_groups():
+    pol = {"validity_days": 90, "required_groups": {"1": [["sae"]], "2": [["sae", "clt"]], "3": []},
+           "tier_weights": {"1": 5}}
+    res = analyse_quarter(bank(), "2026Q3", T("2026-10-15"), pol)
+    m = by_model(res)
+    # B (tier 1) now has one group: 10 missing slot-days, weight 5
+    assert (m["B"]["missing_slot_days"], m["B"]["weighted_debt"]) == (10, 50.0)
+    # E: only the sae group counts: v6 on Jul 1 covered (e1 valid on v6), v7 stale all 92 days
+    assert (m["E"]["covered_version_days"], m["E"]["stale_slot_days"], m["E"]["fresh_slot_days"]) == (1, 92, 1)
+    with pytest.raises(UsageError):
+        analyse_quarter(bank(), "2026Q3", T("2026-10-15"), {"required_groups": {"1": [["saes"]]}})
+
+
+def test_package_imports_without_torch():
+    import subprocess
+    import sys
+    code = "import sys, compliance.analysis; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

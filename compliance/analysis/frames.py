@@ -183,11 +183,12 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
             miss = s.isna()
             if typ == "str" and miss.any():
                 raise _fail(name, f"column {col} has missing values")
-            s = s.astype(object)
-            if miss.any():
-                s = s.where(~miss, None)
-            if n and not miss.all() and pd.api.types.infer_dtype(s, skipna=True) != "string":
-                s = s.where(miss, s.astype(str))
+            if not isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+                s = s.astype(object)
+                if miss.any():
+                    s = s.where(~miss, None)
+                if n and not miss.all() and pd.api.types.infer_dtype(s, skipna=True) != "string":
+                    s = s.where(miss, s.astype(str))
         elif typ == "int":
             if s.isna().any():
                 raise _fail(name, f"column {col} has missing values")
@@ -219,10 +220,17 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _check_enum(frame: str, s: pd.Series, allowed: Iterable[str], col: str) -> None:
-    bad = ~s.isin(list(allowed))
-    if bad.any():
-        raise _fail(frame, f"column {col} has unknown value {s[bad].iloc[0]!r} (allowed: {', '.join(allowed)})")
+def _categorical(frame: str, s: pd.Series, categories, what: str) -> pd.Categorical:
+    """``s`` as a categorical over ``categories``; ``InputError`` naming the first unknown value."""
+    codes, uniq = pd.factorize(s)  # fast on arrow strings; -1 for missing
+    cats = pd.Index(list(categories) if not isinstance(categories, pd.Index) else categories)
+    cats = cats.astype(object)
+    m = cats.get_indexer(pd.Index(uniq).astype(object)) if len(uniq) else np.array([], np.int64)
+    bad = np.flatnonzero(m < 0)
+    if len(bad):
+        raise _fail(frame, f"unknown {what} {uniq[bad[0]]!r}")
+    new = np.where(codes >= 0, m[np.maximum(codes, 0)] if len(m) else -1, -1)
+    return pd.Categorical.from_codes(new, categories=cats)
 
 
 def _check_unique(frame: str, s: pd.Series, col: str) -> None:
@@ -270,35 +278,33 @@ class AnalysisInput:
             raise _fail("models", f"tier must be 1, 2 or 3, got {m['tier'][~m['tier'].isin([1, 2, 3])].iloc[0]}")
         _check_unique("versions", v["version_id"], "version_id")
         _check_refs("versions", v["model_id"], m["model_id"], "model_id")
-        _check_enum("deployments", d["action"], ACTIONS, "action")
+        d["action"] = _categorical("deployments", d["action"], ACTIONS, "action")
         _check_refs("deployments", d["version_id"], v["version_id"], "version_id")
         _check_unique("artifacts", a["artifact_id"], "artifact_id")
-        _check_enum("artifacts", a["kind"], ARTIFACT_KINDS, "kind")
+        a["kind"] = _categorical("artifacts", a["kind"], ARTIFACT_KINDS, "artifact kind")
         _check_refs("artifacts", a["model_id"], m["model_id"], "model_id")
         _check_refs("artifacts", a["bound_version_id"], v["version_id"], "bound_version_id")
         _check_unique("checks", c["check_id"], "check_id")
-        _check_enum("checks", c["kind"], CHECK_KINDS, "kind")
-        _check_enum("checks", c["status"], CHECK_STATUSES, "status")
+        c["kind"] = _categorical("checks", c["kind"], CHECK_KINDS, "check kind")
+        c["status"] = _categorical("checks", c["status"], CHECK_STATUSES, "status")
         _check_refs("checks", c["version_id"], v["version_id"], "version_id")
-        arts = c["artifact_id"].dropna()
-        _check_refs("checks", arts, a["artifact_id"], "artifact_id")
+        c["artifact_id"] = _categorical("checks", c["artifact_id"], pd.Index(a["artifact_id"]), "artifact_id")
         _check_refs("volumes", vol["version_id"], v["version_id"], "version_id")
         if len(vol) and (~np.isfinite(vol["volume"].to_numpy()) | (vol["volume"].to_numpy() < 0)).any():
             raise _fail("volumes", "volume must be a finite number >= 0")
         if vol[["version_id", "day"]].duplicated().any():
             raise _fail("volumes", "more than one volume row for the same version and day")
-        # Model ids of deployments/checks must agree with the version's model.
-        vm = pd.Series(v["model_id"].to_numpy(), index=v["version_id"].to_numpy())
+        # Model ids of deployments/checks must agree with the version's model (compared as codes).
+        models = pd.Index(m["model_id"]).astype(object)
+        v_model = pd.Series(models.get_indexer(pd.Index(v["model_id"]).astype(object)),
+                            index=v["version_id"].to_numpy())
         for frame, df in (("deployments", d), ("checks", c)):
-            if len(df) and (vm.reindex(df["version_id"].to_numpy()).to_numpy() != df["model_id"].to_numpy()).any():
+            if not len(df):
+                continue
+            codes, uniq = pd.factorize(df["model_id"])
+            mc = models.get_indexer(pd.Index(uniq).astype(object))[codes]
+            if (v_model.reindex(df["version_id"].to_numpy()).to_numpy() != mc).any():
                 raise _fail(frame, "model_id disagrees with the version's model")
-        # Compact encodings for the vectorised analysis (values are unchanged): enumerations and
-        # the checks' artifact references become categoricals.
-        d["action"] = pd.Categorical(d["action"], categories=list(ACTIONS))
-        a["kind"] = pd.Categorical(a["kind"], categories=list(ARTIFACT_KINDS))
-        c["kind"] = pd.Categorical(c["kind"], categories=list(CHECK_KINDS))
-        c["status"] = pd.Categorical(c["status"], categories=list(CHECK_STATUSES))
-        c["artifact_id"] = pd.Categorical(c["artifact_id"], categories=pd.Index(a["artifact_id"]).astype(object))
 
     # ------------------------------------------------------------------ builders
     @classmethod
