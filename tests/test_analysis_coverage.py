@@ -257,3 +257,26 @@ def test_package_imports_without_torch():
     import sys
     code = "import sys, compliance.analysis; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_empty_and_undeployed_inputs():
+    res = analyse_quarter(AnalysisInput(), "2026Q3", T("2026-10-01"), {})
+    assert res.portfolio["models"] == 0 and res.portfolio["coverage"] is None and res.by_model == []
+    json.dumps(res.to_dict(), allow_nan=False)
+    inp = AnalysisInput.from_records(models=[dict(model_id="m", tier=1, owner="o")],
+                                     versions=[dict(version_id=1, model_id="m", label="v", trained_at=None,
+                                                    recorded_at=T("2026-01-01"))])
+    res = analyse_quarter(inp, "2026Q3", T("2026-10-01"), {})
+    assert res.by_model[0]["deployed"] is False and res.portfolio["models_in_scope"] == 0
+
+
+def test_as_of_helper_filters_every_frame():
+    inp = bank()
+    cut = inp.as_of(T("2026-08-20T10:00:00"))
+    assert set(cut.versions["version_id"]) == {1, 2, 4, 5, 6, 7}  # v3 recorded Sep 1
+    assert set(cut.checks["check_id"]) == {1, 2, 4, 5}  # check 2 finished exactly at T: kept
+    assert not (cut.deployments["version_id"] == 3).any()
+    assert set(cut.artifacts["artifact_id"]) == {"s1", "e1", "e2"}
+    assert (cut.volumes["day"] <= T("2026-08-20T10:00:00")).all() and len(cut.volumes) == 2  # Aug 1, Aug 20
+    # an early-recorded check that finishes after T is not known at T either
+    assert len(inp.as_of(T("2026-05-01T09:59:59")).checks) == 0
