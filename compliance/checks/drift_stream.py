@@ -5,7 +5,7 @@ What stays exact and what is approximated:
 * **Exact**: missing counts, categorical counts (so categorical PSI/JS/chi-square), the reference
   decile edges (exact order statistics, found by histogram refinement: a 65,536-bin histogram of
   the reference locates the bin of every needed rank; a further pass collects that bin's values
-  when it holds at most ``collect_cap`` of them, takes its value when all its values are equal,
+  when it holds at most ``collect_cap`` (65,536) of them, takes its value when all its values are equal,
   or refines it with another histogram), hence numeric PSI and JS are equal to the in-memory
   result. The reference standard deviation comes from a one-pass Chan/Welford merge (equal to
   ``np.std`` up to rounding).
@@ -25,7 +25,8 @@ What stays exact and what is approximated:
 
 Passes: reference and current once for counts/min/max/moments; the reference once for the rank
 histogram and usually once more for the order statistics; both once for PSI bins and the grid.
-Memory is O(batch_rows × columns + columns × grid_bins), independent of the file sizes.
+Memory is O(batch_rows × columns + columns × (grid_bins + 18 × collect_cap)), independent of the
+file sizes (Parquet is opened without pre-buffering, which otherwise holds whole row groups).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ RANK_BINS = 1 << 16
 
 def _open(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        # no pre-buffering: pyarrow would otherwise hold whole row groups (GBs) in its pool
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 23)
     except Exception as e:
         raise InputError(f"{path}: cannot read ({str(e).strip().splitlines()[0]})") from e
 
@@ -255,7 +257,7 @@ def compute_drift_parquet_stream(
     policy: DriftPolicy = DriftPolicy(),
     batch_rows: int = 262_144,
     grid_bins: int = GRID_BINS,
-    collect_cap: int = 1 << 21,
+    collect_cap: int = 1 << 16,
 ) -> DriftResult:
     """Streaming drift between two Parquet files (see the module docstring for exactness)."""
     reference, current = Path(reference), Path(current)

@@ -214,6 +214,7 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
                                                                    device=device, **hooks), device=device)
             downstream = compute_downstream(coder, model, frame, batch_rows=batch_rows, device=device, **hooks)
         metrics = res.metrics()
+        metrics["density_histogram"] = density_histogram(res.density)
         if downstream is not None:
             metrics.update({k: v2 for k, v2 in downstream.to_dict().items() if k not in ("n_rows",)})
         from compliance.interp.status import fidelity_status
@@ -253,6 +254,18 @@ def _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params
                 flags=fidelity_flags(metrics, base, policy), input_hashes=hashes, parameters=params,
                 explained_variance=metrics.get("explained_variance"), formula_version=res.formula_version)
     return check_view(session, c)
+
+
+def density_histogram(density: list[float], lo: float = -5.0, bins: int = 10) -> dict:
+    """Features per bin of log10(firing density) on [lo, 0], plus the dead count (kept with
+    the check so the per-model review can draw the histogram without the raw vector)."""
+    import numpy as np
+
+    d = np.asarray(density, dtype=np.float64)
+    live = d[d > 0]
+    edges = np.linspace(lo, 0.0, bins + 1)
+    counts, _ = np.histogram(np.clip(np.log10(live), lo, 0.0), bins=edges) if len(live) else (np.zeros(bins, int), None)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "dead": int((d <= 0).sum())}
 
 
 # ------------------------------------------------------------------ alignment

@@ -18,15 +18,18 @@ def verify_store(session: Session) -> dict:
 def verify_pack_cli(pack: Path, db_url: str | None) -> dict:
     from compliance.report.verify_pack import verify_pack
 
+    import dataclasses
+
     rep = verify_pack(pack)
-    out = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
-    ok = bool(out.get("ok"))
-    summary = out.get("summary") or ("pack OK" if ok else f"pack BROKEN: {out.get('problem')}")
+    out = dataclasses.asdict(rep)
+    ok = bool(rep.ok)
+    summary = (f"pack OK: {rep.files_checked} files verified, report {rep.report_id}, context {rep.context_hash}"
+               if ok else f"pack BROKEN: {rep.first_bad}: {rep.problems[0] if rep.problems else 'unknown problem'}")
     if ok and db_url:
         from compliance.store.engine import session_scope
         from compliance.store.ledger import contains_hash
 
-        head = out.get("ledger_head")
+        head = rep.ledger_head_hash
         with session_scope(db_url, readonly=True) as s:
             if not head or not contains_hash(s, head):
                 ok = False

@@ -1,0 +1,513 @@
+"""Build the report context from the store (a few queries, all as of a time), render it, export
+it, and record each output as a report run through the ledger.
+
+The context is plain data (:mod:`compliance.report.context`); templates never see the database.
+The report id is derived from (kind, quarter, scope, as-of, ledger head as of then, tool
+version), so the same store, quarter, as-of and tool version always give the same id, context
+and bytes; rendering the same report twice records one report run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance import __version__
+from compliance.analysis.calendar import parse_quarter
+from compliance.errors import Conflict, NotFound, UsageError
+from compliance.hashing import canonical_json as _canon
+from compliance.hashing import sha256_bytes
+from compliance.report import context as C
+from compliance.services.analysis import analyse, fm_occurrences
+from compliance.services.governance import list_findings
+from compliance.services.policy import policy_record_at
+from compliance.store.ledger import entries_between, head_as_of, record
+from compliance.store.models import (
+    Artifact,
+    Attestation,
+    Check,
+    CheckFeature,
+    DeploymentEvent,
+    FailureMode,
+    Model,
+    ModelVersion,
+    ReportRun,
+)
+from compliance.timeutil import iso
+
+ORGANISATION = "Model Risk Management"
+Say = Callable[[str], None]
+
+
+def _d(t: datetime | date | None) -> str | None:
+    if t is None:
+        return None
+    return (t.astimezone(timezone.utc).date() if isinstance(t, datetime) else t).isoformat()
+
+
+def _f(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _i(x: Any) -> int:
+    return int(round(x)) if isinstance(x, (int, float)) and math.isfinite(x) else 0
+
+
+def report_id_for(kind: str, quarter: str, model_id: str | None, as_of: datetime, ledger_head: str) -> str:
+    key = _canon({"kind": kind, "quarter": quarter, "model": model_id, "as_of": iso(as_of), "head": ledger_head,
+                  "tool": __version__})
+    scope = f"-{model_id}" if model_id else ""
+    return f"{'MRM' if model_id else 'PACK'}-{quarter}{scope}-{sha256_bytes(key.encode())[:10]}"
+
+
+def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: str | None = None,
+                  organisation: str | None = None) -> C.ReportContext:
+    q = parse_quarter(quarter)
+    qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
+    qend = datetime(q.end.year, q.end.month, q.end.day, tzinfo=timezone.utc) + timedelta(days=1)
+    if as_of < qstart:
+        raise UsageError(f"as-of {iso(as_of)} is before {quarter} starts")
+    period_end = min(qend, as_of)
+    kind = "model" if model_id else "portfolio"
+    models = {m.id: m for m in session.scalars(select(Model).where(Model.recorded_at <= as_of).order_by(Model.tier, Model.id))}
+    if model_id and model_id not in models:
+        raise NotFound(f"unknown model {model_id!r} (as of {iso(as_of)})")
+    scope = [model_id] if model_id else list(models)
+    in_scope = set(scope)
+    a = analyse(session, quarter, as_of)
+    seq, head = head_as_of(session, as_of)
+    rid = report_id_for(kind, str(q), model_id, as_of, head)
+    pol = policy_record_at(session, as_of)
+
+    versions = {v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.recorded_at <= as_of))}
+    label = {vid: v.label for vid, v in versions.items()}
+    events = session.scalars(select(DeploymentEvent).where(DeploymentEvent.recorded_at <= as_of)
+                             .order_by(DeploymentEvent.effective_at, DeploymentEvent.id)).all()
+    artifacts = {x.id: x for x in session.scalars(select(Artifact).where(Artifact.recorded_at <= as_of).order_by(Artifact.id))}
+    checks = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.finished_at >= qstart,
+                                                 Check.finished_at < qend, Check.model_id.in_(scope))
+                             .order_by(Check.finished_at, Check.id)).all()
+
+    # -- inventory and change log
+    deployed_in_q: dict[str, set[str]] = defaultdict(set)
+    state: dict[int, bool] = {}
+    for e in events:
+        v = versions.get(e.version_id)
+        if v is None:
+            continue
+        was = state.get(v.id, False)
+        state[v.id] = e.action == "deploy"
+        if (e.action == "deploy" and e.effective_at < qend) and (was or e.effective_at >= qstart or True):
+            pass
+    for vid, v in versions.items():
+        if _deployed_during(events, vid, qstart, period_end):
+            deployed_in_q[v.model_id].add(v.label)
+    inventory = [C.ModelRow(model_id=m.id, name=m.name, owner=m.owner, tier=m.tier, business_use=m.business_use,
+                            tags=list(m.tags or []), deployed_versions=sorted(deployed_in_q.get(m.id, set())))
+                 for mid, m in models.items() if mid in in_scope]
+    changes: list[C.ChangeRow] = []
+    for v in versions.values():
+        if v.model_id in in_scope and v.trained_at and qstart <= v.trained_at < period_end:
+            changes.append(C.ChangeRow(date=_d(v.trained_at), event="version_trained", model_id=v.model_id, version=v.label,
+                                       detail=f"weights {v.weights_sha256[:12]}…"))
+    for e in events:
+        v = versions.get(e.version_id)
+        if v and v.model_id in in_scope and qstart <= e.effective_at < period_end:
+            changes.append(C.ChangeRow(date=_d(e.effective_at), event=f"version_{'deployed' if e.action == 'deploy' else 'retired'}",
+                                       model_id=v.model_id, version=v.label, detail=f"{e.action} effective {iso(e.effective_at)[:16]}Z"))
+    for x in artifacts.values():
+        if x.model_id in in_scope and qstart <= x.recorded_at < period_end:
+            changes.append(C.ChangeRow(date=_d(x.recorded_at), event="artifact_registered", model_id=x.model_id,
+                                       version=label.get(x.bound_version_id), artifact_id=x.id,
+                                       detail=f"{x.kind} ({x.format}{', replaces ' + x.replaces_id if x.replaces_id else ''})"))
+    changes.sort(key=lambda r: (r.date, r.model_id, r.event, r.version or "", r.artifact_id or ""))
+
+    # -- coverage and debt (from the analysis)
+    bym = [m for m in a["by_model"] if m["model_id"] in in_scope]
+    per_tier = []
+    for t in a["by_tier"]:
+        sub = [m for m in bym if m["tier"] == t["tier"] and m["deployed"]]
+        if not sub:
+            continue
+        per_tier.append(C.TierCoverage(
+            tier=t["tier"], models=len(sub), deployed_version_days=float(sum(m["deployed_version_days"] for m in sub)),
+            covered_version_days=float(sum(m["covered_version_days"] for m in sub)),
+            coverage=_mean([m["coverage"] for m in sub]), coverage_prev=_mean([m.get("coverage_prev") for m in sub])))
+    per_model_cov = [C.ModelCoverage(model_id=m["model_id"], tier=m["tier"],
+                                     deployed_version_days=float(m["deployed_version_days"]),
+                                     covered_version_days=float(m["covered_version_days"]),
+                                     coverage=_f(m["coverage"]), coverage_prev=_f(m.get("coverage_prev")))
+                     for m in bym if m["deployed"]]
+    per_model_cov.sort(key=lambda r: (r.coverage if r.coverage is not None else 2, r.model_id))
+    timeline = _timeline(a, model_id)
+    per_model_debt = [C.ModelDebt(model_id=m["model_id"], tier=m["tier"], fresh=_i(m["fresh_slot_days"]),
+                                  stale=_i(m["stale_slot_days"]), broken=_i(m["broken_slot_days"]),
+                                  missing=_i(m["missing_slot_days"]), debt_slot_days=_i(m["debt"]),
+                                  weighted_debt=_i(m["weighted_debt"])) for m in bym if m["deployed"]]
+    per_model_debt.sort(key=lambda r: (-r.weighted_debt, r.model_id))
+    staleness = [C.ArtifactStaleness(
+        artifact_id=s["artifact_id"], kind=s["kind"], model_id=s["model_id"], bound_version=s["bound_label"],
+        deployed_version=s.get("deployed_label"), versions_behind=s.get("versions_behind"),
+        days_since_valid=s.get("days_since_validation"), fidelity_decay=_f(s.get("fidelity_decay")),
+        survival=_f(s.get("survival")), state=s.get("slot_state") or s.get("artifact_state") or "—")
+        for s in a["staleness"] if s["model_id"] in in_scope]
+    rank = {"broken": 0, "missing": 1, "stale": 2, "fresh": 3}
+    staleness.sort(key=lambda r: (rank.get(r.state, 4), -(r.versions_behind or 0), r.artifact_id))
+    if model_id:
+        trend = _model_trend(session, quarter, as_of, model_id)
+    else:
+        trend = [C.TrendRow(quarter=t["quarter"], coverage=_f(t.get("coverage")), debt_slot_days=_i(t.get("debt")),
+                            weighted_debt=_i(t.get("weighted_debt"))) for t in a["trend"]]
+    if model_id:
+        m0 = next((m for m in bym), None) or {}
+        head_cov = (_f(m0.get("coverage")), _f(m0.get("coverage_prev")), _i(m0.get("debt")), m0.get("debt_prev"),
+                    _i(m0.get("weighted_debt")), m0.get("weighted_debt_prev"))
+    else:
+        p = a["portfolio"]
+        head_cov = (_f(p.get("coverage")), _f(p.get("coverage_prev")), _i(p.get("debt")), p.get("debt_prev"),
+                    _i(p.get("weighted_debt")), p.get("weighted_debt_prev"))
+
+    # -- fidelity and drift
+    fid_rows, clt_rows, drift_rows, outcomes = [], [], [], Counter()
+    for c in checks:
+        outcomes[(c.kind, c.status)] += 1
+        m = c.metrics or {}
+        if c.kind == "fidelity" and c.artifact_id:
+            fid_rows.append(C.FidelityRow(
+                check_id=str(c.id), artifact_id=c.artifact_id, kind=artifacts[c.artifact_id].kind if c.artifact_id in artifacts else "",
+                model_id=c.model_id, version=label.get(c.version_id, "?"), date=_d(c.finished_at),
+                explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
+                l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
+                decision_flip_rate=_f(m.get("decision_flip_rate")), status=c.status))
+            for li, layer in enumerate(m.get("per_layer") or []):
+                clt_rows.append(C.CltLayerRow(check_id=str(c.id), layer=int(layer.get("layer", li)),
+                                              explained_variance=_f(layer.get("explained_variance")),
+                                              mse=_f(layer.get("mse")), l0=_f(layer.get("l0"))))
+        elif c.kind in ("data_drift", "activation_drift"):
+            drift_rows.append(C.DriftRow(
+                check_id=str(c.id), kind=c.kind, model_id=c.model_id, version=label.get(c.version_id, "?"),
+                window_start=_d(c.window_start) or _d(c.finished_at), window_end=_d(c.window_end) or _d(c.finished_at),
+                features=int(m.get("n_features") or 0),
+                drifted_share=float(_f(m.get("drifted_share")) or (m.get("n_newly_dead", 0) / max(1, m.get("n_features") or 1))),
+                status=c.status))
+    feature_rows = []
+    if model_id:
+        ids = [c.id for c in checks if c.kind == "data_drift"]
+        if ids:
+            for f in session.scalars(select(CheckFeature).where(CheckFeature.check_id.in_(ids)).order_by(CheckFeature.check_id, CheckFeature.id)):
+                feature_rows.append(C.DriftFeatureRow(check_id=str(f.check_id), feature=f.feature, psi=_f(f.psi), ks=_f(f.ks_stat),
+                                                      ks_pvalue=_f(f.ks_pvalue if f.ks_pvalue is not None else f.chi2_pvalue),
+                                                      wasserstein=_f(f.wasserstein), js=_f(f.js_distance), status=f.status))
+    psi_matrix = _psi_matrix(session, q, as_of, scope, single=bool(model_id))
+
+    # -- failure modes, findings, attestations
+    fm_titles = {f.code: f for f in session.scalars(select(FailureMode))}
+    fms = []
+    for o in fm_occurrences(session, as_of):
+        if o["model_id"] not in in_scope:
+            continue
+        fm = fm_titles.get(o["code"])
+        end = o["status_at"] if o["status"] == "closed" else as_of
+        fms.append(C.FailureModeRow(occurrence_id=str(o["id"]), code=o["code"], title=fm.title if fm else o["code"],
+                                    severity=fm.severity if fm else "", model_id=o["model_id"],
+                                    version=label.get(o["version_id"]) if o["version_id"] else None,
+                                    artifact_id=o["artifact_id"], opened=_d(o["detected_at"]), status=o["status"],
+                                    age_days=max(0, (end - o["detected_at"]).days), rationale=o["rationale"] or ""))
+    fms.sort(key=lambda r: (r.status != "open", {"critical": 0, "high": 1, "medium": 2, "low": 3}.get(r.severity, 4), r.code, int(r.occurrence_id)))
+    asof_day = as_of.date()
+    findings = []
+    for f in list_findings(session, as_of=as_of):
+        if f["model_id"] not in in_scope:
+            continue
+        due = date.fromisoformat(f["due_date"])
+        opened = datetime.fromisoformat(f["recorded_at"].replace("Z", "+00:00"))
+        findings.append(C.FindingRow(finding_id=str(f["id"]), title=f["title"], severity=f["severity"], model_id=f["model_id"],
+                                     owner=f["owner"], due=f["due_date"], status=f["status"],
+                                     age_days=max(0, (as_of - opened).days),
+                                     overdue_days=max(0, (asof_day - due).days) if f["is_open"] else 0))
+    runs = [r.id for r in session.scalars(select(ReportRun).where(ReportRun.quarter == str(q), ReportRun.recorded_at <= as_of,
+                                                                   ReportRun.model_id.is_(None) if not model_id else ReportRun.model_id == model_id))]
+    atts = [C.AttestationRow(reviewer=x.reviewer, role=x.role, decision=x.decision, comment=x.comment or "", date=_d(x.recorded_at))
+            for x in session.scalars(select(Attestation).where(Attestation.report_run_id.in_(runs or [""]),
+                                                               Attestation.recorded_at <= as_of).order_by(Attestation.id))]
+    signoff_state = {"approve": "approved", "approve_with_conditions": "approved with conditions",
+                     "reject": "rejected"}.get(atts[-1].decision, "not signed") if atts else "not signed"
+
+    open_fm = Counter((r.code, r.title, r.severity) for r in fms if r.status == "open")
+    kinds = ["fidelity", "alignment", "data_drift", "activation_drift", "overhead"]
+    summary = C.ExecutiveSummary(
+        coverage=head_cov[0], coverage_prev=head_cov[1], debt_slot_days=head_cov[2],
+        debt_slot_days_prev=None if head_cov[3] is None else _i(head_cov[3]), weighted_debt=head_cov[4],
+        weighted_debt_prev=None if head_cov[5] is None else _i(head_cov[5]), models_in_scope=len(inventory),
+        deployed_versions=sum(len(r.deployed_versions) for r in inventory),
+        open_failure_modes=[C.CountRow(code=k[0], title=k[1], severity=k[2], count=n) for k, n in sorted(open_fm.items())],
+        check_outcomes=[C.CheckOutcomeRow(kind=k, passed=outcomes[(k, "pass")], warned=outcomes[(k, "warn")],
+                                          failed=outcomes[(k, "fail")], errored=outcomes[(k, "error")])
+                        for k in kinds if any(outcomes[(k, s)] for s in ("pass", "warn", "fail", "error"))],
+        open_findings=sum(1 for f in findings if f.status not in ("closed", "accepted", "remediated")),
+        overdue_findings=sum(1 for f in findings if f.overdue_days > 0), signoff_state=signoff_state)
+
+    # -- appendix
+    evidence = []
+    for c in checks:
+        evidence.append(C.EvidenceRow(kind="check", ref=f"check {c.id} ({c.kind})",
+                                      description=f"{c.artifact_id or c.model_id} on {label.get(c.version_id, '-')}: {c.status}",
+                                      sha256=sha256_bytes(_canon(c.input_hashes or {}).encode())))
+    for x in artifacts.values():
+        if x.model_id in in_scope:
+            evidence.append(C.EvidenceRow(kind="artifact", ref=x.id, description=f"{x.kind}, {x.format}", sha256=x.sha256))
+    for v in versions.values():
+        if v.model_id in in_scope:
+            evidence.append(C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}", description="weights file",
+                                          sha256=v.weights_sha256))
+    evidence.sort(key=lambda r: (r.kind, r.ref))
+    appendix = C.Appendix(methodology=C.default_methodology(), policy_version=str(pol["version"]),
+                          policy=[C.PolicyRow(key=k, value=v) for k, v in _flatten(pol["document"])],
+                          evidence=evidence, crosswalk=C.default_crosswalk())
+
+    detail = _model_detail(session, models[model_id], versions, events, artifacts, as_of) if model_id else None
+    cover = C.Cover(
+        title="Interpretability audit pack" if not model_id else "Model risk review: interpretability",
+        organisation=organisation or ORGANISATION,
+        scope="All models in the inventory" if not model_id else f"Model {model_id} — {models[model_id].name}",
+        quarter=str(q), period_start=q.start.isoformat(), period_end=q.end.isoformat(), as_of=iso(as_of),
+        report_id=rid, tool_version=__version__, ledger_head_hash=head, context_hash="", model_id=model_id)
+    ctx = C.ReportContext(
+        schema_version=C.SCHEMA_VERSION if hasattr(C, "SCHEMA_VERSION") else "1", kind=kind, cover=cover, summary=summary,
+        inventory=inventory, changes=changes,
+        coverage=C.CoverageSection(per_tier=per_tier, per_model=per_model_cov, timeline=timeline),
+        debt=C.DebtSection(per_model=per_model_debt, staleness=staleness, trend=trend),
+        fidelity=C.FidelitySection(checks=fid_rows, clt_layers=clt_rows),
+        drift=C.DriftSection(checks=drift_rows, features=feature_rows, psi_matrix=psi_matrix),
+        failure_modes=fms, findings=findings, attestations=atts, appendix=appendix, model_detail=detail)
+    return C.with_context_hash(ctx)
+
+
+def _mean(xs) -> float | None:
+    vals = [float(x) for x in xs if isinstance(x, (int, float)) and math.isfinite(x)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _deployed_during(events, vid: int, start: datetime, end: datetime) -> bool:
+    on = False
+    for e in events:
+        if e.version_id != vid:
+            continue
+        if e.effective_at >= end:
+            break
+        if e.effective_at >= start and (on or e.action == "deploy"):
+            return True
+        on = e.action == "deploy"
+    return on
+
+
+def _timeline(a: dict, model_id: str | None) -> list[C.TimelineSeries]:
+    series: dict[str, tuple[list, list]] = {}
+    if model_id:
+        for r in a["timeline_by_model"]:
+            if r["model_id"] == model_id:
+                s = series.setdefault(model_id, ([], []))
+                s[0].append(r["day"])
+                s[1].append(_f(r["share"]))
+    else:
+        for r in a["timeline"]:
+            name = "Portfolio" if r["scope"] == "portfolio" else f"Tier {r['tier']}"
+            s = series.setdefault(name, ([], []))
+            s[0].append(r["day"])
+            s[1].append(_f(r["share"]))
+    return [C.TimelineSeries(label=k, dates=v[0], values=v[1]) for k, v in series.items()]
+
+
+def _model_trend(session: Session, quarter: str, as_of: datetime, model_id: str) -> list[C.TrendRow]:
+    # The analysis carries the per-model previous quarter only; the model's four-quarter trend
+    # re-runs the (cheap) analysis for each earlier quarter end as of the same as-of.
+    q = parse_quarter(quarter)
+    out = []
+    for i in (3, 2, 1, 0):
+        qq = q.previous(i)
+        end = datetime(qq.end.year, qq.end.month, qq.end.day, tzinfo=timezone.utc) + timedelta(days=1)
+        a = analyse(session, str(qq), min(as_of, end))
+        m = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
+        out.append(C.TrendRow(quarter=str(qq), coverage=_f(m.get("coverage")) if m and m["deployed"] else None,
+                              debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0))
+    return out
+
+
+def _psi_matrix(session: Session, q, as_of: datetime, scope: list[str], *, single: bool, top: int = 18) -> C.PsiMatrix:
+    quarters = [q.previous(i) for i in (3, 2, 1, 0)]
+    start = datetime(quarters[0].start.year, quarters[0].start.month, quarters[0].start.day, tzinfo=timezone.utc)
+    rows = session.execute(
+        select(Check.model_id, Check.finished_at, CheckFeature.feature, CheckFeature.psi)
+        .join(CheckFeature, CheckFeature.check_id == Check.id)
+        .where(Check.kind == "data_drift", Check.recorded_at <= as_of, Check.finished_at >= start,
+               Check.model_id.in_(scope))).all()
+    cell: dict[tuple[str, int], float] = {}
+    for mid, fin, feat, psi in rows:
+        if psi is None:
+            continue
+        name = feat if single else f"{mid} · {feat}"
+        d = fin.date()
+        for j, qq in enumerate(quarters):
+            if qq.start <= d <= qq.end:
+                cell[(name, j)] = max(cell.get((name, j), 0.0), float(psi))
+    feats = sorted({k[0] for k in cell}, key=lambda n: (-max(cell.get((n, j), 0) for j in range(4)), n))[:top]
+    feats.sort()
+    return C.PsiMatrix(features=feats, quarters=[str(x) for x in quarters],
+                       values=[[cell.get((f, j)) for j in range(4)] for f in feats])
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for k in sorted(d):
+        v = d[k]
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k not in ("required_groups", "tier_weights"):
+            out += _flatten(v, key + ".")
+        elif k == "required_groups":
+            for tier in sorted(v):
+                groups = v[tier]
+                out.append((f"required_groups.tier{tier}", " AND ".join("one of {" + ", ".join(g) + "}" for g in groups) or "none"))
+        else:
+            out.append((key, json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else ("—" if v is None else str(v))))
+    return out
+
+
+def _model_detail(session: Session, m: Model, versions: dict, events, artifacts: dict, as_of: datetime) -> C.ModelDetail:
+    vrows = []
+    mine = sorted((v for v in versions.values() if v.model_id == m.id), key=lambda v: (v.trained_at or v.recorded_at, v.id))
+    for v in mine:
+        evs = [e for e in events if e.version_id == v.id]
+        first = next((e.effective_at for e in evs if e.action == "deploy"), None)
+        last = evs[-1] if evs else None
+        retired = last.effective_at if last is not None and last.action == "retire" else None
+        vrows.append(C.VersionRow(version=v.label, sha256=v.weights_sha256, trained_at=_d(v.trained_at) or "",
+                                  parent=versions[v.parent_id].label if v.parent_id in versions else None,
+                                  deployed_from=_d(first), deployed_to=_d(retired)))
+    survival = {}
+    for c in session.scalars(select(Check).where(Check.kind == "alignment", Check.model_id == m.id,
+                                                 Check.recorded_at <= as_of, Check.artifact_id.is_not(None))
+                             .order_by(Check.finished_at, Check.id)):
+        survival[c.artifact_id] = _f((c.metrics or {}).get("survival_share"))
+    lineage = [C.LineageRow(artifact_id=x.id, kind=x.kind, bound_version=versions[x.bound_version_id].label,
+                            registered=_d(x.recorded_at), replaces=x.replaces_id, survival=survival.get(x.id), sha256=x.sha256)
+               for x in sorted(artifacts.values(), key=lambda x: (x.recorded_at, x.id)) if x.model_id == m.id]
+    dens = []
+    for x in lineage:
+        latest = session.scalars(select(Check).where(Check.kind == "fidelity", Check.artifact_id == x.artifact_id,
+                                                     Check.status != "error", Check.recorded_at <= as_of)
+                                 .order_by(Check.finished_at.desc(), Check.id.desc()).limit(1)).first()
+        h = (latest.metrics or {}).get("density_histogram") if latest else None
+        if h:
+            dens.append(C.DensityHistogram(artifact_id=x.artifact_id,
+                                           label=f"{versions[latest.version_id].label} on {_d(latest.finished_at)}",
+                                           bin_edges=[float(e) for e in h["edges"]], counts=[int(n) for n in h["counts"]],
+                                           dead=int(h["dead"])))
+    row = C.ModelRow(model_id=m.id, name=m.name, owner=m.owner, tier=m.tier, business_use=m.business_use,
+                     tags=list(m.tags or []), deployed_versions=[])
+    return C.ModelDetail(model=row, versions=vrows, lineage=lineage, densities=dens)
+
+
+# ---------------------------------------------------------------------------- outputs and runs
+def record_run(session: Session, ctx: C.ReportContext, kind: str, outputs: dict[str, str]) -> dict:
+    """Record a report run (idempotent for the same report id and context)."""
+    existing = session.get(ReportRun, ctx.cover.report_id)
+    if existing is not None:
+        if existing.context_sha256 != ctx.cover.context_hash:
+            raise Conflict(f"report {ctx.cover.report_id} was recorded with a different context")
+        merged = dict(existing.outputs or {})
+        if kind != existing.kind or any(merged.get(k) not in (None, v) for k, v in outputs.items()):
+            # same report, another rendering (e.g. HTML after PDF): a new run id keeps both on record
+            rid = f"{ctx.cover.report_id}-{kind}-{sha256_bytes(_canon(outputs).encode())[:6]}"
+            if session.get(ReportRun, rid) is None:
+                record(session, ReportRun(id=rid, kind=kind, quarter=ctx.cover.quarter, model_id=ctx.cover.model_id,
+                                          scope=[r.model_id for r in ctx.inventory], as_of=_parse(ctx.cover.as_of),
+                                          context_sha256=ctx.cover.context_hash, outputs=outputs,
+                                          ledger_head=ctx.cover.ledger_head_hash, tool_version=ctx.cover.tool_version))
+            return {"report_id": ctx.cover.report_id, "run_id": rid, "recorded": True}
+        return {"report_id": ctx.cover.report_id, "run_id": existing.id, "recorded": False}
+    record(session, ReportRun(id=ctx.cover.report_id, kind=kind, quarter=ctx.cover.quarter, model_id=ctx.cover.model_id,
+                              scope=[r.model_id for r in ctx.inventory], as_of=_parse(ctx.cover.as_of),
+                              context_sha256=ctx.cover.context_hash, outputs=outputs,
+                              ledger_head=ctx.cover.ledger_head_hash, tool_version=ctx.cover.tool_version))
+    return {"report_id": ctx.cover.report_id, "run_id": ctx.cover.report_id, "recorded": True}
+
+
+def _parse(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *, model_id: str | None = None,
+                  fmt: str = "pdf", organisation: str | None = None,
+                  progress: Callable[[str, float], None] | None = None) -> dict:
+    from compliance.report.render import render_pdf, write_html
+
+    if fmt not in ("pdf", "html"):
+        raise UsageError("--format must be pdf or html")
+    ctx = build_context(session, quarter, as_of, model_id=model_id, organisation=organisation)
+    if fmt == "pdf":
+        digest = render_pdf(ctx, out, progress=progress)
+    else:
+        digest = write_html(ctx, out)
+    run = record_run(session, ctx, "model" if model_id else "portfolio", {out.name: digest})
+    p = ctx.summary
+    return {**run, "path": str(out), "sha256": digest, "context_sha256": ctx.cover.context_hash,
+            "ledger_head": ctx.cover.ledger_head_hash, "coverage": p.coverage, "debt": p.debt_slot_days,
+            "weighted_debt": p.weighted_debt}
+
+
+def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, organisation: str | None = None,
+                progress: Callable[[str, float], None] | None = None) -> dict:
+    from compliance.report.export import write_export
+
+    ctx = build_context(session, quarter, as_of, organisation=organisation)
+    q = parse_quarter(quarter)
+    qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
+    excerpt = entries_between(session, qstart, as_of)
+    manifest = write_export(ctx, out, ledger_excerpt=excerpt, progress=progress)
+    zip_sha = sha256_bytes(out.read_bytes())
+    run = record_run(session, ctx, "export", {out.name: zip_sha})
+    return {**run, "path": str(out), "sha256": zip_sha, "manifest": manifest}
+
+
+def list_reports(session: Session) -> list[dict]:
+    from compliance.services.registry import plain
+
+    return [plain(r) for r in session.scalars(select(ReportRun).order_by(ReportRun.recorded_at, ReportRun.id))]
+
+
+def render_demo_outputs(url: str, out_dir: Path, quarter: str, as_of: datetime, *, say: Say = print) -> dict:
+    from compliance.store.engine import session_scope
+
+    org = "Northwind Bank (sample)"
+    clock = lambda: as_of + timedelta(hours=12)  # noqa: E731 - the runs are recorded at the quarter close review
+    res = {}
+    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+        r = render_report(s, quarter, as_of, out_dir / f"audit-pack-{quarter}.pdf", organisation=org)
+        say(f"      portfolio pack  {r['path']}")
+        res["pack"], res["pack_report_id"] = Path(r["path"]), r["report_id"]
+    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+        worst = _worst_model(s, quarter, as_of)
+        r = render_report(s, quarter, as_of, out_dir / f"review-{worst}-{quarter}.pdf", model_id=worst, organisation=org)
+        say(f"      model review    {r['path']}")
+        res["review"] = Path(r["path"])
+    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+        r = export_pack(s, quarter, as_of, out_dir / f"regulator-export-{quarter}.zip", organisation=org)
+        say(f"      regulator zip   {r['path']}")
+        res["export"] = Path(r["path"])
+    return res
+
+
+def _worst_model(session: Session, quarter: str, as_of: datetime) -> str:
+    a = analyse(session, quarter, as_of)
+    rows = [m for m in a["by_model"] if m["deployed"] and not m["no_requirements"]]
+    if not rows:
+        raise NotFound("no deployed model with requirements to review")
+    return sorted(rows, key=lambda m: (-(m["weighted_debt"] or 0), m["model_id"]))[0]["model_id"]
