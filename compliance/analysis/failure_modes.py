@@ -46,7 +46,7 @@ from .calendar import NS_PER_DAY, ns_values, to_utc_timestamp
 from .coverage import STATUS_NAMES, deployed_intervals, fidelity_arrays
 from .frames import AnalysisInput
 from .policy import AnalysisPolicy, normalise_policy
-from .staleness import _last_per_key, _lookup, version_positions
+from .staleness import last_per_key, lookup_sorted, version_positions
 
 CATALOG = ("FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
            "FM-DECISION", "FM-LABELS", "FM-ERROR")
@@ -64,14 +64,6 @@ class Detection:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _opt_int(x) -> int | None:
-    return None if x is None or pd.isna(x) else int(x)
-
-
-def _opt_str(x) -> str | None:
-    return None if x is None or (not isinstance(x, str) and pd.isna(x)) else str(x)
 
 
 def _deployed_at(data: AnalysisInput, at_ns: int) -> pd.DataFrame:
@@ -119,10 +111,10 @@ def _stale(data: AnalysisInput, dep: pd.DataFrame, at_day: int, pol: AnalysisPol
     fkey = f["acode"] * nvr + vindex.get_indexer(f["version_id"])
     want = r_art * nvr + vindex.get_indexer(r_vid)
     every = np.ones(len(fkey), bool)
-    k_all, i_all = _last_per_key(fkey, every)
-    k_ok, i_ok = _last_per_key(fkey, f["good"])
-    latest = _lookup(k_all, i_all, want)
-    ever_ok = _lookup(k_ok, i_ok, want) >= 0
+    k_all, i_all = last_per_key(fkey, every)
+    k_ok, i_ok = last_per_key(fkey, f["good"])
+    latest = lookup_sorted(k_all, i_all, want)
+    ever_ok = lookup_sorted(k_ok, i_ok, want) >= 0
     has = latest >= 0
     l_good = np.where(has, f["good"][np.maximum(latest, 0)], False) if len(f["good"]) else np.zeros(len(latest), bool)
     l_day = np.where(has, f["day"][np.maximum(latest, 0)], 0) if len(f["day"]) else np.zeros(len(latest), np.int64)
@@ -155,8 +147,8 @@ def _silent(data: AnalysisInput, dep: pd.DataFrame, at_day: int, pol: AnalysisPo
     fin = ns_values(c["finished_at"])
     cid = c["check_id"].to_numpy(np.int64)
     o = np.lexsort((cid, fin, vid))
-    k, i = _last_per_key(vid[o], np.ones(len(o), bool))
-    j = _lookup(k, o[i] if len(i) else i, dep["version_id"].to_numpy(np.int64))
+    k, i = last_per_key(vid[o], np.ones(len(o), bool))
+    j = lookup_sorted(k, o[i] if len(i) else i, dep["version_id"].to_numpy(np.int64))
     out = []
     for (v, m), jj in zip(zip(dep["version_id"].to_numpy(np.int64), dep["model_id"].to_numpy(object)), j):
         v = int(v)
@@ -183,8 +175,8 @@ def _drift_brittle(data: AnalysisInput, pol: AnalysisPolicy) -> list[Detection]:
                           "drift_check": c["check_id"].to_numpy(np.int64)[dmask]})
     a_bound = data.artifacts["bound_version_id"].to_numpy(np.int64)
     bl_mask = f["is_baseline"] & ~np.isnan(f["ev"]) & (f["version_id"] == a_bound[f["acode"]])
-    k_bl, i_bl = _last_per_key(f["acode"], bl_mask)
-    j = _lookup(k_bl, i_bl, f["acode"])
+    k_bl, i_bl = last_per_key(f["acode"], bl_mask)
+    j = lookup_sorted(k_bl, i_bl, f["acode"])
     base = np.where(j >= 0, f["ev"][np.maximum(j, 0)], np.nan)
     warn_fail = (f["status"] == 1) | (f["status"] == 2)
     with np.errstate(invalid="ignore"):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .calendar import NS_PER_DAY, day_date, day_numbers, ns_values
+from .calendar import day_numbers, ns_values
 from .coverage import STATE_NAMES, STATUS_NAMES, DayGrid, _iso_days, fidelity_arrays
 from .frames import ARTIFACT_KINDS, AnalysisInput
 from .policy import AnalysisPolicy
@@ -57,7 +57,7 @@ def _opt_ints(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerArray
     return pd.arrays.IntegerArray(np.asarray(values, np.int64), ~np.asarray(present, bool))
 
 
-def _last_per_key(keys: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def last_per_key(keys: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(unique keys, index of the last masked entry per key) for entries sorted by key then time."""
     idx = np.flatnonzero(mask)
     k = keys[idx]
@@ -67,7 +67,7 @@ def _last_per_key(keys: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
     return k[last], idx[last]
 
 
-def _lookup(ukeys: np.ndarray, uidx: np.ndarray, want: np.ndarray) -> np.ndarray:
+def lookup_sorted(ukeys: np.ndarray, uidx: np.ndarray, want: np.ndarray) -> np.ndarray:
     """Index of each wanted key's entry (-1 when absent); ukeys sorted."""
     if not len(ukeys):
         return np.full(len(want), -1, np.int64)
@@ -113,15 +113,15 @@ def artifact_staleness(inp: AnalysisInput, grid: DayGrid, ref_day: int, policy: 
     upto = f["day"] <= ref_day
     fkey = f["acode"] * nvr + vindex.get_indexer(f["version_id"])
     want = r_art * nvr + np.where(has_dep, vindex.get_indexer(r_dv), -1)
-    k_all, i_all = _last_per_key(fkey, upto)
-    k_ok, i_ok = _last_per_key(fkey, upto & f["good"])
-    k_ev, i_ev = _last_per_key(fkey, upto & ~np.isnan(f["ev"]))
-    latest = np.where(has_dep, _lookup(k_all, i_all, want), -1)
-    last_ok = np.where(has_dep, _lookup(k_ok, i_ok, want), -1)
-    last_ev = np.where(has_dep, _lookup(k_ev, i_ev, want), -1)
+    k_all, i_all = last_per_key(fkey, upto)
+    k_ok, i_ok = last_per_key(fkey, upto & f["good"])
+    k_ev, i_ev = last_per_key(fkey, upto & ~np.isnan(f["ev"]))
+    latest = np.where(has_dep, lookup_sorted(k_all, i_all, want), -1)
+    last_ok = np.where(has_dep, lookup_sorted(k_ok, i_ok, want), -1)
+    last_ev = np.where(has_dep, lookup_sorted(k_ev, i_ev, want), -1)
     bl_mask = upto & f["is_baseline"] & ~np.isnan(f["ev"]) & (f["version_id"] == a_bound[f["acode"]])
-    k_bl, i_bl = _last_per_key(f["acode"], bl_mask)
-    bl = _lookup(k_bl, i_bl, r_art)
+    k_bl, i_bl = last_per_key(f["acode"], bl_mask)
+    bl = lookup_sorted(k_bl, i_bl, r_art)
 
     def pick(arr: np.ndarray, idx: np.ndarray, fill):
         out = np.full(len(idx), fill, dtype=arr.dtype if fill is not None else object)
@@ -150,8 +150,8 @@ def artifact_staleness(inp: AnalysisInput, grid: DayGrid, ref_day: int, policy: 
         cid = c["check_id"].to_numpy(np.int64)[al]
         o = np.lexsort((cid, fin, acode))
         acode, val = acode[o], c["survival_share"].to_numpy(np.float64)[al][o]
-        k_s, i_s = _last_per_key(acode, acode >= 0)
-        j = _lookup(k_s, i_s, r_art)
+        k_s, i_s = last_per_key(acode, acode >= 0)
+        j = lookup_sorted(k_s, i_s, r_art)
         surv[j >= 0] = val[j[j >= 0]]
 
     # slot state of the (deployed version, group of this kind) at the reference day
