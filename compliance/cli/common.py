@@ -24,6 +24,13 @@ class Settings:
     actor: str | None
 
 
+def when(value: str | None, what: str = "--at"):
+    """Parse an optional ISO time option; default now (UTC)."""
+    from compliance.timeutil import parse_datetime, utcnow
+
+    return parse_datetime(value, what=what) if value else utcnow()
+
+
 def settings(ctx: typer.Context) -> Settings:
     root = ctx.find_root()
     return root.obj if isinstance(root.obj, Settings) else Settings(None, None)

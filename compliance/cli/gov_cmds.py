@@ -7,17 +7,12 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, print_json, session, status_markup, table
+from compliance.cli.common import when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, print_json, session, status_markup, table
 
 policy_app = typer.Typer(help="The policy in force (thresholds, required artifacts per tier); versioned.", no_args_is_help=True)
 fm_app = typer.Typer(help="Failure-mode register: detect, list, update.", no_args_is_help=True)
 finding_app = typer.Typer(help="MRM findings and their status events.", no_args_is_help=True)
 
-
-def _when(value: str | None):
-    from compliance.timeutil import parse_datetime, utcnow
-
-    return parse_datetime(value, what="time") if value else utcnow()
 
 
 @policy_app.command("show")
@@ -29,7 +24,7 @@ def policy_show(ctx: typer.Context, at: Annotated[str | None, typer.Option(help=
     from compliance.services.policy import policy_record_at
 
     with session(ctx, readonly=True) as s:
-        p = policy_record_at(s, _when(at))
+        p = policy_record_at(s, when(at))
     emit(p, as_json, lambda p: typer.echo(f"# policy version {p['version']} ({p['comment'] or ''})\n"
                                           + yaml.safe_dump(p["document"], sort_keys=True)))
 
@@ -59,7 +54,7 @@ def fm_detect(ctx: typer.Context, at: Annotated[str | None, typer.Option(help="D
     from compliance.services.governance import detect_failure_modes
 
     with session(ctx) as s:
-        opened = detect_failure_modes(s, _when(at))
+        opened = detect_failure_modes(s, when(at))
     emit(opened, as_json, lambda rs: (table("Opened", ["id", "code", "model", "artifact", "detail"],
                                             [[r["id"], r["code"], r["model_id"], r["artifact_id"], r["detail"]] for r in rs]),
                                       typer.echo(f"{len(rs)} occurrence(s) opened")))
@@ -181,7 +176,7 @@ def status(ctx: typer.Context, quarter: QuarterOpt = None, as_of: AsOfOpt = None
     from compliance.services.dashboard import dashboard
 
     with session(ctx, readonly=True) as s:
-        d = dashboard(s, quarter=quarter, as_of=_when(as_of) if as_of else None)
+        d = dashboard(s, quarter=quarter, as_of=when(as_of) if as_of else None)
     emit(d, as_json, _show_dashboard)
 
 

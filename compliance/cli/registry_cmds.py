@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import AtOpt, JsonOpt, emit, print_json, session, table
+from compliance.cli.common import when, AtOpt, JsonOpt, emit, print_json, session, table
 
 model_app = typer.Typer(help="Model inventory.", no_args_is_help=True)
 version_app = typer.Typer(help="Model versions (weights hashed on registration).", no_args_is_help=True)
@@ -15,11 +15,6 @@ artifact_app = typer.Typer(help="Interpretability artifacts (SAEs, transcoders, 
 data_app = typer.Typer(help="Data files of a model (production windows, reference samples).", no_args_is_help=True)
 volume_app = typer.Typer(help="Daily decision volumes (weight explanation coverage).", no_args_is_help=True)
 
-
-def _at(value: str | None):
-    from compliance.timeutil import parse_datetime, utcnow
-
-    return parse_datetime(value, what="--at") if value else utcnow()
 
 
 # ------------------------------------------------------------------ model
@@ -122,7 +117,7 @@ def deploy(ctx: typer.Context, model_id: str, version: str, at: AtOpt = None, as
     from compliance.services import registry
 
     with session(ctx) as s:
-        e = registry.deploy(s, model_id, version, at=_at(at))
+        e = registry.deploy(s, model_id, version, at=when(at))
     emit(e, as_json, lambda d: typer.echo(f"deployed {model_id} {version} effective {d['effective_at']}"))
 
 
@@ -134,7 +129,7 @@ def retire(ctx: typer.Context, model_id: str, version: str, at: AtOpt = None, as
     from compliance.services import registry
 
     with session(ctx) as s:
-        e = registry.retire(s, model_id, version, at=_at(at))
+        e = registry.retire(s, model_id, version, at=when(at))
     emit(e, as_json, lambda d: typer.echo(f"retired {model_id} {version} effective {d['effective_at']}"))
 
 

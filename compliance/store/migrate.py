@@ -30,24 +30,22 @@ def script_head() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> str | None:
+def _run(step, url: str | None, revision: str) -> str | None:
     url = resolve_url(url)
     engine = make_engine(url)
     cfg = alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        step(cfg, revision)
     return current_revision(engine)
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> str | None:
+    return _run(command.upgrade, url, revision)
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> str | None:
-    url = resolve_url(url)
-    engine = make_engine(url)
-    cfg = alembic_config(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-    return current_revision(engine)
+    return _run(command.downgrade, url, revision)
 
 
 def current(url: str | None = None) -> str | None:
