@@ -50,3 +50,17 @@ def json_safe(value: Any) -> Any:
 def canonical_json(value: Any) -> str:
     """Sorted keys, UTF-8, no insignificant whitespace, no NaN."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+GENESIS_HASH = "0" * 64
+
+
+def ledger_entry_hash(prev_hash: str, seq: int, recorded_at: str, actor: str, action: str, entity_type: str,
+                      entity_id: str, payload: str) -> str:
+    """DESIGN §7: SHA-256(prev_hash ‖ canonical JSON of the entry). The one definition, used by the
+    store's ledger and by pack verification (which must not need the store)."""
+    body = canonical_json({
+        "seq": seq, "recorded_at": recorded_at, "actor": actor, "action": action,
+        "entity_type": entity_type, "entity_id": entity_id, "payload": payload,
+    })
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()

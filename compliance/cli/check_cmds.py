@@ -263,7 +263,7 @@ def list_cmd(
 
 @check_app.command("show")
 def show_cmd(ctx: typer.Context, check_id: int, as_json: JsonOpt = False) -> None:
-    """Show one recorded check with every metric (and per-feature drift rows)."""
+    """Show one recorded check with every metric (and per-feature drift rows).  Example: compliance check show 42 --json"""
     from compliance.errors import NotFound
     from compliance.services.checks import check_features, check_view
     from compliance.store.models import Check

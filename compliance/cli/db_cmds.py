@@ -35,7 +35,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 @db_app.command("current")
 def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Show the schema revision of the database and the one this version expects."""
+    """Show the schema revision of the database and the one this version expects.  Example: compliance db current --json"""
     from compliance.store import migrate
     from compliance.store.engine import SCHEMA_HEAD
 

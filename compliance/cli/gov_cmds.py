@@ -75,7 +75,7 @@ def fm_list(ctx: typer.Context, open_only: Annotated[bool, typer.Option("--open"
 
 @fm_app.command("catalog")
 def fm_catalog(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The catalog of known failure modes (DESIGN §6)."""
+    """The catalog of known failure modes (DESIGN §6).  Example: compliance failure-modes catalog --json"""
     from compliance.services.governance import catalog
 
     with session(ctx, readonly=True) as s:

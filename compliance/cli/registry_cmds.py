@@ -216,7 +216,7 @@ def data_add(
 @data_app.command("list")
 def data_list(ctx: typer.Context, model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
               as_json: JsonOpt = False) -> None:
-    """List registered data files."""
+    """List registered data files.  Example: compliance data list --model retail-pd"""
     from compliance.services import registry
 
     with session(ctx, readonly=True) as s:

@@ -66,6 +66,10 @@ def baseline_fidelity(baseline, model: LoadedModel, frame, steps: int = IG_STEPS
     b = getattr(baseline, "baseline", None)
     if b is None:
         raise InputError("baseline fidelity needs an attribution_baseline artifact")
+    if b.ndim == 2 and b.shape[0] == 1:
+        b = b[0]
+    if b.ndim != 1:
+        raise InputError(f"baseline of shape {list(b.shape)}: only a single reference input [n_inputs] is supported")
     x = model.encode_inputs(frame)
     if x.ndim != 2 or x.shape[1] != b.shape[-1]:
         raise InputError(f"baseline has width {b.shape[-1]}, the model's inputs have width {x.shape[-1]}")

@@ -718,8 +718,8 @@ def default_crosswalk() -> list[CrosswalkRow]:
     """The regulatory crosswalk printed in every pack (requirements → sections)."""
     r = CrosswalkRow
     return [
-        r("SR 11-7", "III. Model development", "Conceptual soundness, documentation of "
-          "limitations", "Inventory; Fidelity results; Appendix A (methodology)"),
+        r("SR 11-7", "IV. Model development, implementation and use", "Conceptual soundness, "
+          "testing, documentation of limitations", "Inventory; Fidelity results; Appendix A (methodology)"),
         r("SR 11-7", "V. Validation — ongoing monitoring", "Monitoring that the model works "
           "as intended as products, exposures and data change", "Coverage; Debt; Drift results"),
         r("SR 11-7", "V. Validation — outcomes analysis", "Compare outputs with outcomes, "
@@ -732,11 +732,14 @@ def default_crosswalk() -> list[CrosswalkRow]:
           "Inventory; Coverage per tier"),
         r("PRA SS1/23", "Principle 2", "Governance: accountable owners, sign-off",
           "Inventory (owner); Attestation"),
+        r("PRA SS1/23", "Principle 3", "Model development, implementation and use: "
+          "documented, tested, monitored", "Change log; Fidelity results; Appendix A"),
         r("PRA SS1/23", "Principle 4", "Independent validation, ongoing performance "
           "monitoring", "Fidelity; Drift; Debt; Attestation (four eyes)"),
         r("PRA SS1/23", "Principle 5", "Model risk mitigants, post-model adjustments, "
           "escalation", "Failure-mode register; Findings"),
-        r("EU AI Act", "Art. 12", "Record-keeping: automatic logging over the lifetime",
+        r("EU AI Act", "Art. 12", "Record-keeping: automatic logging over the lifetime "
+          "(supports, does not replace, the system's own event logs)",
           "Evidence index; ledger excerpt (export); cover hashes"),
         r("EU AI Act", "Art. 13", "Transparency and information to deployers",
           "Coverage; Fidelity results"),

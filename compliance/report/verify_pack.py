@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from compliance.errors import IntegrityFailure
+from compliance.hashing import ledger_entry_hash
 from compliance.report.context import canonical_json, json_context_hash
 from compliance.report.export import CONTEXT_NAME, LEDGER_NAME, MANIFEST_NAME, PACK_FORMAT
 
@@ -129,6 +130,15 @@ def _check_ledger(report: PackReport, data: bytes, head: Optional[str]) -> None:
         if prev is not None and "prev_hash" in entry and entry["prev_hash"] != prev:
             report.fail(LEDGER_NAME, f"line {n}: prev_hash does not chain to line {n - 1}")
             return
+        if {"seq", "recorded_at", "actor", "action", "entity_type", "entity_id", "payload", "prev_hash"} <= set(entry):
+            try:
+                recomputed = ledger_entry_hash(entry["prev_hash"], entry["seq"], entry["recorded_at"], entry["actor"],
+                                               entry["action"], entry["entity_type"], entry["entity_id"], entry["payload"])
+            except (TypeError, ValueError):
+                recomputed = None
+            if recomputed != entry["hash"]:
+                report.fail(LEDGER_NAME, f"line {n} (entry {entry.get('seq')}): hash does not match its content")
+                return
         prev = last = entry["hash"]
     if last is not None and head and last != head:
         report.fail(LEDGER_NAME, "last entry's hash is not the manifest's ledger_head_hash")
@@ -197,6 +207,12 @@ def verify_pack(zip_path: Path) -> PackReport:
         return report.fail(CONTEXT_NAME, "context hash does not match the manifest")
     if printed != recomputed:
         return report.fail(CONTEXT_NAME, "context hash on the cover does not match its content")
+    try:
+        cover_head = json.loads(ctx_json)["cover"]["ledger_head_hash"]
+    except Exception:  # noqa: BLE001
+        cover_head = None
+    if cover_head != report.ledger_head_hash:
+        return report.fail(CONTEXT_NAME, "ledger head on the cover differs from the manifest's")
 
     pdf_name = manifest.get("pdf")
     pdf = contents.get(pdf_name) if isinstance(pdf_name, str) else None

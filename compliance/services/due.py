@@ -11,7 +11,7 @@ artifact would not change it; a new artifact must be registered.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -37,7 +37,9 @@ def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
 def due_pairs(session: Session, at: datetime) -> list[dict]:
     policy = policy_at(session, at)
     groups = policy.get("required_groups") or {}
-    since = at - timedelta(days=int(policy.get("validity_days", 90)))
+    # Validity counts whole UTC days (DESIGN §4): a check finished on day d - validity_days still counts on day d.
+    first_day = at.astimezone(timezone.utc).date() - timedelta(days=int(policy.get("validity_days", 90)))
+    since = datetime.combine(first_day, time.min, tzinfo=timezone.utc)
     tiers = {m.id: m.tier for m in session.scalars(select(Model))}
     recent = {(a, v) for a, v in session.execute(
         select(Check.artifact_id, Check.version_id).where(

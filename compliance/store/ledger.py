@@ -14,7 +14,6 @@ transaction-scoped advisory lock. The head is then read once per transaction and
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,11 +23,11 @@ from sqlalchemy import Float, Integer, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError
-from compliance.hashing import canonical_json, json_safe
+from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
 from compliance.store.models import BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.timeutil import iso
 
-GENESIS = "0" * 64
+GENESIS = GENESIS_HASH
 ADVISORY_LOCK_KEY = 0x636F6D70  # "comp"
 _HEAD = "compliance.ledger_head"
 
@@ -60,13 +59,7 @@ def entity_id_of(obj: Base) -> str:
     return str(pk[0])
 
 
-def entry_hash(prev_hash: str, seq: int, recorded_at: str, actor: str, action: str, entity_type: str,
-               entity_id: str, payload: str) -> str:
-    body = canonical_json({
-        "seq": seq, "recorded_at": recorded_at, "actor": actor, "action": action,
-        "entity_type": entity_type, "entity_id": entity_id, "payload": payload,
-    })
-    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+entry_hash = ledger_entry_hash
 
 
 def _lock_and_head(session: Session) -> tuple[int, str]:

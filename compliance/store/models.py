@@ -111,7 +111,7 @@ class Artifact(Evidence, Base):
     hook_in: Mapped[str | None] = mapped_column(String(200))
     hook_out: Mapped[str | None] = mapped_column(String(200))
     path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64))  # over the sorted (relative path, file hash) list
+    sha256: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical JSON of `files`
     files: Mapped[dict[str, Any]] = mapped_column(JSON)  # relative path -> SHA-256
     d_in: Mapped[int | None] = mapped_column(Integer)
     d_sae: Mapped[int | None] = mapped_column(Integer)
