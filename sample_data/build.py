@@ -1,0 +1,262 @@
+"""Regenerate the whole sample bank from seeds: ``python -m sample_data.build [--out DIR]``.
+
+Writes, under ``out``: ``data/*.parquet`` (one file per population and quarter), ``models/<id>/<v>.safetensors``,
+``artifacts/<model>/<artifact>/...`` (ecosystem formats), ``manifest.yaml`` (importable book),
+``story.yaml`` (the year's events, replayed by the demo through the real checks) and ``BUILD.json``
+(generator version, seed, SHA-256 of every file; written last, so its presence means "complete").
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from . import artifacts as A
+from .book import ARTIFACTS, MODELS, QUARTER_FILES, artifact_entry, story_events
+from .data import QUARTER_END, QUARTER_START, QUARTERS, SCHEMA, generate
+from .models import Encoding, ResidualMLP, save_model, train
+
+GENERATOR_VERSION = "sample-bank/1"
+DEFAULT_SEED = 20251001
+ROWS_PER_QUARTER = 20_000
+BUILD_THREADS = 1  # small matmuls gain little from threads; one thread is robust on a busy machine
+DEFAULT_OUT = Path(__file__).resolve().parent / "generated"
+_OUTPUT_DIRS = ("data", "models", "artifacts")
+_OUTPUT_FILES = ("manifest.yaml", "story.yaml", "BUILD.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _complete(out: Path, seed: int) -> bool:
+    marker = out / "BUILD.json"
+    if not marker.is_file():
+        return False
+    try:
+        info = json.loads(marker.read_text())
+    except ValueError:
+        return False
+    if info.get("generator") != GENERATOR_VERSION or info.get("seed") != seed:
+        return False
+    return all((out / rel).is_file() and (out / rel).stat().st_size == size for rel, size in info["sizes"].items())
+
+
+class _Determinism:
+    """Fixed threads, deterministic kernels, no denormals; restored on exit."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        self.det = torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(BUILD_THREADS)
+        torch.use_deterministic_algorithms(True)
+        torch.set_flush_denormal(True)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+        torch.use_deterministic_algorithms(self.det)
+        torch.set_flush_denormal(False)
+
+
+def capture(model: ResidualMLP, x: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
+    """Run the model once and return the activations at the named hook points."""
+    got: dict[str, torch.Tensor] = {}
+    points = model.hook_points()
+    handles = [points[h].register_forward_hook(lambda m, i, o, h=h: got.__setitem__(h, o.detach().clone()))
+               for h in hooks]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hd in handles:
+            hd.remove()
+    return got
+
+
+def train_version(spec, vspec, frames: dict[str, pd.DataFrame], parent: ResidualMLP | None, seed: int):
+    sc = SCHEMA[spec.domain]
+    tr = pd.concat([frames[q] for q in vspec.train_quarters], ignore_index=True)
+    enc = Encoding.fit(tr, sc["numeric"], sc["categorical"])
+    x = enc.encode(tr)
+    y = torch.tensor(tr[sc["label"]].to_numpy(), dtype=torch.float32)
+    torch.manual_seed(seed)
+    if parent is None:
+        model = ResidualMLP(enc.n_inputs, spec.d_model, spec.d_mlp, spec.n_blocks)
+        if model.embed.in_features != enc.n_inputs:
+            raise AssertionError("encoding width")
+        train(model, x, y, epochs=spec.epochs, lr=spec.lr, seed=seed, batch_size=1024)
+    else:  # warm start from the parent; the encoding is refitted on the new window
+        model = copy.deepcopy(parent)
+        train(model, x, y, epochs=spec.ft_epochs, lr=vspec.ft_lr or spec.ft_lr, seed=seed, batch_size=1024)
+    return model, enc, tr
+
+
+def _version_seed(seed: int, model_id: str, version: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}/{model_id}/{version}".encode()).digest()[:4], "big")
+
+
+def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[str], None] | None = None,
+          seed: int = DEFAULT_SEED) -> Path:
+    """Build the sample bank into ``out`` and return the manifest path (at once if already built)."""
+    out = Path(out)
+    say = progress or (lambda msg: None)
+    if not force and _complete(out, seed):
+        say(f"sample bank already built in {out}")
+        return out / "manifest.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    for d in _OUTPUT_DIRS:
+        shutil.rmtree(out / d, ignore_errors=True)
+    for f in _OUTPUT_FILES:
+        (out / f).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with _Determinism():
+        # ---- data
+        frames: dict[str, dict[str, pd.DataFrame]] = {}
+        for domain in SCHEMA:
+            frames[domain] = {q: generate(domain, q, ROWS_PER_QUARTER, seed) for q in QUARTERS}
+            for q, fr in frames[domain].items():
+                p = out / QUARTER_FILES[domain].format(q=q)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                fr.to_parquet(p, index=False, compression="zstd")
+        say(f"data written ({time.perf_counter() - t0:.1f}s)")
+        # ---- models
+        trained: dict[tuple[str, str], tuple[ResidualMLP, Encoding, pd.DataFrame]] = {}
+        for spec in MODELS:
+            parent = None
+            for vspec in spec.versions:
+                s = _version_seed(seed, spec.id, vspec.version)
+                model, enc, tr = train_version(spec, vspec, frames[spec.domain], parent, s)
+                save_model(model, out / vspec.weights, arch=dict(n_inputs=enc.n_inputs, d_model=spec.d_model,
+                                                                 d_mlp=spec.d_mlp, n_blocks=spec.n_blocks),
+                           encoding=enc, label_column=SCHEMA[spec.domain]["label"],
+                           decision_threshold=spec.threshold,
+                           extra={"model_id": spec.id, "version": vspec.version, "data_domain": spec.domain,
+                                  "train_window": vspec.data_window, "generator": GENERATOR_VERSION,
+                                  "seed": str(s)})
+                trained[(spec.id, vspec.version)] = (model, enc, tr)
+                parent = model
+            say(f"model {spec.id}: {len(spec.versions)} versions ({time.perf_counter() - t0:.1f}s)")
+        # ---- artifacts
+        for art in ARTIFACTS:
+            _build_artifact(art, trained, out, seed)
+            say(f"artifact {art.id} ({time.perf_counter() - t0:.1f}s)")
+    # ---- manifest + story
+    manifest = _manifest(out)
+    (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
+    (out / "story.yaml").write_text(yaml.safe_dump({"events": story_events()}, sort_keys=False, width=120))
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "BUILD.json"
+                   and p.relative_to(out).parts[0] in _OUTPUT_DIRS + _OUTPUT_FILES)
+    info = {"generator": GENERATOR_VERSION, "seed": seed, "rows_per_quarter": ROWS_PER_QUARTER,
+            "torch": torch.__version__, "threads": BUILD_THREADS,
+            "build_seconds": round(time.perf_counter() - t0, 2),
+            "sha256": {str(p.relative_to(out)): _sha256(p) for p in files},
+            "sizes": {str(p.relative_to(out)): p.stat().st_size for p in files}}
+    (out / "BUILD.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    say(f"sample bank built in {out} ({info['build_seconds']}s)")
+    return out / "manifest.yaml"
+
+
+def _build_artifact(art, trained, out: Path, seed: int) -> None:
+    model, enc, tr = trained[(art.model, art.bound_version)]
+    s = _version_seed(seed, art.id, "artifact")
+    folder = out / art.path
+    x = enc.encode(tr)
+    model_name = f"{art.model}@{art.bound_version}"
+    if art.kind == "sae":
+        acts = capture(model, x, [art.hook])[art.hook]
+        p = A.train_sae(acts, d_sae=art.d, arch=art.arch, k=art.k, seed=s, l1=art.l1, steps=art.steps,
+                        apply_b_dec_to_input=art.apply_b_dec, refit=art.d <= 512, jump_quantile=art.jump_quantile)
+        A.write_sae(folder, p, arch=art.arch, hook_name=art.hook, model_name=model_name, k=art.k,
+                    apply_b_dec_to_input=art.apply_b_dec)
+        if art.labels:
+            feats = A.sae_encode(acts, p, art.arch, art.k, art.apply_b_dec).numpy()
+            labels = A.label_features(feats, x.numpy(), enc.feature_names)
+            A._write_json(labels, folder / "labels.json")
+    elif art.kind == "transcoder":
+        layer = art.layer
+        got = capture(model, x, [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_mlp_out"])
+        p = A.train_transcoder(got[f"blocks.{layer}.hook_resid_pre"], got[f"blocks.{layer}.hook_mlp_out"],
+                               d_tc=art.d, seed=s, l1=art.l1, steps=art.steps)
+        A.write_transcoder(out / art.path, p, layer=layer, hook_in=art.hook, hook_out=art.hook_out)
+    elif art.kind == "clt":
+        L = len(model.blocks)
+        names = [f"blocks.{i}.hook_resid_pre" for i in range(L)] + [f"blocks.{i}.hook_mlp_out" for i in range(L)]
+        got = capture(model, x, names)
+        p = A.train_clt([got[f"blocks.{i}.hook_resid_pre"] for i in range(L)],
+                        [got[f"blocks.{i}.hook_mlp_out"] for i in range(L)], d_tc=art.d, seed=s, l1=art.l1,
+                        steps=art.steps)
+        A.write_clt(folder, p, L)
+        A._write_json({"d_tc": art.d, "n_layers": L, "feature_input_hook": "blocks.{layer}.hook_resid_pre",
+                       "feature_output_hook": "blocks.{layer}.hook_mlp_out", "model_name": model_name},
+                      folder / "config.json")
+    elif art.kind == "probe":
+        acts = capture(model, x, [art.hook])[art.hook]
+        target = torch.tensor(art.probe_target(tr).to_numpy(), dtype=torch.float32)
+        p = A.train_probe(acts, target, seed=s)
+        A.write_probe(folder, p, {"hook_name": art.hook, "target": art.probe_description,
+                                  "model_name": model_name, "d_in": int(acts.shape[1]),
+                                  "positive_rate_train": round(float(target.mean()), 6)})
+    elif art.kind == "attribution_baseline":
+        A.write_baseline(folder, x.mean(0), {"method": "integrated_gradients", "n_inputs": int(x.shape[1]),
+                                             "reference": "mean of the encoded training inputs",
+                                             "feature_names": enc.feature_names, "model_name": model_name,
+                                             "n_steps": 64})
+    elif art.kind == "feature_labels":
+        pass  # the labels file is written with its SAE
+    else:  # pragma: no cover
+        raise ValueError(art.kind)
+
+
+def _manifest(out: Path) -> dict:
+    models, versions, deployments, datasets = [], [], [], []
+    for spec in MODELS:
+        models.append({"id": spec.id, "name": spec.name, "owner": spec.owner, "tier": spec.tier, "use": spec.use,
+                       "tags": list(spec.tags), "adapter": "sample_data.adapter:load"})
+        prev = None
+        for v in spec.versions:
+            versions.append({"model": spec.id, "version": v.version, "weights": v.weights,
+                             "trained_at": v.trained_at, "data_window": v.data_window, "parent": prev})
+            if prev is not None:
+                deployments.append({"model": spec.id, "version": prev, "action": "retire", "at": v.deploy_at})
+            deployments.append({"model": spec.id, "version": v.version, "action": "deploy", "at": v.deploy_at})
+            prev = v.version
+        for q in QUARTERS:
+            role = "production" if q >= "2025Q4" else "train"
+            datasets.append({"model": spec.id, "path": QUARTER_FILES[spec.domain].format(q=q),
+                             "window": f"{QUARTER_START[q]}..{QUARTER_END[q]}", "role": role})
+    deployments.sort(key=lambda d: (d["at"], d["model"], d["action"] != "retire"))
+    return {"format": "compliance-manifest/1", "generator": GENERATOR_VERSION, "models": models,
+            "versions": versions, "deployments": deployments,
+            "artifacts": [artifact_entry(a) for a in ARTIFACTS], "datasets": datasets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sample_data.build", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: sample_data/generated)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if a complete build is there")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = ap.parse_args(argv)
+    path = build(args.out, force=args.force, seed=args.seed, progress=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
