@@ -26,6 +26,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
                          "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.1},
     "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
+    "probe": {"auc_warn": 0.7, "auc_fail": 0.6},
     "alignment": {"survival_cosine": 0.7, "min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
     "required_groups": {
         "1": [["sae", "transcoder", "clt"], ["attribution_baseline"]],

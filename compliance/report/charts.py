@@ -278,7 +278,7 @@ def drift_heatmap(matrix: PsiMatrix, psi_warn: float = 0.1, psi_fail: float = 0.
     height = 0.75 + 0.2 * nf
 
     def draw(fig: Figure) -> None:
-        ax = fig.add_axes((0.25, 0.12 / height, 0.5, 1 - 0.62 / height))
+        ax = fig.add_axes((0.36, 0.12 / height, 0.42, 1 - 0.62 / height))  # room for 'model · feature'
         cmap = ListedColormap(["#e3efe6", "#f6e7b5", "#f0b7b0"]).with_extremes(bad="#f2f3f5")
         norm = BoundaryNorm([0, psi_warn, psi_fail, 1e9], cmap.N)
         data = [[float("nan") if v is None else v for v in vals] for _, vals in rows]
@@ -302,7 +302,7 @@ def drift_heatmap(matrix: PsiMatrix, psi_warn: float = 0.1, psi_fail: float = 0.
         shown = f" (top {nf} of {len(matrix.features)})" if len(matrix.features) > nf else ""
         fig.text(0.01, 1 - 0.06 / height, title + shown, fontsize=8.5, fontweight="bold",
                  va="top", color=INK)
-        fig.text(0.77, 0.5, f"green  < {psi_warn:g}\namber  {psi_warn:g}–{psi_fail:g}\n"
+        fig.text(0.8, 0.5, f"green  < {psi_warn:g}\namber  {psi_warn:g}–{psi_fail:g}\n"
                  f"red    ≥ {psi_fail:g}", fontsize=6.5, va="center", color=INK)
     return _draw(height, draw)
 

@@ -191,8 +191,10 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
     try:
         if a.kind == "attribution_baseline":
             return _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params)
+        if a.kind == "probe":
+            return _probe_fidelity(session, st, a, v, data, max_rows, policy, hashes, params)
         if a.kind not in CODER_KINDS:
-            raise InputError(f"fidelity does not apply to a {a.kind} artifact (needs sae, transcoder, clt or attribution_baseline)")
+            raise InputError(f"fidelity does not apply to a {a.kind} artifact (needs sae, transcoder, clt, probe or attribution_baseline)")
         coder = _load(a)
         from compliance.interp.fidelity import compute_fidelity, iter_safetensors_batches
 
@@ -227,6 +229,28 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
                     explained_variance=metrics.get("explained_variance"), formula_version=res.formula_version)
     except InputError as exc:
         c = _error(session, st, exc, hashes, params)
+    return check_view(session, c)
+
+
+def _probe_fidelity(session, st, a, v, data, max_rows, policy, hashes, params) -> dict:
+    """A probe stays faithful while it still separates its target on current data (AUC)."""
+    from compliance.interp.probe import probe_fidelity
+
+    model = version_model(session, v)
+    hashes["weights"] = v.weights_sha256
+    path, hashes["data"], st.window = data_for(session, a.model_id, st.started_at, data)
+    params["data"] = path.name
+    res = probe_fidelity(_load(a), model, _frame(path, max_rows), (a.extra or {}).get("cfg") or {}, a.hook_in)
+    metrics = res.to_dict()
+    pp = policy.get("probe") or {}
+    warn_at, fail_at = float(pp.get("auc_warn", 0.7)), float(pp.get("auc_fail", 0.6))
+    status, reasons = "pass", []
+    if res.auc < fail_at:
+        status, reasons = "fail", [f"fail: probe AUC {res.auc:.3f} < {fail_at}"]
+    elif res.auc < warn_at:
+        status, reasons = "warn", [f"warn: probe AUC {res.auc:.3f} < {warn_at}"]
+    c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=["FM-DECAY"] if status != "pass" else [],
+                input_hashes=hashes, parameters=params, formula_version=res.formula_version)
     return check_view(session, c)
 
 
@@ -410,6 +434,11 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     pol = policy_at(session, started).get("drift") or {}
     dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share") if k in pol})
     ref, cur = Path(reference), Path(current)
+    skipped: list[str] = []
+    if features is None:
+        features, skipped = _auto_features(ref, cur)
+    if window == (None, None) and cur.is_file():
+        window = _registered_window(session, model_id, sha256_file(cur))
     res = compute_drift_files(ref, cur, features=features, categorical=categorical, policy=dp, streaming=streaming)
     hashes = {"reference": sha256_file(ref), "current": sha256_file(cur)}
     d = res.to_dict()
@@ -420,7 +449,7 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
                if f["status"] in ("warn", "fail") and f["psi"] is not None]
     st = Started("data_drift", model_id, v.id, None, started, t0, window=window)
     c = _finish(session, st, status=res.status, metrics=metrics, reasons=reasons, flags=[], input_hashes=hashes,
-                parameters={"features": features, "categorical": categorical, "reference": ref.name,
+                parameters={"features": features, "skipped": skipped, "categorical": categorical, "reference": ref.name,
                             "current": cur.name, "method": res.method})
     record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"], feature_kind=f["kind"], n_ref=f["n_ref"],
                                        n_cur=f["n_cur"], missing_ref=f["missing_ref"], missing_cur=f["missing_cur"],
@@ -430,6 +459,37 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     out = check_view(session, c)
     out["features"] = per_feature
     return out
+
+
+def _registered_window(session: Session, model_id: str, digest: str) -> tuple[date | None, date | None]:
+    d = session.scalars(select(Dataset).where(Dataset.model_id == model_id, Dataset.sha256 == digest)
+                        .order_by(Dataset.id.desc()).limit(1)).first()
+    return (d.window_start, d.window_end) if d else (None, None)
+
+
+def _auto_features(ref: Path, cur: Path) -> tuple[list[str] | None, list[str]]:
+    """Columns to compare when none are named: every column except timestamps/dates (event times
+    are not features; comparing them across windows is drift by construction). Parquet schemas
+    say which columns are temporal; for CSV every column is kept."""
+    if ref.suffix.lower() != ".parquet" or not ref.is_file():
+        return None, []
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(ref)
+    except (OSError, pa.ArrowException):
+        return None, []  # compute_drift_files reports the unreadable file
+    skip = [f.name for f in schema if pa.types.is_temporal(f.type) or _is_identifier(f.name)]
+    if not skip:
+        return None, []
+    return [f.name for f in schema if f.name not in skip], skip
+
+
+def _is_identifier(name: str) -> bool:
+    """Row identifiers (``id``, ``*_id``) are unique per row: comparing them is drift by construction."""
+    n = name.lower()
+    return n == "id" or n.endswith("_id") or n.endswith("_uuid")
 
 
 # ------------------------------------------------------------------ queries

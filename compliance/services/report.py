@@ -157,7 +157,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         artifact_id=s["artifact_id"], kind=s["kind"], model_id=s["model_id"], bound_version=s["bound_label"],
         deployed_version=s.get("deployed_label"), versions_behind=s.get("versions_behind"),
         days_since_valid=s.get("days_since_validation"), fidelity_decay=_f(s.get("fidelity_decay")),
-        survival=_f(s.get("survival")), state=s.get("slot_state") or s.get("artifact_state") or "—")
+        survival=_f(s.get("survival")), state=_ART_STATE.get(s.get("artifact_state"), s.get("artifact_state") or "—"))
         for s in a["staleness"] if s["model_id"] in in_scope]
     rank = {"broken": 0, "missing": 1, "stale": 2, "fresh": 3}
     staleness.sort(key=lambda r: (rank.get(r.state, 4), -(r.versions_behind or 0), r.artifact_id))
@@ -289,6 +289,10 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, psi_matrix=psi_matrix),
         failure_modes=fms, findings=findings, attestations=atts, appendix=appendix, model_detail=detail)
     return C.with_context_hash(ctx)
+
+
+# The artifact's own standing on the deployed version (its slot may still be fresh through another artifact).
+_ART_STATE = {"valid": "fresh", "broken": "broken", "stale": "stale", None: "missing"}
 
 
 def _mean(xs) -> float | None:
