@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import pandas as pd
 
 from .data import QUARTER_END, QUARTER_START
 
@@ -111,7 +108,7 @@ class ArtifactSpec:
     apply_b_dec: bool = True
     jump_quantile: float = 0.25
     layer: int = 0
-    probe_target: Callable[[pd.DataFrame], pd.Series] | None = None
+    probe_target: tuple[str, str, float] | None = None  # (column, op, value), e.g. ("age", ">=", 60)
     probe_description: str = ""
     labels_of: str | None = None  # feature_labels: the SAE whose labels.json this is
 
@@ -133,7 +130,7 @@ ARTIFACTS = [
                  "artifacts/retail-pd/baseline-v1", None, "2025-10-05T00:00:00Z"),
     ArtifactSpec("retail-pd-probe-age-v1", "retail-pd", "probe", "v1", "artifacts/retail-pd/probe-age-v1",
                  "blocks.2.hook_resid_pre", "2025-10-20T00:00:00Z",
-                 probe_target=lambda f: (f["age"] >= 60).astype("int8"),
+                 probe_target=("age", ">=", 60),
                  probe_description="applicant aged 60 or over (age is a protected characteristic: does the model encode it?)"),
     _tc(0), _tc(1), _tc(2),
     ArtifactSpec("retail-pd-sae-l1-v3", "retail-pd", "sae", "v3", "artifacts/retail-pd/sae-l1-v3",

@@ -208,9 +208,12 @@ def _build_artifact(art, trained, out: Path, seed: int) -> None:
                       folder / "config.json")
     elif art.kind == "probe":
         acts = capture(model, x, [art.hook])[art.hook]
-        target = torch.tensor(art.probe_target(tr).to_numpy(), dtype=torch.float32)
+        col, op, value = art.probe_target
+        ops = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less, "==": np.equal}
+        target = torch.tensor(ops[op](tr[col].to_numpy(), value).astype(np.float32))
         p = A.train_probe(acts, target, seed=s)
         A.write_probe(folder, p, {"hook_name": art.hook, "target": art.probe_description,
+                                  "target_column": col, "target_op": op, "target_value": value,
                                   "model_name": model_name, "d_in": int(acts.shape[1]),
                                   "positive_rate_train": round(float(target.mean()), 6)})
     elif art.kind == "attribution_baseline":
@@ -242,7 +245,7 @@ def _manifest(out: Path) -> dict:
             datasets.append({"model": spec.id, "path": QUARTER_FILES[spec.domain].format(q=q),
                              "window": f"{QUARTER_START[q]}..{QUARTER_END[q]}", "role": role})
     deployments.sort(key=lambda d: (d["at"], d["model"], d["action"] != "retire"))
-    return {"format": "compliance-manifest/1", "generator": GENERATOR_VERSION, "models": models,
+    return {"format": "compliance-manifest/1", "models": models,
             "versions": versions, "deployments": deployments,
             "artifacts": [artifact_entry(a) for a in ARTIFACTS], "datasets": datasets}
 

@@ -279,6 +279,17 @@ def test_feature_labels_name_real_inputs(bank):
     assert any("utilisation" in v or "debt to income" in v or "delinquencies" in v for v in named)
 
 
+def test_probe_reads_the_protected_attribute(bank):
+    folder = bank / "artifacts/retail-pd/probe-age-v1"
+    cfg = json.loads((folder / "cfg.json").read_text())
+    assert (cfg["target_column"], cfg["target_op"], cfg["target_value"]) == ("age", ">=", 60)
+    w = load_file(str(folder / "probe.safetensors"))
+    frame = pd.read_parquet(bank / "data/loans_2026Q1.parquet")  # held out
+    a = activations(bank, "retail-pd", "v1", "data/loans_2026Q1.parquet", [cfg["hook_name"]])[cfg["hook_name"]]
+    logits = a @ w["weight"][0] + w["bias"][0]
+    assert auc((frame["age"] >= 60).to_numpy(), logits) > 0.8
+
+
 # ---------------------------------------------------------------- determinism and rerun
 def test_retraining_gives_identical_weights(bank, tmp_path):
     from sample_data.book import MODELS
