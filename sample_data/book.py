@@ -231,7 +231,6 @@ def story_events() -> list[dict]:
     validate(_t("2026-04-08", 2), "sme-limit-sae-wide-v2", "v2", "2026Q2")
     validate(_t("2026-04-08", 3), "sme-limit-tc-l1-v1", "v2", "2026Q2")
     add({"at": _t("2026-04-09"), "do": "overhead", "artifact": "sme-limit-sae-wide-v2", "version": "v2"})
-    add({"at": _t("2026-04-09", 1), "do": "overhead", "artifact": "sme-limit-clt-v2", "version": "v2"})
     register(_t("2026-04-10"), "retail-pd-sae-l1-v3", "card-fraud-sae-l2-v3")
     validate(_t("2026-04-10", 1), "retail-pd-sae-l1-v3", "v3", "2026Q2")
     add({"at": _t("2026-04-10", 2), "do": "alignment", "old": "retail-pd-sae-l1-v1", "new": "retail-pd-sae-l1-v3",
