@@ -136,7 +136,7 @@ def overhead(
     artifact: str,
     version: VersionOpt = None,
     data: Annotated[Path | None, typer.Option(help="Input rows (default: registered production data).")] = None,
-    rows: Annotated[int, typer.Option(help="Rows per forward pass.")] = 256,
+    rows: Annotated[int, typer.Option(help="Rows per forward pass (a production-sized batch; tiny batches measure hook overhead, not compute).")] = 2048,
     repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 30,
     as_json: JsonOpt = False,
 ) -> None:

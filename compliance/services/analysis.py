@@ -123,7 +123,15 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     checks["model_id"] = vmodel.reindex(checks["version_id"].to_numpy()).to_numpy()
     checks["survival_share"] = checks["check_id"].map(pd.Series(survival, dtype=float)).astype(float)
     bound = pd.Series(artifacts["bound_version_id"].to_numpy(), index=artifacts["artifact_id"].to_numpy())
-    checks["is_baseline"] = (checks["artifact_id"].map(bound) == checks["version_id"]).to_numpy()
+    # The baseline of an artifact is its first non-error fidelity check on its bound version
+    # (as services.checks.baseline_ev); later checks on the bound version are not baselines.
+    on_bound = ((checks["artifact_id"].map(bound) == checks["version_id"]) & (checks["kind"] == "fidelity")
+                & (checks["status"] != "error") & checks["explained_variance"].notna()).to_numpy()
+    first = np.zeros(len(checks), dtype=bool)
+    if on_bound.any():
+        sub = checks.loc[on_bound, ["artifact_id", "finished_at", "check_id"]].sort_values(["finished_at", "check_id"])
+        first[sub.drop_duplicates("artifact_id").index.to_numpy()] = True
+    checks["is_baseline"] = first
     if with_flags:
         fl = pd.Series(flags, dtype=object) if flags else pd.Series(dtype=object)
         mapped = checks["check_id"].map(fl)

@@ -145,13 +145,15 @@ def _hooks_for(a: Artifact) -> dict:
 
 
 def baseline_ev(session: Session, a: Artifact, before: datetime | None = None) -> float | None:
-    """Explained variance of the latest non-error fidelity check of ``a`` on its bound version."""
+    """The artifact's baseline: explained variance of its FIRST non-error fidelity check on its bound
+    version (the calibration at registration). Later checks — on a newer version, or on the bound
+    version with newer data — are compared with it, so decay under drift is visible too."""
     q = select(Check.explained_variance).where(
         Check.kind == "fidelity", Check.artifact_id == a.id, Check.version_id == a.bound_version_id,
         Check.status != "error", Check.explained_variance.is_not(None))
     if before is not None:
         q = q.where(Check.finished_at <= before)
-    return session.scalars(q.order_by(Check.finished_at.desc(), Check.id.desc()).limit(1)).first()
+    return session.scalars(q.order_by(Check.finished_at, Check.id).limit(1)).first()
 
 
 def fidelity_flags(metrics: dict, base: float | None, policy: dict) -> list[str]:
@@ -221,7 +223,7 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
             metrics.update({k: v2 for k, v2 in downstream.to_dict().items() if k not in ("n_rows",)})
         from compliance.interp.status import fidelity_status
 
-        base = None if v.id == a.bound_version_id else baseline_ev(session, a, st.started_at)
+        base = baseline_ev(session, a, st.started_at)
         metrics["baseline_explained_variance"] = base
         status, reasons = fidelity_status(metrics, base, policy)
         c = _finish(session, st, status=status, metrics=metrics, reasons=reasons,
@@ -267,7 +269,7 @@ def _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params
     params["data"] = path.name
     res = baseline_fidelity(baseline, model, _frame(path, min(max_rows or 2000, 2000)))
     metrics = res.to_dict()
-    base = None if v.id == a.bound_version_id else baseline_ev(session, a, st.started_at)
+    base = baseline_ev(session, a, st.started_at)
     metrics["baseline_explained_variance"] = base
     status, reasons = fidelity_status(metrics, base, policy)
     gap_warn = float((policy.get("fidelity") or {}).get("baseline_gap_warn", 0.15))
@@ -387,7 +389,7 @@ def run_activation_drift(session: Session, artifact_id: str, version: str | None
 
 # ------------------------------------------------------------------ overhead
 def run_overhead(session: Session, artifact_id: str, version: str | None = None, *, data: str | Path | None = None,
-                 rows: int = 256, repeats: int = 30, warmup: int = 5) -> dict:
+                 rows: int = 2048, repeats: int = 30, warmup: int = 5) -> dict:
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "overhead", a.model_id, v.id, a.id)
