@@ -17,14 +17,14 @@ DEFAULT_POLICY: dict[str, Any] = {
         "decay_warn": 0.1,  # baseline EV - current EV above -> warn
         "decay_fail": 0.2,  # ... above -> fail
         "dead_fraction_warn": 0.2,
-        "dense_fraction_warn": 0.5,  # a majority of features firing on >10 % of rows: not sparse
+        "dense_fraction_warn": 0.9,  # nearly all features firing on >10 % of rows: not sparse
         "flip_warn": 0.01,  # decision flip rate above -> warn
         "flip_fail": 0.05,  # ... above -> fail
         "baseline_gap_warn": 0.15,  # attribution baseline's score vs population mean score
     },
     "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5},
     "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
-                         "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.5},
+                         "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.9},
     "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
     "probe": {"auc_warn": 0.7, "auc_fail": 0.6},
     "alignment": {"survival_cosine": 0.7, "min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},

@@ -244,9 +244,11 @@ def story_events() -> list[dict]:
     # ---- 2026Q3: retail-pd v4 and sme-limit v3; crypto-exchange traffic arrives in card data
     deploy_all(_t("2026-07-01"))
     validate(_t("2026-07-03"), "retail-pd-sae-l1-v3", "v4", "2026Q3")
-    validate(_t("2026-07-06"), "card-fraud-sae-l2-v3", "v3", "2026Q3")
-    add({"at": _t("2026-07-06", 1), "do": "drift", "model": "card-fraud", "version": "v3",
+    # the drift check comes first: the fidelity check that follows it on the drifted window is
+    # what reveals FM-DRIFT-BRITTLE (explanations confident and wrong under shift)
+    add({"at": _t("2026-07-06"), "do": "drift", "model": "card-fraud", "version": "v3",
          "reference": "data/cards_2026Q2.parquet", "current": "data/cards_2026Q3.parquet"})
+    validate(_t("2026-07-06", 1), "card-fraud-sae-l2-v3", "v3", "2026Q3")
     add({"at": _t("2026-07-06", 2), "do": "activation_drift", "artifact": "card-fraud-sae-l2-v3", "version": "v3",
          "reference": "data/cards_2026Q2.parquet", "current": "data/cards_2026Q3.parquet"})
     add({"at": _t("2026-07-07"), "do": "drift", "model": "retail-pd", "version": "v4",
@@ -258,6 +260,10 @@ def story_events() -> list[dict]:
          "due": "2026-10-31"})
     add({"at": _t("2026-08-03"), "do": "finding", "model": "retail-pd", "severity": "medium",
          "title": "Attribution baseline not re-validated since v1", "owner": "alice.chen", "due": "2026-08-31"})
+    # a misconfigured nightly job points the sme-limit validation at the retail loans extract:
+    # the check cannot run and is recorded as an error (FM-ERROR) -- absence of evidence is evidence
+    add({"at": _t("2026-08-12"), "do": "validate", "artifact": "sme-limit-sae-wide-v2", "version": "v3",
+         "data": "data/loans_2026Q3.parquet"})
     add({"at": _t("2026-09-30", 23), "do": "due_checks"})
     if deploys:  # pragma: no cover - every deploy date must appear above
         raise AssertionError(f"deploy dates not in the story: {sorted(deploys)}")

@@ -28,7 +28,7 @@ from .book import ARTIFACTS, MODELS, QUARTER_FILES, artifact_entry, story_events
 from .data import QUARTER_END, QUARTER_START, QUARTERS, SCHEMA, generate
 from .models import Encoding, ResidualMLP, save_model, train
 
-GENERATOR_VERSION = "sample-bank/1"
+GENERATOR_VERSION = "sample-bank/2"
 DEFAULT_SEED = 20251001
 ROWS_PER_QUARTER = 20_000
 BUILD_THREADS = 1  # small matmuls gain little from threads; one thread is robust on a busy machine

@@ -27,7 +27,7 @@ MACRO = {
     "2025Q4": dict(rate=4.50, north_unemp=5.0, stress_hosp=0.1, crypto=0.00, contactless_fraud=0.2),
     "2026Q1": dict(rate=5.25, north_unemp=6.5, stress_hosp=0.4, crypto=0.00, contactless_fraud=0.4),
     "2026Q2": dict(rate=6.00, north_unemp=8.0, stress_hosp=0.7, crypto=0.00, contactless_fraud=0.6),
-    "2026Q3": dict(rate=6.75, north_unemp=9.5, stress_hosp=1.0, crypto=0.20, contactless_fraud=0.8),
+    "2026Q3": dict(rate=6.75, north_unemp=9.5, stress_hosp=1.0, crypto=0.25, contactless_fraud=0.8),
 }
 BASE_UNEMP = 4.5
 REGIONS = ["Capital", "North", "South", "East", "West"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,51 @@ def cli(db_url):
 
     invoke.url = db_url
     return invoke
+
+
+# ---------------------------------------------------------------- the sample bank, built once per run
+def _shared_dir(tmp_path_factory, name: str) -> Path:
+    """A folder shared by all xdist workers of this run (their basetemps share a parent)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    return root / name
+
+
+@contextmanager
+def _locked(path: Path):
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def bank(tmp_path_factory) -> Path:
+    """The sample bank (SAMPLE_BANK_DIR to reuse a build): built once, whatever the worker count."""
+    from sample_data.build import build
+
+    out = Path(os.environ["SAMPLE_BANK_DIR"]) if os.environ.get("SAMPLE_BANK_DIR") else _shared_dir(tmp_path_factory, "bank")
+    with _locked(out.parent / f".{out.name}.lock"):
+        return build(out).parent
+
+
+@pytest.fixture(scope="session")
+def story_store(bank, tmp_path_factory) -> str:
+    """A SQLite store with the sample bank's year replayed through the real checks (once per run)."""
+    from compliance.services.demo import replay
+
+    d = _shared_dir(tmp_path_factory, "story")
+    db = d / "story.db"
+    with _locked(d.parent / ".story.lock"):
+        if not (d / "done").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            db.unlink(missing_ok=True)
+            replay(f"sqlite:///{db}", bank / "manifest.yaml", say=lambda _m: None)
+            (d / "done").write_text("ok")
+    return f"sqlite:///{db}"

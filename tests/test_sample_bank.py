@@ -32,12 +32,6 @@ KINDS = {"sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_l
 
 
 @pytest.fixture(scope="session")
-def bank(tmp_path_factory) -> Path:
-    out = Path(os.environ["SAMPLE_BANK_DIR"]) if os.environ.get("SAMPLE_BANK_DIR") else tmp_path_factory.mktemp("bank")
-    return build(out).parent
-
-
-@pytest.fixture(scope="session")
 def manifest(bank) -> dict:
     return yaml.safe_load((bank / "manifest.yaml").read_text())
 

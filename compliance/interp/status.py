@@ -9,7 +9,7 @@ Keys and defaults (DESIGN §5 where it names a value; the others are this module
 
 fidelity          ev_warn 0.8, ev_fail 0.6 (explained variance below → warn/fail);
                   decay_warn 0.1, decay_fail 0.2 (baseline EV − current EV above → warn/fail);
-                  dead_fraction_warn 0.2; dense_fraction_warn 0.5 (share of features with
+                  dead_fraction_warn 0.2; dense_fraction_warn 0.9 (share of features with
                   density > 0.1 above → warn); flip_warn 0.01, flip_fail 0.05
                   (decision_flip_rate above → warn/fail)
 overhead          overhead_budget 0.10: latency overhead ratio above the budget → fail,
@@ -33,12 +33,12 @@ _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
 
 DEFAULTS: dict[str, dict[str, float | None]] = {
     "fidelity": {"ev_warn": 0.8, "ev_fail": 0.6, "decay_warn": 0.1, "decay_fail": 0.2,
-                 "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.5,
+                 "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.9,
                  "flip_warn": 0.01, "flip_fail": 0.05},
     "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
     "alignment": {"min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
     "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
-                         "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.5},
+                         "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.9},
 }
 
 

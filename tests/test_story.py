@@ -1,0 +1,65 @@
+"""The sample bank's year, replayed through the real checks, shows what its story says
+(sample_data/README.md): every slot state, every failure mode, real decay."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from compliance.api import Store
+from compliance.services.analysis import analyse
+from compliance.store.engine import session_scope
+from compliance.store.models import Check, ModelVersion
+
+pytestmark = pytest.mark.slow
+AS_OF = datetime(2026, 10, 5, tzinfo=timezone.utc)
+
+
+def test_every_slot_state_and_failure_mode_occurs(story_store):
+    st = Store(story_store).status(quarter="2026Q3", as_of=AS_OF)
+    p = st["portfolio"]
+    for state in ("fresh", "stale", "broken", "missing"):
+        assert p[f"{state}_slot_days"] > 0, state
+    codes = Counter(f["code"] for f in st["failure_modes"])
+    assert set(codes) == {"FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
+                          "FM-DECISION", "FM-LABELS", "FM-ERROR"}, codes
+    by_model = {m["model_id"]: m for m in st["by_model"]}
+    assert by_model["collections-priority"]["no_requirements"]  # tier 3, no artifacts at all
+    assert by_model["card-fraud"]["broken_slot_days"] > 0  # degraded under the 2026Q3 drift
+    assert by_model["card-fraud"]["missing_slot_days"] > 0  # no attribution baseline ever registered
+    assert Store(story_store).verify()["ok"]
+
+
+def test_debt_trend_moves_as_the_story_says(story_store):
+    with session_scope(story_store, readonly=True) as s:
+        trend = analyse(s, "2026Q3", AS_OF)["trend"]
+    assert [t["quarter"] for t in trend] == ["2025Q4", "2026Q1", "2026Q2", "2026Q3"]
+    cov = [t["coverage"] for t in trend]
+    debt = [t["debt"] for t in trend]
+    assert cov[0] > cov[-1]  # coverage erodes over the year as retrains outpace re-validation
+    assert debt[-1] > debt[0]
+
+
+def _fidelity(url, artifact):
+    with session_scope(url, readonly=True) as s:
+        rows = s.execute(select(Check.status, Check.explained_variance, ModelVersion.label, Check.metrics)
+                         .join(ModelVersion, ModelVersion.id == Check.version_id)
+                         .where(Check.kind == "fidelity", Check.artifact_id == artifact).order_by(Check.finished_at)).all()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def test_bound_version_passes_and_later_versions_show_real_decay(story_store):
+    card = _fidelity(story_store, "card-fraud-sae-l2-v3")
+    assert card[0][0] == "pass" and card[0][2] == "v3" and card[0][1] >= 0.9
+    drifted = card[1]
+    assert drifted[0] == "fail" and drifted[1] < card[0][1] - 0.2  # the 2026Q3 drift, same version
+    retail = _fidelity(story_store, "retail-pd-sae-l1-v1")
+    by_version = {}
+    for status, ev, version, _ in retail:
+        by_version.setdefault(version, ev)
+    assert by_version["v1"] >= 0.95
+    assert by_version["v2"] < by_version["v1"] - 0.05  # retrain moved the residual stream
+    assert by_version["v4"] < by_version["v1"]
