@@ -95,6 +95,13 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     checks = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.finished_at >= qstart,
                                                  Check.finished_at < qend, Check.model_id.in_(scope))
                              .order_by(Check.finished_at, Check.id)).all()
+    # Fidelity is shown over the four-quarter trend window, so decay across versions is visible.
+    q0 = q.previous(3)
+    hist_start = datetime(q0.start.year, q0.start.month, q0.start.day, tzinfo=timezone.utc)
+    fid_history = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.kind == "fidelity",
+                                                      Check.finished_at >= hist_start, Check.finished_at < qstart,
+                                                      Check.model_id.in_(scope))
+                                  .order_by(Check.finished_at, Check.id)).all()
 
     # -- inventory and change log
     deployed_in_q: dict[str, set[str]] = defaultdict(set)
@@ -177,8 +184,9 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
 
     # -- fidelity and drift
     fid_rows, clt_rows, drift_rows, outcomes = [], [], [], Counter()
-    for c in checks:
-        outcomes[(c.kind, c.status)] += 1
+    for c in list(fid_history) + list(checks):
+        if c.finished_at >= qstart:
+            outcomes[(c.kind, c.status)] += 1
         m = c.metrics or {}
         if c.kind == "fidelity" and c.artifact_id:
             fid_rows.append(C.FidelityRow(
@@ -198,6 +206,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                 features=int(m.get("n_features") or 0),
                 drifted_share=float(_f(m.get("drifted_share")) or (m.get("n_newly_dead", 0) / max(1, m.get("n_features") or 1))),
                 status=c.status))
+    fid_rows.sort(key=lambda r: (r.model_id, r.artifact_id, r.date, int(r.check_id)))
     feature_rows = []
     if model_id:
         ids = [c.id for c in checks if c.kind == "data_drift"]
@@ -220,7 +229,8 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                     severity=fm.severity if fm else "", model_id=o["model_id"],
                                     version=label.get(o["version_id"]) if o["version_id"] else None,
                                     artifact_id=o["artifact_id"], opened=_d(o["detected_at"]), status=o["status"],
-                                    age_days=max(0, (end - o["detected_at"]).days), rationale=o["rationale"] or ""))
+                                    age_days=max(0, (end - o["detected_at"]).days),
+                                    rationale=(o["detail"] if o["status"] == "open" else o["rationale"]) or ""))
     fms.sort(key=lambda r: (r.status != "open", {"critical": 0, "high": 1, "medium": 2, "low": 3}.get(r.severity, 4), r.code, int(r.occurrence_id)))
     asof_day = as_of.date()
     findings = []
