@@ -215,7 +215,7 @@ def test_empty_sections_say_so_and_charts_show_no_data():
         drift=c.DriftSection(), summary=dataclasses.replace(ctx.summary, check_outcomes=[],
                                                            open_failure_modes=[]))
     html = render.render_html(empty)
-    assert "No fidelity check finished in the quarter" in html
+    assert "No fidelity check finished in the last four quarters" in html
     assert "No drift check finished in the quarter" in html
     assert "No version or artifact changed" in html
     assert "Absence of evidence is reported" in html
