@@ -158,7 +158,7 @@ def test_adapter_returns_runnable_module_with_hook_points(bank, manifest):
     crypto = frame["merchant_category"] == "crypto_exchange"
     assert crypto.any()  # unseen category goes to the "other" slot
     other = lm.metadata["feature_names"].index("merchant_category=__other__")
-    assert (x[torch.from_numpy(crypto.to_numpy()), other] == 1).all()
+    assert (x[torch.from_numpy(crypto.to_numpy().copy()), other] == 1).all()
     assert lm.module(x).shape == (50,)
     assert lm.label_column == "is_fraud" and 0 < lm.decision_threshold < 1
 
