@@ -22,7 +22,7 @@ def _no_torch(code: str, cwd: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def test_help_and_registry_do_not_import_torch(tmp_path):
+def test_help_registry_and_report_path_do_not_import_torch(tmp_path):
     m = small_manifest(tmp_path / "bank")
     db = f"sqlite:///{tmp_path / 's.db'}"
     _no_torch(
@@ -32,7 +32,13 @@ def test_help_and_registry_do_not_import_torch(tmp_path):
         f"res = r.invoke(app, ['--db', {db!r}, 'import', {str(m)!r}])\nassert res.exit_code == 0, res.stderr\n"
         f"assert r.invoke(app, ['--db', {db!r}, 'model', 'list']).exit_code == 0\n"
         f"assert r.invoke(app, ['--db', {db!r}, 'artifact', 'show', 'pd-sae-v1']).exit_code == 0\n"
-        f"assert r.invoke(app, ['--db', {db!r}, 'verify']).exit_code == 0\n",
+        f"assert r.invoke(app, ['--db', {db!r}, 'verify']).exit_code == 0\n"
+        f"assert r.invoke(app, ['--db', {db!r}, 'status', '--quarter', '2026Q1']).exit_code == 0\n"
+        f"res = r.invoke(app, ['--db', {db!r}, 'report', '--quarter', '2026Q1', '--out', {str(tmp_path / 'p.pdf')!r}])\n"
+        "assert res.exit_code == 0, res.stderr\n"
+        f"res = r.invoke(app, ['--db', {db!r}, 'export', '--quarter', '2026Q1', '--out', {str(tmp_path / 'p.zip')!r}])\n"
+        "assert res.exit_code == 0, res.stderr\n"
+        f"assert r.invoke(app, ['verify', '--pack', {str(tmp_path / 'p.zip')!r}]).exit_code == 0\n",
         ROOT,
     )
 
