@@ -43,7 +43,7 @@ class Store:
     def init(self) -> str | None:
         from compliance.store import migrate
 
-        return migrate.upgrade(self.url)
+        return migrate.upgrade(self.url, clock=self.clock)
 
     def verify(self) -> dict:
         from compliance.services.verification import verify_store

@@ -30,18 +30,20 @@ def script_head() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def _run(step, url: str | None, revision: str) -> str | None:
+def _run(step, url: str | None, revision: str, clock=None) -> str | None:
     url = resolve_url(url)
     engine = make_engine(url)
     cfg = alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        cfg.attributes["clock"] = clock
         step(cfg, revision)
     return current_revision(engine)
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> str | None:
-    return _run(command.upgrade, url, revision)
+def upgrade(url: str | None = None, revision: str = "head", *, clock=None) -> str | None:
+    """Create or upgrade the schema. ``clock`` stamps the seeded rows (replays only)."""
+    return _run(command.upgrade, url, revision, clock)
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> str | None:

@@ -53,10 +53,11 @@ FAILURE_MODES = [
 ]
 
 
-def seed_catalog(conn: Connection) -> None:
+def seed_catalog(conn: Connection, clock=None) -> None:
+    """``clock``: the store's clock when the caller replays history (the demo); default now."""
     session = Session(bind=conn)
     session.info["actor"] = MIGRATION_ACTOR
-    session.info["clock"] = utcnow
+    session.info["clock"] = clock or utcnow
     rows = [FailureMode(code=c, title=t, severity=sev, description=d, detection_rule=r, mitigation=m)
             for c, t, sev, d, r, m in FAILURE_MODES]
     rows.append(Policy(version=1, document=default_policy(), comment="default policy (DESIGN §5)"))

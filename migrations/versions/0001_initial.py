@@ -345,7 +345,7 @@ def upgrade() -> None:
 
     conn = op.get_bind()
     # Seed the failure-mode catalog (DESIGN §6) and policy v1 (DESIGN §5) through the ledger.
-    seed_catalog(conn)
+    seed_catalog(conn, op.get_context().config.attributes.get("clock"))
     create_append_only_triggers(conn, APPEND_ONLY)
 
 
