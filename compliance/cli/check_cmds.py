@@ -264,14 +264,8 @@ def list_cmd(
 @check_app.command("show")
 def show_cmd(ctx: typer.Context, check_id: int, as_json: JsonOpt = False) -> None:
     """Show one recorded check with every metric (and per-feature drift rows).  Example: compliance check show 42 --json"""
-    from compliance.errors import NotFound
-    from compliance.services.checks import check_features, check_view
-    from compliance.store.models import Check
+    from compliance.services.checks import show_check
 
     with session(ctx, readonly=True) as s:
-        c = s.get(Check, check_id)
-        if c is None:
-            raise NotFound(f"unknown check {check_id}")
-        d = check_view(s, c)
-        d["features"] = check_features(s, check_id)
+        d = show_check(s, check_id)
     emit(d, as_json, lambda d: _show_check(d))

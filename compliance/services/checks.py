@@ -510,6 +510,15 @@ def list_checks(session: Session, *, model_id: str | None = None, artifact_id: s
     return [dict(plain(c), version=label) for c, label in session.execute(q)]
 
 
+def show_check(session: Session, check_id: int) -> dict:
+    from compliance.errors import NotFound
+
+    c = session.get(Check, check_id)
+    if c is None:
+        raise NotFound(f"unknown check {check_id}")
+    return dict(check_view(session, c), features=check_features(session, check_id))
+
+
 def check_features(session: Session, check_id: int) -> list[dict]:
     return [plain(f) for f in session.scalars(select(CheckFeature).where(CheckFeature.check_id == check_id).order_by(CheckFeature.id))]
 

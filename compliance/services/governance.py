@@ -3,6 +3,7 @@ event rows pointing at the original; nothing is updated in place."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from compliance.store.models import (
     Finding,
     FindingEvent,
     Model,
+    ModelVersion,
     ReportRun,
 )
 from compliance.timeutil import iso
@@ -35,13 +37,24 @@ def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     """Open an occurrence for every detection whose cause has none yet (idempotent)."""
     known = set(session.scalars(select(FailureModeOccurrence.cause_key)))
     new = [d for d in detect(session, at) if d.cause_key not in known]
+    labels = {vid: f"{m} {label}" for vid, m, label in session.execute(
+        select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label))}
     occs = record_many(session, [FailureModeOccurrence(code=d.code, cause_key=d.cause_key, model_id=d.model_id,
                                                        version_id=d.version_id, artifact_id=d.artifact_id,
-                                                       check_id=d.check_id, detail=d.detail, detected_at=at)
+                                                       check_id=d.check_id, detail=_readable(d.detail, labels),
+                                                       detected_at=at)
                                  for d in new])
     record_many(session, [FailureModeStatusEvent(occurrence_id=o.id, status="open", rationale="detected automatically")
                           for o in occs])
     return [plain(o) for o in occs]
+
+
+_VERSION_REF = re.compile(r"\bversion (\d+)\b")
+
+
+def _readable(detail: str, labels: dict[int, str]) -> str:
+    """The analysis names versions by store id; a validator reads 'retail-pd v3'."""
+    return _VERSION_REF.sub(lambda m: f"version {labels.get(int(m.group(1)), m.group(1))}", detail)
 
 
 def list_failure_modes(session: Session, *, open_only: bool = False, as_of: datetime | None = None) -> list[dict]:
