@@ -105,15 +105,6 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
 
     # -- inventory and change log
     deployed_in_q: dict[str, set[str]] = defaultdict(set)
-    state: dict[int, bool] = {}
-    for e in events:
-        v = versions.get(e.version_id)
-        if v is None:
-            continue
-        was = state.get(v.id, False)
-        state[v.id] = e.action == "deploy"
-        if (e.action == "deploy" and e.effective_at < qend) and (was or e.effective_at >= qstart or True):
-            pass
     for vid, v in versions.items():
         if _deployed_during(events, vid, qstart, period_end):
             deployed_in_q[v.model_id].add(v.label)
@@ -291,7 +282,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         quarter=str(q), period_start=q.start.isoformat(), period_end=q.end.isoformat(), as_of=iso(as_of),
         report_id=rid, tool_version=__version__, ledger_head_hash=head, context_hash="", model_id=model_id)
     ctx = C.ReportContext(
-        schema_version=C.SCHEMA_VERSION if hasattr(C, "SCHEMA_VERSION") else "1", kind=kind, cover=cover, summary=summary,
+        schema_version=C.SCHEMA_VERSION, kind=kind, cover=cover, summary=summary,
         inventory=inventory, changes=changes,
         coverage=C.CoverageSection(per_tier=per_tier, per_model=per_model_cov, timeline=timeline),
         debt=C.DebtSection(per_model=per_model_debt, staleness=staleness, trend=trend),
