@@ -63,3 +63,20 @@ def test_bound_version_passes_and_later_versions_show_real_decay(story_store):
     assert by_version["v1"] >= 0.95
     assert by_version["v2"] < by_version["v1"] - 0.05  # retrain moved the residual stream
     assert by_version["v4"] < by_version["v1"]
+
+
+def test_due_checks_dry_run_and_dashboard_cli(story_store):
+    import json
+
+    from typer.testing import CliRunner
+
+    from compliance.cli.main import app
+
+    r = CliRunner().invoke(app, ["--db", story_store, "check", "run", "--due", "--dry-run", "--at", "2027-01-15", "--json"])
+    assert r.exit_code == 0, r.stderr
+    due = json.loads(r.stdout)["due"]
+    # three months after the last sweep every required artifact of a deployed version is due again
+    assert {d["model_id"] for d in due} == {"retail-pd", "card-fraud", "sme-limit"}
+    assert all(d["kind"] in ("sae", "transcoder", "clt", "attribution_baseline") for d in due)
+    r = CliRunner().invoke(app, ["--db", story_store, "status", "--quarter", "2026Q3", "--as-of", AS_OF.isoformat()])
+    assert r.exit_code == 0 and "2026Q3" in r.stdout and "FM-DRIFT-BRITTLE" in r.stdout
