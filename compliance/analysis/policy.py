@@ -88,7 +88,9 @@ def normalise_policy(policy: Mapping[str, Any] | AnalysisPolicy | None) -> Analy
 
     return AnalysisPolicy(
         validity_days=int(vd), required_groups=groups, tier_weights=weights,
-        min_survival=_num(policy, "min_survival", 0.5),
+        min_survival=_num(policy["alignment"], "min_survival", 0.5)
+        if isinstance(policy.get("alignment"), Mapping) and "min_survival" in policy["alignment"]
+        else _num(policy, "min_survival", 0.5),
         ev_warn=pick("ev_warn", 0.8), ev_fail=pick("ev_fail", 0.6),
         decay_warn=pick("decay_warn", 0.1), decay_fail=pick("decay_fail", 0.2),
     )
