@@ -304,8 +304,7 @@ def test_retraining_gives_identical_weights(bank, tmp_path):
                extra={"model_id": spec.id, "version": "v1", "data_domain": "loans", "train_window": v1.data_window,
                       "generator": G, "seed": str(_version_seed(DEFAULT_SEED, spec.id, "v1"))})
     info = json.loads((bank / "BUILD.json").read_text())
-    if info["seed"] != DEFAULT_SEED:
-        pytest.skip("reused build has another seed")
+    assert info["seed"] == DEFAULT_SEED, "SAMPLE_BANK_DIR holds a build made with another seed"
     got = hashlib.sha256((tmp_path / "v1.safetensors").read_bytes()).hexdigest()
     assert got == info["sha256"]["models/retail-pd/v1.safetensors"]
 
