@@ -275,6 +275,8 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                           evidence=evidence, crosswalk=C.default_crosswalk())
 
     detail = _model_detail(session, models[model_id], versions, events, artifacts, as_of) if model_id else None
+    if detail is not None:
+        detail.model.deployed_versions = sorted(deployed_in_q.get(model_id, set()))
     cover = C.Cover(
         title="Interpretability audit pack" if not model_id else "Model risk review: interpretability",
         organisation=organisation or ORGANISATION,
@@ -406,15 +408,19 @@ def _model_detail(session: Session, m: Model, versions: dict, events, artifacts:
                for x in sorted(artifacts.values(), key=lambda x: (x.recorded_at, x.id)) if x.model_id == m.id]
     dens = []
     for x in lineage:
-        latest = session.scalars(select(Check).where(Check.kind == "fidelity", Check.artifact_id == x.artifact_id,
-                                                     Check.status != "error", Check.recorded_at <= as_of)
-                                 .order_by(Check.finished_at.desc(), Check.id.desc()).limit(1)).first()
-        h = (latest.metrics or {}).get("density_histogram") if latest else None
-        if h:
-            dens.append(C.DensityHistogram(artifact_id=x.artifact_id,
-                                           label=f"{versions[latest.version_id].label} on {_d(latest.finished_at)}",
-                                           bin_edges=[float(e) for e in h["edges"]], counts=[int(n) for n in h["counts"]],
-                                           dead=int(h["dead"])))
+        # the baseline (first check on the bound version) beside the latest check: how the
+        # feature-density distribution moved
+        q = select(Check).where(Check.kind == "fidelity", Check.artifact_id == x.artifact_id,
+                                Check.status != "error", Check.recorded_at <= as_of)
+        first = session.scalars(q.order_by(Check.finished_at, Check.id).limit(1)).first()
+        latest = session.scalars(q.order_by(Check.finished_at.desc(), Check.id.desc()).limit(1)).first()
+        for c in [first] + ([latest] if latest is not None and latest is not first else []):
+            h = (c.metrics or {}).get("density_histogram") if c is not None else None
+            if h:
+                dens.append(C.DensityHistogram(artifact_id=x.artifact_id,
+                                               label=f"{versions[c.version_id].label} on {_d(c.finished_at)}",
+                                               bin_edges=[float(e) for e in h["edges"]], counts=[int(n) for n in h["counts"]],
+                                               dead=int(h["dead"])))
     row = C.ModelRow(model_id=m.id, name=m.name, owner=m.owner, tier=m.tier, business_use=m.business_use,
                      tags=list(m.tags or []), deployed_versions=[])
     return C.ModelDetail(model=row, versions=vrows, lineage=lineage, densities=dens)
