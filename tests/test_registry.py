@@ -150,3 +150,15 @@ def test_volume_import_all_or_nothing(cli, tmp_path: Path):
     code, out, _ = cli("status", "--quarter", "2026Q1", "--json")
     m = next(r for r in json.loads(out)["by_model"] if r["model_id"] == "retail-pd")
     assert m["weighting"] == "volume"
+
+
+def test_unexpected_errors_are_one_line_not_tracebacks(cli, monkeypatch):
+    from compliance.services import registry
+
+    def boom(_session):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(registry, "list_models", boom)
+    code, out, err = cli("model", "list")
+    assert code == 1
+    assert err == "error: unexpected RuntimeError: disk on fire (set COMPLIANCE_DEBUG=1 for the traceback)\n"

@@ -90,12 +90,28 @@ def fmt_pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+try:  # typer >= 0.16 vendors click
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import ClickException as _ClickException
+
+
 class ErrorMappingGroup(TyperGroup):
     """Root command group: turns ComplianceError into one line on stderr and its exit code."""
 
     def invoke(self, ctx):
+        import os
+
         try:
             return super().invoke(ctx)
         except ComplianceError as exc:
             typer.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, _ClickException):
+            raise
+        except Exception as exc:  # a bug or an environment problem: one line, unless debugging
+            if os.environ.get("COMPLIANCE_DEBUG"):
+                raise
+            typer.echo(f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                       "(set COMPLIANCE_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(1)

@@ -25,6 +25,9 @@ from compliance.store.ledger import record, record_many
 from compliance.store.models import Artifact, Check, CheckFeature, Dataset, ModelVersion
 
 CODER_KINDS = ("sae", "transcoder", "clt")
+# What a started check records as an `error` instead of raising: bad inputs, and the errors torch
+# and numpy raise on inputs they cannot compute with (shape or dtype mismatches deep in a model).
+CHECK_FAILURES = (InputError, RuntimeError, ValueError, KeyError, IndexError)
 MAX_ROWS_DEFAULT = 20_000
 
 
@@ -229,7 +232,7 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         c = _finish(session, st, status=status, metrics=metrics, reasons=reasons,
                     flags=fidelity_flags(metrics, base, policy), input_hashes=hashes, parameters=params,
                     explained_variance=metrics.get("explained_variance"), formula_version=res.formula_version)
-    except InputError as exc:
+    except CHECK_FAILURES as exc:
         c = _error(session, st, exc, hashes, params)
     return check_view(session, c)
 
@@ -324,7 +327,7 @@ def run_alignment(session: Session, *, old: str | None = None, new: str | None =
             flags = ["FM-LABELS"] if metrics["survival_share"] < min_surv else []
             c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=flags,
                         input_hashes=hashes, parameters=params)
-        except InputError as exc:
+        except CHECK_FAILURES as exc:
             c = _error(session, st, exc, hashes, params)
         return check_view(session, c)
     if not (model_id and from_version and to_version and hook):
@@ -346,7 +349,7 @@ def run_alignment(session: Session, *, old: str | None = None, new: str | None =
         status, reasons = alignment_status(metrics, policy)
         c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=[], input_hashes=hashes,
                     parameters=params)
-    except InputError as exc:
+    except CHECK_FAILURES as exc:
         c = _error(session, st, exc, hashes, params)
     return check_view(session, c)
 
@@ -382,7 +385,7 @@ def run_activation_drift(session: Session, artifact_id: str, version: str | None
         flags = ["FM-DEAD"] if any("dead" in r or "dense" in r for r in reasons) else []
         c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=flags, input_hashes=hashes,
                     parameters=params)
-    except InputError as exc:
+    except CHECK_FAILURES as exc:
         c = _error(session, st, exc, hashes, params)
     return check_view(session, c)
 
@@ -414,7 +417,7 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
         flags = ["FM-OVERHEAD"] if metrics["overhead_ratio"] > budget else []
         c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=flags, input_hashes=hashes,
                     parameters=params)
-    except InputError as exc:
+    except CHECK_FAILURES as exc:
         c = _error(session, st, exc, hashes, params)
     return check_view(session, c)
 
