@@ -117,3 +117,27 @@ def test_drift_bad_input_records_nothing(cli, bank, tmp_path):
     with session_scope(cli.url, readonly=True) as s:
         assert head(s) == before
         assert s.scalar(select(func.count()).select_from(Check)) == 0
+
+
+def test_more_bad_inputs_record_error_checks(cli, bank, tmp_path):
+    import struct
+
+    empty = tmp_path / "empty.safetensors"
+    write_activations(empty, {"activations": np.zeros((0, 16), np.float32)})
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(struct.pack("<Q", 10_000) + b"{not json")
+    inf = tmp_path / "inf.safetensors"
+    x = np.ones((5, 16), np.float32)
+    x[1, 1] = np.inf
+    write_activations(inf, {"activations": x})
+    labels = tmp_path / "labels.json"
+    labels.write_text('{"0": "high utilisation"}')
+    assert cli("artifact", "add", "m", "--kind", "feature_labels", "--bound-version", "v1", "--path", labels,
+               "--id", "labels1")[0] == 0
+    cases = [(("sae1", empty), "empty activations file"), (("sae1", corrupt), "header"), (("sae1", inf), "inf"),
+             (("labels1", bank["acts"]), "does not apply")]
+    for (artifact, path), needle in cases:
+        code, out, err = cli("check", "fidelity", artifact, "--activations", path)
+        assert code == 1 and needle in err.lower() and "Traceback" not in err, (needle, err)
+    assert [c[0] for c in _checks(cli.url)] == ["error"] * len(cases)
+    assert cli("verify")[0] == 0

@@ -40,7 +40,8 @@ def _show_check(c: dict, keys: list[str] | None = None) -> None:
 
 def _exit_on_error(c: dict) -> None:
     if c["status"] == "error":
-        typer.echo(f"error: check {c['id']} could not run: {'; '.join(c.get('reasons') or [])}", err=True)
+        why = "; ".join(r.removeprefix("error: ") for r in c.get("reasons") or [])
+        typer.echo(f"error: check {c['id']} could not run (recorded as an error check): {why}", err=True)
         raise typer.Exit(1)
 
 
