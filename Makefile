@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/compliance demo
 
 test: $(STAMP)
+	$(BIN)/ruff check compliance sample_data tests scripts bench migrations
 	$(BIN)/pytest -n 2 -q
 
 clean:

@@ -16,7 +16,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from sqlalchemy import text
 
 from compliance.store import migrate
 from compliance.store.engine import make_engine, session_scope
@@ -32,7 +31,6 @@ def generate(url: str, scale: float, seed: int = 0) -> dict:
     artifacts_per_model = 25
     n_checks = int(2_000_000 * scale)
     engine = make_engine(url)
-    now = datetime(2026, 10, 1, tzinfo=timezone.utc)
     kinds = ["sae", "transcoder", "clt", "attribution_baseline", "probe"]
     with engine.begin() as conn:
         conn.execute(Model.__table__.insert(), [
@@ -103,7 +101,7 @@ def main() -> None:
         migrate.upgrade(args.db)
         sizes = generate(args.db, args.scale)
         print(f"generated {sizes} in {time.perf_counter() - t:.1f}s")
-    from compliance.services.analysis import analyse, load_input
+    from compliance.services.analysis import load_input
 
     as_of = datetime(2026, 10, 1, tzinfo=timezone.utc)
     with session_scope(args.db, readonly=True) as s:

@@ -140,7 +140,7 @@ def test_density_statistics_match_scipy():
 
 def test_activation_drift_lists_newly_dead_and_dense(tmp_path):
     # features i < 4 read +x_i, features 4..7 read −x_{i-4}; threshold via bias
-    d, m = 4, 8
+    d = 4
     W_enc = np.hstack([np.eye(d), -np.eye(d)])
     _write_sae(tmp_path / "s", W_enc, np.vstack([np.eye(d), -np.eye(d)]))
     coder = load_artifact(tmp_path / "s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path

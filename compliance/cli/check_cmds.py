@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import JsonOpt, console, emit, print_json, session, status_markup, table
+from compliance.cli.common import JsonOpt, console, emit, session, status_markup, table
 
 check_app = typer.Typer(help="Run checks (fidelity, alignment, drift, overhead) and record the evidence.",
                         no_args_is_help=True)

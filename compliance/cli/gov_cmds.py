@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, print_json, session, status_markup, table
+from compliance.cli.common import when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, session, status_markup, table
 
 policy_app = typer.Typer(help="The policy in force (thresholds, required artifacts per tier); versioned.", no_args_is_help=True)
 fm_app = typer.Typer(help="Failure-mode register: detect, list, update.", no_args_is_help=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import when, AtOpt, JsonOpt, emit, print_json, session, table
+from compliance.cli.common import when, AtOpt, JsonOpt, emit, session, table
 
 model_app = typer.Typer(help="Model inventory.", no_args_is_help=True)
 version_app = typer.Typer(help="Model versions (weights hashed on registration).", no_args_is_help=True)

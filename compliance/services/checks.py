@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from compliance import FORMULA_VERSION, __version__
-from compliance.errors import ComplianceError, InputError, UsageError
+from compliance import __version__
+from compliance.errors import InputError, UsageError
 from compliance.hashing import json_safe, sha256_file
 from compliance.services.policy import policy_at
 from compliance.services.registry import get_artifact, get_model, get_version, plain, version_by_id
@@ -526,4 +526,3 @@ def check_features(session: Session, check_id: int) -> list[dict]:
     return [plain(f) for f in session.scalars(select(CheckFeature).where(CheckFeature.check_id == check_id).order_by(CheckFeature.id))]
 
 
-ProgressFn = Callable[[str], None]
