@@ -64,6 +64,7 @@ def fidelity(
 ) -> None:
     """Re-measure how faithfully an artifact explains a model version (DESIGN §3 metrics).
 
+    \b
     Examples:
       compliance check fidelity retail-pd-sae-l1-v1 --version v3 --adapter
       compliance check fidelity my-sae --activations acts.safetensors --json
@@ -92,6 +93,7 @@ def alignment(
     """Compare versions: feature survival between an artifact and its replacement (Hungarian
     matching, MMCS, label carry-over), or linear CKA between two versions' activations.
 
+    \b
     Examples:
       compliance check alignment --old pd-sae-v1 --new pd-sae-v3
       compliance check alignment --model retail-pd --from v1 --to v3 --hook blocks.1.hook_resid_pre

@@ -55,7 +55,10 @@ def verify(
     With --pack, check every file hash of a regulator export; with a database too, check that the
     pack's ledger head is an entry of the store's chain.
 
-    Examples: compliance verify      compliance verify --pack pack.zip
+    \b
+    Examples:
+      compliance verify
+      compliance verify --pack pack.zip
     """
     from compliance.services.verification import verify_pack_cli, verify_store
 

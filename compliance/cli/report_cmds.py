@@ -33,6 +33,7 @@ def report(
 
     The same store, quarter, as-of and tool version always give byte-identical output.
 
+    \b
     Examples:
       compliance report --quarter 2026Q3
       compliance report --quarter 2026Q3 --model retail-pd --format html --out review.html
