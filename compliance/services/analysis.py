@@ -145,11 +145,13 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def analyse(session: Session, quarter: str, as_of: datetime) -> dict:
-    """Coverage, debt, staleness, timeline and trend of a quarter as of a time (JSON-safe dict)."""
+def analyse(session: Session, quarter: str, as_of: datetime, *, inp: AnalysisInput | None = None) -> dict:
+    """Coverage, debt, staleness, timeline and trend of a quarter as of a time (JSON-safe dict).
+    ``inp``: the input already loaded as of the same time (several quarters from one load)."""
     from compliance.analysis.quarter import analyse_quarter
 
-    inp = load_input(session, as_of, with_flags=False)
+    if inp is None:
+        inp = load_input(session, as_of, with_flags=False)
     return analyse_quarter(inp, quarter, as_of, policy_at(session, as_of)).to_dict()
 
 

@@ -26,7 +26,7 @@ from compliance.errors import Conflict, NotFound, UsageError
 from compliance.hashing import canonical_json as _canon
 from compliance.hashing import sha256_bytes
 from compliance.report import context as C
-from compliance.services.analysis import analyse, fm_occurrences
+from compliance.services.analysis import analyse, fm_occurrences, load_input
 from compliance.services.governance import list_findings
 from compliance.services.policy import policy_record_at
 from compliance.store.ledger import entries_between, head_as_of, record
@@ -82,7 +82,8 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         raise NotFound(f"unknown model {model_id!r} (as of {iso(as_of)})")
     scope = [model_id] if model_id else list(models)
     in_scope = set(scope)
-    a = analyse(session, quarter, as_of)
+    inp = load_input(session, as_of, with_flags=False)
+    a = analyse(session, quarter, as_of, inp=inp)
     seq, head = head_as_of(session, as_of)
     rid = report_id_for(kind, str(q), model_id, as_of, head)
     pol = policy_record_at(session, as_of)
@@ -160,7 +161,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     rank = {"broken": 0, "missing": 1, "stale": 2, "fresh": 3}
     staleness.sort(key=lambda r: (rank.get(r.state, 4), -(r.versions_behind or 0), r.artifact_id))
     if model_id:
-        trend = _model_trend(session, quarter, as_of, model_id)
+        trend = _model_trend(session, quarter, as_of, model_id, inp)
     else:
         trend = [C.TrendRow(quarter=t["quarter"], coverage=_f(t.get("coverage")), debt_slot_days=_i(t.get("debt")),
                             weighted_debt=_i(t.get("weighted_debt"))) for t in a["trend"]]
@@ -333,15 +334,14 @@ def _timeline(a: dict, model_id: str | None) -> list[C.TimelineSeries]:
     return [C.TimelineSeries(label=k, dates=v[0], values=v[1]) for k, v in series.items()]
 
 
-def _model_trend(session: Session, quarter: str, as_of: datetime, model_id: str) -> list[C.TrendRow]:
-    # The analysis carries the per-model previous quarter only; the model's four-quarter trend
-    # re-runs the (cheap) analysis for each earlier quarter end as of the same as-of.
+def _model_trend(session: Session, quarter: str, as_of: datetime, model_id: str, inp) -> list[C.TrendRow]:
+    # The analysis returns per-model rows for its own quarter only; the model's four-quarter trend
+    # analyses each quarter from the same load, as of the same time (as the portfolio trend does).
     q = parse_quarter(quarter)
     out = []
     for i in (3, 2, 1, 0):
         qq = q.previous(i)
-        end = datetime(qq.end.year, qq.end.month, qq.end.day, tzinfo=timezone.utc) + timedelta(days=1)
-        a = analyse(session, str(qq), min(as_of, end))
+        a = analyse(session, str(qq), as_of, inp=inp)
         m = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
         out.append(C.TrendRow(quarter=str(qq), coverage=_f(m.get("coverage")) if m and m["deployed"] else None,
                               debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0))
@@ -406,16 +406,18 @@ def _model_detail(session: Session, m: Model, versions: dict, events, artifacts:
     lineage = [C.LineageRow(artifact_id=x.id, kind=x.kind, bound_version=versions[x.bound_version_id].label,
                             registered=_d(x.recorded_at), replaces=x.replaces_id, survival=survival.get(x.id), sha256=x.sha256)
                for x in sorted(artifacts.values(), key=lambda x: (x.recorded_at, x.id)) if x.model_id == m.id]
+    # the baseline (first check on the bound version) beside the latest check, per artifact, from
+    # one query: how the feature-density distribution moved
+    by_artifact: dict[str, list[Check]] = defaultdict(list)
+    for c in session.scalars(select(Check).where(Check.kind == "fidelity", Check.model_id == m.id,
+                                                 Check.status != "error", Check.recorded_at <= as_of)
+                             .order_by(Check.finished_at, Check.id)):
+        by_artifact[c.artifact_id].append(c)
     dens = []
     for x in lineage:
-        # the baseline (first check on the bound version) beside the latest check: how the
-        # feature-density distribution moved
-        q = select(Check).where(Check.kind == "fidelity", Check.artifact_id == x.artifact_id,
-                                Check.status != "error", Check.recorded_at <= as_of)
-        first = session.scalars(q.order_by(Check.finished_at, Check.id).limit(1)).first()
-        latest = session.scalars(q.order_by(Check.finished_at.desc(), Check.id.desc()).limit(1)).first()
-        for c in [first] + ([latest] if latest is not None and latest is not first else []):
-            h = (c.metrics or {}).get("density_histogram") if c is not None else None
+        hist = by_artifact.get(x.artifact_id, [])
+        for c in hist[:1] + hist[-1:] if len(hist) > 1 else hist:
+            h = (c.metrics or {}).get("density_histogram")
             if h:
                 dens.append(C.DensityHistogram(artifact_id=x.artifact_id,
                                                label=f"{versions[c.version_id].label} on {_d(c.finished_at)}",
