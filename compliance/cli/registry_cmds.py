@@ -140,7 +140,7 @@ def artifact_add(
     model_id: str,
     kind: Annotated[str, typer.Option(help="sae | transcoder | clt | probe | attribution_baseline | feature_labels")],
     bound_version: Annotated[str, typer.Option(help="Version the artifact was trained/calibrated on.")],
-    path: Annotated[Path, typer.Option(help="Artifact file or folder (SAELens, circuit-tracer, sparsify...).")],
+    path: Annotated[Path, typer.Option(help="Artifact file or folder (SAELens, circuit-tracer, sparsify, Gemma Scope, dictionary_learning); a folder of several (a circuit-tracer transcoder set, a sparsify or SAELens multi-hook folder) registers an artifact set, one member each.")],
     hook: Annotated[str | None, typer.Option(help="Hook point read (default: from the artifact's cfg).")] = None,
     hook_out: Annotated[str | None, typer.Option(help="Hook point reconstructed (transcoders, CLTs).")] = None,
     labels: Annotated[Path | None, typer.Option(help="Feature-label JSON {index: label}.")] = None,
@@ -158,8 +158,10 @@ def artifact_add(
         a = registry.add_artifact(s, model_id, kind=kind, bound_version=bound_version, path=path, hook=hook,
                                   hook_out=hook_out, labels=labels, artifact_id=artifact_id, replaces=replaces)
     emit(a, as_json, lambda d: typer.echo(
-        f"registered artifact {d['id']} ({d['format']}, {d['architecture'] or '-'}, d_in={d['d_in']}, "
-        f"features={d['d_sae']}) bound to {model_id} {d['bound_version']}"))
+        f"registered artifact {'set ' if d.get('is_set') else ''}{d['id']} ({d['format']}, "
+        f"{d['architecture'] or '-'}, d_in={d['d_in']}, features={d['d_sae']}"
+        + (f", members: {', '.join(m['id'] for m in d['member_artifacts'])}" if d.get("is_set") else "")
+        + f") bound to {model_id} {d['bound_version']}"))
 
 
 @artifact_app.command("list")
@@ -183,6 +185,14 @@ def artifact_show(ctx: typer.Context, artifact_id: str, as_json: JsonOpt = False
         a = registry.show_artifact(s, artifact_id)
 
     def human(d):
+        if d.get("is_set"):
+            typer.echo(f"{d['id']}: artifact set of {len(d['members'])} {d['kind']}s of {d['model_id']}, "
+                       f"bound to {d['bound_version']}, format {d['format']}")
+            table("Members", ["id", "member", "architecture", "hook", "d_in", "features"],
+                  [[m["id"], m["set_member"], m["architecture"], m["hook_in"], m["d_in"], m["d_sae"]]
+                   for m in d["member_artifacts"]])
+            table("Files", ["file", "sha256"], [[k, v] for k, v in sorted(d["files"].items())])
+            return
         typer.echo(f"{d['id']}: {d['kind']} of {d['model_id']}, bound to {d['bound_version']}, format {d['format']} "
                    f"({d['architecture'] or '-'}), hook {d['hook_in'] or '-'}{' -> ' + d['hook_out'] if d['hook_out'] else ''}")
         typer.echo(f"shape: d_in={d['d_in']} features={d['d_sae']} d_out={d['d_out']} layers={d['n_layers']}")
