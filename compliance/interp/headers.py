@@ -479,7 +479,7 @@ def read_npz_header(path: Path) -> SafetensorsHeader:
     """Names, dtypes and shapes of the arrays of an .npz, from the .npy headers only."""
     import zipfile
 
-    import numpy as np
+    import numpy.lib.format as npformat
 
     tensors: dict[str, TensorInfo] = {}
     try:
@@ -488,8 +488,10 @@ def read_npz_header(path: Path) -> SafetensorsHeader:
                 if not name.endswith(".npy"):
                     raise InputError(f"{path.name}: member {name!r} is not a .npy array")
                 with zf.open(name) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+                    version = npformat.read_magic(fh)
+                    read = (npformat.read_array_header_1_0 if version == (1, 0)
+                            else npformat.read_array_header_2_0)  # 2.0 and 3.0 headers
+                    shape, _fortran, dtype = read(fh)
                 if dtype.hasobject:
                     raise InputError(f"{path.name}: array {name[:-4]!r} holds Python objects "
                                      "(would need unpickling): refused")
