@@ -24,10 +24,10 @@ class FormatEntry:
 
 
 R, X = "read", "refused"
-SL, SLV = "SAELens", "6.54"
+SL, SLV = "SAELens", "6.54.12"
 CT, CTV = "circuit-tracer", "0.5.0"
 SP, SPV = "sparsify (eai-sparsify)", "1.3.3"
-GS, GSV = "Gemma Scope", "params.npz"
+GS, GSV = "Gemma Scope", "release layout"
 DL, DLV = "dictionary_learning", "0.1.0"
 
 FORMATS: tuple[FormatEntry, ...] = (
@@ -109,7 +109,8 @@ FORMATS: tuple[FormatEntry, ...] = (
     FormatEntry(DL, DLV, "dictionary_learning", "JumpReluAutoEncoder", R,
                 "ReLU(pre) * [pre > threshold], pre = x W_enc + b_enc"),
     FormatEntry(DL, DLV, "dictionary_learning", "other dictionary classes", X,
-                "not shipped by this version, or not implemented here"),
+                "not implemented here (AutoEncoderTopK, BatchTopKSAE, MatryoshkaBatchTopKSAE of "
+                "its trainers, and any other class)"),
 )
 
 
