@@ -124,17 +124,45 @@ def test_refused_architectures_and_options(tmp_path):
         detect_format(dl)
 
 
-def test_dictionary_learning_unknown_key_refused_at_load(tmp_path):
+def test_dictionary_learning_state_dict_read_without_unpickling(tmp_path):
+    import subprocess
+    import sys
+
     import torch
 
     from compliance.interp.loaders import load_artifact
+    from compliance.interp.torch_zip import read_state_dict_header
 
     dl = _copy("dictionary_learning_AutoEncoder", tmp_path)
+    assert read_state_dict_header(dl / "ae.pt")["encoder.weight"] == ("F32", (64, 8))
+    code = ("import sys; from compliance.interp.headers import detect_format; "
+            f"i = detect_format({str(dl)!r}); assert i.format == 'dictionary_learning'; "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
     sd = torch.load(dl / "ae.pt", weights_only=True)
     sd["decoder.bias"] = torch.zeros(8)
     torch.save(sd, dl / "ae.pt")
     with pytest.raises(InputError, match="unknown tensor 'decoder.bias'"):
+        detect_format(dl)
+    with pytest.raises(InputError, match="unknown tensor 'decoder.bias'"):
         load_artifact(dl)
+    sd.pop("decoder.bias")
+    sd["bias"] = torch.zeros(5)
+    torch.save(sd, dl / "ae.pt")
+    with pytest.raises(InputError, match=r"'bias' has shape \[5\]"):
+        detect_format(dl)
+    # anything that is not a plain state dict of tensors is refused, never executed
+    torch.save({"w": torch.zeros(2), "cfg": {"lr": 1}}, dl / "ae.pt")
+    with pytest.raises(InputError, match="refused|not a tensor|unexpected"):
+        read_state_dict_header(dl / "ae.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"w": Evil()}, dl / "ae.pt")
+    with pytest.raises(InputError, match="print: not a plain state dict"):
+        read_state_dict_header(dl / "ae.pt")
 
 
 def test_gemma_scope_npz_extra_array_and_pickled_objects(tmp_path):

@@ -17,7 +17,14 @@ Formats recognised by :func:`detect_format` (``ArtifactInfo.format``):
                                (``encoder.weight [m, d]``, ``encoder.bias``, ``W_dec [m, d_out]``,
                                ``b_dec``, ``W_skip`` when ``skip_connection``)
 ``gemma_scope``                ``params.npz`` (file, or a folder holding it), JumpReLU
-``dictionary_learning``        folder with ``config.json`` + ``ae.pt`` (a state dict)
+``dictionary_learning``        folder with ``config.json`` + ``ae.pt`` (a state dict, whose names
+                               and shapes are read without torch and without unpickling)
+``probe``                      ``probe.safetensors`` (file, or a folder holding it):
+                               ``weight [n_classes or 1, d]``, optional ``bias``
+``attribution_baseline``       ``baseline.safetensors`` (file or folder): ``baseline [d_in]``
+                               (a reference input for integrated-gradients-style attribution;
+                               optionally ``baseline [n, d_in]`` for a set of references)
+``feature_labels``             a ``.json`` file ``{"<feature index>": "label", ...}``
 
 Artifact sets (:func:`detect_set`): a circuit-tracer transcoder set (``config.yaml`` with
 ``model_kind: transcoder_set`` and ``layer_{i}.safetensors``), a sparsify multi-hookpoint
@@ -26,12 +33,6 @@ folder and a folder of SAELens SAEs (one subfolder per hook point).
 No tensor is ignored: every key of a weights file must belong to the format, or detection
 fails naming it; config settings that change the maths are read or refused by name
 (:mod:`compliance.interp.formats` lists them).
-``probe``                      ``probe.safetensors`` (file, or a folder holding it):
-                               ``weight [n_classes or 1, d]``, optional ``bias``
-``attribution_baseline``       ``baseline.safetensors`` (file or folder): ``baseline [d_in]``
-                               (a reference input for integrated-gradients-style attribution;
-                               optionally ``baseline [n, d_in]`` for a set of references)
-``feature_labels``             a ``.json`` file ``{"<feature index>": "label", ...}``
 """
 
 from __future__ import annotations
@@ -533,6 +534,17 @@ DL_CLASSES = {
 }
 
 
+def _dl_shapes(cls: str, d: int, m: int) -> dict[str, tuple[int, ...]]:
+    if cls == "JumpReluAutoEncoder":
+        return {"W_enc": (d, m), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,), "threshold": (m,)}
+    shapes = {"encoder.weight": (m, d), "decoder.weight": (d, m)}
+    shapes.update({"AutoEncoder": {"bias": (d,), "encoder.bias": (m,)},
+                   "AutoEncoderNew": {"encoder.bias": (m,), "decoder.bias": (d,)},
+                   "GatedAutoEncoder": {"decoder_bias": (d,), "r_mag": (m,), "gate_bias": (m,),
+                                        "mag_bias": (m,)}}[cls])
+    return shapes
+
+
 def _detect_dictionary_learning(folder: Path) -> ArtifactInfo:
     cfg_path, w_path = folder / "config.json", folder / "ae.pt"
     cfg = _read_json(cfg_path)
@@ -547,6 +559,13 @@ def _detect_dictionary_learning(folder: Path) -> ArtifactInfo:
         raise InputError(f"{cfg_path.name}: trainer.activation_dim / dict_size missing")
     if not w_path.is_file():
         raise InputError(f"{folder.name}: missing ae.pt")
+    from compliance.interp.torch_zip import read_state_dict_header  # no torch, no unpickling
+
+    sd = read_state_dict_header(w_path)
+    h = SafetensorsHeader(w_path, {k: TensorInfo(dt, shape) for k, (dt, shape) in sd.items()}, {})
+    _only(h, DL_CLASSES[cls], f"dictionary_learning {cls}")
+    for name, shape in _dl_shapes(cls, d, m).items():
+        _expect(h, name, shape)
     return ArtifactInfo("dictionary_learning", "sae",
                         {"GatedAutoEncoder": "gated", "JumpReluAutoEncoder": "jumprelu"}.get(
                             cls, "standard"),
