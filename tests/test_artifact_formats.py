@@ -207,3 +207,55 @@ def test_every_refusal_in_the_code_names_a_registry_row():
     used = set(re.findall(r'refuse\([^,]+,\s*"([^"]+)",\s*"([^"]+)"', src))
     assert used <= options and used, used - options
     assert markdown_table().count("\n") == len(FORMATS) + 2
+
+
+def test_add_set_groups_single_artifacts(cli, tmp_path):
+    _setup(cli, tmp_path)
+    a, b = _copy("saelens_standard", tmp_path / "l0"), _copy("saelens_jumprelu", tmp_path / "l1")
+    code, out, err = cli("artifact", "add-set", "m", "--kind", "sae", "--bound-version", "v1",
+                         "--member", f"layer_0={a}", "--member", f"layer_1={b}", "--id", "grp", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert (d["id"], d["format"], d["members"]) == ("grp", "saelens_set", ["layer_0", "layer_1"])
+    assert [m["architecture"] for m in d["member_artifacts"]] == ["standard", "jumprelu"]
+    assert set(d["files"]) == {"l0/saelens_standard/cfg.json", "l0/saelens_standard/sae_weights.safetensors",
+                               "l1/saelens_jumprelu/cfg.json", "l1/saelens_jumprelu/sae_weights.safetensors"}
+    assert d["member_artifacts"][1]["files"] == {
+        "cfg.json": d["files"]["l1/saelens_jumprelu/cfg.json"],
+        "sae_weights.safetensors": d["files"]["l1/saelens_jumprelu/sae_weights.safetensors"]}
+    acts = tmp_path / "acts.safetensors"
+    x = load_file(str(FIX / "saelens_standard" / "activations.safetensors"))["activations"]
+    save_file({"inputs_0": x, "inputs_1": x}, str(acts))
+    code, out, err = cli("check", "fidelity", "grp", "--activations", acts, "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    want = json.loads((FIX / "saelens_standard" / "reference.json").read_text())["metrics"]
+    assert r["checks"][0]["metrics"]["l0"] == pytest.approx(want["l0"], rel=1e-5)
+    assert r["checks"][0]["metrics"]["mse"] == pytest.approx(want["mse"], rel=1e-4)
+    # refusals: store unchanged
+    before = snapshot(cli.url)
+    gs = FIX / "gemma_scope" / "artifact" / "params.npz"
+    for args, needle in ((["--member", f"a={a}", "--member", f"b={gs}"], "mix formats"),
+                         (["--member", f"a={a}", "--member", f"a={b}"], "unique"),
+                         (["--member", f"a={FIX / 'circuit_tracer_set_relu' / 'artifact'}"], "itself an artifact set"),
+                         (["--member", "nopath"], "NAME=PATH"),
+                         (["--member", f"a={a}", "--id", "grp"], "already exists")):
+        code, out, err = cli("artifact", "add-set", "m", "--kind", "sae", "--bound-version", "v1", *args)
+        assert code != 0 and needle in err, (args, err)
+    assert snapshot(cli.url) == before
+
+
+def test_clt_cache_folder_with_config_yaml(tmp_path):
+    clt = _copy("circuit_tracer_clt", tmp_path)
+    (clt / "config.yaml").write_text("model_kind: cross_layer_transcoder\nfeature_input_hook: hook_resid_mid\n"
+                                     "feature_output_hook: hook_mlp_out\nscan: x\n")
+    i = detect_format(clt)
+    assert (i.format, i.n_layers, i.hook_name, i.extra["hook_name_out"]) == \
+        ("circuit_tracer_clt", 3, "blocks.{layer}.hook_resid_mid", "blocks.{layer}.hook_mlp_out")
+    assert i.files[0].name == "config.yaml"
+    (clt / "config.yaml").write_text("model_kind: something_else\n")
+    with pytest.raises(InputError, match="model_kind 'something_else'"):
+        detect_format(clt)
+    s = detect_set(FIX / "sparsify_multi" / "artifact")
+    assert [(m, i.hook_name, i.extra["skip"]) for m, _, i in s.members] == \
+        [("layers.0.mlp", "layers.0.mlp", True), ("layers.1.mlp", "layers.1.mlp", False)]

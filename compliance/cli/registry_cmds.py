@@ -164,6 +164,40 @@ def artifact_add(
         + f") bound to {model_id} {d['bound_version']}"))
 
 
+@artifact_app.command("add-set")
+def artifact_add_set(
+    ctx: typer.Context,
+    model_id: str,
+    kind: Annotated[str, typer.Option(help="sae | transcoder | clt: the kind of every member.")],
+    bound_version: Annotated[str, typer.Option(help="Version the artifacts were trained on.")],
+    member: Annotated[list[str], typer.Option(help="NAME=PATH of one member (repeat, in order), e.g. layer_0=saes/l0.")],
+    set_id: Annotated[str | None, typer.Option("--id", help="Set id (default: derived from model, kind, version, hash).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register single artifacts kept apart as one artifact set, judged as a unit (one member each).
+
+    A folder holding a whole set (a circuit-tracer transcoder set, a sparsify or SAELens
+    multi-hook folder) needs no add-set: `artifact add --path FOLDER` detects it.
+
+    Example: compliance artifact add-set retail-pd --kind sae --bound-version v2 --member layer_0=saes/l0 --member layer_1=saes/l1
+    """
+    from compliance.errors import UsageError
+    from compliance.services import registry
+
+    pairs = []
+    for m in member:
+        name, sep, path = m.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--member {m!r}: expected NAME=PATH")
+        pairs.append((name, Path(path)))
+    with session(ctx) as s:
+        d = registry.add_artifact_set(s, model_id, kind=kind, bound_version=bound_version, members=pairs,
+                                      set_id=set_id)
+    emit(d, as_json, lambda d: typer.echo(
+        f"registered artifact set {d['id']} ({d['format']}, {d['architecture'] or '-'}, members: "
+        f"{', '.join(m['id'] for m in d['member_artifacts'])}) bound to {model_id} {d['bound_version']}"))
+
+
 @artifact_app.command("list")
 def artifact_list(ctx: typer.Context, model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
                   as_json: JsonOpt = False) -> None:

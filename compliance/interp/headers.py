@@ -617,6 +617,8 @@ def detect_set(path: str | Path) -> SetInfo | None:
         subs = _subfolders(folder, *names)
         if subs:
             members = [(s.name, s, detect(s)) for s in subs]
+            for name, _, info in members:  # sparsify names the hookpoint by its subfolder
+                info.hook_name = info.hook_name or name
             kinds = {i.kind_hint for _, _, i in members}
             if len(kinds) > 1:
                 raise InputError(f"{folder.name}: members mix kinds {sorted(kinds)}")

@@ -255,6 +255,52 @@ def _add_set(session: Session, model_id: str, v: ModelVersion, kind: str, p: Pat
     return show_artifact_set(session, sid)
 
 
+MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._{}-]{0,99}$")
+
+
+def add_artifact_set(session: Session, model_id: str, *, kind: str, bound_version: str,
+                     members: list[tuple[str, str | Path]], set_id: str | None = None) -> dict:
+    """Group single artifacts given as (member name, path) into one artifact set, registered in
+    one transaction (e.g. per-layer SAELens folders or Gemma Scope files kept apart)."""
+    import os
+
+    from compliance.interp.headers import SetInfo, detect_format, detect_set
+
+    if kind not in ARTIFACT_KINDS:
+        raise UsageError(f"unknown artifact kind {kind!r}: expected one of {', '.join(ARTIFACT_KINDS)}")
+    get_model(session, model_id)
+    v = get_version(session, model_id, bound_version)
+    if not members:
+        raise UsageError("an artifact set needs at least one --member NAME=PATH")
+    names = [n for n, _ in members]
+    bad = [n for n in names if not MEMBER_NAME.match(n or "")]
+    if bad:
+        raise UsageError(f"member name {bad[0]!r} must be letters, digits, '.', '_' or '-'")
+    if len(set(names)) != len(names):
+        raise UsageError(f"member names must be unique, got {names}")
+    infos = []
+    for name, path in members:
+        mp = Path(path)
+        if not mp.exists():
+            raise InputError(f"member {name}: artifact not found: {mp}")
+        if detect_set(mp) is not None:
+            raise InputError(f"member {name}: {mp} is itself an artifact set")
+        info = detect_format(mp)
+        _check_kind(mp, info, kind)
+        infos.append((name, mp, info))
+    formats = {i.format for _, _, i in infos}
+    if len(formats) > 1:
+        raise InputError(f"the members mix formats {sorted(formats)}: a set holds one format")
+    files = [f for _, _, i in infos for f in i.files]
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    infos = [(n, mp.resolve(), i) for n, mp, i in infos]
+    for _, _, i in infos:
+        i.files = [f.resolve() for f in i.files]
+    aset = SetInfo(f"{formats.pop()}_set", kind, infos, [f for _, _, i in infos for f in i.files],
+                   {"grouped": True})
+    return _add_set(session, model_id, v, kind, root, aset, None, None, set_id, None)
+
+
 def get_artifact_set(session: Session, set_id: str) -> ArtifactSet:
     s = session.get(ArtifactSet, set_id)
     if s is None:
