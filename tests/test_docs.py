@@ -50,6 +50,22 @@ def test_cli_reference_is_generated_from_help(gen):
     assert current == gen.render(), "docs/cli.md is out of date: run python scripts/gen_cli_docs.py"
 
 
+def test_format_table_is_generated_from_the_loaders_registry(tmp_path):
+    spec = importlib.util.spec_from_file_location("gen_format_docs", ROOT / "scripts" / "gen_format_docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    current = (DOCS / "artifact-formats.md").read_text(encoding="utf-8")
+    assert current == mod.render(current), "docs/artifact-formats.md is out of date: run python scripts/gen_format_docs.py"
+    from compliance.interp.formats import FORMATS
+
+    for e in FORMATS:
+        assert f"| {e.option} |" in current, e
+    stale = tmp_path / "f.md"
+    stale.write_text(current.replace("| gated |", "| gated (old) |"), encoding="utf-8")
+    assert mod.main(["--check", "--out", str(stale)]) == 1
+    assert mod.main(["--out", str(stale)]) == 0 and mod.main(["--check", "--out", str(stale)]) == 0
+
+
 def test_generator_check_mode_detects_staleness(gen, tmp_path):
     stale = tmp_path / "cli.md"
     stale.write_text("# old\n", encoding="utf-8")

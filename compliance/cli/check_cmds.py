@@ -53,9 +53,9 @@ FIDELITY_KEYS = ["explained_variance", "baseline_explained_variance", "mse", "co
 @check_app.command("fidelity")
 def fidelity(
     ctx: typer.Context,
-    artifact: Annotated[str, typer.Argument(help="Artifact id.")],
+    artifact: Annotated[str, typer.Argument(help="Artifact id, or an artifact set's id (one check per member).")],
     version: VersionOpt = None,
-    activations: Annotated[Path | None, typer.Option(help="safetensors file with `activations` (and `targets`, or `inputs_{l}`/`targets_{l}`).")] = None,
+    activations: Annotated[Path | None, typer.Option(help="safetensors file with `activations` (and `targets`), or `inputs_{l}`/`targets_{l}` per layer (CLTs, artifact sets).")] = None,
     adapter: Annotated[bool, typer.Option("--adapter", help="Compute activations by running the version through its model adapter (adds KL, decision flips, loss recovered).")] = False,
     data: Annotated[Path | None, typer.Option(help="Data file for --adapter (default: the registered production window).")] = None,
     max_rows: MaxRowsOpt = 20_000,
@@ -74,6 +74,17 @@ def fidelity(
     with session(ctx) as s:
         c = run_fidelity(s, artifact, version, activations=activations, adapter=adapter, data=data,
                          max_rows=max_rows or None, device=device)
+    if "set_id" in c:  # an artifact set: one check per member
+        def human(r):
+            cols = ["check", "member", "status", "explained_variance", "mse", "cossim", "l0", "dead_fraction"]
+            table(f"Fidelity of set {r['set_id']}: {r['status']}", cols,
+                  [[m["id"], m["artifact_id"], m["status"]] + [_fmt((m.get("metrics") or {}).get(k)) for k in cols[3:]]
+                   for m in r["checks"]], status_col="status")
+        emit(c, as_json, human)
+        for m in c["checks"]:
+            if m["status"] == "error":
+                _exit_on_error(m)
+        return
     emit(c, as_json, lambda c: _show_check(c, FIDELITY_KEYS))
     _exit_on_error(c)
 

@@ -140,7 +140,7 @@ def artifact_add(
     model_id: str,
     kind: Annotated[str, typer.Option(help="sae | transcoder | clt | probe | attribution_baseline | feature_labels")],
     bound_version: Annotated[str, typer.Option(help="Version the artifact was trained/calibrated on.")],
-    path: Annotated[Path, typer.Option(help="Artifact file or folder (SAELens, circuit-tracer, sparsify...).")],
+    path: Annotated[Path, typer.Option(help="Artifact file or folder (SAELens, circuit-tracer, sparsify, Gemma Scope, dictionary_learning); a folder of several (a circuit-tracer transcoder set, a sparsify or SAELens multi-hook folder) registers an artifact set, one member each.")],
     hook: Annotated[str | None, typer.Option(help="Hook point read (default: from the artifact's cfg).")] = None,
     hook_out: Annotated[str | None, typer.Option(help="Hook point reconstructed (transcoders, CLTs).")] = None,
     labels: Annotated[Path | None, typer.Option(help="Feature-label JSON {index: label}.")] = None,
@@ -158,8 +158,44 @@ def artifact_add(
         a = registry.add_artifact(s, model_id, kind=kind, bound_version=bound_version, path=path, hook=hook,
                                   hook_out=hook_out, labels=labels, artifact_id=artifact_id, replaces=replaces)
     emit(a, as_json, lambda d: typer.echo(
-        f"registered artifact {d['id']} ({d['format']}, {d['architecture'] or '-'}, d_in={d['d_in']}, "
-        f"features={d['d_sae']}) bound to {model_id} {d['bound_version']}"))
+        f"registered artifact {'set ' if d.get('is_set') else ''}{d['id']} ({d['format']}, "
+        f"{d['architecture'] or '-'}, d_in={d['d_in']}, features={d['d_sae']}"
+        + (f", members: {', '.join(m['id'] for m in d['member_artifacts'])}" if d.get("is_set") else "")
+        + f") bound to {model_id} {d['bound_version']}"))
+
+
+@artifact_app.command("add-set")
+def artifact_add_set(
+    ctx: typer.Context,
+    model_id: str,
+    kind: Annotated[str, typer.Option(help="sae | transcoder | clt: the kind of every member.")],
+    bound_version: Annotated[str, typer.Option(help="Version the artifacts were trained on.")],
+    member: Annotated[list[str], typer.Option(help="NAME=PATH of one member (repeat, in order), e.g. layer_0=saes/l0.")],
+    set_id: Annotated[str | None, typer.Option("--id", help="Set id (default: derived from model, kind, version, hash).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register single artifacts kept apart as one artifact set, judged as a unit (one member each).
+
+    A folder holding a whole set (a circuit-tracer transcoder set, a sparsify or SAELens
+    multi-hook folder) needs no add-set: `artifact add --path FOLDER` detects it.
+
+    Example: compliance artifact add-set retail-pd --kind sae --bound-version v2 --member layer_0=saes/l0 --member layer_1=saes/l1
+    """
+    from compliance.errors import UsageError
+    from compliance.services import registry
+
+    pairs = []
+    for m in member:
+        name, sep, path = m.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--member {m!r}: expected NAME=PATH")
+        pairs.append((name, Path(path)))
+    with session(ctx) as s:
+        d = registry.add_artifact_set(s, model_id, kind=kind, bound_version=bound_version, members=pairs,
+                                      set_id=set_id)
+    emit(d, as_json, lambda d: typer.echo(
+        f"registered artifact set {d['id']} ({d['format']}, {d['architecture'] or '-'}, members: "
+        f"{', '.join(m['id'] for m in d['member_artifacts'])}) bound to {model_id} {d['bound_version']}"))
 
 
 @artifact_app.command("list")
@@ -183,6 +219,14 @@ def artifact_show(ctx: typer.Context, artifact_id: str, as_json: JsonOpt = False
         a = registry.show_artifact(s, artifact_id)
 
     def human(d):
+        if d.get("is_set"):
+            typer.echo(f"{d['id']}: artifact set of {len(d['members'])} {d['kind']}s of {d['model_id']}, "
+                       f"bound to {d['bound_version']}, format {d['format']}")
+            table("Members", ["id", "member", "architecture", "hook", "d_in", "features"],
+                  [[m["id"], m["set_member"], m["architecture"], m["hook_in"], m["d_in"], m["d_sae"]]
+                   for m in d["member_artifacts"]])
+            table("Files", ["file", "sha256"], [[k, v] for k, v in sorted(d["files"].items())])
+            return
         typer.echo(f"{d['id']}: {d['kind']} of {d['model_id']}, bound to {d['bound_version']}, format {d['format']} "
                    f"({d['architecture'] or '-'}), hook {d['hook_in'] or '-'}{' -> ' + d['hook_out'] if d['hook_out'] else ''}")
         typer.echo(f"shape: d_in={d['d_in']} features={d['d_sae']} d_out={d['d_out']} layers={d['n_layers']}")

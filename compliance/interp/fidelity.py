@@ -73,10 +73,13 @@ def _first_bad_row(t: torch.Tensor) -> int | None:
 def iter_safetensors_batches(path: str | Path, batch_rows: int = 1024, *, coder=None,
                              names: Iterable[str] | None = None,
                              widths: dict[str, int] | None = None,
-                             dtype: torch.dtype = torch.float32) -> Iterator[dict]:
+                             dtype: torch.dtype = torch.float32,
+                             rename: dict[str, str] | None = None) -> Iterator[dict]:
     """Yield ``{name: tensor [b, width]}`` slices of an activations file, ``batch_rows`` at a time.
 
-    The tensors read are ``names``, or the ones ``coder`` needs, or all tensors of the file.
+    The tensors read are ``names``, or the ones ``coder`` needs, or all tensors of the file;
+    ``rename`` maps a batch name to the file's tensor name (e.g. ``activations`` → ``inputs_3``
+    for the member of a set at layer 3).
     Raises InputError on a corrupted header, a missing tensor, a wrong width, an empty file,
     mismatched row counts or a row with NaN/Inf (naming the file, tensor and row).
     """
@@ -89,27 +92,27 @@ def iter_safetensors_batches(path: str | Path, batch_rows: int = 1024, *, coder=
     wanted = list(names) if names is not None else list(widths or header.tensors)
     if not wanted:
         raise InputError(f"{path.name}: empty activations file (no tensors)")
+    rename = rename or {}
     n_rows = None
     for name in wanted:
-        if name not in header.tensors:
-            raise InputError(f"{path.name}: missing tensor {name!r}")
-        shape = header.tensors[name].shape
+        if rename.get(name, name) not in header.tensors:
+            raise InputError(f"{path.name}: missing tensor {rename.get(name, name)!r}")
+        shape = header.tensors[rename.get(name, name)].shape
         if len(shape) != 2:
-            raise InputError(f"{path.name}: tensor {name!r} has shape {list(shape)}, expected 2-D")
+            raise InputError(f"{path.name}: tensor {rename.get(name, name)!r} has shape "
+                             f"{list(shape)}, expected 2-D")
         if widths and name in widths and shape[1] != widths[name]:
-            raise InputError(
-                f"{path.name}: tensor {name!r} has width {shape[1]}, expected {widths[name]}"
-            )
+            raise InputError(f"{path.name}: tensor {rename.get(name, name)!r} has width "
+                             f"{shape[1]}, expected {widths[name]}")
         if n_rows is None:
             n_rows = shape[0]
         elif shape[0] != n_rows:
-            raise InputError(
-                f"{path.name}: tensor {name!r} has {shape[0]} rows, other tensors have {n_rows}"
-            )
+            raise InputError(f"{path.name}: tensor {rename.get(name, name)!r} has {shape[0]} "
+                             f"rows, other tensors have {n_rows}")
     if not n_rows:
         raise InputError(f"{path.name}: empty activations file (0 rows)")
     with safe_open(str(path), framework="pt", device="cpu") as fh:
-        slices = {name: fh.get_slice(name) for name in wanted}
+        slices = {name: fh.get_slice(rename.get(name, name)) for name in wanted}
         for start in range(0, n_rows, batch_rows):
             stop = min(start + batch_rows, n_rows)
             batch = {}
@@ -118,7 +121,8 @@ def iter_safetensors_batches(path: str | Path, batch_rows: int = 1024, *, coder=
                 bad = _first_bad_row(t)
                 if bad is not None:
                     raise InputError(
-                        f"{path.name}: tensor {name!r} row {start + bad} contains NaN or Inf"
+                        f"{path.name}: tensor {rename.get(name, name)!r} row {start + bad} "
+                        "contains NaN or Inf"
                     )
                 batch[name] = t
             yield batch

@@ -70,14 +70,21 @@ class SparseCoder:
     """One-layer SAE or transcoder. ``kind`` is ``"sae"`` or ``"transcoder"``."""
 
     def __init__(self, info: ArtifactInfo, *, W_enc_t, b_enc, W_dec, b_dec, pre_bias=None,
-                 threshold=None, activation="relu", k=None, W_skip=None):
+                 threshold=None, activation="relu", k=None, W_skip=None, gate=None,
+                 norm="none", norm_out=True, kind=None):
         self.info = info
-        self.kind = info.kind_hint
+        self.kind = kind or info.kind_hint
         self.W_enc_t, self.b_enc, self.W_dec, self.b_dec = W_enc_t, b_enc, W_dec, b_dec
         self.pre_bias, self.threshold, self.activation, self.k = pre_bias, threshold, activation, k
         self.W_skip = W_skip
+        # gated SAEs: (W_mag_t [d_in, m], b_mag [m]); b_enc is then the gate bias
+        self.W_mag_t, self.b_mag = gate if gate is not None else (None, None)
+        # SAELens run-time normalisation: "constant_norm_rescale" | "layer_norm" (in, and out
+        # unless norm_out is False, as for SAELens transcoders)
+        self.norm, self.norm_out = norm, norm_out
         # JumpReLU as circuit-tracer computes it (x·[x>θ]) can output negative values when θ<0
-        self.nonnegative = activation != "jumprelu" or bool((threshold >= 0).all())
+        self.nonnegative = activation != "abstopk" and (
+            activation != "jumprelu" or bool((threshold >= 0).all()))
 
     # ----------------------------------------------------------------- shapes
     @property
@@ -101,7 +108,8 @@ class SparseCoder:
         return self.W_enc_t.device
 
     def to(self, device) -> "SparseCoder":
-        for name in ("W_enc_t", "b_enc", "W_dec", "b_dec", "pre_bias", "threshold", "W_skip"):
+        for name in ("W_enc_t", "b_enc", "W_dec", "b_dec", "pre_bias", "threshold", "W_skip",
+                     "W_mag_t", "b_mag"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
@@ -109,12 +117,37 @@ class SparseCoder:
 
     def flops_per_row(self) -> int:
         f = 2 * self.d_in * self.n_features + 2 * self.n_features * self.d_out
+        f += 2 * self.d_in * self.n_features if self.W_mag_t is not None else 0
         return f + (2 * self.d_in * self.d_out if self.W_skip is not None else 0)
 
     # ----------------------------------------------------------------- maths
+    def _norm_in(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
+        """SAELens' run-time normalisation of the input, and what undoing it needs."""
+        if self.norm == "constant_norm_rescale":
+            coeff = (self.d_in ** 0.5) / x.norm(dim=-1, keepdim=True)
+            return x * coeff, (coeff,)
+        if self.norm == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            xc = x - mu
+            std = xc.std(dim=-1, keepdim=True)
+            return xc / (std + 1e-5), (mu, std)
+        return x, None
+
+    def _norm_out(self, y: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        if self.norm == "none" or not self.norm_out:
+            return y
+        if x is None:
+            raise InputError(f"this artifact normalises its input ({self.norm}): decode needs x")
+        _, state = self._norm_in(x.to(self.dtype))
+        if self.norm == "constant_norm_rescale":
+            return y.div_(state[0])
+        mu, std = state
+        return y.mul_(std).add_(mu)
+
     def encode(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Feature activations ``f [N, m]`` (``out``: optional preallocated buffer)."""
         x = x.to(self.dtype)
+        x, _ = self._norm_in(x)
         if self.pre_bias is not None:
             x = x - self.pre_bias
         pre = torch.addmm(self.b_enc, x, self.W_enc_t, out=out)
@@ -128,12 +161,26 @@ class SparseCoder:
         if self.activation == "topk":  # k largest pre-activations, then ReLU
             vals, idx = pre.topk(self.k, dim=1, sorted=False)
             return pre.zero_().scatter_(1, idx, vals.relu_())
+        if self.activation == "abstopk":  # k largest |pre-activations|, signed values kept
+            idx = pre.abs().topk(self.k, dim=1, sorted=False).indices
+            vals = pre.gather(1, idx)
+            return pre.zero_().scatter_(1, idx, vals)
+        if self.activation == "groupmax":  # sparsify: ReLU, then the max of each of k groups
+            pre.relu_()
+            vals, idx = pre.view(pre.shape[0], self.k, -1).max(dim=-1)
+            idx += torch.arange(0, self.n_features, self.n_features // self.k, device=pre.device)
+            return pre.zero_().scatter_(1, idx, vals)
+        if self.activation == "gated":  # [gate pre > 0] · relu(magnitude pre)
+            mask = pre > 0
+            mag = torch.addmm(self.b_mag, x, self.W_mag_t).relu_()
+            return pre.copy_(mag).mul_(mask)
         raise AssertionError(self.activation)
 
     def decode(self, f: torch.Tensor, x: torch.Tensor | None = None,
                out: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruction ``[N, d_out]``; ``x`` (the input) is needed for skip connections."""
-        y = torch.addmm(self.b_dec, f, self.W_dec, out=out)
+        """Reconstruction ``[N, d_out]``; ``x`` (the input) is needed for skip connections
+        and for undoing a run-time normalisation."""
+        y = self._norm_out(torch.addmm(self.b_dec, f, self.W_dec, out=out), x)
         if self.W_skip is not None:
             if x is None:
                 raise InputError("this transcoder has a skip connection: decode needs the input x")
@@ -151,6 +198,7 @@ class SparseCoder:
             offsets = per_row.cumsum(0).sub_(per_row)
             y = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=vals)
             y += self.b_dec
+        y = self._norm_out(y, x)
         if self.W_skip is not None:
             if x is None:
                 raise InputError("this transcoder has a skip connection: decode needs the input x")
@@ -165,6 +213,89 @@ class SparseCoder:
 
     def encoder_directions(self) -> torch.Tensor:
         return self.W_enc_t.T
+
+
+def _load_saelens(info: ArtifactInfo, t: dict, kind: str | None) -> SparseCoder:
+    e = info.extra
+    act = e.get("activation") or {"standard": "relu", "jumprelu": "jumprelu_relu",
+                                   "topk": "topk"}[info.architecture]
+    W_enc_t, b_enc, W_dec = t["W_enc"], t.get("b_enc"), t["W_dec"]
+    if e.get("rescale_acts_by_decoder_norm"):
+        # SAELens: pre · ‖W_dec row‖ before the top-k, f / ‖W_dec row‖ before decoding
+        norms = W_dec.norm(dim=-1)
+        W_enc_t, b_enc, W_dec = W_enc_t * norms, b_enc * norms, W_dec / norms[:, None]
+    gate = None
+    if act == "gated":
+        b_enc = t["b_gate"]
+        gate = ((t["W_enc"] * t["r_mag"].exp()).contiguous(), t["b_mag"])
+    return SparseCoder(
+        info, W_enc_t=W_enc_t.contiguous(), b_enc=b_enc, W_dec=W_dec.contiguous(), b_dec=t["b_dec"],
+        pre_bias=t["b_dec"] if e.get("apply_b_dec_to_input") else None,
+        threshold=t.get("threshold"), activation=act, k=e.get("k"), W_skip=t.get("W_skip"),
+        gate=gate, norm=e.get("normalize_activations") or "none",
+        norm_out=info.kind_hint == "sae", kind=kind,
+    )
+
+
+def _load_npz(path: Path, dtype: torch.dtype, device) -> dict[str, torch.Tensor]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: torch.from_numpy(np.asarray(z[k])).to(device=device, dtype=dtype).contiguous()
+                   for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path.name}: {exc}") from None
+    for name, t in out.items():
+        if not torch.isfinite(t).all():
+            raise InputError(f"{path.name}: array {name!r} contains NaN or Inf")
+    return out
+
+
+def _load_dictionary_learning(info: ArtifactInfo, dtype, device) -> SparseCoder:
+    path = info.files[1]
+    try:  # never a full unpickle: a state dict of tensors only
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle and torch raise many types
+        raise InputError(f"cannot read {path.name} with weights_only=True: {exc}") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f"{path.name}: not a state dict of tensors")
+    cls, want = info.extra["dict_class"], set(info.extra["keys"])
+    unknown = sorted(set(sd) - want)
+    if unknown:
+        raise InputError(f"{path.name}: unknown tensor {unknown[0]!r} in a dictionary_learning "
+                         f"{cls} state dict (it stores only {', '.join(sorted(want))}); "
+                         "refusing rather than ignoring it")
+    missing = sorted(want - set(sd))
+    if missing:
+        raise InputError(f"{path.name}: missing tensor {missing[0]!r} of a {cls}")
+    t = {k: v.to(device=device, dtype=dtype).contiguous() for k, v in sd.items()}
+    for name, v in t.items():
+        if not torch.isfinite(v).all():
+            raise InputError(f"{path.name}: tensor {name!r} contains NaN or Inf")
+    d, m = info.d_in, info.d_sae
+    if cls == "JumpReluAutoEncoder":
+        W_enc_t, W_dec = t["W_enc"], t["W_dec"]
+    else:
+        W_enc_t, W_dec = t["encoder.weight"].T.contiguous(), t["decoder.weight"].T.contiguous()
+    if tuple(W_enc_t.shape) != (d, m) or tuple(W_dec.shape) != (m, d):
+        raise InputError(f"{path.name}: encoder/decoder shapes {list(W_enc_t.shape)}, "
+                         f"{list(W_dec.shape)} do not match activation_dim {d}, dict_size {m}")
+    if cls == "AutoEncoder":
+        return SparseCoder(info, W_enc_t=W_enc_t, b_enc=t["encoder.bias"], W_dec=W_dec,
+                           b_dec=t["bias"], pre_bias=t["bias"])
+    if cls == "AutoEncoderNew":
+        return SparseCoder(info, W_enc_t=W_enc_t, b_enc=t["encoder.bias"], W_dec=W_dec,
+                           b_dec=t["decoder.bias"])
+    if cls == "GatedAutoEncoder":
+        gate = ((W_enc_t * t["r_mag"].exp()).contiguous(), t["mag_bias"])
+        return SparseCoder(info, W_enc_t=W_enc_t, b_enc=t["gate_bias"], W_dec=W_dec,
+                           b_dec=t["decoder_bias"], pre_bias=t["decoder_bias"],
+                           activation="gated", gate=gate)
+    if cls == "JumpReluAutoEncoder":
+        return SparseCoder(info, W_enc_t=W_enc_t, b_enc=t["b_enc"], W_dec=W_dec, b_dec=t["b_dec"],
+                           threshold=t["threshold"], activation="jumprelu_relu")
+    raise InputError(f"{path.name}: dictionary class {cls!r} cannot be loaded")
 
 
 class CrossLayerTranscoder:
@@ -281,10 +412,12 @@ def _get(t: dict, name: str, i: int | None = None):
 
 
 def load_artifact(path: str | Path, expected_sha256: dict[str, str] | None = None, *,
-                  dtype: torch.dtype = torch.float32, device=None) -> Loaded:
+                  dtype: torch.dtype = torch.float32, device=None, kind: str | None = None) -> Loaded:
     """Detect the format, verify hashes (when given), and load the weights.
 
-    ``dtype`` is the compute dtype (float32 or float64), whatever the stored dtype.
+    ``dtype`` is the compute dtype (float32 or float64), whatever the stored dtype. ``kind``:
+    the registered kind, for formats whose files do not say (a Gemma Scope ``params.npz`` is an
+    SAE or a transcoder).
     """
     if dtype not in COMPUTE_DTYPES:
         raise InputError(f"compute dtype must be float32 or float64, not {dtype}")
@@ -294,6 +427,8 @@ def load_artifact(path: str | Path, expected_sha256: dict[str, str] | None = Non
         verify_hashes(info, path, expected_sha256)
     device = torch.device(device) if device is not None else torch.device("cpu")
     fmt = info.format
+    if kind is not None and kind != info.kind_hint and kind not in info.extra.get("kinds", ()):
+        raise InputError(f"{path.name}: files look like a {info.kind_hint} ({fmt}), not a {kind}")
     if fmt == "feature_labels":
         return FeatureLabels(info, read_feature_labels(path))
     if fmt == "probe":
@@ -303,38 +438,33 @@ def load_artifact(path: str | Path, expected_sha256: dict[str, str] | None = Non
         t = _load_tensors(info.files[-1], dtype, device)
         return AttributionBaseline(info, t["baseline"])
     if fmt == "saelens":
-        t = _load_tensors(info.files[1], dtype, device)
-        norm = info.extra.get("normalize_activations")
-        if norm not in (None, "none"):
-            raise InputError(
-                f"{path.name}: normalize_activations={norm!r} is not supported; "
-                "store activations already normalised and set it to 'none'"
-            )
-        act = {"standard": "relu", "jumprelu": "jumprelu_relu", "topk": "topk"}[info.architecture]
-        return SparseCoder(
-            info, W_enc_t=t["W_enc"], b_enc=t["b_enc"], W_dec=t["W_dec"], b_dec=t["b_dec"],
-            pre_bias=t["b_dec"] if info.extra["apply_b_dec_to_input"] else None,
-            threshold=t.get("threshold"), activation=act, k=info.extra.get("k"),
-            W_skip=t.get("W_skip"),
-        )
+        return _load_saelens(info, _load_tensors(info.files[1], dtype, device), kind)
     if fmt == "circuit_tracer_transcoder":
         t = _load_tensors(info.files[0], dtype, device)
-        thr = t.get("threshold")
+        thr = t.get(info.extra.get("threshold_key") or "threshold")
+        if thr is not None and thr.ndim == 0:
+            thr = thr.expand(t["b_enc"].shape).contiguous()
         return SparseCoder(
             info, W_enc_t=t["W_enc"].T.contiguous(), b_enc=t["b_enc"], W_dec=t["W_dec"],
             b_dec=t["b_dec"], pre_bias=None, threshold=thr,
             activation="jumprelu" if thr is not None else "relu", W_skip=t.get("W_skip"),
         )
     if fmt == "sparsify":
-        if info.extra.get("multi_topk"):
-            raise InputError(f"{path.name}: sparsify multi_topk decoding is not supported")
         t = _load_tensors(info.files[1], dtype, device)
         return SparseCoder(
             info, W_enc_t=t["encoder.weight"].T.contiguous(), b_enc=t["encoder.bias"],
             W_dec=t["W_dec"], b_dec=t["b_dec"],
             pre_bias=None if info.extra["transcode"] else t["b_dec"],
-            activation="topk", k=info.extra["k"], W_skip=t.get("W_skip"),
+            activation=info.extra.get("activation", "topk"), k=info.extra["k"],
+            W_skip=t.get("W_skip"),
         )
+    if fmt == "gemma_scope":
+        t = _load_npz(info.files[0], dtype, device)
+        return SparseCoder(info, W_enc_t=t["W_enc"], b_enc=t["b_enc"], W_dec=t["W_dec"],
+                           b_dec=t["b_dec"], threshold=t["threshold"], activation="jumprelu_relu",
+                           kind=kind)
+    if fmt == "dictionary_learning":
+        return _load_dictionary_learning(info, dtype, device)
     if fmt == "circuit_tracer_clt":
         W_enc_t, b_enc, b_dec, thr, W_dec = [], [], [], [], []
         for i in range(info.n_layers):

@@ -57,7 +57,8 @@ def write_saelens(folder: str | Path, rng: np.random.Generator, d_in: int, d_sae
 def write_circuit_tracer_transcoder(path: str | Path, rng: np.random.Generator, d_model: int,
                                     d_tc: int, *, d_out: int | None = None,
                                     jumprelu: bool = False, skip: bool = False,
-                                    dtype=np.float32) -> dict[str, np.ndarray]:
+                                    dtype=np.float32,
+                                    threshold_key: str = "threshold") -> dict[str, np.ndarray]:
     do = d_out if d_out is not None else d_model
     t = {
         "W_enc": _w(rng, d_tc, d_model, scale=1 / np.sqrt(d_model)),
@@ -66,11 +67,30 @@ def write_circuit_tracer_transcoder(path: str | Path, rng: np.random.Generator, 
         "b_dec": _w(rng, do, scale=0.1),
     }
     if jumprelu:
-        t["threshold"] = _w(rng, d_tc, scale=0.3)  # signed on purpose: x·[x>θ] may be < 0
+        t[threshold_key] = _w(rng, d_tc, scale=0.3)  # signed on purpose: x·[x>θ] may be < 0
     if skip:
         t["W_skip"] = _w(rng, do, d_model, scale=0.1 / np.sqrt(d_model))
     save_file({k: v.astype(dtype) for k, v in t.items()}, str(path))
     return t
+
+
+def write_circuit_tracer_set(folder: str | Path, rng: np.random.Generator, n_layers: int,
+                             d_model: int, d_tc: int, *, jumprelu: bool = True, skip: bool = False,
+                             config: bool = True) -> list[dict[str, np.ndarray]]:
+    """circuit-tracer's on-disk transcoder set: ``layer_{i}.safetensors`` as
+    ``TranscoderSet.to_safetensors`` writes them (threshold under ``activation_function.threshold``)
+    and the ``config.yaml`` its caching helpers write."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = [write_circuit_tracer_transcoder(folder / f"layer_{i}.safetensors", rng, d_model, d_tc,
+                                              jumprelu=jumprelu, skip=skip,
+                                              threshold_key="activation_function.threshold")
+              for i in range(n_layers)]
+    if config:
+        (folder / "config.yaml").write_text(
+            "feature_input_hook: hook_resid_mid\nfeature_output_hook: hook_mlp_out\n"
+            "model_kind: transcoder_set\nmodel_name: synthetic\nscan: synthetic\n")
+    return layers
 
 
 def write_clt(folder: str | Path, rng: np.random.Generator, n_layers: int, d_model: int,

@@ -22,7 +22,7 @@ from compliance.hashing import json_safe, sha256_file
 from compliance.services.policy import policy_at
 from compliance.services.registry import get_artifact, get_model, get_version, plain, version_by_id
 from compliance.store.ledger import record, record_many
-from compliance.store.models import Artifact, Check, CheckFeature, Dataset, ModelVersion
+from compliance.store.models import Artifact, ArtifactSet, Check, CheckFeature, Dataset, ModelVersion
 
 CODER_KINDS = ("sae", "transcoder", "clt")
 # What a started check records as an `error` instead of raising: bad inputs, and the errors torch
@@ -126,7 +126,24 @@ def _frame(path: Path, max_rows: int | None):
 def _load(a: Artifact):
     from compliance.interp.loaders import load_artifact
 
-    return load_artifact(a.path, expected_sha256=a.files)
+    return load_artifact(a.path, expected_sha256=a.files, kind=a.kind)
+
+
+def member_tensor_names(session: Session, a: Artifact, path: Path) -> dict[str, str]:
+    """How a set member finds its activations in a file: ``activations``/``targets`` when the file
+    has them, else the per-layer names ``inputs_{i}``/``targets_{i}`` (i = the member's position
+    in its set, the layer for a circuit-tracer transcoder set), as for CLTs."""
+    from compliance.interp.headers import read_safetensors_header
+
+    if a.set_id is None:
+        return {}
+    names = read_safetensors_header(path).tensors
+    if "activations" in names:
+        return {}
+    from compliance.services.registry import get_artifact_set
+
+    i = list(get_artifact_set(session, a.set_id).members).index(a.set_member)
+    return {"activations": f"inputs_{i}", "targets": f"targets_{i}"}
 
 
 def _hooks_for(a: Artifact) -> dict:
@@ -186,6 +203,9 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         adapter = True
     if activations is not None and adapter and data is not None:
         raise UsageError("give either --activations or --adapter [--data], not both")
+    if session.get(Artifact, artifact_id) is None and session.get(ArtifactSet, artifact_id) is not None:
+        return run_set_fidelity(session, artifact_id, version, activations=activations, adapter=adapter,
+                                data=data, max_rows=max_rows, batch_rows=batch_rows, device=device)
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "fidelity", a.model_id, v.id, a.id)
@@ -207,7 +227,11 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         if activations is not None:
             p = Path(activations)
             hashes["activations"] = sha256_file(p)
-            res = compute_fidelity(coder, iter_safetensors_batches(p, batch_rows, coder=coder), device=device)
+            rename = member_tensor_names(session, a, p)
+            if rename:
+                params["tensors"] = dict(rename)
+            res = compute_fidelity(coder, iter_safetensors_batches(p, batch_rows, coder=coder, rename=rename),
+                                   device=device)
         else:
             model = version_model(session, v)
             hashes["weights"] = v.weights_sha256
@@ -235,6 +259,22 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
     except CHECK_FAILURES as exc:
         c = _error(session, st, exc, hashes, params)
     return check_view(session, c)
+
+
+STATUS_ORDER = ("pass", "warn", "fail", "error")
+
+
+def run_set_fidelity(session: Session, set_id: str, version: str | None = None, **kw) -> dict:
+    """Fidelity of every member of an artifact set: one check per member (its own status), all
+    in this transaction. The set's status shown here is the worst member's (DESIGN §3: a set is
+    valid only when every member is)."""
+    from compliance.services.registry import set_members, show_artifact_set
+
+    checks = [run_fidelity(session, m.id, version, **kw) for m in set_members(session, set_id)]
+    view = show_artifact_set(session, set_id)
+    worst = max((c["status"] for c in checks), key=STATUS_ORDER.index)
+    return {"set_id": set_id, "kind": "fidelity", "format": view["format"], "status": worst,
+            "members": view["members"], "checks": checks}
 
 
 def _probe_fidelity(session, st, a, v, data, max_rows, policy, hashes, params) -> dict:

@@ -20,6 +20,7 @@ from compliance.hashing import canonical_json, sha256_bytes, sha256_file
 from compliance.store.ledger import record, record_many, row_payload
 from compliance.store.models import (
     Artifact,
+    ArtifactSet,
     Base,
     Dataset,
     DecisionVolume,
@@ -167,18 +168,22 @@ def _no_later_events(session: Session, v: ModelVersion, at: datetime) -> None:
 def add_artifact(session: Session, model_id: str, *, kind: str, bound_version: str, path: str | Path,
                  hook: str | None = None, hook_out: str | None = None, labels: str | Path | None = None,
                  artifact_id: str | None = None, replaces: str | None = None) -> dict:
-    from compliance.interp.headers import detect_format, file_hashes, read_feature_labels  # torch-free
+    from compliance.interp.headers import detect_format, detect_set, file_hashes, read_feature_labels  # torch-free
 
     if kind not in ARTIFACT_KINDS:
         raise UsageError(f"unknown artifact kind {kind!r}: expected one of {', '.join(ARTIFACT_KINDS)}")
     get_model(session, model_id)
     v = get_version(session, model_id, bound_version)
     p = Path(path)
+    if not p.exists():
+        raise InputError(f"artifact not found: {p}")
+    aset = detect_set(p)
+    if aset is not None:
+        if labels:
+            raise UsageError("--labels applies to one artifact, not to a set: register labels per member")
+        return _add_set(session, model_id, v, kind, p, aset, hook, hook_out, artifact_id, replaces)
     info = detect_format(p)
-    compatible = {"sae": {"sae"}, "transcoder": {"transcoder"}, "clt": {"clt"}, "probe": {"probe"},
-                  "attribution_baseline": {"attribution_baseline"}, "feature_labels": {"feature_labels"}}[kind]
-    if info.kind_hint not in compatible:
-        raise InputError(f"{p}: files look like a {info.kind_hint} ({info.format}), not a {kind}")
+    _check_kind(p, info, kind)
     files = file_hashes(p)
     labels_path = labels_sha = None
     if labels:
@@ -205,6 +210,122 @@ def add_artifact(session: Session, model_id: str, *, kind: str, bound_version: s
     return _artifact_view(session, record(session, a))
 
 
+def _check_kind(p: Path, info, kind: str) -> None:
+    if info.kind_hint != kind and kind not in info.extra.get("kinds", ()):
+        raise InputError(f"{p}: files look like a {info.kind_hint} ({info.format}), not a {kind}")
+
+
+def _rel_hashes(root: Path, paths: list[Path]) -> dict[str, str]:
+    return {str(f.relative_to(root)): sha256_file(f) for f in paths}
+
+
+def _add_set(session: Session, model_id: str, v: ModelVersion, kind: str, p: Path, aset, hook: str | None,
+             hook_out: str | None, set_id: str | None, replaces: str | None) -> dict:
+    """An artifact set: one ArtifactSet row and one Artifact row per member, in one transaction."""
+    if aset.kind_hint != kind:
+        raise InputError(f"{p}: files look like a set of {aset.kind_hint}s ({aset.format}), not of {kind}s")
+    if hook or hook_out:
+        raise UsageError("--hook/--hook-out apply to one artifact: a set's members take their hooks from its config")
+    if replaces:
+        raise UsageError("--replaces applies to one artifact, not to a set")
+    files = _rel_hashes(p, aset.files)
+    digest = sha256_bytes(canonical_json(files).encode())
+    sid = set_id or f"{model_id}-{kind}-set-{v.label}-{digest[:8]}"
+    if not SLUG.match(sid):
+        raise UsageError(f"artifact set id {sid!r} must be a slug")
+    if session.get(ArtifactSet, sid) is not None or session.get(Artifact, sid) is not None:
+        raise Conflict(f"artifact set {sid!r} already exists")
+    rows: list[Base] = [ArtifactSet(
+        id=sid, model_id=model_id, kind=kind, bound_version_id=v.id, format=aset.format,
+        path=str(p.resolve()), sha256=digest, files=files, members=[name for name, _, _ in aset.members],
+        extra=_json_extra(aset.extra))]
+    for name, mpath, info in aset.members:
+        mfiles = {f.name if mpath.is_file() else str(f.relative_to(mpath)): files[str(f.relative_to(p))]
+                  for f in info.files}
+        mid = f"{sid}/{name}"
+        if session.get(Artifact, mid) is not None:
+            raise Conflict(f"artifact {mid!r} already exists")
+        rows.append(Artifact(
+            id=mid, model_id=model_id, kind=kind, bound_version_id=v.id, format=info.format,
+            architecture=info.architecture, hook_in=info.hook_name, hook_out=info.extra.get("hook_name_out"),
+            path=str(mpath.resolve()), sha256=sha256_bytes(canonical_json(mfiles).encode()), files=mfiles,
+            d_in=info.d_in, d_sae=info.d_sae, d_out=info.d_out, n_layers=info.n_layers,
+            extra=_json_extra(info.extra), set_id=sid, set_member=name))
+    record_many(session, rows)
+    return show_artifact_set(session, sid)
+
+
+MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._{}-]{0,99}$")
+
+
+def add_artifact_set(session: Session, model_id: str, *, kind: str, bound_version: str,
+                     members: list[tuple[str, str | Path]], set_id: str | None = None) -> dict:
+    """Group single artifacts given as (member name, path) into one artifact set, registered in
+    one transaction (e.g. per-layer SAELens folders or Gemma Scope files kept apart)."""
+    import os
+
+    from compliance.interp.headers import SetInfo, detect_format, detect_set
+
+    if kind not in ARTIFACT_KINDS:
+        raise UsageError(f"unknown artifact kind {kind!r}: expected one of {', '.join(ARTIFACT_KINDS)}")
+    get_model(session, model_id)
+    v = get_version(session, model_id, bound_version)
+    if not members:
+        raise UsageError("an artifact set needs at least one --member NAME=PATH")
+    names = [n for n, _ in members]
+    bad = [n for n in names if not MEMBER_NAME.match(n or "")]
+    if bad:
+        raise UsageError(f"member name {bad[0]!r} must be letters, digits, '.', '_' or '-'")
+    if len(set(names)) != len(names):
+        raise UsageError(f"member names must be unique, got {names}")
+    infos = []
+    for name, path in members:
+        mp = Path(path)
+        if not mp.exists():
+            raise InputError(f"member {name}: artifact not found: {mp}")
+        if detect_set(mp) is not None:
+            raise InputError(f"member {name}: {mp} is itself an artifact set")
+        info = detect_format(mp)
+        _check_kind(mp, info, kind)
+        infos.append((name, mp, info))
+    formats = {i.format for _, _, i in infos}
+    if len(formats) > 1:
+        raise InputError(f"the members mix formats {sorted(formats)}: a set holds one format")
+    files = [f for _, _, i in infos for f in i.files]
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    infos = [(n, mp.resolve(), i) for n, mp, i in infos]
+    for _, _, i in infos:
+        i.files = [f.resolve() for f in i.files]
+    aset = SetInfo(f"{formats.pop()}_set", kind, infos, [f for _, _, i in infos for f in i.files],
+                   {"grouped": True})
+    return _add_set(session, model_id, v, kind, root, aset, None, None, set_id, None)
+
+
+def get_artifact_set(session: Session, set_id: str) -> ArtifactSet:
+    s = session.get(ArtifactSet, set_id)
+    if s is None:
+        raise NotFound(f"unknown artifact set {set_id!r} (see `compliance artifact list`)")
+    return s
+
+
+def set_members(session: Session, set_id: str) -> list[Artifact]:
+    """The member artifacts of a set, in the set's order."""
+    s = get_artifact_set(session, set_id)
+    by_name = {a.set_member: a for a in session.scalars(select(Artifact).where(Artifact.set_id == set_id))}
+    return [by_name[n] for n in s.members]
+
+
+def show_artifact_set(session: Session, set_id: str) -> dict:
+    s = get_artifact_set(session, set_id)
+    d = plain(s)
+    d["bound_version"] = version_by_id(session, s.bound_version_id).label
+    d["is_set"] = True
+    d["member_artifacts"] = [_artifact_view(session, a) for a in set_members(session, set_id)]
+    first = d["member_artifacts"][0]
+    d.update(architecture=first["architecture"], d_in=first["d_in"], d_sae=first["d_sae"], d_out=first["d_out"])
+    return d
+
+
 def _json_extra(extra: dict) -> dict:
     import json
 
@@ -228,6 +349,8 @@ def list_artifacts(session: Session, model_id: str | None = None) -> list[dict]:
 def show_artifact(session: Session, artifact_id: str) -> dict:
     from compliance.store.models import Check
 
+    if session.get(Artifact, artifact_id) is None and session.get(ArtifactSet, artifact_id) is not None:
+        return show_artifact_set(session, artifact_id)
     a = get_artifact(session, artifact_id)
     d = _artifact_view(session, a)
     checks = session.execute(
