@@ -78,15 +78,9 @@ def fidelity_status(metrics: Mapping, baseline_ev: float | None,
     ``decision_flip_rate`` from the downstream check)."""
     v = _Verdict()
     s = "fidelity"
-    ev = _num(metrics, "explained_variance")
+    ev = _ev_dead_dense(v, metrics, policy, "")
     if ev is None:
-        v.add(ERROR, "explained_variance missing or not finite")
         return v.result()
-    ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
-    if ev < ev_fail:
-        v.add(FAIL, f"explained variance {ev:.4f} < {ev_fail}")
-    elif ev < ev_warn:
-        v.add(WARN, f"explained variance {ev:.4f} < {ev_warn}")
     if baseline_ev is not None and math.isfinite(baseline_ev):
         decay = baseline_ev - ev
         d_fail, d_warn = _p(policy, s, "decay_fail"), _p(policy, s, "decay_warn")
@@ -94,12 +88,6 @@ def fidelity_status(metrics: Mapping, baseline_ev: float | None,
             v.add(FAIL, f"explained variance decayed {decay:.4f} from baseline {baseline_ev:.4f} (> {d_fail})")
         elif decay > d_warn:
             v.add(WARN, f"explained variance decayed {decay:.4f} from baseline {baseline_ev:.4f} (> {d_warn})")
-    dead = _num(metrics, "dead_fraction")
-    if dead is not None and dead > _p(policy, s, "dead_fraction_warn"):
-        v.add(WARN, f"dead features {dead:.4f} > {_p(policy, s, 'dead_fraction_warn')}")
-    dense = _num(metrics, "dense_fraction")
-    if dense is not None and dense > _p(policy, s, "dense_fraction_warn"):
-        v.add(WARN, f"dense features {dense:.4f} > {_p(policy, s, 'dense_fraction_warn')}")
     _judge_layers(v, metrics, policy)
     flip = _num(metrics, "decision_flip_rate")
     if flip is not None:
@@ -111,26 +99,30 @@ def fidelity_status(metrics: Mapping, baseline_ev: float | None,
     return v.result()
 
 
+def _ev_dead_dense(v: _Verdict, metrics: Mapping, policy: Mapping | None, prefix: str) -> float | None:
+    """Explained variance against its floors, dead and dense fractions (the thresholds an
+    artifact and each CLT layer share); returns the EV, None (an error added) when missing."""
+    s = "fidelity"
+    ev = _num(metrics, "explained_variance")
+    if ev is None:
+        v.add(ERROR, f"{prefix}explained_variance missing or not finite")
+        return None
+    ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
+    if ev < ev_fail:
+        v.add(FAIL, f"{prefix}explained variance {ev:.4f} < {ev_fail}")
+    elif ev < ev_warn:
+        v.add(WARN, f"{prefix}explained variance {ev:.4f} < {ev_warn}")
+    for key, what in (("dead_fraction", "dead"), ("dense_fraction", "dense")):
+        x, limit = _num(metrics, key), _p(policy, s, f"{key}_warn")
+        if x is not None and x > limit:
+            v.add(WARN, f"{prefix}{what} features {x:.4f} > {limit}")
+    return ev
+
+
 def layer_status(layer: Mapping, policy: Mapping | None = None) -> tuple[str, list[str]]:
     """One output layer of a CLT against the same thresholds as a whole artifact (EV, dead, dense)."""
     v = _Verdict()
-    s = "fidelity"
-    name = f"layer {layer.get('layer')}"
-    ev = _num(layer, "explained_variance")
-    if ev is None:
-        v.add(ERROR, f"{name}: explained_variance missing or not finite")
-        return v.result()
-    ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
-    if ev < ev_fail:
-        v.add(FAIL, f"{name}: explained variance {ev:.4f} < {ev_fail}")
-    elif ev < ev_warn:
-        v.add(WARN, f"{name}: explained variance {ev:.4f} < {ev_warn}")
-    dead = _num(layer, "dead_fraction")
-    if dead is not None and dead > _p(policy, s, "dead_fraction_warn"):
-        v.add(WARN, f"{name}: dead features {dead:.4f} > {_p(policy, s, 'dead_fraction_warn')}")
-    dense = _num(layer, "dense_fraction")
-    if dense is not None and dense > _p(policy, s, "dense_fraction_warn"):
-        v.add(WARN, f"{name}: dense features {dense:.4f} > {_p(policy, s, 'dense_fraction_warn')}")
+    _ev_dead_dense(v, layer, policy, f"layer {layer.get('layer')}: ")
     return v.result()
 
 
