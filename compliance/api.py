@@ -86,11 +86,14 @@ class Store:
         with self.session() as s:
             return registry.add_artifact(s, model_id, kind=kind, bound_version=bound_version, path=path, **kw)
 
-    def add_dataset(self, model_id: str, *, path: str | Path, role: str = "production", window: str | None = None) -> dict:
+    def add_dataset(self, model_id: str, *, path: str | Path, role: str = "production", window: str | None = None,
+                    columns: dict[str, list[str]] | None = None, version: str | None = None) -> dict:
+        """``columns``: column roles {role: [column, ...]}; unlisted columns are inferred (see ``inferred``)."""
         from compliance.services import registry
 
         with self.session() as s:
-            return registry.add_dataset(s, model_id, path=path, role=role, window=parse_window(window))
+            return registry.add_dataset(s, model_id, path=path, role=role, window=parse_window(window),
+                                        columns=columns, version=version)
 
     def import_manifest(self, path: str | Path) -> dict:
         from compliance.services.manifest import import_manifest
@@ -123,8 +126,9 @@ class Store:
         with self.session() as s:
             return run_overhead(s, artifact_id, version, **kw)
 
-    def check_drift(self, model_id: str, version: str, *, reference: str | Path, current: str | Path,
-                    window: str | None = None, **kw: Any) -> dict:
+    def check_drift(self, model_id: str, version: str, *, reference: str | Path | None = None,
+                    current: str | Path | None = None, window: str | None = None, **kw: Any) -> dict:
+        """Input drift by column role; ``reference`` defaults to the version's development data."""
         from compliance.services.checks import run_drift
 
         with self.session() as s:
@@ -142,6 +146,20 @@ class Store:
 
         with self.session() as s:
             return detect_failure_modes(s, parse_datetime(at) if at else self.now())
+
+    def accept_check(self, check_id: int, *, rationale: str, actor: str | None = None) -> dict:
+        """Accept a warn fidelity check (refused for the model's owner or developers)."""
+        from compliance.services.acceptance import accept_check
+
+        with self.session(actor=actor) as s:
+            return accept_check(s, check_id, rationale=rationale)
+
+    def accept_failure_mode(self, occurrence_id: int, *, rationale: str, actor: str | None = None) -> dict:
+        """Accept a failure-mode occurrence (refused for the model's owner or developers)."""
+        from compliance.services.acceptance import accept_occurrence
+
+        with self.session(actor=actor) as s:
+            return accept_occurrence(s, occurrence_id, rationale=rationale)
 
     def add_finding(self, *, model_id: str, severity: str, title: str, owner: str, due: str, description: str | None = None,
                     actor: str | None = None) -> dict:

@@ -37,3 +37,7 @@ class SchemaOutOfDate(ComplianceError):
 
 class IntegrityFailure(ComplianceError):
     """The ledger or an evidence row does not verify."""
+
+
+class LookAhead(Conflict):
+    """A check asked to use data whose window ends after the check's time (DESIGN §3: no look-ahead)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .data import QUARTER_END, QUARTER_START
+from .data import QUARTER_END, QUARTER_START, QUARTERS  # noqa: F401
 
 QUARTER_FILES = {"loans": "data/loans_{q}.parquet", "cards": "data/cards_{q}.parquet", "sme": "data/sme_{q}.parquet"}
+MONTH_FILES = {"loans": "data/loans_{m}.parquet", "cards": "data/cards_{m}.parquet", "sme": "data/sme_{m}.parquet"}
+DEV_FILE = "data/{domain}_dev_{q0}_{q1}.parquet"  # a version's development data (its training quarters)
 
 
 @dataclass
@@ -159,6 +161,12 @@ def artifact_entry(a: ArtifactSpec) -> dict:
             "registered_at": a.registered_at}
 
 
+def last_closed_quarter(at: str) -> str:
+    """The latest quarter whose data is complete at ``at`` (it ended before at's day)."""
+    day = at[:10]
+    return max(q for q in QUARTERS if QUARTER_END[q] < day)
+
+
 def _t(day: str, hh: int = 0) -> str:
     return f"{day}T{hh:02d}:00:00Z"
 
@@ -170,9 +178,22 @@ def story_events() -> list[dict]:
     data = {"retail-pd": "data/loans_{q}.parquet", "card-fraud": "data/cards_{q}.parquet",
             "sme-limit": "data/sme_{q}.parquet", "collections-priority": "data/loans_{q}.parquet"}
 
-    def validate(at, art, version, q):
+    def validate(at, art, version, data_file=None):
+        """Validate on data the check could have had: by default the last quarter that ended before it."""
         add({"at": at, "do": "validate", "artifact": art, "version": version,
-             "data": data[ARTIFACT_BY_ID[art].model].format(q=q)})
+             "data": data_file or data[ARTIFACT_BY_ID[art].model].format(q=last_closed_quarter(at))})
+
+    def overhead(at, art, version):
+        add({"at": at, "do": "overhead", "artifact": art, "version": version,
+             "data": data[ARTIFACT_BY_ID[art].model].format(q=last_closed_quarter(at))})
+
+    def accept(at, art, version, rationale):
+        """A validator (not the owner or a developer) accepts the latest warn fidelity check."""
+        add({"at": at, "do": "accept", "artifact": art, "version": version, "rationale": rationale,
+             "actor": "carol.validator"})
+
+    july = {"retail-pd": MONTH_FILES["loans"], "card-fraud": MONTH_FILES["cards"],
+            "sme-limit": MONTH_FILES["sme"]}
 
     # versions are registered a few days after training, deployed on their deploy date
     by_time = []
@@ -199,63 +220,72 @@ def story_events() -> list[dict]:
     # ---- 2025Q4: launch of the book; retail-pd and sme-limit get artifacts, card-fraud none yet
     deploy_all(_t("2025-10-01"))
     register(_t("2025-10-05"), "retail-pd-sae-l1-v1", "retail-pd-labels-v1", "retail-pd-baseline-v1")
-    validate(_t("2025-10-06"), "retail-pd-sae-l1-v1", "v1", "2025Q4")
-    validate(_t("2025-10-06", 1), "retail-pd-baseline-v1", "v1", "2025Q4")
+    validate(_t("2025-10-06"), "retail-pd-sae-l1-v1", "v1")
+    validate(_t("2025-10-06", 1), "retail-pd-baseline-v1", "v1")
     register(_t("2025-10-08"), "sme-limit-tc-l0-v1", "sme-limit-tc-l1-v1", "sme-limit-tc-l2-v1")
     for layer in range(3):
-        validate(_t("2025-10-09", layer), f"sme-limit-tc-l{layer}-v1", "v1", "2025Q4")
-    add({"at": _t("2025-10-10"), "do": "overhead", "artifact": "sme-limit-tc-l1-v1", "version": "v1"})
+        validate(_t("2025-10-09", layer), f"sme-limit-tc-l{layer}-v1", "v1")
+    overhead(_t("2025-10-10"), "sme-limit-tc-l1-v1", "v1")
     register(_t("2025-10-20"), "retail-pd-probe-age-v1")
-    validate(_t("2025-10-21"), "retail-pd-probe-age-v1", "v1", "2025Q4")
+    validate(_t("2025-10-21"), "retail-pd-probe-age-v1", "v1")
     add({"at": _t("2025-11-15"), "do": "finding", "model": "card-fraud", "severity": "medium",
          "title": "No interpretability artifacts for a tier-1 fraud model", "owner": "bruno.keller",
          "due": "2026-03-31"})
-    add({"at": _t("2025-12-31", 23), "do": "due_checks"})
+    # quarter-close sweeps run at 00:00 of the next quarter, once the quarter's data is complete
+    add({"at": _t("2026-01-01"), "do": "due_checks"})
     # ---- 2026Q1: retail-pd v2 (deep retrain) and card-fraud v2; the v1 SAE is re-validated on v2, the baseline is not
     deploy_all(_t("2026-01-05"))
-    validate(_t("2026-01-08"), "retail-pd-sae-l1-v1", "v2", "2026Q1")
+    validate(_t("2026-01-08"), "retail-pd-sae-l1-v1", "v2")
     deploy_all(_t("2026-01-12"))
     for layer in range(3):
-        validate(_t("2026-01-14", layer), f"sme-limit-tc-l{layer}-v1", "v1", "2026Q1")
-    add({"at": _t("2026-01-20"), "do": "drift", "model": "retail-pd", "version": "v2",
-         "reference": "data/loans_2025Q4.parquet", "current": "data/loans_2026Q1.parquet"})
+        validate(_t("2026-01-14", layer), f"sme-limit-tc-l{layer}-v1", "v1")
     add({"at": _t("2026-02-16"), "do": "finding", "model": "retail-pd", "severity": "medium",
          "title": "Plan a retrained SAE for retail-pd after the v2 deep retrain", "owner": "alice.chen", "due": "2026-04-30"})
-    add({"at": _t("2026-03-31", 23), "do": "due_checks"})
+    add({"at": _t("2026-04-01"), "do": "due_checks"})
+    # retail-pd v2's first quarter in production against its development data (the default reference)
+    add({"at": _t("2026-04-01"), "do": "drift", "model": "retail-pd", "version": "v2",
+         "current": "data/loans_2026Q1.parquet"})
     # ---- 2026Q2: retrains everywhere; the retail SAE is replaced, card-fraud gets its SAE,
     #      sme-limit gets a CLT and a (too) wide SAE, the v1 transcoders are re-validated on v2 once
     deploy_all(_t("2026-04-01"))
     deploy_all(_t("2026-04-06"))
     register(_t("2026-04-08"), "sme-limit-clt-v2", "sme-limit-sae-wide-v2")
-    validate(_t("2026-04-08", 1), "sme-limit-clt-v2", "v2", "2026Q2")
-    validate(_t("2026-04-08", 2), "sme-limit-sae-wide-v2", "v2", "2026Q2")
-    validate(_t("2026-04-08", 3), "sme-limit-tc-l1-v1", "v2", "2026Q2")
-    add({"at": _t("2026-04-09"), "do": "overhead", "artifact": "sme-limit-sae-wide-v2", "version": "v2"})
+    validate(_t("2026-04-08", 1), "sme-limit-clt-v2", "v2")
+    validate(_t("2026-04-08", 2), "sme-limit-sae-wide-v2", "v2")
+    validate(_t("2026-04-08", 3), "sme-limit-tc-l1-v1", "v2")
+    overhead(_t("2026-04-09"), "sme-limit-sae-wide-v2", "v2")
     register(_t("2026-04-10"), "retail-pd-sae-l1-v3", "card-fraud-sae-l2-v3")
-    validate(_t("2026-04-10", 1), "retail-pd-sae-l1-v3", "v3", "2026Q2")
+    validate(_t("2026-04-10", 1), "retail-pd-sae-l1-v3", "v3")
     add({"at": _t("2026-04-10", 2), "do": "alignment", "old": "retail-pd-sae-l1-v1", "new": "retail-pd-sae-l1-v3",
          "version": "v3"})
-    validate(_t("2026-04-10", 4), "card-fraud-sae-l2-v3", "v3", "2026Q2")
-    add({"at": _t("2026-04-10", 5), "do": "overhead", "artifact": "card-fraud-sae-l2-v3", "version": "v3"})
+    validate(_t("2026-04-10", 4), "card-fraud-sae-l2-v3", "v3")
+    overhead(_t("2026-04-10", 5), "card-fraud-sae-l2-v3", "v3")
+    # a validator reviews the new fraud SAE's warning (dense features) and accepts it
+    accept(_t("2026-04-14"), "card-fraud-sae-l2-v3", "v3",
+           "Dense features reviewed: they track transaction amount bands and are documented; adequate for reason codes.")
     add({"at": _t("2026-05-04"), "do": "finding", "model": "sme-limit", "severity": "low",
          "title": "Wide SAE exceeds the latency budget; use offline only", "owner": "chloe.martin",
          "due": "2026-09-30"})
-    add({"at": _t("2026-06-30", 23), "do": "due_checks"})
+    add({"at": _t("2026-07-01"), "do": "due_checks"})
     # ---- 2026Q3: retail-pd v4 and sme-limit v3; crypto-exchange traffic arrives in card data
     deploy_all(_t("2026-07-01"))
-    validate(_t("2026-07-03"), "retail-pd-sae-l1-v3", "v4", "2026Q3")
-    # the drift check comes first: the fidelity check that follows it on the drifted window is
-    # what reveals FM-DRIFT-BRITTLE (explanations confident and wrong under shift)
-    add({"at": _t("2026-07-06"), "do": "drift", "model": "card-fraud", "version": "v3",
-         "reference": "data/cards_2026Q2.parquet", "current": "data/cards_2026Q3.parquet"})
-    validate(_t("2026-07-06", 1), "card-fraud-sae-l2-v3", "v3", "2026Q3")
-    add({"at": _t("2026-07-06", 2), "do": "activation_drift", "artifact": "card-fraud-sae-l2-v3", "version": "v3",
-         "reference": "data/cards_2026Q2.parquet", "current": "data/cards_2026Q3.parquet"})
-    add({"at": _t("2026-07-07"), "do": "drift", "model": "retail-pd", "version": "v4",
-         "reference": "data/loans_2025Q4.parquet", "current": "data/loans_2026Q3.parquet"})
-    add({"at": _t("2026-07-07", 1), "do": "drift", "model": "sme-limit", "version": "v3",
-         "reference": "data/sme_2025Q4.parquet", "current": "data/sme_2026Q3.parquet"})
-    add({"at": _t("2026-07-15"), "do": "finding", "model": "card-fraud", "severity": "high",
+    validate(_t("2026-07-03"), "retail-pd-sae-l1-v3", "v4")
+    accept(_t("2026-07-06"), "retail-pd-sae-l1-v3", "v4",
+           "v4 is a light refresh; EV 0.97 on v4 with the dense features already reviewed on v3. Accepted until the "
+           "next retrain.")
+    # July's extract is complete on 1 August: the drift checks against each version's development
+    # data come first; the fidelity check that follows on the drifted window is what reveals
+    # FM-DRIFT-BRITTLE (explanations confident and wrong under shift)
+    add({"at": _t("2026-08-03"), "do": "drift", "model": "card-fraud", "version": "v3",
+         "current": july["card-fraud"].format(m="2026-07")})
+    validate(_t("2026-08-03", 1), "card-fraud-sae-l2-v3", "v3", july["card-fraud"].format(m="2026-07"))
+    add({"at": _t("2026-08-03", 2), "do": "activation_drift", "artifact": "card-fraud-sae-l2-v3", "version": "v3",
+         "reference": "data/cards_2026Q2.parquet", "current": july["card-fraud"].format(m="2026-07")})
+    add({"at": _t("2026-08-04"), "do": "drift", "model": "retail-pd", "version": "v4",
+         "current": july["retail-pd"].format(m="2026-07")})
+    add({"at": _t("2026-08-04", 1), "do": "drift", "model": "sme-limit", "version": "v3",
+         "current": july["sme-limit"].format(m="2026-07")})
+    add({"at": _t("2026-08-05"), "do": "finding", "model": "card-fraud", "severity": "high",
          "title": "Fraud-score explanations unreliable on crypto-exchange traffic", "owner": "bruno.keller",
          "due": "2026-10-31"})
     add({"at": _t("2026-08-03"), "do": "finding", "model": "retail-pd", "severity": "medium",
@@ -263,8 +293,9 @@ def story_events() -> list[dict]:
     # a misconfigured nightly job points the sme-limit validation at the retail loans extract:
     # the check cannot run and is recorded as an error (FM-ERROR) -- absence of evidence is evidence
     add({"at": _t("2026-08-12"), "do": "validate", "artifact": "sme-limit-sae-wide-v2", "version": "v3",
-         "data": "data/loans_2026Q3.parquet"})
-    add({"at": _t("2026-09-30", 23), "do": "due_checks"})
+         "data": "data/loans_2026Q2.parquet"})
+    add({"at": _t("2026-10-01"), "do": "due_checks"})
     if deploys:  # pragma: no cover - every deploy date must appear above
         raise AssertionError(f"deploy dates not in the story: {sorted(deploys)}")
+    ev.sort(key=lambda e: e["at"])  # stable: events at the same time keep their written order
     return ev

@@ -24,11 +24,11 @@ import torch
 import yaml
 
 from . import artifacts as A
-from .book import ARTIFACTS, MODELS, QUARTER_FILES, artifact_entry, story_events
-from .data import QUARTER_END, QUARTER_START, QUARTERS, SCHEMA, generate
+from .book import ARTIFACTS, DEV_FILE, MODELS, MONTH_FILES, QUARTER_FILES, artifact_entry, story_events
+from .data import MONTH_EXTRACTS, QUARTER_END, QUARTER_START, QUARTERS, SCHEMA, column_roles, generate, month_rows
 from .models import Encoding, ResidualMLP, save_model, train
 
-GENERATOR_VERSION = "sample-bank/2"
+GENERATOR_VERSION = "sample-bank/3"  # 3: development data per version, July extracts, column roles
 DEFAULT_SEED = 20251001
 ROWS_PER_QUARTER = 20_000
 BUILD_THREADS = 1  # small matmuls gain little from threads; one thread is robust on a busy machine
@@ -135,6 +135,15 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
                 p = out / QUARTER_FILES[domain].format(q=q)
                 p.parent.mkdir(parents=True, exist_ok=True)
                 fr.to_parquet(p, index=False, compression="zstd")
+            for month, q in MONTH_EXTRACTS.items():  # a month's extract, usable before its quarter closes
+                p = out / MONTH_FILES[domain].format(m=month)
+                month_rows(domain, frames[domain][q], month).to_parquet(p, index=False, compression="zstd")
+        for spec in MODELS:  # development data: what each version was trained on (the drift reference)
+            for vspec in spec.versions:
+                p = out / DEV_FILE.format(domain=spec.domain, q0=vspec.train_quarters[0], q1=vspec.train_quarters[-1])
+                if not p.exists():
+                    pd.concat([frames[spec.domain][q] for q in vspec.train_quarters], ignore_index=True) \
+                        .to_parquet(p, index=False, compression="zstd")
         say(f"data written ({time.perf_counter() - t0:.1f}s)")
         # ---- models
         trained: dict[tuple[str, str], tuple[ResidualMLP, Encoding, pd.DataFrame]] = {}
@@ -227,6 +236,9 @@ def _build_artifact(art, trained, out: Path, seed: int) -> None:
         raise ValueError(art.kind)
 
 
+MONTH_EXTRACTS_WINDOWS = {m: (f"{m}-01", str((pd.Period(m, "M").end_time).date())) for m in MONTH_EXTRACTS}
+
+
 def _manifest(out: Path) -> dict:
     models, versions, deployments, datasets = [], [], [], []
     for spec in MODELS:
@@ -240,10 +252,18 @@ def _manifest(out: Path) -> dict:
                 deployments.append({"model": spec.id, "version": prev, "action": "retire", "at": v.deploy_at})
             deployments.append({"model": spec.id, "version": v.version, "action": "deploy", "at": v.deploy_at})
             prev = v.version
+        roles = column_roles(spec.domain)
         for q in QUARTERS:
             role = "production" if q >= "2025Q4" else "train"
             datasets.append({"model": spec.id, "path": QUARTER_FILES[spec.domain].format(q=q),
-                             "window": f"{QUARTER_START[q]}..{QUARTER_END[q]}", "role": role})
+                             "window": f"{QUARTER_START[q]}..{QUARTER_END[q]}", "role": role, "columns": roles})
+        for month, (start, end) in MONTH_EXTRACTS_WINDOWS.items():
+            datasets.append({"model": spec.id, "path": MONTH_FILES[spec.domain].format(m=month),
+                             "window": f"{start}..{end}", "role": "production", "columns": roles})
+        for v in spec.versions:
+            datasets.append({"model": spec.id, "version": v.version, "role": "train", "window": v.data_window,
+                             "path": DEV_FILE.format(domain=spec.domain, q0=v.train_quarters[0], q1=v.train_quarters[-1]),
+                             "columns": roles})
     deployments.sort(key=lambda d: (d["at"], d["model"], d["action"] != "retire"))
     return {"format": "compliance-manifest/1", "models": models,
             "versions": versions, "deployments": deployments,

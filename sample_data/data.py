@@ -220,3 +220,27 @@ def generate(domain: str, quarter: str, n: int, seed: int) -> pd.DataFrame:
     """One quarter of one population, deterministic in (domain, quarter, n, seed)."""
     return GENERATORS[domain](quarter, n, seed)
 
+
+
+# A month's extract of a quarter (registered as its own production window, so checks inside the
+# quarter can use the month once it has closed, without looking ahead).
+MONTH_EXTRACTS = {"2026-07": "2026Q3"}
+_TIME_COLUMN = {"loans": "applied_on", "cards": "timestamp", "sme": "applied_on"}
+_ID_COLUMN = {"loans": "application_id", "cards": "transaction_id", "sme": "application_id"}
+_PROTECTED = {"loans": ["age"], "cards": ["customer_age"], "sme": []}
+
+
+def month_rows(domain: str, frame: pd.DataFrame, month: str) -> pd.DataFrame:
+    """The rows of ``frame`` dated in ``month`` (YYYY-MM)."""
+    t = pd.to_datetime(frame[_TIME_COLUMN[domain]])
+    return frame[t.dt.strftime("%Y-%m") == month].reset_index(drop=True)
+
+
+def column_roles(domain: str) -> dict[str, list[str]]:
+    """Column roles of a population's files (DESIGN §2): model inputs, label, protected, id, time."""
+    sc = SCHEMA[domain]
+    roles = {"input": [n for n, _ in sc["numeric"]] + list(sc["categorical"]), "target": [sc["label"]],
+             "id": [_ID_COLUMN[domain]], "timestamp": [_TIME_COLUMN[domain]]}
+    if _PROTECTED[domain]:
+        roles["protected"] = list(_PROTECTED[domain])
+    return roles

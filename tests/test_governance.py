@@ -53,7 +53,10 @@ def test_failure_modes_detect_idempotent_and_update(cli, tmp_path: Path):
     occ = opened[0]["id"]
     code, _, err = cli("failure-modes", "update", str(occ), "--status", "accepted", "--rationale", "")
     assert code == 2 and "rationale" in err
-    assert cli("failure-modes", "update", str(occ), "--status", "accepted", "--rationale", "compensating control")[0] == 0
+    # the importer recorded the versions (a developer): an acceptance needs someone else (methodology v2)
+    assert cli("failure-modes", "update", str(occ), "--status", "accepted", "--rationale", "compensating control")[0] == 1
+    assert cli("failure-modes", "update", str(occ), "--status", "accepted", "--rationale", "compensating control",
+               actor="carol")[0] == 0
     rows = json.loads(cli("failure-modes", "list", "--json")[1])
     assert next(r for r in rows if r["id"] == occ)["status"] == "accepted"
     assert occ not in [r["id"] for r in json.loads(cli("failure-modes", "list", "--open", "--json")[1])]

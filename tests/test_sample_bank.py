@@ -26,7 +26,7 @@ from sample_data.build import GENERATOR_VERSION, build
 pytestmark = pytest.mark.slow
 
 STORY_ACTIONS = {"register_version", "deploy", "retire", "register_artifact", "validate", "drift", "overhead",
-                 "alignment", "activation_drift", "finding", "due_checks"}
+                 "alignment", "activation_drift", "finding", "due_checks", "accept"}
 KINDS = {"sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_labels"}
 
 
@@ -141,6 +141,28 @@ def test_story_is_ordered_and_refers_to_the_book(bank, manifest):
                 assert (bank / e[key]).is_file()
     kinds = {e["do"] for e in events}
     assert STORY_ACTIONS <= kinds
+
+
+def test_story_never_looks_ahead_and_registers_roles(bank, manifest):
+    """Every file a story event names has a registered window that ended before the event's day,
+    every dataset has column roles with its label as a target, and every version has development data."""
+    windows = {d["path"]: d["window"] for d in manifest["datasets"]}
+    events = yaml.safe_load((bank / "story.yaml").read_text())["events"]
+    named = 0
+    for e in events:
+        for key in ("data", "reference", "current"):
+            if key in e:
+                end = windows[e[key]].split("..")[1]
+                assert end < e["at"][:10], (e, end)
+                named += 1
+    assert named >= 20
+    labels = {"loans": "default_12m", "cards": "is_fraud", "sme": "limit_breach_12m"}
+    for d in manifest["datasets"]:
+        domain = Path(d["path"]).name.split("_")[0]
+        assert d["columns"]["target"] == [labels[domain]] and labels[domain] not in d["columns"]["input"]
+        assert d["columns"]["id"] and d["columns"]["timestamp"]
+    dev = {(d["model"], d["version"]) for d in manifest["datasets"] if d.get("version")}
+    assert dev == {(v["model"], v["version"]) for v in manifest["versions"]}
 
 
 def test_adapter_returns_runnable_module_with_hook_points(bank, manifest):

@@ -172,17 +172,21 @@ def drift(
     ctx: typer.Context,
     model: str,
     version: Annotated[str, typer.Option("--version", "-v", help="Model version the data feeds.")],
-    reference: Annotated[Path, typer.Option(help="Reference CSV/Parquet.")],
-    current: Annotated[Path, typer.Option(help="Current CSV/Parquet.")],
-    window: Annotated[str | None, typer.Option(help="Current data window START..END.")] = None,
-    features: Annotated[str | None, typer.Option(help="Comma-separated feature subset.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference CSV/Parquet (default: the version's registered development data).")] = None,
+    current: Annotated[Path | None, typer.Option(help="Current CSV/Parquet (default: the latest registered production window that has ended).")] = None,
+    window: Annotated[str | None, typer.Option(help="Window START..END of the --current file (default: its registered window).")] = None,
+    features: Annotated[str | None, typer.Option(help="Comma-separated input columns to judge (default: the inputs of the registered column roles).")] = None,
     categorical: Annotated[str | None, typer.Option(help="Comma-separated features to treat as categorical.")] = None,
     streaming: Annotated[bool | None, typer.Option("--streaming/--in-memory", help="Force bounded-memory Parquet streaming (default: automatic for large files).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Input drift per feature (PSI, KS, Wasserstein, JS; chi-square for categories) and the dataset verdict.
 
-    Example: compliance check drift retail-pd --version v3 --reference q4.parquet --current q3.parquet --window 2026-07-01..2026-09-30
+    Only input columns are judged: the dataset fails when a key driver fails or when the share of
+    failed inputs reaches drift.share_fail; target columns are reported apart as label shift. A
+    data window that ends after the check time is refused (no look-ahead).
+
+    Example: compliance check drift retail-pd --version v3 --current q3.parquet
     """
     from compliance.services.checks import run_drift
     from compliance.timeutil import parse_window
@@ -195,11 +199,16 @@ def drift(
 
     def human(c):
         m = c["metrics"]
+        share = m.get("drifted_share")
+        ref = (c.get("parameters") or {}).get("reference_data") or {}
         console().print(f"check {c['id']} data_drift {model} {version}: {status_markup(c['status'])} — "
-                        f"{m['n_drifted']}/{m['n_features']} features drifted (share {m['drifted_share']:.2f}), "
-                        f"{m['n_ref']} vs {m['n_cur']} rows, {m['method']}")
-        table(None, ["feature", "kind", "PSI", "KS", "KS p", "Wass/σ", "JS", "χ² p", "missing", "status"],
-              [[f["feature"], f["kind"], _fmt(f["psi"]), _fmt(f["ks_stat"]), _fmt(f["ks_pvalue"]), _fmt(f["wasserstein"]),
+                        f"{m['n_drifted']}/{m['n_features']} inputs drifted (share {_fmt(share)}), "
+                        f"{m['n_ref']} vs {m['n_cur']} rows, {m['method']}; reference "
+                        f"{Path(ref.get('path') or '').name} ({'default: ' if ref.get('default') else ''}{ref.get('basis', '')})")
+        for r in c.get("reasons") or []:
+            console().print(f"  {r}")
+        table(None, ["feature", "role", "kind", "PSI", "KS", "KS p", "Wass/σ", "JS", "χ² p", "missing", "status"],
+              [[f["feature"], f.get("role", ""), f["kind"], _fmt(f["psi"]), _fmt(f["ks_stat"]), _fmt(f["ks_pvalue"]), _fmt(f["wasserstein"]),
                 _fmt(f["js_distance"]), _fmt(f["chi2_pvalue"]), f"{f['missing_ref']}/{f['missing_cur']}", f["status"]]
                for f in c["features"]], status_col="status")
 
@@ -254,6 +263,22 @@ def run(
         typer.echo(f"{len(o['failure_modes_opened'])} failure-mode occurrence(s) opened")
 
     emit(out, as_json, human)
+
+
+@check_app.command("accept")
+def accept_cmd(ctx: typer.Context, check_id: int,
+               rationale: Annotated[str, typer.Option(help="Why the warning is acceptable (required).")],
+               as_json: JsonOpt = False) -> None:
+    """Accept a warn fidelity check of an artifact (a validator; not the model's owner or developer).
+
+    An accepted warn makes the artifact valid for that version (methodology v2).
+    Example: compliance --actor carol check accept 42 --rationale "EV 0.78 on a tier-2 model: adequate for reason codes"
+    """
+    from compliance.services.acceptance import accept_check
+
+    with session(ctx) as s:
+        a = accept_check(s, check_id, rationale=rationale)
+    emit(a, as_json, lambda a: typer.echo(f"check {check_id} accepted by {a['actor']} (acceptance {a['id']})"))
 
 
 @check_app.command("list")

@@ -100,6 +100,21 @@ def fm_update(ctx: typer.Context, occurrence: int,
     emit(ev, as_json, lambda e: typer.echo(f"occurrence {occurrence} -> {e['status']}"))
 
 
+@fm_app.command("accept")
+def fm_accept(ctx: typer.Context, occurrence: int,
+              rationale: Annotated[str, typer.Option(help="Why the risk is accepted (required).")],
+              as_json: JsonOpt = False) -> None:
+    """Accept a failure-mode occurrence (a validator; not the model's owner or developer).
+
+    Example: compliance --actor carol failure-modes accept 7 --rationale "manual review of every decline until retrain"
+    """
+    from compliance.services.acceptance import accept_occurrence
+
+    with session(ctx) as s:
+        a = accept_occurrence(s, occurrence, rationale=rationale)
+    emit(a, as_json, lambda a: typer.echo(f"occurrence {occurrence} accepted by {a['actor']} (acceptance {a['id']})"))
+
+
 @finding_app.command("add")
 def finding_add(
     ctx: typer.Context,

@@ -245,16 +245,35 @@ def data_add(
     model_id: str,
     path: Annotated[Path, typer.Option(help="CSV or Parquet file.")],
     window: Annotated[str | None, typer.Option(help="Data window START..END.")] = None,
-    role: Annotated[str, typer.Option(help="production | train | reference")] = "production",
+    role: Annotated[list[str] | None, typer.Option(
+        help="Repeatable. ROLE=col1,col2 gives column roles (input, target, protected, score, id, timestamp, "
+             "weight); a bare production | train | reference says what the file is (default production). "
+             "Columns without a role are inferred from their names and types, with a warning.")] = None,
+    version: Annotated[str | None, typer.Option("--version", "-v", help="The model version this is development (training) data of: the default drift reference of that version.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a data file (hashed) for a model.  Example: compliance data add retail-pd --path q3.parquet --window 2026-07-01..2026-09-30"""
+    """Register a data file (hashed) for a model, with its column roles.
+
+    Example: compliance data add retail-pd --path q3.parquet --window 2026-07-01..2026-09-30 --role input=income,age --role target=default_12m --role protected=age
+    """
+    from compliance.checks.roles import parse_role_options
+    from compliance.errors import UsageError
     from compliance.services import registry
     from compliance.timeutil import parse_window
 
+    purposes = [r for r in role or [] if "=" not in r]
+    if len(purposes) > 1:
+        raise UsageError(f"give at most one of production | train | reference, got {', '.join(purposes)}")
+    purpose = purposes[0] if purposes else "production"
+    columns = parse_role_options(r for r in role or [] if "=" in r)
     with session(ctx) as s:
-        d = registry.add_dataset(s, model_id, path=path, role=role, window=parse_window(window, what="--window"))
-    emit(d, as_json, lambda d: typer.echo(f"registered {role} data {d['id']} for {model_id} ({d['sha256'][:16]}…)"))
+        d = registry.add_dataset(s, model_id, path=path, role=purpose, window=parse_window(window, what="--window"),
+                                 columns=columns or None, version=version)
+    if d.get("inferred"):
+        typer.echo(f"warning: column roles inferred from names and types (give --role ROLE=cols to set them): "
+                   f"{'; '.join(d['inferred'])}", err=True)
+    emit(d, as_json, lambda d: typer.echo(f"registered {purpose} data {d['id']} for {model_id} ({d['sha256'][:16]}…)"
+                                          + (f", development data of {d['version']}" if d.get("version") else "")))
 
 
 @data_app.command("list")
@@ -265,8 +284,15 @@ def data_list(ctx: typer.Context, model: Annotated[str | None, typer.Option(help
 
     with session(ctx, readonly=True) as s:
         rows = registry.list_datasets(s, model)
-    emit(rows, as_json, lambda rs: table("Data", ["id", "model", "role", "window", "path"],
-                                          [[r["id"], r["model_id"], r["role"], f"{r['window_start']}..{r['window_end']}", r["path"]] for r in rs]))
+    emit(rows, as_json, lambda rs: table("Data", ["id", "model", "role", "window", "version", "columns", "path"],
+                                          [[r["id"], r["model_id"], r["role"], f"{r['window_start']}..{r['window_end']}",
+                                            r.get("version") or "", _roles_brief(r.get("columns")), r["path"]] for r in rs]))
+
+
+def _roles_brief(cols: dict | None) -> str:
+    if not cols:
+        return "—"
+    return "; ".join(f"{role} {len(c)}" if role == "input" else f"{role} {','.join(c)}" for role, c in cols.items())
 
 
 @volume_app.command("import")

@@ -13,6 +13,9 @@ Metrics (choice of this project; DESIGN §3 is silent on baselines):
 - ``completeness_mae`` = mean_n |Δf_n − Σ_i attr_{n,i}| (logits).
 - ``baseline_gap`` = |σ(f(b)) − mean_n σ(f(x_n))|: how far the baseline's score sits from the
   population's mean score on the current data (drift makes a once-neutral baseline biased).
+- ``input_attribution`` = per raw input column, mean_n Σ_{i of the column} |attr_{n,i}| (an encoded
+  input ``region=North`` counts for column ``region``), when the model or the baseline names its
+  encoded inputs (``feature_names``): the model's key drivers for drift are its top inputs here.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class BaselineFidelity(ToDict):
     baseline_gap: float
     baseline_score: float
     mean_score: float
+    input_attribution: dict | None = None
     formula_version: str = FORMULA_VERSION + "+ig-completeness"
 
 
@@ -89,4 +93,25 @@ def baseline_fidelity(baseline, model: LoadedModel, frame, steps: int = IG_STEPS
     score_b, scores = float(torch.sigmoid(fb)), torch.sigmoid(fx)
     return BaselineFidelity(n_rows=x.shape[0], steps=steps, explained_variance=ev,
                             completeness_mae=float(resid.abs().mean()), baseline_gap=abs(score_b - float(scores.mean())),
-                            baseline_score=score_b, mean_score=float(scores.mean()))
+                            baseline_score=score_b, mean_score=float(scores.mean()),
+                            input_attribution=_by_column(attr, _feature_names(baseline, model, attr.shape[1])))
+
+
+def _feature_names(baseline, model: LoadedModel, width: int) -> list[str] | None:
+    for names in ((model.metadata or {}).get("feature_names"),
+                  (getattr(getattr(baseline, "info", None), "extra", None) or {}).get("feature_names")):
+        if isinstance(names, list) and len(names) == width and all(isinstance(n, str) for n in names):
+            return names
+    return None
+
+
+def _by_column(attr: torch.Tensor, names: list[str] | None) -> dict | None:
+    """Mean |attribution| per raw column (one-hot inputs ``col=value`` summed into ``col``)."""
+    if names is None:
+        return None
+    per_input = attr.abs().mean(dim=0)
+    out: dict[str, float] = {}
+    for name, a in zip(names, per_input.tolist()):
+        col = name.split("=", 1)[0]
+        out[col] = out.get(col, 0.0) + float(a)
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))

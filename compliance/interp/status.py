@@ -78,15 +78,9 @@ def fidelity_status(metrics: Mapping, baseline_ev: float | None,
     ``decision_flip_rate`` from the downstream check)."""
     v = _Verdict()
     s = "fidelity"
-    ev = _num(metrics, "explained_variance")
+    ev = _ev_dead_dense(v, metrics, policy, "")
     if ev is None:
-        v.add(ERROR, "explained_variance missing or not finite")
         return v.result()
-    ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
-    if ev < ev_fail:
-        v.add(FAIL, f"explained variance {ev:.4f} < {ev_fail}")
-    elif ev < ev_warn:
-        v.add(WARN, f"explained variance {ev:.4f} < {ev_warn}")
     if baseline_ev is not None and math.isfinite(baseline_ev):
         decay = baseline_ev - ev
         d_fail, d_warn = _p(policy, s, "decay_fail"), _p(policy, s, "decay_warn")
@@ -94,12 +88,7 @@ def fidelity_status(metrics: Mapping, baseline_ev: float | None,
             v.add(FAIL, f"explained variance decayed {decay:.4f} from baseline {baseline_ev:.4f} (> {d_fail})")
         elif decay > d_warn:
             v.add(WARN, f"explained variance decayed {decay:.4f} from baseline {baseline_ev:.4f} (> {d_warn})")
-    dead = _num(metrics, "dead_fraction")
-    if dead is not None and dead > _p(policy, s, "dead_fraction_warn"):
-        v.add(WARN, f"dead features {dead:.4f} > {_p(policy, s, 'dead_fraction_warn')}")
-    dense = _num(metrics, "dense_fraction")
-    if dense is not None and dense > _p(policy, s, "dense_fraction_warn"):
-        v.add(WARN, f"dense features {dense:.4f} > {_p(policy, s, 'dense_fraction_warn')}")
+    _judge_layers(v, metrics, policy)
     flip = _num(metrics, "decision_flip_rate")
     if flip is not None:
         f_fail, f_warn = _p(policy, s, "flip_fail"), _p(policy, s, "flip_warn")
@@ -107,6 +96,75 @@ def fidelity_status(metrics: Mapping, baseline_ev: float | None,
             v.add(FAIL, f"decision flip rate {flip:.4f} > {f_fail}")
         elif flip > f_warn:
             v.add(WARN, f"decision flip rate {flip:.4f} > {f_warn}")
+    return v.result()
+
+
+def _ev_dead_dense(v: _Verdict, metrics: Mapping, policy: Mapping | None, prefix: str) -> float | None:
+    """Explained variance against its floors, dead and dense fractions (the thresholds an
+    artifact and each CLT layer share); returns the EV, None (an error added) when missing."""
+    s = "fidelity"
+    ev = _num(metrics, "explained_variance")
+    if ev is None:
+        v.add(ERROR, f"{prefix}explained_variance missing or not finite")
+        return None
+    ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
+    if ev < ev_fail:
+        v.add(FAIL, f"{prefix}explained variance {ev:.4f} < {ev_fail}")
+    elif ev < ev_warn:
+        v.add(WARN, f"{prefix}explained variance {ev:.4f} < {ev_warn}")
+    for key, what in (("dead_fraction", "dead"), ("dense_fraction", "dense")):
+        x, limit = _num(metrics, key), _p(policy, s, f"{key}_warn")
+        if x is not None and x > limit:
+            v.add(WARN, f"{prefix}{what} features {x:.4f} > {limit}")
+    return ev
+
+
+def layer_status(layer: Mapping, policy: Mapping | None = None) -> tuple[str, list[str]]:
+    """One output layer of a CLT against the same thresholds as a whole artifact (EV, dead, dense)."""
+    v = _Verdict()
+    _ev_dead_dense(v, layer, policy, f"layer {layer.get('layer')}: ")
+    return v.result()
+
+
+def _judge_layers(v: _Verdict, metrics: Mapping, policy: Mapping | None) -> None:
+    """A CLT is judged per output layer: its status is the worst of its layers' statuses; the
+    pooled figures (judged above) are shown beside them, never instead (DESIGN §3)."""
+    layers = metrics.get("per_layer")
+    if not isinstance(layers, list):
+        return
+    for layer in layers:
+        if isinstance(layer, Mapping):
+            for r in layer_status(layer, policy)[1]:
+                _add_raw(v, r)
+
+
+def _add_raw(v: _Verdict, reason: str) -> None:
+    status, _, text = reason.partition(": ")
+    v.add(status, text)
+
+
+def probe_status(auc: float, policy: Mapping | None = None, *, protected: bool = False) -> tuple[str, list[str]]:
+    """A probe of an ordinary concept is faithful while it still separates its target (AUC below
+    ``probe.auc_warn``/``auc_fail`` warns/fails). A probe whose target is a protected attribute is
+    judged the other way: the attribute being linearly decodable is the finding (AUC above
+    ``probe.protected_auc_warn`` warns, above ``protected_auc_fail`` fails; FM-PROTECTED)."""
+    v = _Verdict()
+    pp = (policy or {}).get("probe") or {}
+    if not math.isfinite(auc):
+        v.add(ERROR, "probe AUC not finite")
+        return v.result()
+    if protected:
+        warn_at, fail_at = float(pp.get("protected_auc_warn", 0.7)), float(pp.get("protected_auc_fail", 0.8))
+        if auc > fail_at:
+            v.add(FAIL, f"protected attribute decodable: probe AUC {auc:.3f} > {fail_at}")
+        elif auc > warn_at:
+            v.add(WARN, f"protected attribute decodable: probe AUC {auc:.3f} > {warn_at}")
+        return v.result()
+    warn_at, fail_at = float(pp.get("auc_warn", 0.7)), float(pp.get("auc_fail", 0.6))
+    if auc < fail_at:
+        v.add(FAIL, f"probe AUC {auc:.3f} < {fail_at}")
+    elif auc < warn_at:
+        v.add(WARN, f"probe AUC {auc:.3f} < {warn_at}")
     return v.result()
 
 

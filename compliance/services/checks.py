@@ -19,6 +19,15 @@ from sqlalchemy.orm import Session
 from compliance import __version__
 from compliance.errors import InputError, UsageError
 from compliance.hashing import json_safe, sha256_file
+from compliance.policy_defaults import policy_for_tier
+from compliance.services.data_windows import (
+    DataRef,
+    data_for,
+    given_file,
+    key_drivers,
+    production_data,
+    reference_for,
+)
 from compliance.services.policy import policy_at
 from compliance.services.registry import get_artifact, get_model, get_version, plain, version_by_id
 from compliance.store.ledger import record, record_many
@@ -51,9 +60,14 @@ def _start(session: Session, kind: str, model_id: str, version_id: int | None, a
     return Started(kind, model_id, version_id, artifact_id, _now(session), time.perf_counter(), **kw)
 
 
+def _policy(session: Session, st: Started) -> dict:
+    """The policy in force at the check's start, with the model's tier overrides applied."""
+    return policy_for_tier(policy_at(session, st.started_at), get_model(session, st.model_id).tier)
+
+
 def _finish(session: Session, st: Started, *, status: str, metrics: dict, reasons: list[str], flags: list[str],
             input_hashes: dict, parameters: dict, explained_variance: float | None = None,
-            formula_version: str | None = None) -> Check:
+            formula_version: str | None = None, detect: bool = True) -> Check:
     # finished_at comes from the store's clock (the same clock as recorded_at), so a replayed
     # history is reproducible; the measured wall time is kept as a parameter.
     finished = max(_now(session), st.started_at)
@@ -65,7 +79,22 @@ def _finish(session: Session, st: Started, *, status: str, metrics: dict, reason
               explained_variance=explained_variance, started_at=st.started_at,
               finished_at=finished,
               tool_version=__version__, formula_version=formula_version)
-    return record(session, c)
+    c = record(session, c)
+    if detect:
+        _after_check(session, c)
+    return c
+
+
+def _after_check(session: Session, c: Check) -> None:
+    """Detection runs after every recorded check, in the same transaction (DESIGN §6), so an
+    occurrence opens when its evidence is recorded. A batch (``run_due``) sets
+    ``session.info["defer_detection"]`` and detects once at its end."""
+    if session.info.get("defer_detection"):
+        return
+    from compliance.services.governance import detect_failure_modes
+
+    session.flush()
+    detect_failure_modes(session, c.recorded_at)
 
 
 def _error(session: Session, st: Started, exc: Exception, input_hashes: dict, parameters: dict) -> Check:
@@ -94,24 +123,12 @@ def version_model(session: Session, v: ModelVersion):
     return resolve_adapter(m.adapter)(path)
 
 
-def data_for(session: Session, model_id: str, at: datetime, data: str | Path | None) -> tuple[Path, str, tuple]:
-    """The data file a check runs on: the one given, or the registered production window in force at ``at``."""
-    if data is not None:
-        p = Path(data)
-        return p, sha256_file(p), (None, None)
-    day = at.date()
-    rows = session.scalars(select(Dataset).where(Dataset.model_id == model_id, Dataset.role == "production",
-                                                 Dataset.recorded_at <= at)
-                           .order_by(Dataset.window_start.desc(), Dataset.id.desc())).all()
-    chosen = next((d for d in rows if d.window_start and d.window_start <= day and (d.window_end is None or day <= d.window_end)), None)
-    chosen = chosen or next((d for d in rows if d.window_start is None or d.window_start <= day), None)
-    if chosen is None:
-        raise InputError(f"no production data registered for {model_id} at {day}: pass --data or `compliance data add`")
-    p = Path(chosen.path)
-    h = sha256_file(p)
-    if h != chosen.sha256:
-        raise InputError(f"hash mismatch: data file {p.name} changed since registration")
-    return p, h, (chosen.window_start, chosen.window_end)
+def _use_data(st: Started, hashes: dict, params: dict, ref: DataRef) -> Path:
+    """Record which data a check runs on (hash, window, registered dataset) and return its path."""
+    hashes["data"], st.window = ref.sha256, ref.window
+    params["data"] = ref.path.name
+    params["data_ref"] = ref.describe()
+    return ref.path
 
 
 def _frame(path: Path, max_rows: int | None):
@@ -181,9 +198,12 @@ def fidelity_flags(metrics: dict, base: float | None, policy: dict) -> list[str]
 
     flags = []
     ev = metrics.get("explained_variance")
+    layer_evs = [r.get("explained_variance") for r in metrics.get("per_layer") or [] if isinstance(r, dict)]
     if ev is not None and (ev < _p(policy, "fidelity", "ev_warn")
                            or (base is not None and base - ev > _p(policy, "fidelity", "decay_warn"))):
         flags.append("FM-DECAY")
+    elif any(isinstance(x, (int, float)) and x < _p(policy, "fidelity", "ev_warn") for x in layer_evs):
+        flags.append("FM-DECAY")  # a CLT layer below the floor, whatever the pooled figure says
     if (metrics.get("dead_fraction") or 0) > _p(policy, "fidelity", "dead_fraction_warn") or \
             (metrics.get("dense_fraction") or 0) > _p(policy, "fidelity", "dense_fraction_warn"):
         flags.append("FM-DEAD")
@@ -209,7 +229,7 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "fidelity", a.model_id, v.id, a.id)
-    policy = policy_at(session, st.started_at)
+    policy = _policy(session, st)
     hashes: dict[str, Any] = {"artifact": a.sha256}
     params: dict[str, Any] = {"batch_rows": batch_rows, "max_rows": max_rows,
                               "source": "activations" if activations is not None else "adapter"}
@@ -235,8 +255,7 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         else:
             model = version_model(session, v)
             hashes["weights"] = v.weights_sha256
-            path, hashes["data"], st.window = data_for(session, a.model_id, st.started_at, data)
-            params["data"] = path.name
+            path = _use_data(st, hashes, params, data_for(session, a.model_id, st.started_at, data))
             frame = _frame(path, max_rows)
             from compliance.interp.downstream import compute_downstream, model_activation_batches
 
@@ -283,20 +302,45 @@ def _probe_fidelity(session, st, a, v, data, max_rows, policy, hashes, params) -
 
     model = version_model(session, v)
     hashes["weights"] = v.weights_sha256
-    path, hashes["data"], st.window = data_for(session, a.model_id, st.started_at, data)
-    params["data"] = path.name
-    res = probe_fidelity(_load(a), model, _frame(path, max_rows), (a.extra or {}).get("cfg") or {}, a.hook_in)
+    path = _use_data(st, hashes, params, data_for(session, a.model_id, st.started_at, data))
+    cfg = (a.extra or {}).get("cfg") or {}
+    res = probe_fidelity(_load(a), model, _frame(path, max_rows), cfg, a.hook_in)
     metrics = res.to_dict()
-    pp = policy.get("probe") or {}
-    warn_at, fail_at = float(pp.get("auc_warn", 0.7)), float(pp.get("auc_fail", 0.6))
-    status, reasons = "pass", []
-    if res.auc < fail_at:
-        status, reasons = "fail", [f"fail: probe AUC {res.auc:.3f} < {fail_at}"]
-    elif res.auc < warn_at:
-        status, reasons = "warn", [f"warn: probe AUC {res.auc:.3f} < {warn_at}"]
-    c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=["FM-DECAY"] if status != "pass" else [],
+    protected, why = _probe_protected(session, a, v, cfg, st.started_at)
+    metrics["protected_attribute"] = protected
+    params["protected_basis"] = why
+    from compliance.interp.status import probe_status
+
+    status, reasons = probe_status(res.auc, policy, protected=protected)
+    if protected:
+        flags = ["FM-PROTECTED"] if status in ("warn", "fail") else []
+    else:
+        flags = ["FM-DECAY"] if status != "pass" else []
+    c = _finish(session, st, status=status, metrics=metrics, reasons=reasons, flags=flags,
                 input_hashes=hashes, parameters=params, formula_version=res.formula_version)
     return check_view(session, c)
+
+
+def _probe_protected(session: Session, a: Artifact, v: ModelVersion, cfg: dict, at: datetime) -> tuple[bool, str]:
+    """Whether a probe's target is a protected attribute: its cfg says so (``protected: true``), or
+    its target column has the ``protected`` role in the model's registered data (latest dataset,
+    development data of the version first)."""
+    from compliance.services.data_windows import development_data
+
+    if isinstance(cfg.get("protected"), bool):
+        return cfg["protected"], "probe cfg 'protected'"
+    col = cfg.get("target_column")
+    if not col:
+        return False, "probe cfg names no target column"
+    dev = development_data(session, v, at)
+    rows = ([dev] if dev is not None else []) + list(session.scalars(
+        select(Dataset).where(Dataset.model_id == a.model_id, Dataset.recorded_at <= at,
+                              Dataset.columns.is_not(None)).order_by(Dataset.id.desc())))
+    for d in rows:
+        if d.columns:
+            is_p = col in ((d.columns or {}).get("protected") or [])
+            return is_p, f"column {col!r} {'has' if is_p else 'does not have'} the protected role in dataset {d.id}"
+    return False, "no registered column roles name the probe's target"
 
 
 def _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params) -> dict:
@@ -308,8 +352,7 @@ def _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params
     baseline = _load(a)
     model = version_model(session, v)
     hashes["weights"] = v.weights_sha256
-    path, hashes["data"], st.window = data_for(session, a.model_id, st.started_at, data)
-    params["data"] = path.name
+    path = _use_data(st, hashes, params, data_for(session, a.model_id, st.started_at, data))
     res = baseline_fidelity(baseline, model, _frame(path, min(max_rows or 2000, 2000)))
     metrics = res.to_dict()
     base = baseline_ev(session, a, st.started_at)
@@ -350,7 +393,7 @@ def run_alignment(session: Session, *, old: str | None = None, new: str | None =
         if ao.model_id != an.model_id:
             raise UsageError(f"{old} and {new} belong to different models")
         st = _start(session, "alignment", an.model_id, an.bound_version_id, an.id, other_artifact_id=ao.id)
-        policy = policy_at(session, st.started_at)
+        policy = _policy(session, st)
         hashes = {"old": ao.sha256, "new": an.sha256}
         params = {"mode": "feature_survival"}
         try:
@@ -374,14 +417,14 @@ def run_alignment(session: Session, *, old: str | None = None, new: str | None =
         raise UsageError("give --old and --new artifacts, or --model, --from, --to and --hook")
     v1, v2 = get_version(session, model_id, from_version), get_version(session, model_id, to_version)
     st = _start(session, "alignment", model_id, v2.id, None)
-    policy = policy_at(session, st.started_at)
+    policy = _policy(session, st)
     hashes = {"from": v1.weights_sha256, "to": v2.weights_sha256}
     params = {"mode": "representation_shift", "hook": hook, "from": from_version, "to": to_version}
     try:
         from compliance.interp.alignment import representation_shift
         from compliance.interp.downstream import capture_activations
 
-        path, hashes["data"], st.window = data_for(session, model_id, st.started_at, data)
+        path = _use_data(st, hashes, params, data_for(session, model_id, st.started_at, data))
         frame = _frame(path, max_rows)
         x = capture_activations(version_model(session, v1), frame, [hook])[hook]
         y = capture_activations(version_model(session, v2), frame, [hook])[hook]
@@ -400,7 +443,7 @@ def run_activation_drift(session: Session, artifact_id: str, version: str | None
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "activation_drift", a.model_id, v.id, a.id)
-    policy = policy_at(session, st.started_at)
+    policy = _policy(session, st)
     hashes: dict[str, Any] = {"artifact": a.sha256}
     params: dict[str, Any] = {"max_rows": max_rows}
     try:
@@ -412,10 +455,12 @@ def run_activation_drift(session: Session, artifact_id: str, version: str | None
 
         coder, model = _load(a), version_model(session, v)
         hashes["weights"] = v.weights_sha256
-        ref_path = Path(reference)
-        hashes["reference"] = sha256_file(ref_path)
-        cur_path, hashes["current"], st.window = data_for(session, a.model_id, st.started_at, current)
-        params.update(reference=ref_path.name, current=cur_path.name)
+        ref = given_file(session, a.model_id, st.started_at, reference, "reference")
+        ref_path, hashes["reference"] = ref.path, ref.sha256
+        cur = data_for(session, a.model_id, st.started_at, current, "current")
+        cur_path, hashes["current"], st.window = cur.path, cur.sha256, cur.window
+        params.update(reference=ref_path.name, current=cur_path.name, reference_data=ref.describe(),
+                      current_data=cur.describe())
         hooks = _hooks_for(a)
         res = activation_drift(coder,
                                model_activation_batches(coder, model, _frame(ref_path, max_rows), **hooks),
@@ -436,7 +481,7 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "overhead", a.model_id, v.id, a.id)
-    policy = policy_at(session, st.started_at)
+    policy = _policy(session, st)
     hashes: dict[str, Any] = {"artifact": a.sha256}
     params: dict[str, Any] = {"rows": rows, "repeats": repeats, "warmup": warmup}
     try:
@@ -447,7 +492,7 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
 
         coder, model = _load(a), version_model(session, v)
         hashes["weights"] = v.weights_sha256
-        path, hashes["data"], st.window = data_for(session, a.model_id, st.started_at, data)
+        path = _use_data(st, hashes, params, data_for(session, a.model_id, st.started_at, data))
         res = measure_overhead(coder, model, _frame(path, rows), repeats=repeats, warmup=warmup, **_hooks_for(a))
         metrics = res.to_dict()
         metrics.pop("base_runs_s", None)
@@ -463,78 +508,87 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
 
 
 # ------------------------------------------------------------------ data drift
-def run_drift(session: Session, model_id: str, version: str, *, reference: str | Path, current: str | Path,
-              window: tuple[date | None, date | None] = (None, None), features: list[str] | None = None,
-              categorical: list[str] | None = None, streaming: bool | None = None) -> dict:
-    """Input drift between a reference and a current file, per feature and dataset-level.
+def run_drift(session: Session, model_id: str, version: str, *, reference: str | Path | None = None,
+              current: str | Path | None = None, window: tuple[date | None, date | None] = (None, None),
+              features: list[str] | None = None, categorical: list[str] | None = None,
+              streaming: bool | None = None) -> dict:
+    """Input drift by column role between a reference and a current file (DESIGN §3, v2).
 
-    Bad input (unreadable file, a feature missing from one side, mismatched dtypes, an empty
-    window) raises before anything is recorded: no evidence was produced, and nothing is written.
+    The reference defaults to the version's development data; the current file to the latest
+    production window ended by now. Only ``input`` columns are judged (key-driver and share rule,
+    :mod:`compliance.checks.drift_verdict`); ``target`` columns are reported apart as label shift;
+    id/timestamp/score/weight columns are skipped. Bad input (unreadable file, a feature missing
+    from one side, mismatched dtypes, an empty window) and look-ahead raise before anything is
+    recorded: no evidence was produced, and nothing is written.
     """
     from compliance.checks.drift import DriftPolicy, compute_drift_files
+    from compliance.checks.drift_verdict import role_verdict
 
     v = get_version(session, model_id, version)
     started = _now(session)
     t0 = time.perf_counter()
-    pol = policy_at(session, started).get("drift") or {}
+    policy = policy_for_tier(policy_at(session, started), get_model(session, model_id).tier)
+    pol = policy.get("drift") or {}
     dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share") if k in pol})
-    ref, cur = Path(reference), Path(current)
-    skipped: list[str] = []
-    if features is None:
-        features, skipped = _auto_features(ref, cur)
-    if window == (None, None) and cur.is_file():
-        window = _registered_window(session, model_id, sha256_file(cur))
-    res = compute_drift_files(ref, cur, features=features, categorical=categorical, policy=dp, streaming=streaming)
-    hashes = {"reference": sha256_file(ref), "current": sha256_file(cur)}
+    ref = (given_file(session, model_id, started, reference, "reference") if reference is not None
+           else reference_for(session, v, started))
+    if current is not None:
+        cur = given_file(session, model_id, started, current, "current", window)
+    elif window != (None, None):
+        raise UsageError("--window describes the --current file: give both, or neither (latest ended window)")
+    else:
+        cur = production_data(session, model_id, started)
+    roles, role_source, notes = _drift_roles(cur, ref)
+    inputs = list(features) if features else list(roles.get("input") or [])
+    targets = [c for c in roles.get("target") or [] if c not in inputs]
+    if not inputs:
+        raise InputError(f"{cur.path.name}: no input column to judge (column roles: {role_source})")
+    skipped = sorted({c for r, cols in roles.items() if r != "input" for c in cols} - set(inputs) - set(targets))
+    res = compute_drift_files(ref.path, cur.path, features=inputs + targets, categorical=categorical, policy=dp,
+                              streaming=streaming)
     d = res.to_dict()
     per_feature = d.pop("features")
-    metrics = dict(d, n_features=len(per_feature), n_drifted=sum(f["status"] == "fail" for f in per_feature),
-                   n_warn=sum(f["status"] == "warn" for f in per_feature))
-    reasons = [f"{f['status']}: {f['feature']} PSI {f['psi']:.3f}" for f in per_feature
-               if f["status"] in ("warn", "fail") and f["psi"] is not None]
-    st = Started("data_drift", model_id, v.id, None, started, t0, window=window)
-    c = _finish(session, st, status=res.status, metrics=metrics, reasons=reasons, flags=[], input_hashes=hashes,
-                parameters={"features": features, "skipped": skipped, "categorical": categorical, "reference": ref.name,
-                            "current": cur.name, "method": res.method})
-    record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"], feature_kind=f["kind"], n_ref=f["n_ref"],
-                                       n_cur=f["n_cur"], missing_ref=f["missing_ref"], missing_cur=f["missing_cur"],
-                                       psi=f["psi"], ks_stat=f["ks_stat"], ks_pvalue=f["ks_pvalue"],
-                                       wasserstein=f["wasserstein"], js_distance=f["js_distance"],
-                                       chi2_pvalue=f["chi2_pvalue"], status=f["status"]) for f in per_feature])
+    for f in per_feature:
+        f["role"] = "target" if f["feature"] in targets else "input"
+    keys, key_source = key_drivers(session, model_id, v.id, started, policy, inputs)
+    verdict = role_verdict(per_feature, inputs, targets, keys, share_fail=float(pol.get("share_fail", 0.3)),
+                           key_driver_source=key_source)
+    ins = [f for f in per_feature if f["role"] == "input"]
+    d.pop("status", None)
+    metrics = dict(d, **verdict.metrics, n_features=len(ins), n_drifted=sum(f["status"] == "fail" for f in ins),
+                   n_warn=sum(f["status"] == "warn" for f in ins), drifted_share=verdict.metrics["input_failed_share"])
+    st = Started("data_drift", model_id, v.id, None, started, t0, window=cur.window)
+    params = {"features": inputs, "targets": targets, "skipped": skipped, "categorical": categorical,
+              "reference": ref.path.name, "current": cur.path.name, "method": res.method,
+              "reference_data": dict(ref.describe(), default=reference is None,
+                                     basis="development data of " + v.label if reference is None else "given"),
+              "current_data": cur.describe(), "column_roles": roles, "column_roles_source": role_source}
+    c = _finish(session, st, status=verdict.status, metrics=metrics, reasons=notes + verdict.reasons, flags=[],
+                input_hashes={"reference": ref.sha256, "current": cur.sha256}, parameters=params, detect=False)
+    record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"],
+                                       feature_kind="target" if f["role"] == "target" else f["kind"],
+                                       n_ref=f["n_ref"], n_cur=f["n_cur"], missing_ref=f["missing_ref"],
+                                       missing_cur=f["missing_cur"], psi=f["psi"], ks_stat=f["ks_stat"],
+                                       ks_pvalue=f["ks_pvalue"], wasserstein=f["wasserstein"],
+                                       js_distance=f["js_distance"], chi2_pvalue=f["chi2_pvalue"], status=f["status"])
+                          for f in per_feature])
+    _after_check(session, c)
     out = check_view(session, c)
     out["features"] = per_feature
     return out
 
 
-def _registered_window(session: Session, model_id: str, digest: str) -> tuple[date | None, date | None]:
-    d = session.scalars(select(Dataset).where(Dataset.model_id == model_id, Dataset.sha256 == digest)
-                        .order_by(Dataset.id.desc()).limit(1)).first()
-    return (d.window_start, d.window_end) if d else (None, None)
+def _drift_roles(cur: DataRef, ref: DataRef) -> tuple[dict, str, list[str]]:
+    """Column roles for a drift check: those registered with the current data, else with the
+    reference, else inferred from the reference file (and said so in the reasons); a column the
+    other file lacks is then an error of the drift computation."""
+    from compliance.checks.roles import file_schema, resolve_roles
 
-
-def _auto_features(ref: Path, cur: Path) -> tuple[list[str] | None, list[str]]:
-    """Columns to compare when none are named: every column except timestamps/dates (event times
-    are not features; comparing them across windows is drift by construction). Parquet schemas
-    say which columns are temporal; for CSV every column is kept."""
-    if ref.suffix.lower() != ".parquet" or not ref.is_file():
-        return None, []
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(ref)
-    except (OSError, pa.ArrowException):
-        return None, []  # compute_drift_files reports the unreadable file
-    skip = [f.name for f in schema if pa.types.is_temporal(f.type) or _is_identifier(f.name)]
-    if not skip:
-        return None, []
-    return [f.name for f in schema if f.name not in skip], skip
-
-
-def _is_identifier(name: str) -> bool:
-    """Row identifiers (``id``, ``*_id``) are unique per row: comparing them is drift by construction."""
-    n = name.lower()
-    return n == "id" or n.endswith("_id") or n.endswith("_uuid")
+    for ds, name in ((cur.dataset, "current"), (ref.dataset, "reference")):
+        if ds is not None and ds.columns:
+            return dict(ds.columns), f"registered with the {name} data (dataset {ds.id})", []
+    roles, inferred = resolve_roles(file_schema(ref.path), None, where=ref.path.name)
+    return roles, "inferred from names and types", [f"note: column roles inferred ({'; '.join(inferred)})"]
 
 
 # ------------------------------------------------------------------ queries

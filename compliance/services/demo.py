@@ -141,6 +141,9 @@ def replay(url: str, manifest: Path, *, say: Say = print) -> None:
         store.add_version(model, label, weights=rel(v["weights"]), trained_at=v.get("trained_at"),
                           data_window=v.get("data_window"), parent=str(v["parent"]) if v.get("parent") else None)
         registered_versions.add(key)
+        for d in development.get(key, []):  # the version's development data comes with it
+            store.add_dataset(d["model"], path=rel(d["path"]), role=d.get("role") or "train", window=d.get("window"),
+                              columns=d.get("columns"), version=label)
 
     def ensure_artifact(aid: str, at: datetime) -> None:
         if aid in registered_artifacts:
@@ -158,8 +161,14 @@ def replay(url: str, manifest: Path, *, say: Say = print) -> None:
                            replaces=a.get("replaces"))
         registered_artifacts.add(aid)
 
-    # Production data arrives as a feed: each window is registered when it opens.
-    datasets = sorted(doc.get("datasets") or [], key=lambda d: str(d.get("window") or ""))
+    # Production data arrives as a feed: each window is registered when it opens (its checks may
+    # use it only once it has closed: no look-ahead). Development data is registered with its version.
+    development: dict[tuple[str, str], list[dict]] = {}
+    for d in doc.get("datasets") or []:
+        if d.get("version") is not None:
+            development.setdefault((d["model"], str(d["version"])), []).append(d)
+    datasets = sorted((d for d in doc.get("datasets") or [] if d.get("version") is None),
+                      key=lambda d: str(d.get("window") or ""))
     pending_data = [(parse_window(d.get("window"))[0], d) for d in datasets]
 
     def feed_data(until: datetime) -> None:
@@ -168,7 +177,8 @@ def replay(url: str, manifest: Path, *, say: Say = print) -> None:
             w0 = parse_window(d.get("window"))[0]
             if w0 is not None:
                 clock.at(datetime(w0.year, w0.month, w0.day, tzinfo=timezone.utc))
-            store.add_dataset(d["model"], path=rel(d["path"]), role=d.get("role") or "production", window=d.get("window"))
+            store.add_dataset(d["model"], path=rel(d["path"]), role=d.get("role") or "production", window=d.get("window"),
+                              columns=d.get("columns"))
 
     n = len(events)
     for i, e in enumerate(events, 1):
@@ -199,9 +209,11 @@ def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel,
                                  data=rel(e["data"]) if e.get("data") else None)
         return _brief(c)
     if do == "drift":
-        c = store.check_drift(e["model"], str(e["version"]), reference=rel(e["reference"]), current=rel(e["current"]),
-                              window=e.get("window"))
-        return f"{c['status']} ({c['metrics']['n_drifted']}/{c['metrics']['n_features']} features drifted)"
+        c = store.check_drift(e["model"], str(e["version"]), reference=rel(e["reference"]) if e.get("reference") else None,
+                              current=rel(e["current"]) if e.get("current") else None, window=e.get("window"))
+        m = c["metrics"]
+        label = f"; label shift {m['label_shift_status']}" if m.get("label_shift_status") not in (None, "pass") else ""
+        return f"{c['status']} ({m['n_drifted']}/{m['n_features']} inputs drifted{label})"
     if do == "overhead":
         ensure_artifact(e["artifact"], at)
         c = store.check_overhead(e["artifact"], str(e["version"]) if e.get("version") else None,
@@ -217,6 +229,15 @@ def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel,
         c = store.check_activation_drift(e["artifact"], str(e["version"]) if e.get("version") else None,
                                          reference=rel(e["reference"]), current=rel(e["current"]) if e.get("current") else None)
         return _brief(c)
+    if do == "accept":
+        from compliance.services.checks import list_checks
+
+        with store.session(readonly=True) as s:
+            rows = [c for c in list_checks(s, artifact_id=e["artifact"], kind="fidelity") if c["version"] == str(e["version"])]
+        if not rows:
+            raise InputError(f"story.yaml: no fidelity check of {e['artifact']} on {e['version']} to accept")
+        a = store.accept_check(rows[0]["id"], rationale=e["rationale"], actor=e.get("actor", VALIDATOR))
+        return f"check {rows[0]['id']} accepted by {a['actor']}"
     if do == "finding":
         f = store.add_finding(model_id=e["model"], severity=e["severity"], title=e["title"], owner=e["owner"],
                               due=str(e["due"]), description=e.get("description"), actor=e.get("actor", VALIDATOR))

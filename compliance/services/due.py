@@ -67,11 +67,16 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
     if dry_run:
         return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
     ran = []
-    for i, p in enumerate(pairs):
-        if progress:
-            progress(i, len(pairs), p)
-        c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
-        ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    deferred = session.info.get("defer_detection")
+    session.info["defer_detection"] = True  # one detection for the batch, below, in the same transaction
+    try:
+        for i, p in enumerate(pairs):
+            if progress:
+                progress(i, len(pairs), p)
+            c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
+            ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    finally:
+        session.info["defer_detection"] = deferred
     if progress:
         progress(len(pairs), len(pairs), {})
     opened = detect_failure_modes(session, at)

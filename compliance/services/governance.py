@@ -116,6 +116,10 @@ def update_failure_mode(session: Session, occurrence_id: int, *, status: str, ra
         raise UsageError(f"status must be one of {', '.join(FM_STATUSES)}")
     if not rationale or not rationale.strip():
         raise UsageError("a rationale is required for every status change")
+    if status == "accepted":  # an acceptance: segregation of duties applies (services.acceptance)
+        from compliance.services.acceptance import accept_occurrence
+
+        return accept_occurrence(session, occurrence_id, rationale=rationale)
     occ = session.get(FailureModeOccurrence, occurrence_id)
     if occ is None:
         raise NotFound(f"unknown failure-mode occurrence {occurrence_id}")

@@ -7,7 +7,7 @@ Layout (paths are relative to the manifest file)::
     versions:    [{model, version, weights, trained_at?, data_window?, parent?}]
     deployments: [{model, version, action: deploy|retire, at}]
     artifacts:   [{id, model, kind, bound_version, path, hook?, hook_out?, labels?, replaces?}]
-    datasets:    [{model, path, window?, role?}]
+    datasets:    [{model, path, window?, role?, columns?: {input: [..], target: [..], ...}, version?}]
 
 Every entry is validated before anything is written; an error names the section, the entry
 (by index and id) and the field. Extra keys used by the demo replay (``registered_at``) are
@@ -31,7 +31,7 @@ SECTIONS = {
     "versions": ({"model", "version", "weights"}, {"trained_at", "data_window", "parent"}),
     "deployments": ({"model", "version", "action", "at"}, set()),
     "artifacts": ({"id", "model", "kind", "bound_version", "path"}, {"hook", "hook_out", "labels", "replaces", "registered_at"}),
-    "datasets": ({"model", "path"}, {"window", "role"}),
+    "datasets": ({"model", "path"}, {"window", "role", "columns", "version"}),
 }
 
 
@@ -118,7 +118,8 @@ def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
     for i, e in enumerate(doc["datasets"]):
         run("datasets", i, e, lambda e=e: registry.add_dataset(
             session, str(e["model"]), path=rel(e["path"]), role=str(e.get("role") or "production"),
-            window=parse_window(e.get("window"), what="window")))
+            window=parse_window(e.get("window"), what="window"), columns=e.get("columns"),
+            version=str(e["version"]) if e.get("version") is not None else None))
     return counts
 
 

@@ -364,23 +364,37 @@ def show_artifact(session: Session, artifact_id: str) -> dict:
 
 # ---------------------------------------------------------------- datasets and volumes
 def add_dataset(session: Session, model_id: str, *, path: str | Path, role: str = "production",
-                window: tuple[date | None, date | None] = (None, None)) -> dict:
+                window: tuple[date | None, date | None] = (None, None),
+                columns: dict[str, list[str]] | None = None, version: str | None = None) -> dict:
+    """Register a data file. ``columns``: column roles {role: [column, ...]} (DESIGN §2); columns
+    without a given role are inferred from names and dtypes, and the result says what was inferred
+    (``inferred``: notes to show the user). ``version``: the version this is development data of."""
+    from compliance.checks.roles import check_roles_shape, file_schema, resolve_roles
+
     get_model(session, model_id)
     if role not in DATASET_ROLES:
         raise UsageError(f"unknown dataset role {role!r}: expected one of {', '.join(DATASET_ROLES)}")
     p = Path(path)
     if not p.is_file():
         raise InputError(f"data file not found: {p}")
+    v = get_version(session, model_id, version) if version else None
+    given = check_roles_shape(columns, where="column roles") if columns else None
+    roles, inferred = resolve_roles(file_schema(p), given, where=p.name)
     d = Dataset(model_id=model_id, role=role, path=str(p.resolve()), sha256=sha256_file(p),
-                window_start=window[0], window_end=window[1])
-    return plain(record(session, d))
+                window_start=window[0], window_end=window[1], columns=roles, version_id=v.id if v else None)
+    out = plain(record(session, d))
+    out["inferred"] = inferred
+    if v is not None:
+        out["version"] = v.label
+    return out
 
 
 def list_datasets(session: Session, model_id: str | None = None) -> list[dict]:
     q = select(Dataset).order_by(Dataset.model_id, Dataset.window_start, Dataset.id)
     if model_id:
         q = q.where(Dataset.model_id == model_id)
-    return [plain(d) for d in session.scalars(q)]
+    labels = dict(session.execute(select(ModelVersion.id, ModelVersion.label)).all())
+    return [dict(plain(d), version=labels.get(d.version_id)) for d in session.scalars(q)]
 
 
 def add_volumes(session: Session, rows: list[tuple[str, str, date, float]]) -> int:
