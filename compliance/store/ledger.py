@@ -126,16 +126,23 @@ def contains_hash(session: Session, h: str) -> bool:
     return session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.hash == h)) > 0
 
 
+def _entry_dict(e: LedgerEntry) -> dict[str, Any]:
+    return dict(seq=e.seq, recorded_at=iso(e.recorded_at), actor=e.actor, action=e.action,
+                entity_type=e.entity_type, entity_id=e.entity_id, payload=e.payload,
+                prev_hash=e.prev_hash, hash=e.hash)
+
+
 def entries_between(session: Session, start: datetime | None, end: datetime) -> list[dict[str, Any]]:
     q = select(LedgerEntry).where(LedgerEntry.recorded_at <= end)
     if start is not None:
         q = q.where(LedgerEntry.recorded_at >= start)
-    return [
-        dict(seq=e.seq, recorded_at=iso(e.recorded_at), actor=e.actor, action=e.action,
-             entity_type=e.entity_type, entity_id=e.entity_id, payload=e.payload,
-             prev_hash=e.prev_hash, hash=e.hash)
-        for e in session.scalars(q.order_by(LedgerEntry.seq))
-    ]
+    return [_entry_dict(e) for e in session.scalars(q.order_by(LedgerEntry.seq))]
+
+
+def entry_at(session: Session, seq: int) -> dict[str, Any] | None:
+    """The ledger entry with this ``seq`` as a plain dict (None for seq 0, before the chain)."""
+    e = session.get(LedgerEntry, seq) if seq > 0 else None
+    return _entry_dict(e) if e is not None else None
 
 
 @dataclass
