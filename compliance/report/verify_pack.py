@@ -194,8 +194,8 @@ def _pdf_objects(pdf: bytes) -> list[tuple[int, bytes, Optional[tuple[int, int]]
     return objs
 
 
-def pdf_attachments(pdf: bytes, limit: int) -> list[bytes]:
-    """Every embedded file of a PDF, decoded (each at most ``limit`` bytes, else ValueError).
+def pdf_attachment_streams(pdf: bytes) -> list[tuple[bytes, bytes]]:
+    """Every embedded file stream of a PDF as (dictionary, raw data), not yet decoded.
 
     Supports what WeasyPrint writes: classic objects and FlateDecode object streams. Counts
     ``/EmbeddedFile`` streams *and* the streams every ``/EF`` entry of a file specification points
@@ -231,7 +231,16 @@ def pdf_attachments(pdf: bytes, limit: int) -> list[bytes]:
         if num not in streams:
             raise ValueError(f"embedded file {num} is not a stream object")
         head, (d0, d1) = streams[num]
-        raw = _inflate(pdf[d0:d1], head, limit)
+        out.append((head, pdf[d0:d1]))
+    return out
+
+
+def pdf_attachments(pdf: bytes, limit: int) -> list[bytes]:
+    """Every embedded file of a PDF, decoded (each at most ``limit`` bytes, else ``TooLarge``) and
+    checked against its ``/CheckSum`` (MD5) when present."""
+    out = []
+    for head, data in pdf_attachment_streams(pdf):
+        raw = _inflate(data, head, limit)
         checksum = re.search(rb"/CheckSum\s*<([0-9a-fA-F]{32})>", head)
         if checksum and hashlib.md5(raw, usedforsecurity=False).hexdigest() != \
                 checksum.group(1).decode().lower():
@@ -493,14 +502,15 @@ def _verify(zip_path: Path, report: PackReport) -> None:
             raise _Bad(path, "does not match the table in context.json (a figure was changed)")
 
     try:
+        count = len(pdf_attachment_streams(kept[PDF_NAME]))
+        if count != 1:
+            raise _Bad(PDF_NAME, f"carries {count} attachments; exactly one (context.json) is allowed")
         attached = pdf_attachments(kept[PDF_NAME], len(ctx_json))
     except TooLarge:
         raise _Bad(PDF_NAME, "an attachment is larger than context.json of this pack "
                              "(it is not that file; decompression stopped there)") from None
     except (ValueError, zlib.error) as exc:
         raise _Bad(PDF_NAME, f"embedded files cannot be read ({exc})") from None
-    if len(attached) != 1:
-        raise _Bad(PDF_NAME, f"carries {len(attached)} attachments; exactly one (context.json) is allowed")
     if attached[0] != ctx_json:
         raise _Bad(PDF_NAME, "its attachment is not context.json of this pack")
 

@@ -88,7 +88,7 @@ def _run_mismatch(run, rep, prefix: str, iso) -> tuple[str, str] | None:
     outputs = run.outputs if isinstance(run.outputs, dict) else {}
     members = {k[len(prefix):]: v for k, v in outputs.items() if isinstance(k, str) and k.startswith(prefix)}
     if members:
-        for name in sorted(set(members) | set(rep.file_sha256)):
+        for name in sorted(set(members) | set(rep.file_sha256), key=lambda n: (n == MANIFEST_NAME, n)):
             if members.get(name) != rep.file_sha256.get(name):
                 return name, f"SHA-256 differs from the one recorded in {where}"
         return None
