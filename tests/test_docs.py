@@ -183,10 +183,11 @@ def real_pack(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("docs-pack")
     url = f"sqlite:///{root / 'store.db'}"
-    migrate.upgrade(url)
 
     def at(*a):
         return datetime(*a, tzinfo=timezone.utc)
+
+    migrate.upgrade(url, clock=lambda: at(2025, 12, 1))  # the seeded catalog first: recorded_at never decreases
 
     with session_scope(url, actor="ml-eng", clock=lambda: at(2025, 12, 15)) as s:
         import_manifest(s, small_manifest(root / "bank"))
