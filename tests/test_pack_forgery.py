@@ -366,3 +366,25 @@ def _bounded(tmp_path: Path, pack: Path, expected: str) -> None:
     res = subprocess.run([sys.executable, "-c", code, str(pack)], capture_output=True, text=True, timeout=10)
     assert res.returncode == 0, res.stderr[-2000:]
     assert expected in res.stdout and len(res.stdout.strip().splitlines()) == 1, res.stdout
+
+
+def test_a_failed_export_or_report_writes_nothing(real, tmp_path):
+    """"Recorded with a different context" (same report id, another organisation): exit 1, no file."""
+    from compliance.errors import Conflict
+    from compliance.services.report import export_pack, render_report
+    from compliance.store.engine import session_scope
+
+    url, _, _ = real
+    copy = tmp_path / "store.db"
+    src, dst = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    curl = f"sqlite:///{copy}"
+    out = tmp_path / "out"
+    for fn, name in ((export_pack, "other.zip"), (render_report, "other.pdf")):
+        with pytest.raises(Conflict, match="different context"):
+            with session_scope(curl, actor="mrm") as s:
+                fn(s, "2026Q1", at(2026, 4, 1), out / name, organisation="Someone Else")
+        assert not (out / name).exists()
+        assert not out.exists() or list(out.iterdir()) == []  # no temp file left behind either
