@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from compliance.errors import IntegrityFailure
+from compliance.text import escape_controls
 from compliance.hashing import GENESIS_HASH, ledger_entry_hash
 from compliance.report.context import canonical_json, context_from_json, context_tables, json_context_hash
 from compliance.report.export import (
@@ -85,6 +86,7 @@ class PackReport:
     ledger: list[dict] = field(default_factory=list)
 
     def fail(self, name: str, message: str) -> "PackReport":
+        name = escape_controls(name)  # names come from the pack: never echo them raw
         if self.first_bad is None:
             self.first_bad = name
         self.problems.append(f"{name}: {message}")

@@ -22,9 +22,11 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, TypeDecorator, column, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from compliance.errors import ComplianceError
+from compliance.errors import ComplianceError, InputError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
 from compliance.store.models import BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
+from compliance.text import CONTROL as _CONTROL_CHARS
+from compliance.text import escape_controls
 from compliance.timeutil import iso
 
 GENESIS = GENESIS_HASH
@@ -98,6 +100,7 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     if last_at is not None and now < last_at and not session.info.get("replay"):
         now = last_at  # the system clock stepped back: recorded_at never decreases along seq
     for obj in objs:
+        _refuse_controls(obj)
         obj.recorded_at = now
         obj.actor = actor
     session.add_all(objs)
@@ -117,6 +120,15 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     session.info[_HEAD] = (seq, prev)
     session.info[_HEAD_AT] = now
     return objs
+
+
+def _refuse_controls(obj: Base) -> None:
+    """Evidence text never carries control characters (they would reach terminals and PDFs raw)."""
+    for col in obj.__table__.columns:
+        value = getattr(obj, col.key, None)
+        if isinstance(value, str) and _CONTROL_CHARS.search(value):
+            raise InputError(f"{obj.__tablename__}.{col.name} contains control characters: "
+                             f"{escape_controls(value)[:120]!s}")
 
 
 def head(session: Session) -> tuple[int, str]:
