@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 from compliance.errors import UsageError
 
 UTC = timezone.utc
+MIN_YEAR, MAX_YEAR = 1900, 2200  # inside every library's range (pandas ends in 2262)
 
 
 def utcnow() -> datetime:
@@ -29,6 +30,8 @@ def parse_datetime(text: str | datetime | date, *, what: str = "time") -> dateti
             raise UsageError(f"cannot parse {what} {text!r}: expected ISO 8601, e.g. 2026-07-01 or 2026-07-01T09:30:00Z") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise UsageError(f"{what} {text!s} is out of range: years {MIN_YEAR}-{MAX_YEAR} only")
     return dt.astimezone(UTC)
 
 
@@ -38,9 +41,12 @@ def parse_date(text: str | date, *, what: str = "date") -> date:
     if isinstance(text, date):
         return text
     try:
-        return date.fromisoformat(str(text).strip())
+        d = date.fromisoformat(str(text).strip())
     except ValueError:
         raise UsageError(f"cannot parse {what} {text!r}: expected YYYY-MM-DD") from None
+    if not MIN_YEAR <= d.year <= MAX_YEAR:
+        raise UsageError(f"{what} {text!s} is out of range: years {MIN_YEAR}-{MAX_YEAR} only")
+    return d
 
 
 def parse_window(text: str | None, *, what: str = "window") -> tuple[date | None, date | None]:

@@ -192,3 +192,74 @@ def test_concurrent_writers_never_fork_the_chain(db_url):
         assert len(seqs) - start == 800
         assert seqs == list(range(1, len(seqs) + 1))
         assert verify(s).ok
+
+
+def _type_confusions(dialect: str):
+    """(table, column, raw SQL value) for every evidence column a wrong-typed value can reach on
+    this backend: on SQLite any value fits any column; PostgreSQL enforces types, except inside JSON."""
+    out = []
+    for model in EVIDENCE_MODELS:
+        table = model.__table__
+        for col in table.columns:
+            if col.primary_key or col.foreign_keys:
+                continue
+            t = col.type.impl if isinstance(col.type, UTCDateTime) else col.type
+            if isinstance(t, JSON):
+                out.append((table.name, col.name, "'\"not-the-json-it-was\"'" + ("::json" if dialect != "sqlite" else "")))
+            elif dialect == "sqlite" and not isinstance(t, (String, Text)):
+                out.append((table.name, col.name, "'not-a-number-or-date'"))
+            elif dialect == "sqlite":
+                out.append((table.name, col.name, "x'00ff'"))  # a blob where text belongs
+    return out
+
+
+def test_type_confused_values_are_named_as_that_rows_mismatch(db_url, tmp_path):
+    populate(db_url, tmp_path)
+    engine = make_engine(db_url)
+    cases = _type_confusions(engine.dialect.name)
+    assert len(cases) > (60 if engine.dialect.name == "sqlite" else 10)
+    for table_name, col_name, value in cases:
+        with engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                drop_append_only_triggers(conn, [table_name])
+                model = next(m for m in EVIDENCE_MODELS if m.__tablename__ == table_name)
+                pk = list(model.__table__.primary_key.columns)[0]
+                key = conn.execute(select(pk).order_by(pk.desc()).limit(1)).scalar()
+                conn.execute(text(f"UPDATE {table_name} SET {col_name} = {value} WHERE {pk.name} = :k"), {"k": key})
+                r = verify(Session(bind=conn))
+                seq = conn.execute(select(LedgerEntry.seq).where(LedgerEntry.entity_type == table_name,
+                                                                 LedgerEntry.entity_id == str(key))).scalar()
+                assert not r.ok and r.seq == seq, (table_name, col_name, r)
+                assert f"{table_name} {key}" in r.problem and col_name in r.problem, r.problem
+            finally:
+                trans.rollback()
+
+
+def test_type_confused_ledger_entry_is_named(db_url, tmp_path):
+    populate(db_url, tmp_path)
+    engine = make_engine(db_url)
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses a wrong-typed value in a typed column")
+    with engine.connect() as conn:
+        trans = conn.begin()
+        drop_append_only_triggers(conn, ["ledger_entry"])
+        conn.exec_driver_sql("UPDATE ledger_entry SET recorded_at = 'yesterday' WHERE seq = 3")
+        r = verify(Session(bind=conn))
+        trans.rollback()
+    assert not r.ok and r.seq == 3 and "wrong type" in r.problem
+
+
+def test_back_dated_entry_is_caught(db_url, tmp_path):
+    """A row and its ledger entry, correctly hashed and chained, but recorded "in the past"."""
+    from compliance.services import registry
+
+    populate(db_url, tmp_path)
+    with session_scope(db_url, readonly=True) as s:
+        head_at = s.scalar(select(LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1))
+    with session_scope(db_url, actor="mallory", clock=lambda: head_at - timedelta(days=30)) as s:
+        registry.add_model(s, "backdated", name="x", owner="o", tier=3, use="u")
+    with session_scope(db_url, readonly=True) as s:
+        r = verify(s)
+        last = s.scalar(select(LedgerEntry.seq).order_by(LedgerEntry.seq.desc()).limit(1))
+    assert not r.ok and r.seq == last and "back-dated" in r.problem, r

@@ -13,25 +13,38 @@ import pypdf
 import pytest
 
 from compliance.errors import InputError, IntegrityFailure, UsageError
+from compliance.hashing import ledger_entry_hash
 from compliance.report import context as c
 from compliance.report import export, render, verify_pack
 from report_fixtures import make_context
 
 
-def _ledger(n: int = 6) -> list[dict]:
-    out, prev = [], "0" * 64
+def _entry(prev: str, seq: int, day: int) -> dict:
+    e = {"seq": seq, "recorded_at": f"2026-{7 + day // 30:02d}-{1 + day % 30:02d}T09:00:00.000000Z",
+         "actor": "tester", "action": "insert", "entity_type": "model", "entity_id": f"m{seq}",
+         "payload": json.dumps({"id": f"m{seq}", "tier": 1}, sort_keys=True, separators=(",", ":")),
+         "prev_hash": prev}
+    e["hash"] = ledger_entry_hash(prev, seq, e["recorded_at"], e["actor"], e["action"], e["entity_type"],
+                                  e["entity_id"], e["payload"])
+    return e
+
+
+def _ledger(n: int = 6) -> tuple[dict, list[dict]]:
+    """A real chain: the entry before the quarter, then ``n`` entries inside 2026Q3."""
+    start = _entry("0" * 64, 4, 0)
+    start["recorded_at"] = "2026-06-30T23:00:00.000000Z"
+    start["hash"] = ledger_entry_hash("0" * 64, 4, start["recorded_at"], "tester", "insert", "model", "m4",
+                                      start["payload"])
+    out, prev = [], start["hash"]
     for i in range(n):
-        entry = {"seq": i + 1, "action": "register", "entity": f"model/{i}", "prev_hash": prev}
-        entry["hash"] = hashlib.sha256((prev + json.dumps(entry, sort_keys=True)).encode()
-                                       ).hexdigest()
-        out.append(entry)
-        prev = entry["hash"]
-    return out
+        out.append(_entry(prev, 5 + i, 3 * i))
+        prev = out[-1]["hash"]
+    return start, out
 
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory):
-    ledger = _ledger()
+    start, ledger = _ledger()
     ctx = make_context(4, hashed=False)
     ctx = dataclasses.replace(ctx, cover=dataclasses.replace(
         ctx.cover, ledger_head_hash=ledger[-1]["hash"]))
@@ -39,7 +52,8 @@ def pack(tmp_path_factory):
     pdf = render.render_pdf_bytes(ctx)  # rendered once, reused by every export below
     out = tmp_path_factory.mktemp("export") / "pack.zip"
     extra = {"volumes": [{"model_id": "credit-pd", "day": "2026-07-01", "decisions": 1200}]}
-    manifest = export.write_export(ctx, out, ledger_excerpt=ledger, extra_tables=extra, pdf=pdf)
+    manifest = export.write_export(ctx, out, ledger_excerpt=ledger, ledger_start=start, extra_tables=extra,
+                                   pdf=pdf)
     return ctx, ledger, pdf, out, manifest, extra
 
 
@@ -99,7 +113,8 @@ def test_one_csv_per_context_table_with_all_rows(pack):
 def test_export_is_byte_identical_for_the_same_input(pack, tmp_path):
     ctx, ledger, pdf, out, _, extra = pack
     again = tmp_path / "again.zip"
-    export.write_export(ctx, again, ledger_excerpt=ledger, extra_tables=extra, pdf=pdf)
+    export.write_export(ctx, again, ledger_excerpt=ledger, ledger_start=_ledger()[0], extra_tables=extra,
+                        pdf=pdf)
     assert again.read_bytes() == out.read_bytes()
 
 
@@ -175,13 +190,13 @@ def test_consistent_but_wrong_pack_is_still_caught(pack, tmp_path):
     edited = c.with_context_hash(edited)
     out = tmp_path / "forged.zip"
     # a pack whose PDF still carries the old context.json
-    export.write_export(edited, out, ledger_excerpt=ledger, pdf=pdf)
+    export.write_export(edited, out, ledger_excerpt=ledger, ledger_start=_ledger()[0], pdf=pdf)
     rep = verify_pack.verify_pack(out)
-    assert rep.first_bad == "report.pdf" and "context.json" in rep.problems[0]
+    assert rep.first_bad == "report.pdf" and "context.json" in rep.problems[0], rep.problems
     # a PDF with no attachment at all
     bare = b"%PDF-1.7\n1 0 obj\n<</Type /Catalog>>\nendobj\n%%EOF\n"
     out2 = tmp_path / "bare.zip"
-    export.write_export(ctx, out2, ledger_excerpt=ledger, pdf=bare)
+    export.write_export(ctx, out2, ledger_excerpt=ledger, ledger_start=_ledger()[0], pdf=bare)
     assert verify_pack.verify_pack(out2).first_bad == "report.pdf"
 
 
@@ -190,11 +205,11 @@ def test_ledger_excerpt_must_chain_to_the_head(pack, tmp_path):
     broken = [dict(e) for e in ledger]
     broken[3]["prev_hash"] = "f" * 64
     out = tmp_path / "ledger.zip"
-    export.write_export(ctx, out, ledger_excerpt=broken, pdf=pdf)
+    export.write_export(ctx, out, ledger_excerpt=broken, ledger_start=_ledger()[0], pdf=pdf)
     rep = verify_pack.verify_pack(out)
     assert rep.first_bad == "ledger.jsonl" and "line 4" in rep.problems[0]
     out2 = tmp_path / "short.zip"
-    export.write_export(ctx, out2, ledger_excerpt=ledger[:-1], pdf=pdf)
+    export.write_export(ctx, out2, ledger_excerpt=ledger[:-1], ledger_start=_ledger()[0], pdf=pdf)
     assert verify_pack.verify_pack(out2).first_bad == "ledger.jsonl"
 
 

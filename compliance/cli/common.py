@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from compliance.errors import ComplianceError
+from compliance.text import escape_controls
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 AtOpt = Annotated[str | None, typer.Option("--at", help="Effective time, ISO 8601 (default: now, UTC).")]
@@ -29,6 +30,17 @@ def when(value: str | None, what: str = "--at"):
     from compliance.timeutil import parse_datetime, utcnow
 
     return parse_datetime(value, what=what) if value else utcnow()
+
+
+def past(value: str, what: str):
+    """Parse an as-of option: a time that has passed (a view of the future is refused, not guessed)."""
+    from compliance.errors import UsageError
+    from compliance.timeutil import iso, parse_datetime, utcnow
+
+    t, now = parse_datetime(value, what=what), utcnow()
+    if t > now:
+        raise UsageError(f"{what} {iso(t)} is in the future (now is {iso(now)})")
+    return t
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -113,13 +125,13 @@ class ErrorMappingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except ComplianceError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {escape_controls(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except (typer.Exit, typer.Abort, KeyboardInterrupt, _ClickException):
             raise
         except Exception as exc:  # a bug or an environment problem: one line, unless debugging
             if os.environ.get("COMPLIANCE_DEBUG"):
                 raise
-            typer.echo(f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            typer.echo(f"error: unexpected {type(exc).__name__}: {escape_controls(str(exc).splitlines()[0]) if str(exc) else ''} "
                        "(set COMPLIANCE_DEBUG=1 for the traceback)", err=True)
             ctx.exit(1)

@@ -98,9 +98,9 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
     for name, entry in header.items():
         try:
             dtype = entry["dtype"]
-            shape = tuple(int(s) for s in entry["shape"])
-            start, end = (int(o) for o in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
+            shape = tuple(_header_int(s) for s in entry["shape"])
+            start, end = (_header_int(o) for o in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise InputError(
                 f"corrupted safetensors header: {path.name}: bad entry for tensor {name!r}"
             ) from None
@@ -755,3 +755,10 @@ def file_hashes(path: str | Path, chunk: int = 1 << 20) -> dict[str, str]:
                 h.update(block)
         out[f.name] = h.hexdigest()
     return out
+
+
+def _header_int(value) -> int:
+    """A shape or offset: a JSON integer (not 2.0, not 1e400, not true)."""
+    if type(value) is not int:
+        raise ValueError(f"not an integer: {value!r}")
+    return value

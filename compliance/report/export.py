@@ -4,7 +4,8 @@ Layout (entries sorted, timestamps = the report's as-of, permissions 0644)::
 
     context.json          canonical context JSON (what the context hash is computed over)
     ledger.jsonl          the quarter's ledger excerpt, one canonical JSON object per line
-    manifest.json         SHA-256 and size of every other file, tool version, as-of, hashes
+    manifest.json         SHA-256 and size of every other file, tool version, as-of, hashes, and
+                          the ledger entry the excerpt starts from (``ledger_start_entry``)
     report.pdf            PDF/A-3u with context.json attached
     tables/<name>.csv     one CSV per table of the context (and per extra table)
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from compliance.errors import InputError, UsageError
+from compliance.hashing import GENESIS_HASH
 from compliance.report.context import (
     ReportContext,
     canonical_json,
@@ -40,7 +42,7 @@ from compliance.report.render import (
     render_pdf_bytes,
 )
 
-PACK_FORMAT = "compliance-pack/1"
+PACK_FORMAT = "compliance-pack/2"
 PDF_NAME = "report.pdf"
 CONTEXT_NAME = "context.json"
 LEDGER_NAME = "ledger.jsonl"
@@ -105,8 +107,13 @@ def deterministic_zip(files: dict[str, bytes], when: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-def build_manifest(ctx: ReportContext, files: dict[str, bytes]) -> dict:
-    """The manifest for ``files`` (which must not include the manifest itself)."""
+def build_manifest(ctx: ReportContext, files: dict[str, bytes],
+                   ledger_start: Optional[dict] = None) -> dict:
+    """The manifest for ``files`` (which must not include the manifest itself).
+
+    ``ledger_start`` is the last ledger entry before the excerpt (None when the excerpt starts
+    the chain): the excerpt's first ``prev_hash`` must be its hash.
+    """
     manifest = {
         "format": PACK_FORMAT,
         "report_id": ctx.cover.report_id,
@@ -117,6 +124,8 @@ def build_manifest(ctx: ReportContext, files: dict[str, bytes]) -> dict:
         "tool_version": ctx.cover.tool_version,
         "context_hash": ctx.cover.context_hash,
         "ledger_head_hash": ctx.cover.ledger_head_hash,
+        "ledger_start_hash": ledger_start["hash"] if ledger_start else GENESIS_HASH,
+        "ledger_start_entry": ledger_start,
         "pdf": PDF_NAME,
         "files": {name: {"sha256": sha256_hex(data), "bytes": len(data)}
                   for name, data in sorted(files.items())},
@@ -132,6 +141,7 @@ def manifest_bytes(manifest: dict) -> bytes:
 
 
 def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
+                 ledger_start: Optional[dict] = None,
                  extra_tables: Optional[dict[str, list[dict]]] = None,
                  pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
                  progress: Optional[Callable[[str, float], None]] = None
@@ -163,12 +173,15 @@ def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
         for r in rows:
             cols += [k for k in r if k not in cols]
         files[path] = table_csv(cols, rows)
-    manifest = build_manifest(ctx, files)
+    if ledger_start is not None and not isinstance(ledger_start, dict):
+        raise InputError("ledger_start must be a ledger entry (dict) or None")
+    manifest = build_manifest(ctx, files, ledger_start)
     files[MANIFEST_NAME] = manifest_bytes(manifest)
     return deterministic_zip(files, _zip_time(ctx.cover.as_of)), manifest
 
 
 def write_export(ctx: ReportContext, out_zip: Path, *, ledger_excerpt: list[dict],
+                 ledger_start: Optional[dict] = None,
                  extra_tables: Optional[dict[str, list[dict]]] = None,
                  pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
                  progress: Optional[Callable[[str, float], None]] = None) -> dict:
@@ -178,7 +191,7 @@ def write_export(ctx: ReportContext, out_zip: Path, *, ledger_excerpt: list[dict
     context as an attachment, or the pack will not verify); otherwise it is rendered here.
     The same inputs always give a byte-identical zip.
     """
-    data, manifest = build_export(ctx, ledger_excerpt=ledger_excerpt,
+    data, manifest = build_export(ctx, ledger_excerpt=ledger_excerpt, ledger_start=ledger_start,
                                   extra_tables=extra_tables, pdf=pdf, row_limit=row_limit,
                                   progress=progress)
     atomic_write(Path(out_zip), data)

@@ -21,8 +21,10 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import jinja2
+import markupsafe
 from markupsafe import Markup, escape
 
+from compliance.text import escape_controls
 from compliance.errors import InputError, UsageError
 from compliance.report import charts as charts_mod
 from compliance.report.context import REPORT_KINDS, ReportContext, context_to_json, validate_context
@@ -128,12 +130,19 @@ def _make_chapters(items: Sequence[Sequence[str]]) -> list[Chapter]:
     return [Chapter(k, t, i + 1) for i, (k, t) in enumerate(items)]
 
 
+def _visible(value):
+    """Every value a template prints, with control characters escaped (Markup stays Markup)."""
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(escape_controls(str(value)))
+    return escape_controls(value) if isinstance(value, str) else value
+
+
 def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environment:
     """Jinja2 environment: the user's folder first, the packaged templates behind."""
     loaders = [jinja2.FileSystemLoader(str(d)) for d in _search_path(user_templates)]
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
+                             lstrip_blocks=True, keep_trailing_newline=True, finalize=_visible)
     env.filters.update(pct=fmt_pct, num=fmt_num, int_=fmt_int, delta_pp=fmt_delta_pp,
                        delta_int=fmt_delta_int, trend_class=_trend_class, dash=_dash,
                        badge=_badge, css_string=_css_string, chapter_map=lambda chs: {c.key: c for c in chs})
@@ -273,8 +282,12 @@ def render_pdf_bytes(ctx: ReportContext, *, kind: Optional[str] = None,
     return pdf
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+def stage_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temp file beside ``path`` (synced, mode 0644); returns the temp path.
+
+    The caller moves it into place with ``os.replace`` (or removes it): nothing appears at
+    ``path`` until then.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -284,12 +297,26 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
+    except BaseException:
+        discard(Path(tmp))
+        raise
+    return Path(tmp)
+
+
+def discard(tmp: Path) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    tmp = stage_write(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        discard(tmp)
         raise
 
 

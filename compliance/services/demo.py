@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import yaml
 
+from compliance.safeyaml import load_yaml_file
 from compliance.api import Store
 from compliance.errors import InputError
 from compliance.hashing import sha256_file
@@ -97,11 +97,11 @@ def run_demo(out_dir: str | Path = "compliance-demo", *, fresh: bool = False, sa
 
 # ---------------------------------------------------------------------------- replay
 def _load(manifest: Path) -> tuple[dict, list[dict]]:
-    doc = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    doc = load_yaml_file(manifest)
     story_path = manifest.parent / "story.yaml"
     if not story_path.is_file():
         raise InputError(f"{story_path} not found: the sample bank is incomplete (rebuild it)")
-    story = yaml.safe_load(story_path.read_text(encoding="utf-8")) or {}
+    story = load_yaml_file(story_path) or {}
     events = story.get("events") or []
     for i, e in enumerate(events):
         if "at" not in e or "do" not in e:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy.orm import Session
 
+from compliance.safeyaml import load_yaml_file
 from compliance.errors import ComplianceError, InputError
 from compliance.services import registry
 from compliance.timeutil import parse_datetime, parse_window
@@ -39,12 +39,7 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"manifest not found: {p}")
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"{p.name}: not valid YAML{where}") from None
+    doc = load_yaml_file(p)
     if not isinstance(doc, dict):
         raise InputError(f"{p.name}: expected a mapping with sections {', '.join(SECTIONS)}")
     fmt = doc.get("format", "compliance-manifest/1")
@@ -124,7 +119,9 @@ def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
 
 
 def _int(value: Any, field: str) -> int:
-    try:
+    """An integer as written (2, "2"), never a truncated float (2.7) or a bool."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value.strip()) <= 19:
         return int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"field {field!r} must be an integer, got {value!r}") from None
+    if type(value) is int and abs(value) < 2**63:
+        return value
+    raise InputError(f"field {field!r} must be an integer, got {value!r}")

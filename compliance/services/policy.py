@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from compliance.safeyaml import load_yaml_file
 from compliance.errors import InputError
-from compliance.policy_defaults import DEFAULT_POLICY, TIER_OVERRIDABLE, default_policy
+from compliance.policy_defaults import DEFAULT_POLICY, default_policy
 from compliance.store.ledger import record
 from compliance.store.models import Policy
 
@@ -107,10 +107,7 @@ def set_policy_file(session: Session, path: str | Path, *, comment: str | None =
     p = Path(path)
     if not p.is_file():
         raise InputError(f"policy file not found: {p}")
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise InputError(f"{p.name}: not valid YAML") from None
+    doc = load_yaml_file(p)
     return set_policy(session, doc or {}, comment=comment or f"from {p.name}", where=p.name)
 
 

@@ -29,7 +29,7 @@ from compliance.report import context as C
 from compliance.services.analysis import analyse, fm_occurrences, load_input
 from compliance.services.governance import list_findings
 from compliance.services.policy import policy_record_at
-from compliance.store.ledger import entries_between, head_as_of, record
+from compliance.store.ledger import entries_between, entry_at, head_as_of, record
 from compliance.store.models import (
     Artifact,
     Attestation,
@@ -460,36 +460,80 @@ def _parse(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
+def _refuse_future(session: Session, as_of: datetime) -> None:
+    from compliance.timeutil import utcnow
+
+    now = max(session.info["clock"](), utcnow())  # a replay's clock may run ahead of the wall clock
+    if as_of > now:
+        raise UsageError(f"as-of {iso(as_of)} is in the future (now is {iso(now)}): a report can only be "
+                         "as of a time that has passed")
+
+
+def publish_on_commit(session: Session, path: Path, data: bytes) -> None:
+    """Stage ``data`` beside ``path`` now; move it into place only when the session commits.
+
+    A command that fails (the transaction rolls back) leaves nothing at ``path``.
+    """
+    import os
+
+    from sqlalchemy import event
+
+    from compliance.report.render import discard, stage_write
+
+    tmp = stage_write(path, data)
+    event.listen(session, "after_commit", lambda _s: os.replace(tmp, path), once=True)
+    event.listen(session, "after_rollback", lambda _s: discard(tmp), once=True)
+
+
 def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *, model_id: str | None = None,
                   fmt: str = "pdf", organisation: str | None = None,
                   progress: Callable[[str, float], None] | None = None) -> dict:
-    from compliance.report.render import render_pdf, write_html
+    """Render, record the run, and write ``out`` when the transaction commits (never on failure)."""
+    from compliance.report.render import render_html, render_pdf_bytes
 
     if fmt not in ("pdf", "html"):
         raise UsageError("--format must be pdf or html")
+    _refuse_future(session, as_of)
     ctx = build_context(session, quarter, as_of, model_id=model_id, organisation=organisation)
     if fmt == "pdf":
-        digest = render_pdf(ctx, out, progress=progress)
+        data = render_pdf_bytes(ctx, progress=progress)
     else:
-        digest = write_html(ctx, out)
+        data = render_html(ctx).encode("utf-8")
+    digest = sha256_bytes(data)
     run = record_run(session, ctx, "model" if model_id else "portfolio", {out.name: digest})
+    session.flush()
+    publish_on_commit(session, out, data)
     p = ctx.summary
     return {**run, "path": str(out), "sha256": digest, "context_sha256": ctx.cover.context_hash,
             "ledger_head": ctx.cover.ledger_head_hash, "coverage": p.coverage, "debt": p.debt_slot_days,
             "weighted_debt": p.weighted_debt}
 
 
+PACK_OUTPUT_PREFIX = "pack:"
+
+
 def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, organisation: str | None = None,
                 progress: Callable[[str, float], None] | None = None) -> dict:
-    from compliance.report.export import write_export
+    """Build the regulator zip, record the run (with the SHA-256 of every file of the pack), and
+    write ``out`` when the transaction commits (never on failure)."""
+    import zipfile
+    from io import BytesIO
 
+    from compliance.report.export import build_export
+
+    _refuse_future(session, as_of)
     ctx = build_context(session, quarter, as_of, organisation=organisation)
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
     excerpt = entries_between(session, qstart, as_of)
-    manifest = write_export(ctx, out, ledger_excerpt=excerpt, progress=progress)
-    zip_sha = sha256_bytes(out.read_bytes())
-    run = record_run(session, ctx, "export", {out.name: zip_sha})
+    start = entry_at(session, excerpt[0]["seq"] - 1) if excerpt else entry_at(session, head_as_of(session, as_of)[0])
+    data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, progress=progress)
+    zip_sha = sha256_bytes(data)
+    with zipfile.ZipFile(BytesIO(data)) as z:
+        members = {f"{PACK_OUTPUT_PREFIX}{n}": sha256_bytes(z.read(n)) for n in z.namelist()}
+    run = record_run(session, ctx, "export", {out.name: zip_sha, **members})
+    session.flush()
+    publish_on_commit(session, out, data)
     return {**run, "path": str(out), "sha256": zip_sha, "manifest": manifest}
 
 

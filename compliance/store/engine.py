@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from compliance.errors import ComplianceError, Conflict, SchemaOutOfDate
+from compliance.errors import InputError, ComplianceError, Conflict, SchemaOutOfDate
 from compliance.timeutil import utcnow
 
 DEFAULT_DB_URL = "sqlite:///compliance.db"
@@ -122,6 +122,9 @@ def session_scope(url: str | None = None, *, actor: str | None = None, readonly:
     except DBAPIError as exc:
         session.rollback()
         raise ComplianceError(f"database error: {_short(exc)}") from None
+    except OverflowError:  # e.g. an id of 10**23 given to a lookup: no such row can exist
+        session.rollback()
+        raise InputError("a number is out of range for the store (integers are at most 2**63 - 1)") from None
     except BaseException:
         session.rollback()
         raise

@@ -20,24 +20,31 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, func, inspect, select, text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, TypeDecorator, column, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from compliance.errors import ComplianceError
+from compliance.errors import ComplianceError, InputError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
 from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
+from compliance.text import CONTROL as _CONTROL_CHARS
+from compliance.text import escape_controls
 from compliance.timeutil import iso
 
 GENESIS = GENESIS_HASH
 ADVISORY_LOCK_KEY = 0x636F6D70  # "comp"
 _HEAD = "compliance.ledger_head"
+_HEAD_AT = "compliance.ledger_head_recorded_at"
 
 
 def row_payload(obj: Base) -> dict[str, Any]:
     """The canonical content of an evidence row: every column, JSON-safe."""
+    return _payload(obj.__table__, lambda col: getattr(obj, col.key))
+
+
+def _payload(table, value_of) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for col in obj.__table__.columns:
-        value = getattr(obj, col.key)
+    for col in table.columns:
+        value = value_of(col)
         if value is not None:
             if isinstance(col.type, Float):
                 value = float(value)
@@ -70,10 +77,11 @@ def _lock_and_head(session: Session) -> tuple[int, str]:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     row = session.execute(
-        select(LedgerEntry.seq, LedgerEntry.hash).order_by(LedgerEntry.seq.desc()).limit(1)
+        select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1)
     ).first()
     head = (row.seq, row.hash) if row else (0, GENESIS)
     session.info[_HEAD] = head
+    session.info[_HEAD_AT] = row.recorded_at if row else None
     return head
 
 
@@ -89,7 +97,11 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     actor = session.info["actor"]
     now = clock()
     seq, prev = _lock_and_head(session)
+    last_at = session.info.get(_HEAD_AT)
+    if last_at is not None and now < last_at and not session.info.get("replay"):
+        now = last_at  # the system clock stepped back: recorded_at never decreases along seq
     for obj in objs:
+        _refuse_controls(obj)
         obj.recorded_at = now
         obj.actor = actor
     session.add_all(objs)
@@ -107,7 +119,17 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
         prev = h
     session.execute(LedgerEntry.__table__.insert(), entries)
     session.info[_HEAD] = (seq, prev)
+    session.info[_HEAD_AT] = now
     return objs
+
+
+def _refuse_controls(obj: Base) -> None:
+    """Evidence text never carries control characters (they would reach terminals and PDFs raw)."""
+    for col in obj.__table__.columns:
+        value = getattr(obj, col.key, None)
+        if isinstance(value, str) and _CONTROL_CHARS.search(value):
+            raise InputError(f"{obj.__tablename__}.{col.name} contains control characters: "
+                             f"{escape_controls(value)[:120]!s}")
 
 
 def head(session: Session) -> tuple[int, str]:
@@ -127,16 +149,23 @@ def contains_hash(session: Session, h: str) -> bool:
     return session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.hash == h)) > 0
 
 
+def _entry_dict(e: LedgerEntry) -> dict[str, Any]:
+    return dict(seq=e.seq, recorded_at=iso(e.recorded_at), actor=e.actor, action=e.action,
+                entity_type=e.entity_type, entity_id=e.entity_id, payload=e.payload,
+                prev_hash=e.prev_hash, hash=e.hash)
+
+
 def entries_between(session: Session, start: datetime | None, end: datetime) -> list[dict[str, Any]]:
     q = select(LedgerEntry).where(LedgerEntry.recorded_at <= end)
     if start is not None:
         q = q.where(LedgerEntry.recorded_at >= start)
-    return [
-        dict(seq=e.seq, recorded_at=iso(e.recorded_at), actor=e.actor, action=e.action,
-             entity_type=e.entity_type, entity_id=e.entity_id, payload=e.payload,
-             prev_hash=e.prev_hash, hash=e.hash)
-        for e in session.scalars(q.order_by(LedgerEntry.seq))
-    ]
+    return [_entry_dict(e) for e in session.scalars(q.order_by(LedgerEntry.seq))]
+
+
+def entry_at(session: Session, seq: int) -> dict[str, Any] | None:
+    """The ledger entry with this ``seq`` as a plain dict (None for seq 0, before the chain)."""
+    e = session.get(LedgerEntry, seq) if seq > 0 else None
+    return _entry_dict(e) if e is not None else None
 
 
 @dataclass
@@ -173,17 +202,26 @@ def verify(session: Session) -> VerifyResult:
     """
     rows: dict[str, dict[str, str]] = {}
     for model in EVIDENCE_MODELS:
-        table = model.__table__
-        pk = list(table.primary_key.columns)[0]
-        loaded: dict[str, str] = {}
-        for obj in session.scalars(select(model)):
-            loaded[str(getattr(obj, pk.key))] = canonical_json(row_payload(obj))
-        session.expunge_all()
-        rows[table.name] = loaded
+        rows[model.__table__.name] = _stored_payloads(session, model.__table__)
     prev = GENESIS
+    prev_at = None
     expected_seq = 1
     count = 0
-    for e in _iter_entries(session):
+    entries = _iter_entries(session)
+    while True:
+        try:
+            e = next(entries, None)
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            bad = sorted((int(k), v[1:]) for k, v in _stored_payloads(session, LedgerEntry.__table__).items()
+                         if v.startswith(_UNREADABLE) and k.isdigit())
+            seq, what = bad[0] if bad else (expected_seq, f"a value of the wrong type ({_short(exc)})")
+            return VerifyResult(False, count, prev, f"ledger entry {seq} cannot be read: it has {what}", seq)
+        if e is None:
+            break
+        if prev_at is not None and e.recorded_at < prev_at:
+            return VerifyResult(False, count, prev, f"recorded_at {iso(e.recorded_at)} is earlier than the previous "
+                                f"entry's {iso(prev_at)} (back-dated entry)", e.seq)
+        prev_at = e.recorded_at
         if e.seq != expected_seq:
             return VerifyResult(False, count, prev, f"sequence gap: expected {expected_seq}, found {e.seq}", e.seq)
         if e.prev_hash != prev:
@@ -197,6 +235,8 @@ def verify(session: Session) -> VerifyResult:
         current = table_rows.pop(e.entity_id, None)
         if current is None:
             return VerifyResult(False, count, prev, f"{e.entity_type} {e.entity_id} is missing from the store (deleted)", e.seq)
+        if current.startswith(_UNREADABLE):
+            return VerifyResult(False, count, prev, f"{e.entity_type} {e.entity_id} has {current[1:]}", e.seq)
         if current != e.payload and not _equal_but_for_added_columns(e.entity_type, e.payload, current):
             a, b = json.loads(e.payload), json.loads(current)
             cols = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -224,6 +264,72 @@ def _equal_but_for_added_columns(table: str, payload: str, current: str) -> bool
     if not missing or not missing <= added or any(b[k] is not None for k in missing):
         return False
     return a == {k: v for k, v in b.items() if k not in missing}
+
+
+_UNREADABLE = "\x00"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def _check_type(col, value: Any) -> str | None:
+    """None when ``value`` (as the ORM gives it) has the column's type, else what is wrong."""
+    if value is None:
+        return None if col.nullable or col.primary_key else "NULL in a NOT NULL column"
+    t = col.type
+    ok = {Integer: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          Float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          Boolean: lambda v: isinstance(v, bool), JSON: lambda v: True,
+          DateTime: lambda v: isinstance(v, datetime),
+          Date: lambda v: isinstance(v, date) and not isinstance(v, datetime),
+          String: lambda v: isinstance(v, str)}
+    impl = t.impl if isinstance(t, TypeDecorator) else t
+    for kind, test in ok.items():
+        if isinstance(impl, kind):
+            return None if test(value) else f"a {type(value).__name__} where {kind.__name__} belongs"
+    return None
+
+
+def _stored_payloads(session: Session, table) -> dict[str, str]:
+    """Primary key -> canonical payload of every row, read value by value and type-checked, so a
+    value of the wrong type (possible on SQLite) is reported as that row's problem, never a crash.
+    An unreadable row maps to ``_UNREADABLE`` + a description."""
+    dialect = session.get_bind().dialect
+    cols = list(table.columns)
+    pk = list(table.primary_key.columns)[0]
+    out: dict[str, str] = {}
+    if dialect.name == "sqlite":  # any value fits any column: fetch untyped, convert value by value
+        procs = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols]
+        query = select(*[column(c.name) for c in cols]).select_from(table)
+    else:  # the database enforces column types itself
+        procs, query = [None] * len(cols), select(table)
+    for row in session.execute(query):
+        values, problem = {}, None
+        for c, proc, value in zip(cols, procs, row):
+            try:
+                v = proc(value) if proc is not None and value is not None else value
+            except Exception as exc:  # noqa: BLE001 - any conversion failure is that value's problem
+                problem = f"a value of the wrong type in column {c.name} ({_short(exc)})"
+                break
+            if isinstance(value, str) and isinstance(c.type, (Integer, Float, Boolean)):
+                problem = f"a value of the wrong type in column {c.name} (text where a number belongs)"
+                break
+            wrong = _check_type(c, v)
+            if wrong:
+                problem = f"a value of the wrong type in column {c.name} ({wrong})"
+                break
+            values[c.key] = v
+        key = str(values.get(pk.key, row[cols.index(pk)]))
+        if problem is None:
+            try:
+                out[key] = canonical_json(_payload(table, lambda col: values[col.key]))
+                continue
+            except (ValueError, TypeError, OverflowError) as exc:
+                problem = f"a value that cannot be written as JSON ({_short(exc)})"
+        out[key] = _UNREADABLE + problem
+    return out
 
 
 def iter_model_rows(session: Session, table: str) -> Iterable[Base]:
