@@ -502,16 +502,16 @@ def render_demo_outputs(url: str, out_dir: Path, quarter: str, as_of: datetime, 
     org = "Northwind Bank (sample)"
     clock = lambda: as_of + timedelta(hours=12)  # noqa: E731 - the runs are recorded at the quarter close review
     res = {}
-    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+    with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         r = render_report(s, quarter, as_of, out_dir / f"audit-pack-{quarter}.pdf", organisation=org)
         say(f"      portfolio pack  {r['path']}")
         res["pack"], res["pack_report_id"] = Path(r["path"]), r["report_id"]
-    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+    with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         worst = _worst_model(s, quarter, as_of)
         r = render_report(s, quarter, as_of, out_dir / f"review-{worst}-{quarter}.pdf", model_id=worst, organisation=org)
         say(f"      model review    {r['path']}")
         res["review"] = Path(r["path"])
-    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+    with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         r = export_pack(s, quarter, as_of, out_dir / f"regulator-export-{quarter}.zip", organisation=org)
         say(f"      regulator zip   {r['path']}")
         res["export"] = Path(r["path"])

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from compliance.errors import ComplianceError, Conflict, SchemaOutOfDate
+from compliance.errors import ComplianceError, Conflict, SchemaOutOfDate, UsageError
 from compliance.timeutil import utcnow
 
 DEFAULT_DB_URL = "sqlite:///compliance.db"
@@ -97,8 +97,16 @@ def _short(exc: Exception) -> str:
 
 @contextmanager
 def session_scope(url: str | None = None, *, actor: str | None = None, readonly: bool = False,
-                  clock: Callable[[], datetime] | None = None, check: bool = True) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error, map DB errors to ours."""
+                  clock: Callable[[], datetime] | None = None, replay: bool = False,
+                  check: bool = True) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on error, map DB errors to ours.
+
+    ``clock`` replaces the system clock for ``recorded_at``: only for replaying history, so it
+    must come with ``replay=True``; every ledger entry written under it has the action ``replay``.
+    """
+    if clock is not None and not replay:
+        raise UsageError("a caller's clock is for replaying history only: pass replay=True "
+                         "(every entry written under it is marked as replayed in the ledger)")
     engine = make_engine(resolve_url(url))
     if check:
         check_schema(engine)

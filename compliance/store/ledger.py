@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
+from compliance.store.door import check_row
 from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.timeutil import iso
 
@@ -88,6 +89,10 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     clock = session.info["clock"]
     actor = session.info["actor"]
     now = clock()
+    for obj in objs:
+        check_row(obj, now)  # the door: nothing that would poison an analysis gets in
+    if session.info.get("replay") and action == "insert":
+        action = "replay"  # written under a caller's clock: marked in the chain (issue 21)
     seq, prev = _lock_and_head(session)
     for obj in objs:
         obj.recorded_at = now
