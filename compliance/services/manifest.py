@@ -123,6 +123,8 @@ def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
 
 
 def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise InputError(f"field {field!r} must be an integer, got {value!r}")
     try:
         return int(value)
     except (TypeError, ValueError):

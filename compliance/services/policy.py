@@ -33,7 +33,34 @@ def policy_at(session: Session, at: datetime | None = None) -> dict[str, Any]:
     return policy_record_at(session, at)["document"]
 
 
+# Documented ranges of the policy's numbers (DESIGN §5); every other number is a share in [0, 1].
+# (low, high, whole number?)
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "validity_days": (1, 3650, True),
+    "methodology": (1, 100, True),
+    "key_driver_count": (0, 1000, True),
+    "psi_warn": (0.0, 10.0, False),
+    "psi_fail": (0.0, 10.0, False),
+    "overhead_budget": (0.0, 100.0, False),
+}
+SHARE = (0.0, 1.0, False)
+
+
+def _number(value: Any, where: str, name: str, key: str) -> None:
+    from compliance.store.door import check_number
+
+    low, high, whole = RANGES.get(key, SHARE)
+    try:
+        check_number(value, f"{where}: {name}", low=low, high=high, integer=whole)
+    except InputError as exc:
+        raise InputError(str(exc)) from None
+
+
 def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str = "") -> None:
+    """Every key known, every number finite and in its documented range (never NaN), every flag a
+    boolean; ``InputError`` naming the first bad key."""
+    from compliance.policy_defaults import TIER_OVERRIDABLE
+
     if not isinstance(doc, dict):
         raise InputError(f"{where}: {path or 'policy'} must be a mapping")
     for key, value in doc.items():
@@ -41,7 +68,7 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
         if key not in template:
             raise InputError(f"{where}: unknown policy key {name!r}")
         expected = template[key]
-        if key in ("required_groups", "tier_weights"):
+        if key in ("required_groups", "tier_weights") and not path:
             if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
                 raise InputError(f"{where}: {name} must map tiers 1, 2, 3")
             if key == "required_groups":
@@ -50,11 +77,36 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
                 for tier, groups in value.items():
                     if not isinstance(groups, list) or not all(isinstance(g, list) and g and set(g) <= set(ARTIFACT_KINDS) for g in groups):
                         raise InputError(f"{where}: {name}.{tier} must be a list of non-empty lists of artifact kinds")
+            else:
+                from compliance.store.door import check_number
+
+                for tier, w in value.items():
+                    try:
+                        check_number(w, f"{where}: {name}.{tier}", low=0.0, high=1000.0)
+                    except InputError as exc:
+                        raise InputError(str(exc)) from None
+            continue
+        if key == "key_drivers" and not path:
+            if not isinstance(value, dict) or not all(
+                    isinstance(cols, list) and all(isinstance(c, str) for c in cols) for cols in value.values()):
+                raise InputError(f"{where}: key_drivers must map model ids to lists of column names")
+            continue
+        if key == "tiers" and not path:
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
+            sub = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
+            for tier, over in value.items():
+                _validate(over or {}, where, sub, f"tiers.{tier}")
             continue
         if isinstance(expected, dict):
             _validate(value, where, expected, name)
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise InputError(f"{where}: {name} must be a number, got {value!r}")
+        elif isinstance(expected, bool):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {name} must be true or false, got {value!r}")
+        elif value is not None or expected is not None:
+            if value is None:
+                raise InputError(f"{where}: {name} must be a number, got null")
+            _number(value, where, name, key)
 
 
 def set_policy(session: Session, document: dict[str, Any], *, comment: str | None = None, where: str = "policy") -> dict:
