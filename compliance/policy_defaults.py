@@ -45,6 +45,18 @@ DEFAULT_POLICY: dict[str, Any] = {
     # and of validity_days, e.g. {"1": {"fidelity": {"flip_fail": 0.02}}}.
     "tiers": {"1": {}, "2": {}, "3": {}},
 }
+# Documented ranges of the policy's numbers (low, high, whole number?); every other number is a
+# share in [0, 1]. The policy service refuses a value outside them; the analysis replaces a stored
+# one (written by an older release) by the default and reports it.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "validity_days": (1, 3650, True),
+    "methodology": (1, 100, True),
+    "key_driver_count": (0, 1000, True),
+    "psi_warn": (0.0, 10.0, False),
+    "psi_fail": (0.0, 10.0, False),
+    "overhead_budget": (0.0, 100.0, False),
+}
+SHARE: tuple[float, float, bool] = (0.0, 1.0, False)
 TIER_OVERRIDABLE = ("validity_days", "fidelity", "drift", "activation_drift", "overhead", "probe")
 
 

@@ -25,13 +25,18 @@ FIDELITY_KINDS = {"sae", "transcoder", "clt", "attribution_baseline"}
 
 def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
     """Versions whose latest deploy/retire event effective at or before ``at`` is a deploy."""
+    from compliance.services.corrections import corrected_ids
+
+    void_events = corrected_ids(session, "deployment", at)
+    void_versions = corrected_ids(session, "version", at)
     last = (select(DeploymentEvent.version_id, func.max(DeploymentEvent.id).label("last_id"))
-            .where(DeploymentEvent.effective_at <= at, DeploymentEvent.recorded_at <= at)
+            .where(DeploymentEvent.effective_at <= at, DeploymentEvent.recorded_at <= at,
+                   DeploymentEvent.id.not_in(void_events))
             .group_by(DeploymentEvent.version_id).subquery())
     q = (select(ModelVersion).join(last, last.c.version_id == ModelVersion.id)
          .join(DeploymentEvent, DeploymentEvent.id == last.c.last_id).where(DeploymentEvent.action == "deploy")
          .order_by(ModelVersion.model_id, ModelVersion.id))
-    return list(session.scalars(q))
+    return [v for v in session.scalars(q) if v.id not in void_versions]
 
 
 def due_pairs(session: Session, at: datetime) -> list[dict]:
@@ -41,12 +46,18 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
     first_day = at.astimezone(timezone.utc).date() - timedelta(days=int(policy.get("validity_days", 90)))
     since = datetime.combine(first_day, time.min, tzinfo=timezone.utc)
     tiers = {m.id: m.tier for m in session.scalars(select(Model))}
-    recent = {(a, v) for a, v in session.execute(
-        select(Check.artifact_id, Check.version_id).where(
+    from compliance.services.corrections import corrected_ids
+
+    void_checks = corrected_ids(session, "check", at)
+    void_artifacts = corrected_ids(session, "artifact", at)
+    recent = {(a, v) for cid, a, v in session.execute(
+        select(Check.id, Check.artifact_id, Check.version_id).where(
             Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")),
-            Check.finished_at <= at, Check.finished_at >= since))}
+            Check.finished_at <= at, Check.finished_at >= since)) if cid not in void_checks}
     arts: dict[str, list[Artifact]] = {}
     for a in session.scalars(select(Artifact).where(Artifact.recorded_at <= at).order_by(Artifact.id)):
+        if a.id in void_artifacts:
+            continue
         arts.setdefault(a.model_id, []).append(a)
     out = []
     for v in deployed_versions(session, at):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.errors import InputError
-from compliance.policy_defaults import DEFAULT_POLICY, default_policy
+from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE, default_policy
 from compliance.store.ledger import record
 from compliance.store.models import Policy
 
@@ -30,20 +30,17 @@ def policy_record_at(session: Session, at: datetime | None = None) -> dict[str, 
 
 
 def policy_at(session: Session, at: datetime | None = None) -> dict[str, Any]:
-    return policy_record_at(session, at)["document"]
+    """The policy document in force at ``at``, every number usable (see :func:`screened_policy_at`)."""
+    return screened_policy_at(session, at)[0]
 
 
-# Documented ranges of the policy's numbers (DESIGN §5); every other number is a share in [0, 1].
-# (low, high, whole number?)
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "validity_days": (1, 3650, True),
-    "methodology": (1, 100, True),
-    "key_driver_count": (0, 1000, True),
-    "psi_warn": (0.0, 10.0, False),
-    "psi_fail": (0.0, 10.0, False),
-    "overhead_budget": (0.0, 100.0, False),
-}
-SHARE = (0.0, 1.0, False)
+def screened_policy_at(session: Session, at: datetime | None = None) -> tuple[dict[str, Any], list]:
+    """The policy in force at ``at`` with any number an older release stored unusable (NaN,
+    ``validity_days: 1e308``...) replaced by its default, and the data-quality findings saying so."""
+    from compliance.analysis.quality import screen_policy
+
+    rec = policy_record_at(session, at)
+    return screen_policy(rec["document"], DEFAULT_POLICY, RANGES, SHARE, version=rec["version"])
 
 
 def _number(value: Any, where: str, name: str, key: str) -> None:

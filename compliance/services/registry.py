@@ -91,7 +91,7 @@ def add_model(session: Session, model_id: str, *, name: str, owner: str, tier: i
               tags: list[str] | None = None, adapter: str | None = None) -> dict:
     if not SLUG.match(model_id or ""):
         raise UsageError(f"model id {model_id!r} must be a slug: lowercase letters, digits, '.', '_' or '-'")
-    if tier not in (1, 2, 3):
+    if isinstance(tier, bool) or tier not in (1, 2, 3):
         raise UsageError(f"risk tier must be 1, 2 or 3, got {tier!r}")
     for field, value in (("name", name), ("owner", owner), ("use", use)):
         if not value or not str(value).strip():
