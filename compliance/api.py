@@ -41,9 +41,9 @@ class Store:
         self.clock = clock
 
     # -- plumbing
-    def session(self, *, readonly: bool = False, actor: str | None = None):
+    def session(self, *, readonly: bool = False, actor: str | None = None, short_writes: bool = False):
         return session_scope(self.url, actor=actor or self.actor, readonly=readonly, clock=self.clock,
-                             replay=self.clock is not None)
+                             replay=self.clock is not None, short_writes=short_writes)
 
     def now(self) -> datetime:
         return self.clock() if self.clock else utcnow()
@@ -139,10 +139,9 @@ class Store:
             return run_drift(s, model_id, version, reference=reference, current=current, window=parse_window(window), **kw)
 
     def run_due(self, *, at: str | datetime | None = None, dry_run: bool = False, progress=None) -> dict:
-        from compliance.services.due import run_due
+        from compliance.services.due import run_due_each
 
-        with self.session() as s:
-            return run_due(s, parse_datetime(at) if at else self.now(), dry_run=dry_run, progress=progress)
+        return run_due_each(self.session, parse_datetime(at) if at else self.now(), dry_run=dry_run, progress=progress)
 
     # -- governance
     def detect_failure_modes(self, *, at: str | datetime | None = None) -> list[dict]:

@@ -209,7 +209,7 @@ def run(
     Example: compliance check run --due --dry-run
     """
     from compliance.errors import UsageError
-    from compliance.services.due import run_due
+    from compliance.services.due import run_due_each
     from compliance.timeutil import parse_datetime, utcnow
 
     if not due:
@@ -220,17 +220,20 @@ def run(
         from rich.progress import Progress
 
         bar = Progress(console=console(), transient=True)
-    with session(ctx) as s:
-        if bar:
-            with bar:
-                task = bar.add_task("due checks", total=None)
 
-                def progress(i, n, p):
-                    bar.update(task, total=n, completed=i, description=f"{p.get('artifact_id', 'done')} on {p.get('version', '')}")
+    def opener(**kw):
+        return session(ctx, **kw)
 
-                out = run_due(s, when, dry_run=dry_run, progress=progress)
-        else:
-            out = run_due(s, when, dry_run=dry_run)
+    if bar:  # each check commits on its own: a crash keeps what finished, other writers never wait long
+        with bar:
+            task = bar.add_task("due checks", total=None)
+
+            def progress(i, n, p):
+                bar.update(task, total=n, completed=i, description=f"{p.get('artifact_id', 'done')} on {p.get('version', '')}")
+
+            out = run_due_each(opener, when, dry_run=dry_run, progress=progress)
+    else:
+        out = run_due_each(opener, when, dry_run=dry_run)
 
     def human(o):
         if dry_run:

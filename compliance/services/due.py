@@ -11,6 +11,7 @@ artifact would not change it; a new artifact must be registered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, time, timedelta, timezone
 
 from sqlalchemy import func, select
@@ -69,9 +70,37 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
     return out
 
 
+def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], at: datetime, *, dry_run: bool = False,
+                 progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000) -> dict:
+    """:func:`run_due` in short transactions: each check is computed without holding the write
+    lock and committed on its own (a crash keeps every check that finished), then failure modes
+    are detected in a transaction of their own. ``open_session(short_writes=..., readonly=...)``
+    returns a session context (:func:`compliance.store.engine.session_scope` with the command's
+    URL, actor and clock)."""
+    from compliance.services.governance import detect_failure_modes
+
+    with open_session(readonly=True) as s:
+        pairs = due_pairs(s, at)
+    if dry_run:
+        return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
+    ran = []
+    for i, p in enumerate(pairs):
+        if progress:
+            progress(i, len(pairs), p)
+        with open_session(short_writes=True) as s:
+            c = run_fidelity(s, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
+        ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    if progress:
+        progress(len(pairs), len(pairs), {})
+    with open_session(short_writes=True) as s:
+        opened = detect_failure_modes(s, at)
+    return {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
+
+
 def run_due(session: Session, at: datetime, *, dry_run: bool = False,
             progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000) -> dict:
-    """Run every due fidelity check through the model adapter, then detect failure modes."""
+    """Run every due fidelity check through the model adapter, then detect failure modes, all in
+    the caller's one transaction (the CLI and the API use :func:`run_due_each` instead)."""
     from compliance.services.governance import detect_failure_modes
 
     pairs = due_pairs(session, at)

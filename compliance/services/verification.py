@@ -10,9 +10,21 @@ from compliance.store.ledger import verify
 
 
 def verify_store(session: Session) -> dict:
+    """Verify the ledger and every evidence row, read in ONE snapshot: on PostgreSQL the
+    transaction is REPEATABLE READ (set before its first statement), so rows and ledger entries
+    committed by concurrent writers while it reads are all invisible to it, never half visible
+    (which would read as tampering). SQLite's read transaction is a snapshot already (WAL)."""
+    snapshot(session)
     r = verify(session)
     return {"ok": r.ok, "entries": r.entries, "head": r.head_hash, "broken_seq": r.seq, "problem": r.problem,
             "summary": r.summary()}
+
+
+def snapshot(session: Session) -> None:
+    """Make the session's transaction one consistent snapshot (call before its first statement)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def verify_pack_cli(pack: Path, db_url: str | None) -> dict:

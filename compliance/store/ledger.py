@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from compliance.errors import ComplianceError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
 from compliance.store.door import check_row
+from compliance.store.engine import begin_writing
 from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.timeutil import iso
 
@@ -68,6 +69,7 @@ def _lock_and_head(session: Session) -> tuple[int, str]:
     head = session.info.get(_HEAD)
     if head is not None:
         return head
+    begin_writing(session)  # a short-writes session takes the write lock only now
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     row = session.execute(
