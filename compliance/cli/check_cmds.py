@@ -78,6 +78,30 @@ def fidelity(
     _exit_on_error(c)
 
 
+@check_app.command("capture")
+def capture(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model id.")],
+    version: Annotated[str, typer.Argument(help="Version label.")],
+    hook: Annotated[list[str], typer.Option("--hook", help="Hook point to capture, repeatable (e.g. blocks.1.hook_resid_pre).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="safetensors file to write.")],
+    data: Annotated[Path | None, typer.Option(help="Data file (default: the registered production window).")] = None,
+    max_rows: MaxRowsOpt = 20_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Capture a version's activations through its model adapter into a safetensors file that names the
+    version's weights (SHA-256) in its metadata: `check fidelity --activations` refuses it for another version.
+
+    Example: compliance check capture retail-pd v3 --hook blocks.1.hook_resid_pre --out acts-v3.safetensors
+    """
+    from compliance.services.checks import capture as do_capture
+
+    with session(ctx, readonly=True) as s:
+        d = do_capture(s, model, version, hooks=hook, out=out, data=data, max_rows=max_rows or None)
+    emit(d, as_json, lambda d: typer.echo(f"wrote {d['path']}: {d['rows']} rows of {', '.join(d['hooks'])} from "
+                                          f"{d['model_id']} {d['version']} (weights {d['weights_sha256'][:12]}…)"))
+
+
 @check_app.command("alignment")
 def alignment(
     ctx: typer.Context,

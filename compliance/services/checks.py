@@ -188,11 +188,14 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         raise UsageError("give either --activations or --adapter [--data], not both")
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
+    provenance = activations_of_version(activations, v) if activations is not None else None
     st = _start(session, "fidelity", a.model_id, v.id, a.id)
     policy = policy_at(session, st.started_at)
     hashes: dict[str, Any] = {"artifact": a.sha256}
     params: dict[str, Any] = {"batch_rows": batch_rows, "max_rows": max_rows,
                               "source": "activations" if activations is not None else "adapter"}
+    if provenance is not None:
+        params["activations_provenance"] = provenance
     try:
         if a.kind == "attribution_baseline":
             return _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params)
@@ -235,6 +238,56 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
     except CHECK_FAILURES as exc:
         c = _error(session, st, exc, hashes, params)
     return check_view(session, c)
+
+
+def activations_of_version(path: str | Path, v: ModelVersion) -> str:
+    """Refuse (``InputError``, nothing recorded) an activations file captured on other weights than
+    version ``v``'s. Returns ``"verified"`` when the file names ``v``'s weights, ``"none"`` when it
+    carries no provenance (a file written by another tool: recorded as such with the check)."""
+    from compliance.interp.headers import activation_provenance
+
+    p = Path(path)
+    if not p.is_file():
+        return "none"  # the check itself reports the missing file as an error
+    prov = activation_provenance(p)
+    sha = prov.get("weights_sha256")
+    if sha is None:
+        return "none"
+    if sha != v.weights_sha256:
+        src = f"{prov.get('model', '?')} {prov.get('version', '?')}" if prov.get("version") else "other weights"
+        raise InputError(f"{p.name}: activations were captured on {src} (weights {sha[:12]}…), not on {v.model_id} "
+                         f"{v.label} (weights {v.weights_sha256[:12]}…): capture them on the version you check "
+                         f"(`compliance check capture {v.model_id} {v.label} ...`) or use --adapter")
+    return "verified"
+
+
+def capture(session: Session, model_id: str, version: str, *, hooks: list[str], out: str | Path,
+            data: str | Path | None = None, max_rows: int | None = MAX_ROWS_DEFAULT, batch_rows: int = 1024) -> dict:
+    """Capture activations of a version at ``hooks`` on its data (through the model adapter) into a
+    safetensors file whose metadata names the version's weights (SHA-256), model and label, so a
+    fidelity check with ``--activations`` can refuse it for another version. Writes nothing to the store."""
+    from compliance.interp.downstream import capture_activations, save_activations
+    from compliance.interp.headers import PROVENANCE_HOOKS, PROVENANCE_MODEL, PROVENANCE_VERSION, PROVENANCE_WEIGHTS
+
+    if not hooks:
+        raise UsageError("name at least one hook point (--hook)")
+    v = get_version(session, model_id, version)
+    model = version_model(session, v)
+    path, data_sha, _window = data_for(session, model_id, _now(session), data)
+    frame = _frame(path, max_rows)
+    try:
+        acts = capture_activations(model, frame, list(hooks), batch_rows=batch_rows)
+    except CHECK_FAILURES as exc:
+        raise InputError(f"cannot capture {', '.join(hooks)} on {model_id} {version}: {exc}") from None
+    names = {h: ("activations" if len(hooks) == 1 else h) for h in hooks}
+    out = Path(out)
+    save_activations(out, {names[h]: t for h, t in acts.items()},
+                     metadata={PROVENANCE_WEIGHTS: v.weights_sha256, PROVENANCE_MODEL: model_id,
+                               PROVENANCE_VERSION: version, PROVENANCE_HOOKS: ",".join(hooks),
+                               "compliance.data_sha256": data_sha})
+    return {"path": str(out), "model_id": model_id, "version": version, "weights_sha256": v.weights_sha256,
+            "hooks": list(hooks), "rows": int(len(frame)), "tensors": {names[h]: list(t.shape) for h, t in acts.items()},
+            "sha256": sha256_file(out)}
 
 
 def _probe_fidelity(session, st, a, v, data, max_rows, policy, hashes, params) -> dict:
