@@ -27,7 +27,8 @@ DEFAULT_POLICY: dict[str, Any] = {
     },
     "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5,
               "share_fail": 0.3,  # the dataset fails when this share of its inputs fail
-              "key_driver_count": 5},  # default key drivers: top-N inputs of the attribution baseline
+              "key_driver_count": 5,  # default key drivers: top-N inputs of the attribution baseline
+              "missing_warn": 0.05, "missing_fail": 0.1},  # increase of a feature's missing share (current - reference)
     "key_drivers": {},  # model id -> [input column, ...]; overrides the attribution baseline's top N
     "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
                          "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.9},

@@ -485,12 +485,14 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     window) raises before anything is recorded: no evidence was produced, and nothing is written.
     """
     from compliance.checks.drift import DriftPolicy, compute_drift_files
+    from compliance.checks.drift import status_for as dp_status
 
     v = get_version(session, model_id, version)
     started = _now(session)
     t0 = time.perf_counter()
     pol = policy_at(session, started).get("drift") or {}
-    dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share") if k in pol})
+    dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share", "missing_warn", "missing_fail")
+                        if pol.get(k) is not None})
     ref, cur = Path(reference), Path(current)
     skipped: list[str] = []
     if features is None:
@@ -503,8 +505,16 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     per_feature = d.pop("features")
     metrics = dict(d, n_features=len(per_feature), n_drifted=sum(f["status"] == "fail" for f in per_feature),
                    n_warn=sum(f["status"] == "warn" for f in per_feature))
-    reasons = [f"{f['status']}: {f['feature']} PSI {f['psi']:.3f}" for f in per_feature
-               if f["status"] in ("warn", "fail") and f["psi"] is not None]
+    reasons = []
+    for f in per_feature:
+        if f["status"] not in ("warn", "fail"):
+            continue
+        if f["psi"] is not None and (s := dp_status(f["psi"], dp)) in ("warn", "fail"):
+            reasons.append(f"{s}: {f['feature']} PSI {f['psi']:.3f}")
+        ch = f["missing_rate_change"]
+        if ch is not None and ch >= dp.missing_warn:
+            reasons.append(f"{'fail' if ch >= dp.missing_fail else 'warn'}: {f['feature']} missing share +{ch:.1%}")
+    metrics["n_inf"] = sum(f["inf_ref"] + f["inf_cur"] for f in per_feature)
     st = Started("data_drift", model_id, v.id, None, started, t0, window=window)
     c = _finish(session, st, status=res.status, metrics=metrics, reasons=reasons, flags=[], input_hashes=hashes,
                 parameters={"features": features, "skipped": skipped, "categorical": categorical, "reference": ref.name,
