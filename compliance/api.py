@@ -11,8 +11,10 @@
 
 Every method returns plain dicts (JSON-safe); errors are :mod:`compliance.errors` exceptions.
 ``clock`` (a callable returning an aware UTC datetime) replaces the system clock for every
-``recorded_at``; it exists to replay history (the demo), and the ledger still refuses nothing
-but records exactly what it is given, so use it only for simulations.
+``recorded_at``; it exists to replay history (the demo, a story, an import of historical
+records) and is refused unless ``replay=True`` is passed too. Every ledger entry written under
+it has the action ``replay`` instead of ``insert``, so a replayed entry is never mistaken for
+one recorded when it says.
 """
 
 from __future__ import annotations
@@ -28,14 +30,20 @@ from compliance.timeutil import parse_date, parse_datetime, parse_window, utcnow
 
 class Store:
     def __init__(self, url: str | None = None, *, actor: str | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, replay: bool = False) -> None:
+        if clock is not None and not replay:
+            from compliance.errors import UsageError
+
+            raise UsageError("Store(clock=...) is for replaying history only: pass replay=True "
+                             "(every entry written under it is marked as replayed in the ledger)")
         self.url = resolve_url(url)
         self.actor = actor
         self.clock = clock
 
     # -- plumbing
-    def session(self, *, readonly: bool = False, actor: str | None = None):
-        return session_scope(self.url, actor=actor or self.actor, readonly=readonly, clock=self.clock)
+    def session(self, *, readonly: bool = False, actor: str | None = None, short_writes: bool = False):
+        return session_scope(self.url, actor=actor or self.actor, readonly=readonly, clock=self.clock,
+                             replay=self.clock is not None, short_writes=short_writes)
 
     def now(self) -> datetime:
         return self.clock() if self.clock else utcnow()
@@ -135,10 +143,9 @@ class Store:
             return run_drift(s, model_id, version, reference=reference, current=current, window=parse_window(window), **kw)
 
     def run_due(self, *, at: str | datetime | None = None, dry_run: bool = False, progress=None) -> dict:
-        from compliance.services.due import run_due
+        from compliance.services.due import run_due_each
 
-        with self.session() as s:
-            return run_due(s, parse_datetime(at) if at else self.now(), dry_run=dry_run, progress=progress)
+        return run_due_each(self.session, parse_datetime(at) if at else self.now(), dry_run=dry_run, progress=progress)
 
     # -- governance
     def detect_failure_modes(self, *, at: str | datetime | None = None) -> list[dict]:

@@ -27,7 +27,8 @@ DEFAULT_POLICY: dict[str, Any] = {
     },
     "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5,
               "share_fail": 0.3,  # the dataset fails when this share of its inputs fail
-              "key_driver_count": 5},  # default key drivers: top-N inputs of the attribution baseline
+              "key_driver_count": 5,  # default key drivers: top-N inputs of the attribution baseline
+              "missing_warn": 0.05, "missing_fail": 0.1},  # increase of a feature's missing share (current - reference)
     "key_drivers": {},  # model id -> [input column, ...]; overrides the attribution baseline's top N
     "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
                          "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.9},
@@ -45,6 +46,18 @@ DEFAULT_POLICY: dict[str, Any] = {
     # and of validity_days, e.g. {"1": {"fidelity": {"flip_fail": 0.02}}}.
     "tiers": {"1": {}, "2": {}, "3": {}},
 }
+# Documented ranges of the policy's numbers (low, high, whole number?); every other number is a
+# share in [0, 1]. The policy service refuses a value outside them; the analysis replaces a stored
+# one (written by an older release) by the default and reports it.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "validity_days": (1, 3650, True),
+    "methodology": (1, 100, True),
+    "key_driver_count": (0, 1000, True),
+    "psi_warn": (0.0, 10.0, False),
+    "psi_fail": (0.0, 10.0, False),
+    "overhead_budget": (0.0, 100.0, False),
+}
+SHARE: tuple[float, float, bool] = (0.0, 1.0, False)
 TIER_OVERRIDABLE = ("validity_days", "fidelity", "drift", "activation_drift", "overhead", "probe")
 
 

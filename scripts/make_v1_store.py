@@ -33,7 +33,7 @@ def main(out: str) -> None:
     t = datetime(2026, 2, 1, tzinfo=timezone.utc)
     times = iter(t + timedelta(minutes=i) for i in range(10_000))
     url = f"sqlite:///{tmp / 'store.db'}"
-    store = Store(url, actor="release-0.1.0", clock=lambda: next(times))
+    store = Store(url, actor="release-0.1.0", clock=lambda: next(times), replay=True)
     store.init()
     store.import_manifest(manifest)
     rng = np.random.default_rng(7)

@@ -25,7 +25,7 @@ class Clock:
 
 
 def build(url: str, tmp_path, n_models: int, clock: Clock) -> Store:
-    store = Store(url, actor="tester", clock=clock)
+    store = Store(url, actor="tester", clock=clock, replay=True)
     w = weights_file(tmp_path / "w.safetensors")
     sae = saelens_folder(tmp_path / "sae")
     for i in range(n_models):

@@ -205,11 +205,11 @@ def real_pack(tmp_path_factory) -> Path:
 
     migrate.upgrade(url, clock=lambda: at(2025, 12, 1))  # the seeded catalog first: recorded_at never decreases
 
-    with session_scope(url, actor="ml-eng", clock=lambda: at(2025, 12, 15)) as s:
+    with session_scope(url, actor="ml-eng", clock=lambda: at(2025, 12, 15), replay=True) as s:
         import_manifest(s, small_manifest(root / "bank"))
-    with session_scope(url, actor="ml-eng", clock=lambda: at(2026, 2, 1)) as s:
+    with session_scope(url, actor="ml-eng", clock=lambda: at(2026, 2, 1), replay=True) as s:
         registry.add_model(s, "mortgage-pd", name="Mortgage PD", owner="alice", tier=2, use="PD for mortgages")
-    with session_scope(url, actor="mrm", clock=lambda: at(2026, 4, 2)) as s:
+    with session_scope(url, actor="mrm", clock=lambda: at(2026, 4, 2), replay=True) as s:
         export_pack(s, "2026Q1", at(2026, 4, 1), root / "pack.zip")
     return root / "pack.zip"
 

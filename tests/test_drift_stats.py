@@ -426,3 +426,30 @@ def test_streaming_auto_and_errors(tmp_path):
         compute_drift_files(tmp_path / "r.parquet", tmp_path / "c.parquet", features=["nope"], streaming=True)
     with pytest.raises(InputError, match="missing from the current data: segment"):
         compute_drift_files(tmp_path / "r.parquet", tmp_path / "nocol.parquet", streaming=True, features=["segment"])
+
+
+def test_newly_missing_values_are_judged_not_hidden():
+    """Issue 21: 20 % of a feature newly missing fails even when the values left do not drift;
+    ±inf are counted, reported and excluded."""
+    from compliance.checks.drift import DriftPolicy, compute_drift
+
+    rng = np.random.default_rng(7)
+    ref = pd.DataFrame({"a": rng.standard_normal(5000), "b": rng.standard_normal(5000)})
+    cur = pd.DataFrame({"a": rng.standard_normal(5000), "b": rng.standard_normal(5000)})
+    cur.loc[: 999, "a"] = np.nan  # 20 % newly missing, the rest from the same distribution
+    cur.loc[:149, "b"] = np.inf
+    cur.loc[150:199, "b"] = -np.inf  # 4 % ±inf: counted and reported, below missing_warn (5 %)
+    res = compute_drift(ref, cur)
+    a, b = res.feature("a"), res.feature("b")
+    assert a.psi < 0.1 and a.missing_cur == 1000 and a.missing_rate_change == pytest.approx(0.2)
+    assert a.status == "fail" and "missing share 0.0% → 20.0%" in a.note
+    assert (b.inf_ref, b.inf_cur, b.missing_cur, b.n_cur) == (0, 200, 200, 4800)
+    assert b.status == "pass" and "±inf: 0 in the reference, 200 in the current window" in b.note
+    assert res.to_dict()["features"][1]["inf_cur"] == 200
+    # thresholds are policy
+    lax = compute_drift(ref, cur, policy=DriftPolicy(missing_warn=0.25, missing_fail=0.5))
+    assert lax.feature("a").status == "pass"
+    strict = compute_drift(ref, cur, policy=DriftPolicy(missing_warn=0.01, missing_fail=0.03))
+    assert strict.feature("b").status == "fail"
+    with pytest.raises(Exception, match="missing_warn"):
+        DriftPolicy(missing_warn=0.5, missing_fail=0.1)

@@ -257,7 +257,7 @@ def test_back_dated_entry_is_caught(db_url, tmp_path):
     populate(db_url, tmp_path)
     with session_scope(db_url, readonly=True) as s:
         head_at = s.scalar(select(LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1))
-    with session_scope(db_url, actor="mallory", clock=lambda: head_at - timedelta(days=30)) as s:
+    with session_scope(db_url, actor="mallory", clock=lambda: head_at - timedelta(days=30), replay=True) as s:
         registry.add_model(s, "backdated", name="x", owner="o", tier=3, use="u")
     with session_scope(db_url, readonly=True) as s:
         r = verify(s)

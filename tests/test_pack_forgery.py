@@ -48,12 +48,12 @@ def real(tmp_path_factory):
     root = tmp_path_factory.mktemp("forgery")
     url = f"sqlite:///{root / 'store.db'}"
     migrate.upgrade(url, clock=lambda: at(2025, 12, 1))
-    with session_scope(url, actor="ml-eng", clock=lambda: at(2025, 12, 15)) as s:
+    with session_scope(url, actor="ml-eng", clock=lambda: at(2025, 12, 15), replay=True) as s:
         import_manifest(s, small_manifest(root / "bank"))
     for day, mid in ((1, "mortgage-pd"), (2, "sme-rating"), (3, "auto-lgd"), (4, "lease-pd")):
-        with session_scope(url, actor="ml-eng", clock=lambda d=day: at(2026, 2, d)) as s:
+        with session_scope(url, actor="ml-eng", clock=lambda d=day: at(2026, 2, d), replay=True) as s:
             registry.add_model(s, mid, name=mid, owner="alice", tier=2, use="PD")
-    with session_scope(url, actor="mrm", clock=lambda: at(2026, 4, 2)) as s:
+    with session_scope(url, actor="mrm", clock=lambda: at(2026, 4, 2), replay=True) as s:
         export_pack(s, "2026Q1", at(2026, 4, 1), root / "pack.zip")
     with zipfile.ZipFile(root / "pack.zip") as z:
         files = {n: z.read(n) for n in z.namelist()}

@@ -140,12 +140,12 @@ def test_volume_import_all_or_nothing(cli, tmp_path: Path):
     good = tmp_path / "vol.csv"
     good.write_text("model,version,day,volume\nretail-pd,v2,2026-01-02,1200\nretail-pd,v2,2026-01-03,900\n")
     code, out, err = cli("volume", "import", good, "--json")
-    assert code == 0 and json.loads(out) == {"recorded": 2}, err
+    assert code == 0 and json.loads(out) == {"recorded": 2, "already_recorded": 0}, err
     bad = tmp_path / "bad.csv"
     bad.write_text("model,version,day,volume\nretail-pd,v2,2026-01-04,10\nretail-pd,v2,2026-01-05,-3\n")
     before = snapshot(cli.url)
     code, _, err = cli("volume", "import", bad)
-    assert code == 1 and "non-negative" in err
+    assert code == 1 and "volume must lie in [0, 1e+15]" in err
     assert snapshot(cli.url) == before
     code, out, _ = cli("status", "--quarter", "2026Q1", "--json")
     m = next(r for r in json.loads(out)["by_model"] if r["model_id"] == "retail-pd")

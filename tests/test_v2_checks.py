@@ -206,7 +206,7 @@ def test_look_ahead_in_a_replay_uses_the_store_clock(db_url, tmp_path):
 
     rng = np.random.default_rng(1)
     t = [datetime(2026, 7, 6, tzinfo=timezone.utc)]
-    store = Store(db_url, actor="ml-platform", clock=lambda: t[0])
+    store = Store(db_url, actor="ml-platform", clock=lambda: t[0], replay=True)
     store.add_model("m", name="M", owner=OWNER, tier=1, use="x")
     store.add_version("m", "v1", weights=weights_file(tmp_path / "w.safetensors"))
     dev, cur = tmp_path / "dev.parquet", tmp_path / "q3.parquet"

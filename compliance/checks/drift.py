@@ -27,7 +27,12 @@ when k = 2; a single category gives dof 0 and p = 1).
 Edge cases (decided here, reported in ``note``):
 
 * Missing = NaN/None/NaT and, for numeric features, ±inf. They are counted in ``missing_ref`` /
-  ``missing_cur`` and excluded from every statistic.
+  ``missing_cur`` and excluded from every statistic; ±inf are also counted on their own
+  (``inf_ref`` / ``inf_cur``, exact path) and named in the feature's note.
+* ``missing_rate_change`` = missing share of the current window − missing share of the reference
+  (over all rows of each side) is a judged statistic: ``>= missing_warn`` warns, ``>=
+  missing_fail`` fails (policy ``drift.missing_warn`` / ``drift.missing_fail``), whatever the PSI
+  of the values that remain (a feature 20 % newly missing does not pass).
 * A side with no non-missing value → the feature's status is ``'error'`` and all statistics are
   None (absence of evidence is never a pass).
 * A constant reference column gives a single edge and two bins ``(-inf, v]``, ``(v, inf)``; its
@@ -76,8 +81,13 @@ class DriftPolicy:
     psi_warn: float = 0.1
     psi_fail: float = 0.25
     drift_share: float = 0.5
+    missing_warn: float = 0.05  # increase of the missing share (current − reference) -> warn
+    missing_fail: float = 0.1  # ... -> fail
 
     def __post_init__(self) -> None:
+        if not (0 <= self.missing_warn <= self.missing_fail <= 1):
+            raise UsageError(f"drift policy needs 0 <= missing_warn <= missing_fail <= 1, "
+                             f"got {self.missing_warn}, {self.missing_fail}")
         if not (0 <= self.psi_warn <= self.psi_fail) or not math.isfinite(self.psi_fail):
             raise UsageError(
                 f"drift policy needs 0 <= psi_warn <= psi_fail, got {self.psi_warn}, {self.psi_fail}"
@@ -106,6 +116,13 @@ class FeatureDrift:
     # Streaming mode only: a-posteriori bounds |approx − exact| (None when exact).
     ks_error_bound: float | None = None
     wasserstein_error_bound: float | None = None
+    inf_ref: int = 0  # ±inf values (counted in missing_*, excluded from the statistics)
+    inf_cur: int = 0
+    missing_rate_change: float | None = None  # current missing share − reference missing share
+
+    def missing_shares(self) -> tuple[float | None, float | None]:
+        tr, tc = self.n_ref + self.missing_ref, self.n_cur + self.missing_cur
+        return (self.missing_ref / tr if tr else None), (self.missing_cur / tc if tc else None)
 
 
 @dataclass
@@ -236,10 +253,19 @@ def status_for(psi: float | None, policy: DriftPolicy) -> str:
 def finish(
     features: list[FeatureDrift], n_ref: int, n_cur: int, policy: DriftPolicy, *, approximate: bool, method: str
 ) -> DriftResult:
-    """Apply the policy: per-feature status from PSI and the dataset verdict."""
+    """Apply the policy: per-feature status from PSI and the missing-rate change, and the dataset verdict."""
     for f in features:
+        mr, mc = f.missing_shares()
+        f.missing_rate_change = None if mr is None or mc is None else mc - mr
         if f.status != "error":
             f.status = status_for(f.psi, policy)
+            ch = f.missing_rate_change
+            if ch is not None and ch >= policy.missing_warn:
+                worse = "fail" if ch >= policy.missing_fail else "warn"
+                if STATUS_ORDER[worse] > STATUS_ORDER[f.status]:
+                    f.status = worse
+                what = f"missing share {mr:.1%} → {mc:.1%} ({worse})"
+                f.note = f"{f.note}; {what}" if f.note else what
     evaluated = [f for f in features if f.status != "error"]
     if not evaluated:
         return DriftResult(features, None, "error", n_ref, n_cur, approximate, method, policy)
@@ -390,18 +416,25 @@ def kinds_for(ref_kinds: dict[str, str], cur_kinds: dict[str, str], feats: list[
     return out
 
 
-def _numeric_values(s: pd.Series) -> tuple[np.ndarray, int]:
+def _numeric_values(s: pd.Series) -> tuple[np.ndarray, int, int]:
+    """(sorted finite values, missing count incl. ±inf, ±inf count)."""
     x = s.to_numpy(dtype=np.float64, na_value=np.nan)
     ok = np.isfinite(x)
     good = x[ok] if not ok.all() else x.copy()
     good.sort()
-    return good, int(x.size - good.size)
+    n_inf = int(np.isinf(x).sum()) if not ok.all() else 0
+    return good, int(x.size - good.size), n_inf
 
 
 def _numeric_job(name: str, rs: pd.Series, cs: pd.Series) -> FeatureDrift:
-    r, mr = _numeric_values(rs)
-    c, mc = _numeric_values(cs)
-    return numeric_drift_sorted(name, r, c, mr, mc)
+    r, mr, ir = _numeric_values(rs)
+    c, mc, ic = _numeric_values(cs)
+    fd = numeric_drift_sorted(name, r, c, mr, mc)
+    fd.inf_ref, fd.inf_cur = ir, ic
+    if ir or ic:
+        what = f"±inf: {ir} in the reference, {ic} in the current window (counted as missing)"
+        fd.note = f"{fd.note}; {what}" if fd.note else what
+    return fd
 
 
 def category_labels(values) -> np.ndarray:

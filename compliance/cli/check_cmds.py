@@ -89,6 +89,30 @@ def fidelity(
     _exit_on_error(c)
 
 
+@check_app.command("capture")
+def capture(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model id.")],
+    version: Annotated[str, typer.Argument(help="Version label.")],
+    hook: Annotated[list[str], typer.Option("--hook", help="Hook point to capture, repeatable (e.g. blocks.1.hook_resid_pre).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="safetensors file to write.")],
+    data: Annotated[Path | None, typer.Option(help="Data file (default: the registered production window).")] = None,
+    max_rows: MaxRowsOpt = 20_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Capture a version's activations through its model adapter into a safetensors file that names the
+    version's weights (SHA-256) in its metadata: `check fidelity --activations` refuses it for another version.
+
+    Example: compliance check capture retail-pd v3 --hook blocks.1.hook_resid_pre --out acts-v3.safetensors
+    """
+    from compliance.services.checks import capture as do_capture
+
+    with session(ctx, readonly=True) as s:
+        d = do_capture(s, model, version, hooks=hook, out=out, data=data, max_rows=max_rows or None)
+    emit(d, as_json, lambda d: typer.echo(f"wrote {d['path']}: {d['rows']} rows of {', '.join(d['hooks'])} from "
+                                          f"{d['model_id']} {d['version']} (weights {d['weights_sha256'][:12]}…)"))
+
+
 @check_app.command("alignment")
 def alignment(
     ctx: typer.Context,
@@ -229,7 +253,7 @@ def run(
     Example: compliance check run --due --dry-run
     """
     from compliance.errors import UsageError
-    from compliance.services.due import run_due
+    from compliance.services.due import run_due_each
     from compliance.timeutil import parse_datetime, utcnow
 
     if not due:
@@ -240,17 +264,20 @@ def run(
         from rich.progress import Progress
 
         bar = Progress(console=console(), transient=True)
-    with session(ctx) as s:
-        if bar:
-            with bar:
-                task = bar.add_task("due checks", total=None)
 
-                def progress(i, n, p):
-                    bar.update(task, total=n, completed=i, description=f"{p.get('artifact_id', 'done')} on {p.get('version', '')}")
+    def opener(**kw):
+        return session(ctx, **kw)
 
-                out = run_due(s, when, dry_run=dry_run, progress=progress)
-        else:
-            out = run_due(s, when, dry_run=dry_run)
+    if bar:  # each check commits on its own: a crash keeps what finished, other writers never wait long
+        with bar:
+            task = bar.add_task("due checks", total=None)
+
+            def progress(i, n, p):
+                bar.update(task, total=n, completed=i, description=f"{p.get('artifact_id', 'done')} on {p.get('version', '')}")
+
+            out = run_due_each(opener, when, dry_run=dry_run, progress=progress)
+    else:
+        out = run_due_each(opener, when, dry_run=dry_run)
 
     def human(o):
         if dry_run:

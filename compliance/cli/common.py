@@ -48,11 +48,11 @@ def settings(ctx: typer.Context) -> Settings:
     return root.obj if isinstance(root.obj, Settings) else Settings(None, None)
 
 
-def session(ctx: typer.Context, *, readonly: bool = False):
+def session(ctx: typer.Context, *, readonly: bool = False, short_writes: bool = False):
     from compliance.store.engine import session_scope
 
     s = settings(ctx)
-    return session_scope(s.db_url, actor=s.actor, readonly=readonly)
+    return session_scope(s.db_url, actor=s.actor, readonly=readonly, short_writes=short_writes)
 
 
 def console():

@@ -229,3 +229,10 @@ def _show_dashboard(d: dict) -> None:
           [[f["id"], f["code"], f["model_id"], f["artifact_id"], f["detail"]] for f in d["failure_modes"]])
     table(f"Open findings ({len(d['findings'])})", ["id", "model", "severity", "title", "due", "status"],
           [[f["id"], f["model_id"], f["severity"], f["title"], f["due_date"], status_markup(f["status"])] for f in d["findings"]])
+    dq = d.get("data_quality") or {}
+    if dq.get("findings"):
+        table(f"Data quality: records the figures leave out ({len(dq['findings'])})", ["record", "problem", "handling"],
+              [[f["record"], f["problem"], f["handling"] + (f" (+{f['dependents']} dependent)" if f["dependents"] else "")]
+               for f in dq["findings"]])
+    if dq.get("corrections_applied"):
+        con.print(f"{len(dq['corrections_applied'])} voided or superseded record(s) left out (see `compliance corrections`)")

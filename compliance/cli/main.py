@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, db_cmds, gov_cmds, registry_cmds, report_cmds
+from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, registry_cmds, report_cmds
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -58,6 +58,9 @@ app.add_typer(check_cmds.check_app, name="check")
 app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")
+app.command("void")(correction_cmds.void)
+app.command("supersede")(correction_cmds.supersede)
+app.command("corrections")(correction_cmds.corrections)
 app.command("signoff")(gov_cmds.signoff)
 app.command("status")(gov_cmds.status)
 app.command("report")(report_cmds.report)

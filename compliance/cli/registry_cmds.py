@@ -318,8 +318,10 @@ def volume_import(ctx: typer.Context, csv_file: Annotated[Path, typer.Argument(h
         rows = [(r["model"], r["version"], parse_date(r["day"], what=f"day on line {i + 2}"), r["volume"])
                 for i, r in enumerate(reader)]
     with session(ctx) as s:
-        n = registry.add_volumes(s, rows)
-    emit({"recorded": n}, as_json, lambda d: typer.echo(f"recorded {d['recorded']} daily volumes"))
+        res = registry.import_volumes(s, rows)
+    emit(res, as_json, lambda d: typer.echo(f"recorded {d['recorded']} daily volumes"
+                                            + (f" ({d['already_recorded']} already recorded, not written again)"
+                                               if d["already_recorded"] else "")))
 
 
 def import_cmd(ctx: typer.Context, manifest: Annotated[Path, typer.Argument(help="Manifest YAML (paths relative to it).")],

@@ -143,10 +143,14 @@ def model_activation_batches(coder, model: LoadedModel, frame, *, batch_rows: in
                    | {f"targets_{l}": cap[h] for l, h in enumerate(plan.outputs)})
 
 
-def save_activations(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+def save_activations(path: str | Path, tensors: dict[str, torch.Tensor], *,
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write activations as safetensors; ``metadata`` (strings) goes into the header, e.g. the
+    provenance :func:`compliance.interp.headers.activation_provenance` reads back."""
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(path))
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(path),
+              metadata={str(k): str(v) for k, v in (metadata or {}).items()} or None)
 
 
 # ------------------------------------------------------------------ splice

@@ -762,3 +762,21 @@ def _header_int(value) -> int:
     if type(value) is not int:
         raise ValueError(f"not an integer: {value!r}")
     return value
+
+
+# ------------------------------------------------------------------ activation provenance
+# Header metadata keys written by the project's capture path (``compliance check capture`` and
+# ``downstream.save_activations`` callers): which weights produced the activations.
+PROVENANCE_WEIGHTS = "compliance.weights_sha256"
+PROVENANCE_MODEL = "compliance.model"
+PROVENANCE_VERSION = "compliance.version"
+PROVENANCE_HOOKS = "compliance.hooks"
+
+
+def activation_provenance(path: str | Path) -> dict[str, str]:
+    """The provenance an activations file carries in its safetensors metadata (may be empty:
+    files written by other tools carry none)."""
+    md = read_safetensors_header(Path(path)).metadata
+    keys = {PROVENANCE_WEIGHTS: "weights_sha256", PROVENANCE_MODEL: "model", PROVENANCE_VERSION: "version",
+            PROVENANCE_HOOKS: "hooks"}
+    return {short: md[k] for k, short in keys.items() if k in md}

@@ -134,5 +134,5 @@ def write_sparsify(folder: str | Path, rng: np.random.Generator, d_in: int, *, k
     return t
 
 
-def write_activations(path: str | Path, tensors: dict[str, np.ndarray]) -> None:
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+def write_activations(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata or None)

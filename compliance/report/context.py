@@ -396,6 +396,15 @@ class EvidenceRow:
 
 
 @dataclass
+class DataQualityRow:
+    """A stored record the figures leave out: unusable (data quality) or voided/superseded."""
+
+    record: str = _f("Table and id, e.g. 'decision_volume 812'.")
+    problem: str = _f("What is wrong with it, or the correction's reason.")
+    handling: str = _f("What the figures did: excluded, ignored a column, default used, voided, superseded.")
+
+
+@dataclass
 class CrosswalkRow:
     """Map of a regulatory requirement to pack sections."""
 
@@ -413,6 +422,8 @@ class Appendix:
     policy_version: str = _f("Id/version of the policy in force at as_of.", default="")
     policy: list[PolicyRow] = _f("Policy settings in force.", factory=list)
     evidence: list[EvidenceRow] = _f("Evidence index, sorted by kind and ref.", factory=list)
+    data_quality: list[DataQualityRow] = _f("Records the figures leave out, each named (data quality, corrections).",
+                                            factory=list)
     crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk.", factory=list)
 
 

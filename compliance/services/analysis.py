@@ -17,11 +17,13 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from compliance.analysis.frames import AnalysisInput
-from compliance.services.policy import policy_at
+from compliance.analysis.quality import attach, findings_of, screen
+from compliance.services.policy import policy_at, screened_policy_at
 from compliance.store.models import (
     Acceptance,
     Artifact,
     Check,
+    Correction,
     DecisionVolume,
     DeploymentEvent,
     FailureMode,
@@ -34,7 +36,7 @@ from compliance.store.models import (
 
 def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
     """Run a Core select on the raw DBAPI cursor: no per-value ORM/type processing, so millions of
-    rows load at driver speed; timestamps are converted afterwards, vectorised (see ``_utc``)."""
+    rows load at driver speed; timestamps are converted afterwards, vectorised, by the data-quality screen."""
     conn = session.connection()
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = {k: _raw_param(v, conn.dialect.name) for k, v in compiled.params.items()}
@@ -62,12 +64,6 @@ def _raw_param(v: Any, dialect: str) -> Any:
     return v
 
 
-def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
-    for c in cols:
-        df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
-    return df
-
-
 def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) -> AnalysisInput:
     """Everything recorded at or before ``as_of`` that the analysis needs (7 queries)."""
     models = _frame(session, select(Model.id, Model.tier, Model.owner, Model.recorded_at).where(Model.recorded_at <= as_of),
@@ -76,10 +72,10 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
                                       ModelVersion.recorded_at).where(ModelVersion.recorded_at <= as_of),
                       ["version_id", "model_id", "label", "trained_at", "recorded_at"])
     deployments = _frame(session, select(DeploymentEvent.version_id, ModelVersion.model_id, DeploymentEvent.action,
-                                         DeploymentEvent.effective_at, DeploymentEvent.recorded_at)
+                                         DeploymentEvent.effective_at, DeploymentEvent.recorded_at, DeploymentEvent.id)
                          .join(ModelVersion, ModelVersion.id == DeploymentEvent.version_id)
                          .where(DeploymentEvent.recorded_at <= as_of),
-                         ["version_id", "model_id", "action", "effective_at", "recorded_at"])
+                         ["version_id", "model_id", "action", "effective_at", "recorded_at", "event_id"])
     artifacts = _frame(session, select(Artifact.id, Artifact.model_id, Artifact.kind, Artifact.bound_version_id,
                                        Artifact.recorded_at, Artifact.replaces_id, Artifact.set_id)
                        .where(Artifact.recorded_at <= as_of),
@@ -114,15 +110,16 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
         flags = {cid: tuple(_json(f)) for cid, f in session.execute(
             select(Check.id, Check.flags).where(Check.recorded_at <= as_of, cast(Check.flags, String) != "[]"))}
     volumes = _frame(session, select(DecisionVolume.version_id, DecisionVolume.day, DecisionVolume.volume,
-                                     DecisionVolume.recorded_at).where(DecisionVolume.recorded_at <= as_of),
-                     ["version_id", "day", "volume", "recorded_at"])
-    _utc(models, "recorded_at")
-    _utc(versions, "trained_at", "recorded_at")
-    _utc(deployments, "effective_at", "recorded_at")
-    _utc(artifacts, "recorded_at")
-    _utc(checks, "finished_at")
-    _utc(volumes, "recorded_at")
-    volumes["day"] = pd.to_datetime(volumes["day"], utc=True, format="ISO8601")
+                                     DecisionVolume.recorded_at, DecisionVolume.id).where(DecisionVolume.recorded_at <= as_of),
+                     ["version_id", "day", "volume", "recorded_at", "volume_id"])
+    # The data-quality screen (issue 21): corrections known at as_of applied, unusable records left
+    # out and reported, timestamps parsed; what follows only sees records the analysis can use.
+    fixes = _frame(session, select(Correction.entity_type, Correction.entity_id).where(Correction.recorded_at <= as_of),
+                   ["entity_type", "entity_id"])
+    screened, findings, applied = screen(dict(models=models, versions=versions, deployments=deployments,
+                                              artifacts=artifacts, checks=checks, volumes=volumes), fixes)
+    models, versions, deployments, artifacts, checks, volumes = (
+        screened[k] for k in ("models", "versions", "deployments", "artifacts", "checks", "volumes"))
     checks["explained_variance"] = pd.to_numeric(checks["explained_variance"], errors="coerce").astype(float)
     checks["version_id"] = checks["version_id"].astype(np.int64)
     checks["check_id"] = checks["check_id"].astype(np.int64)
@@ -149,8 +146,8 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
         mapped = checks["check_id"].map(fl)
         checks["flags"] = [f if isinstance(f, tuple) else () for f in mapped]
     versions["version_id"] = versions["version_id"].astype(int)
-    return AnalysisInput(models=models, versions=versions, deployments=deployments, artifacts=artifacts,
-                         checks=checks, volumes=volumes)
+    return attach(AnalysisInput(models=models, versions=versions, deployments=deployments, artifacts=artifacts,
+                                checks=checks, volumes=volumes), findings, applied)
 
 
 def _json(v: Any) -> Any:
@@ -172,8 +169,16 @@ def analyse(session: Session, quarter: str, as_of: datetime, *, inp: AnalysisInp
 
     if inp is None:
         inp = load_input(session, as_of, with_flags=False)
-    return analyse_quarter(inp, quarter, as_of, policy_at(session, as_of),
-                           open_occurrences_at(session, as_of)).to_dict()
+    policy, policy_findings = screened_policy_at(session, as_of)
+    out = analyse_quarter(inp, quarter, as_of, policy, open_occurrences_at(session, as_of)).to_dict()
+    out["data_quality"] = data_quality(inp, policy_findings)
+    return out
+
+
+def data_quality(inp: AnalysisInput, policy_findings: list = ()) -> dict:
+    """The screen's report: records left out (each named) and corrections applied."""
+    findings, applied = findings_of(inp)
+    return {"findings": [f.to_dict() for f in (*policy_findings, *findings)], "corrections_applied": applied}
 
 
 def detect(session: Session, at: datetime) -> list:

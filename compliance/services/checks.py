@@ -228,11 +228,14 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
                                 data=data, max_rows=max_rows, batch_rows=batch_rows, device=device)
     a = get_artifact(session, artifact_id)
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
+    provenance = activations_of_version(activations, v) if activations is not None else None
     st = _start(session, "fidelity", a.model_id, v.id, a.id)
     policy = _policy(session, st)
     hashes: dict[str, Any] = {"artifact": a.sha256}
     params: dict[str, Any] = {"batch_rows": batch_rows, "max_rows": max_rows,
                               "source": "activations" if activations is not None else "adapter"}
+    if provenance is not None:
+        params["activations_provenance"] = provenance
     try:
         if a.kind == "attribution_baseline":
             return _baseline_fidelity(session, st, a, v, data, max_rows, policy, hashes, params)
@@ -294,6 +297,56 @@ def run_set_fidelity(session: Session, set_id: str, version: str | None = None, 
     worst = max((c["status"] for c in checks), key=STATUS_ORDER.index)
     return {"set_id": set_id, "kind": "fidelity", "format": view["format"], "status": worst,
             "members": view["members"], "checks": checks}
+
+
+def activations_of_version(path: str | Path, v: ModelVersion) -> str:
+    """Refuse (``InputError``, nothing recorded) an activations file captured on other weights than
+    version ``v``'s. Returns ``"verified"`` when the file names ``v``'s weights, ``"none"`` when it
+    carries no provenance (a file written by another tool: recorded as such with the check)."""
+    from compliance.interp.headers import activation_provenance
+
+    p = Path(path)
+    if not p.is_file():
+        return "none"  # the check itself reports the missing file as an error
+    prov = activation_provenance(p)
+    sha = prov.get("weights_sha256")
+    if sha is None:
+        return "none"
+    if sha != v.weights_sha256:
+        src = f"{prov.get('model', '?')} {prov.get('version', '?')}" if prov.get("version") else "other weights"
+        raise InputError(f"{p.name}: activations were captured on {src} (weights {sha[:12]}…), not on {v.model_id} "
+                         f"{v.label} (weights {v.weights_sha256[:12]}…): capture them on the version you check "
+                         f"(`compliance check capture {v.model_id} {v.label} ...`) or use --adapter")
+    return "verified"
+
+
+def capture(session: Session, model_id: str, version: str, *, hooks: list[str], out: str | Path,
+            data: str | Path | None = None, max_rows: int | None = MAX_ROWS_DEFAULT, batch_rows: int = 1024) -> dict:
+    """Capture activations of a version at ``hooks`` on its data (through the model adapter) into a
+    safetensors file whose metadata names the version's weights (SHA-256), model and label, so a
+    fidelity check with ``--activations`` can refuse it for another version. Writes nothing to the store."""
+    from compliance.interp.downstream import capture_activations, save_activations
+    from compliance.interp.headers import PROVENANCE_HOOKS, PROVENANCE_MODEL, PROVENANCE_VERSION, PROVENANCE_WEIGHTS
+
+    if not hooks:
+        raise UsageError("name at least one hook point (--hook)")
+    v = get_version(session, model_id, version)
+    model = version_model(session, v)
+    path, data_sha, _window = data_for(session, model_id, _now(session), data)
+    frame = _frame(path, max_rows)
+    try:
+        acts = capture_activations(model, frame, list(hooks), batch_rows=batch_rows)
+    except CHECK_FAILURES as exc:
+        raise InputError(f"cannot capture {', '.join(hooks)} on {model_id} {version}: {exc}") from None
+    names = {h: ("activations" if len(hooks) == 1 else h) for h in hooks}
+    out = Path(out)
+    save_activations(out, {names[h]: t for h, t in acts.items()},
+                     metadata={PROVENANCE_WEIGHTS: v.weights_sha256, PROVENANCE_MODEL: model_id,
+                               PROVENANCE_VERSION: version, PROVENANCE_HOOKS: ",".join(hooks),
+                               "compliance.data_sha256": data_sha})
+    return {"path": str(out), "model_id": model_id, "version": version, "weights_sha256": v.weights_sha256,
+            "hooks": list(hooks), "rows": int(len(frame)), "tensors": {names[h]: list(t.shape) for h, t in acts.items()},
+            "sha256": sha256_file(out)}
 
 
 def _probe_fidelity(session, st, a, v, data, max_rows, policy, hashes, params) -> dict:
@@ -529,7 +582,8 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     t0 = time.perf_counter()
     policy = policy_for_tier(policy_at(session, started), get_model(session, model_id).tier)
     pol = policy.get("drift") or {}
-    dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share") if k in pol})
+    dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share", "missing_warn", "missing_fail")
+                        if pol.get(k) is not None})
     ref = (given_file(session, model_id, started, reference, "reference") if reference is not None
            else reference_for(session, v, started))
     if current is not None:
@@ -557,13 +611,19 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     d.pop("status", None)
     metrics = dict(d, **verdict.metrics, n_features=len(ins), n_drifted=sum(f["status"] == "fail" for f in ins),
                    n_warn=sum(f["status"] == "warn" for f in ins), drifted_share=verdict.metrics["input_failed_share"])
+    metrics["n_inf"] = sum(f.get("inf_ref", 0) + f.get("inf_cur", 0) for f in per_feature)
+    missing_notes = []  # the missing-share change is judged per feature (policy drift.missing_warn/_fail)
+    for f in ins:
+        ch = f.get("missing_rate_change")
+        if ch is not None and ch >= dp.missing_warn:
+            missing_notes.append(f"{'fail' if ch >= dp.missing_fail else 'warn'}: {f['feature']} missing share +{ch:.1%}")
     st = Started("data_drift", model_id, v.id, None, started, t0, window=cur.window)
     params = {"features": inputs, "targets": targets, "skipped": skipped, "categorical": categorical,
               "reference": ref.path.name, "current": cur.path.name, "method": res.method,
               "reference_data": dict(ref.describe(), default=reference is None,
                                      basis="development data of " + v.label if reference is None else "given"),
               "current_data": cur.describe(), "column_roles": roles, "column_roles_source": role_source}
-    c = _finish(session, st, status=verdict.status, metrics=metrics, reasons=notes + verdict.reasons, flags=[],
+    c = _finish(session, st, status=verdict.status, metrics=metrics, reasons=notes + verdict.reasons + missing_notes, flags=[],
                 input_hashes={"reference": ref.sha256, "current": cur.sha256}, parameters=params, detect=False)
     record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"],
                                        feature_kind="target" if f["role"] == "target" else f["kind"],

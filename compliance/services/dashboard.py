@@ -26,7 +26,7 @@ def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime |
     due_at = min(t, datetime.combine(parse_quarter(q).end, datetime.max.time(), tzinfo=timezone.utc))
     return {
         "quarter": q, "as_of": iso(t), "portfolio": a["portfolio"], "by_tier": a["by_tier"], "by_model": a["by_model"],
-        "trend": a["trend"],
+        "trend": a["trend"], "data_quality": a["data_quality"],
         "due": [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)],
         "failure_modes": [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)],
         "findings": [_plain(f) for f in list_findings(session, open_only=True, as_of=t)],

@@ -80,7 +80,7 @@ def run_demo(out_dir: str | Path = "compliance-demo", *, fresh: bool = False, sa
 
     outputs = render_demo_outputs(url, out, DEMO_QUARTER, DEMO_AS_OF, say=say)
     if replayed:
-        store = Store(url, actor=VALIDATOR, clock=SimClock(DEMO_AS_OF + timedelta(days=1)))
+        store = Store(url, actor=VALIDATOR, clock=SimClock(DEMO_AS_OF + timedelta(days=1)), replay=True)
         store.signoff(outputs["pack_report_id"], decision="approve_with_conditions", role="model validator (2nd line)",
                       comment="Approved on condition that the stale and broken explanations are re-validated "
                               "or retrained before 2026-12-31 (findings raised).")
@@ -116,7 +116,7 @@ def replay(url: str, manifest: Path, *, say: Say = print) -> None:
     base = manifest.parent
     start = min([e["_at"] for e in events] or [DEMO_AS_OF]) - timedelta(days=1)
     clock = SimClock(start)
-    store = Store(url, actor="ml-platform", clock=clock)
+    store = Store(url, actor="ml-platform", clock=clock, replay=True)
     store.init()
     rel = lambda p: base / p  # noqa: E731
     versions = {(v["model"], str(v["version"])): v for v in doc.get("versions") or []}

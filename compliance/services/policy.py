@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from compliance.safeyaml import load_yaml_file
 from compliance.errors import InputError
-from compliance.policy_defaults import DEFAULT_POLICY, default_policy
+from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE, default_policy
 from compliance.store.ledger import record
 from compliance.store.models import Policy
 
@@ -30,10 +30,34 @@ def policy_record_at(session: Session, at: datetime | None = None) -> dict[str, 
 
 
 def policy_at(session: Session, at: datetime | None = None) -> dict[str, Any]:
-    return policy_record_at(session, at)["document"]
+    """The policy document in force at ``at``, every number usable (see :func:`screened_policy_at`)."""
+    return screened_policy_at(session, at)[0]
+
+
+def screened_policy_at(session: Session, at: datetime | None = None) -> tuple[dict[str, Any], list]:
+    """The policy in force at ``at`` with any number an older release stored unusable (NaN,
+    ``validity_days: 1e308``...) replaced by its default, and the data-quality findings saying so."""
+    from compliance.analysis.quality import screen_policy
+
+    rec = policy_record_at(session, at)
+    return screen_policy(rec["document"], DEFAULT_POLICY, RANGES, SHARE, version=rec["version"])
+
+
+def _number(value: Any, where: str, name: str, key: str) -> None:
+    from compliance.store.door import check_number
+
+    low, high, whole = RANGES.get(key, SHARE)
+    try:
+        check_number(value, f"{where}: {name}", low=low, high=high, integer=whole)
+    except InputError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str = "") -> None:
+    """Every key known, every number finite and in its documented range (never NaN), every flag a
+    boolean; ``InputError`` naming the first bad key."""
+    from compliance.policy_defaults import TIER_OVERRIDABLE
+
     if not isinstance(doc, dict):
         raise InputError(f"{where}: {path or 'policy'} must be a mapping")
     for key, value in doc.items():
@@ -44,7 +68,7 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
         if template is DEFAULT_POLICY and key in _V2_KEYS:
             _V2_KEYS[key](value, where, name)
             continue
-        if key in ("required_groups", "tier_weights"):
+        if key in ("required_groups", "tier_weights") and not path:
             if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
                 raise InputError(f"{where}: {name} must map tiers 1, 2, 3")
             if key == "required_groups":
@@ -53,11 +77,36 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
                 for tier, groups in value.items():
                     if not isinstance(groups, list) or not all(isinstance(g, list) and g and set(g) <= set(ARTIFACT_KINDS) for g in groups):
                         raise InputError(f"{where}: {name}.{tier} must be a list of non-empty lists of artifact kinds")
+            else:
+                from compliance.store.door import check_number
+
+                for tier, w in value.items():
+                    try:
+                        check_number(w, f"{where}: {name}.{tier}", low=0.0, high=1000.0)
+                    except InputError as exc:
+                        raise InputError(str(exc)) from None
+            continue
+        if key == "key_drivers" and not path:
+            if not isinstance(value, dict) or not all(
+                    isinstance(cols, list) and all(isinstance(c, str) for c in cols) for cols in value.values()):
+                raise InputError(f"{where}: key_drivers must map model ids to lists of column names")
+            continue
+        if key == "tiers" and not path:
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
+            sub = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
+            for tier, over in value.items():
+                _validate(over or {}, where, sub, f"tiers.{tier}")
             continue
         if isinstance(expected, dict):
             _validate(value, where, expected, name)
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise InputError(f"{where}: {name} must be a number, got {value!r}")
+        elif isinstance(expected, bool):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {name} must be true or false, got {value!r}")
+        elif value is not None or expected is not None:
+            if value is None:
+                raise InputError(f"{where}: {name} must be a number, got null")
+            _number(value, where, name, key)
 
 
 def _key_drivers(value: Any, where: str, name: str) -> None:

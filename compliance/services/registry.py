@@ -69,12 +69,22 @@ def version_by_id(session: Session, version_id: int) -> ModelVersion:
 
 
 def deployed_at(session: Session, version_id: int, at: datetime) -> bool:
-    """Whether the version's latest deploy/retire event effective at or before ``at`` is a deploy."""
+    """Whether the version's latest deploy/retire event effective at or before ``at`` is a deploy
+    (voided or superseded events do not count)."""
     ev = session.scalars(
-        select(DeploymentEvent).where(DeploymentEvent.version_id == version_id, DeploymentEvent.effective_at <= at)
+        select(DeploymentEvent).where(DeploymentEvent.version_id == version_id, DeploymentEvent.effective_at <= at,
+                                      DeploymentEvent.id.not_in(_corrected_events()))
         .order_by(DeploymentEvent.effective_at.desc(), DeploymentEvent.id.desc()).limit(1)
     ).first()
     return ev is not None and ev.action == "deploy"
+
+
+def _corrected_events():
+    from sqlalchemy import Integer, cast
+
+    from compliance.store.models import Correction
+
+    return select(cast(Correction.entity_id, Integer)).where(Correction.entity_type == "deployment_event")
 
 
 # ---------------------------------------------------------------- models
@@ -139,26 +149,35 @@ def list_versions(session: Session, model_id: str | None = None) -> list[dict]:
 
 # ---------------------------------------------------------------- deployments
 def deploy(session: Session, model_id: str, label: str, *, at: datetime) -> dict:
-    v = get_version(session, model_id, label)
-    if deployed_at(session, v.id, at):
-        raise Conflict(f"{model_id} {label} is already deployed at {at.isoformat()}")
-    _no_later_events(session, v, at)
-    e = record(session, DeploymentEvent(version_id=v.id, action="deploy", effective_at=at))
-    return dict(plain(e), model_id=model_id, version=label)
+    return _deployment_event(session, model_id, label, at=at, action="deploy")
 
 
 def retire(session: Session, model_id: str, label: str, *, at: datetime) -> dict:
+    return _deployment_event(session, model_id, label, at=at, action="retire")
+
+
+def _deployment_event(session: Session, model_id: str, label: str, *, at: datetime, action: str) -> dict:
+    from compliance.store.door import check_time
+
+    check_time(at, session.info["clock"](), f"{action} time")
     v = get_version(session, model_id, label)
-    if not deployed_at(session, v.id, at):
+    # Serialised per version: concurrent deploys of one version queue on its row (PostgreSQL row
+    # lock; SQLite writers are serialised by BEGIN IMMEDIATE), so the state read below is the
+    # state the event is appended to, and a race cannot record the same event twice.
+    session.execute(select(ModelVersion.id).where(ModelVersion.id == v.id).with_for_update())
+    if action == "deploy" and deployed_at(session, v.id, at):
+        raise Conflict(f"{model_id} {label} is already deployed at {at.isoformat()}")
+    if action == "retire" and not deployed_at(session, v.id, at):
         raise Conflict(f"{model_id} {label} is not deployed at {at.isoformat()}: nothing to retire")
     _no_later_events(session, v, at)
-    e = record(session, DeploymentEvent(version_id=v.id, action="retire", effective_at=at))
+    e = record(session, DeploymentEvent(version_id=v.id, action=action, effective_at=at))
     return dict(plain(e), model_id=model_id, version=label)
 
 
 def _no_later_events(session: Session, v: ModelVersion, at: datetime) -> None:
     later = session.scalar(select(DeploymentEvent.effective_at).where(
-        DeploymentEvent.version_id == v.id, DeploymentEvent.effective_at > at).limit(1))
+        DeploymentEvent.version_id == v.id, DeploymentEvent.effective_at > at,
+        DeploymentEvent.id.not_in(_corrected_events())).limit(1))
     if later is not None:
         raise Conflict(f"{v.model_id} {v.label} already has a deployment event after {at.isoformat()} "
                        "(events must be recorded in time order)")
@@ -398,19 +417,58 @@ def list_datasets(session: Session, model_id: str | None = None) -> list[dict]:
 
 
 def add_volumes(session: Session, rows: list[tuple[str, str, date, float]]) -> int:
-    """Record daily decision volumes: (model, version, day, volume) rows, all or nothing."""
-    objs = []
+    """Record daily decision volumes: (model, version, day, volume) rows, all or nothing.
+    Returns the number of rows written (see :func:`import_volumes`)."""
+    return import_volumes(session, rows)["recorded"]
+
+
+def import_volumes(session: Session, rows: list[tuple[str, str, date, float]]) -> dict:
+    """Validate every row, then write the new ones: a (version, day) already recorded with the
+    same volume is recognised as a re-import and not written again; with another volume it is
+    refused (void the stored row first: ``compliance void volume ID --reason ...``)."""
+    from compliance.services.corrections import corrected_ids
+    from compliance.store.door import MAX_VOLUME, check_number, check_time
+
+    now = session.info["clock"]()
     cache: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[int, date], tuple[int, float]] = {}
     for i, (model_id, label, day, volume) in enumerate(rows, 1):
         key = (model_id, label)
         if key not in cache:
             cache[key] = get_version(session, model_id, label).id
+        if isinstance(volume, str):
+            try:
+                volume = float(volume)
+            except ValueError:
+                raise InputError(f"row {i}: volume {volume!r} is not a number") from None
         try:
-            vol = float(volume)
-        except (TypeError, ValueError):
-            raise InputError(f"row {i}: volume {volume!r} is not a number") from None
-        if not vol >= 0:
-            raise InputError(f"row {i}: volume must be a non-negative number, got {volume!r}")
-        objs.append(DecisionVolume(version_id=cache[key], day=day, volume=vol))
+            vol = check_number(volume, f"row {i}: volume", low=0.0, high=MAX_VOLUME)
+            check_time(day, now, f"row {i}: day")
+        except InputError as exc:
+            raise InputError(str(exc)) from None
+        k = (cache[key], day)
+        if k in seen and seen[k][1] != vol:
+            raise InputError(f"row {i}: {model_id} {label} {day.isoformat()} already appears on row {seen[k][0]} "
+                             f"with another volume ({seen[k][1]:g} vs {vol:g})")
+        seen.setdefault(k, (i, vol))
+    stored: dict[tuple[int, date], DecisionVolume] = {}
+    if seen:
+        void = corrected_ids(session, "volume")
+        vids = sorted({v for v, _d in seen})
+        for r in session.scalars(select(DecisionVolume).where(DecisionVolume.version_id.in_(vids))
+                                 .order_by(DecisionVolume.id)):
+            if r.id not in void:
+                stored.setdefault((r.version_id, r.day), r)
+    objs, already = [], 0
+    for (vid, day), (i, vol) in seen.items():
+        old = stored.get((vid, day))
+        if old is None:
+            objs.append(DecisionVolume(version_id=vid, day=day, volume=vol))
+        elif float(old.volume) == vol:
+            already += 1
+        else:
+            raise Conflict(f"row {i}: a volume for {rows[i - 1][0]} {rows[i - 1][1]} on {day.isoformat()} is already "
+                           f"recorded (volume {old.id}: {float(old.volume):g}, not {vol:g}); to correct it, "
+                           f"`compliance void volume {old.id} --reason ...` and import again")
     record_many(session, objs)
-    return len(objs)
+    return {"recorded": len(objs), "already_recorded": already}

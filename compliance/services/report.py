@@ -27,6 +27,7 @@ from compliance.hashing import canonical_json as _canon
 from compliance.hashing import sha256_bytes
 from compliance.report import context as C
 from compliance.services.analysis import analyse, fm_occurrences, load_input
+from compliance.services.corrections import corrections
 from compliance.services.governance import list_findings
 from compliance.services.policy import policy_record_at
 from compliance.store.ledger import entries_between, entry_at, head_as_of, record
@@ -84,18 +85,39 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     in_scope = set(scope)
     inp = load_input(session, as_of, with_flags=False)
     a = analyse(session, quarter, as_of, inp=inp)
+    # Records the data-quality screen left out (or that a correction known at as_of voided) are
+    # left out of every section too; the evidence index still lists them, marked.
+    fixes = corrections(session, as_of)
+    left_out = {(f["entity_type"], f["entity_id"]) for f in a["data_quality"]["findings"] if f["handling"] == "excluded"}
+    left_out |= {(c["entity_type"], c["entity_id"]) for c in a["data_quality"]["corrections_applied"]}
+    ok_models, ok_versions = set(inp.models["model_id"]), {int(v) for v in inp.versions["version_id"]}
+    ok_artifacts = set(inp.artifacts["artifact_id"])
+    models = {k: m for k, m in models.items() if k in ok_models}
+    if model_id and model_id not in models:
+        raise NotFound(f"model {model_id!r} is left out of the figures as of {iso(as_of)} (see `compliance status`)")
+    scope = [model_id] if model_id else list(models)
+    in_scope = set(scope)
     seq, head = head_as_of(session, as_of)
     rid = report_id_for(kind, str(q), model_id, as_of, head)
     pol = policy_record_at(session, as_of)
 
-    versions = {v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.recorded_at <= as_of))}
-    label = {vid: v.label for vid, v in versions.items()}
-    events = session.scalars(select(DeploymentEvent).where(DeploymentEvent.recorded_at <= as_of)
-                             .order_by(DeploymentEvent.effective_at, DeploymentEvent.id)).all()
-    artifacts = {x.id: x for x in session.scalars(select(Artifact).where(Artifact.recorded_at <= as_of).order_by(Artifact.id))}
-    checks = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.finished_at >= qstart,
-                                                 Check.finished_at < qend, Check.model_id.in_(scope))
-                             .order_by(Check.finished_at, Check.id)).all()
+    all_versions = {v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.recorded_at <= as_of))}
+    versions = {k: v for k, v in all_versions.items() if k in ok_versions}
+    label = {vid: v.label for vid, v in all_versions.items()}
+    events = [e for e in session.scalars(select(DeploymentEvent).where(DeploymentEvent.recorded_at <= as_of)
+                                         .order_by(DeploymentEvent.effective_at, DeploymentEvent.id))
+              if e.version_id in versions and ("deployment_event", str(e.id)) not in left_out]
+    all_artifacts = {x.id: x for x in session.scalars(select(Artifact).where(Artifact.recorded_at <= as_of).order_by(Artifact.id))}
+    artifacts = {k: x for k, x in all_artifacts.items() if k in ok_artifacts}
+    all_checks = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.finished_at >= qstart,
+                                                     Check.finished_at < qend, Check.model_id.in_(scope))
+                                 .order_by(Check.finished_at, Check.id)).all()
+
+    def usable(c: Check) -> bool:
+        return (("check_run", str(c.id)) not in left_out and (c.version_id is None or c.version_id in versions)
+                and all(x is None or x in artifacts for x in (c.artifact_id, c.other_artifact_id)))
+
+    checks = [c for c in all_checks if usable(c)]
     # Fidelity is shown over the four-quarter trend window, so decay across versions is visible.
     q0 = q.previous(3)
     hist_start = datetime(q0.start.year, q0.start.month, q0.start.day, tzinfo=timezone.utc)
@@ -103,6 +125,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                                       Check.finished_at >= hist_start, Check.finished_at < qstart,
                                                       Check.model_id.in_(scope))
                                   .order_by(Check.finished_at, Check.id)).all()
+    fid_history = [c for c in fid_history if usable(c)]
 
     # -- inventory and change log
     deployed_in_q: dict[str, set[str]] = defaultdict(set)
@@ -258,22 +281,38 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         overdue_findings=sum(1 for f in findings if f.overdue_days > 0), signoff_state=signoff_state)
 
     # -- appendix
+    def mark(table: str, eid: Any) -> str:
+        fix = fixes.get((table, str(eid)))
+        if fix is not None:
+            how = "void" if fix["action"] == "void" else f"superseded by {fix['replacement_id']}"
+            return f" — {how} since {_d(fix['recorded_at'])} (correction {fix['id']})"
+        return " — left out (data quality)" if (table, str(eid)) in left_out else ""
+
     evidence = []
-    for c in checks:
+    for c in all_checks:  # a voided record stays visible in the evidence index, marked
         evidence.append(C.EvidenceRow(kind="check", ref=f"check {c.id} ({c.kind})",
-                                      description=f"{c.artifact_id or c.model_id} on {label.get(c.version_id, '-')}: {c.status}",
+                                      description=f"{c.artifact_id or c.model_id} on {label.get(c.version_id, '-')}: {c.status}"
+                                      + mark("check_run", c.id),
                                       sha256=sha256_bytes(_canon(c.input_hashes or {}).encode())))
-    for x in artifacts.values():
+    for x in all_artifacts.values():
         if x.model_id in in_scope:
-            evidence.append(C.EvidenceRow(kind="artifact", ref=x.id, description=f"{x.kind}, {x.format}", sha256=x.sha256))
-    for v in versions.values():
+            evidence.append(C.EvidenceRow(kind="artifact", ref=x.id, description=f"{x.kind}, {x.format}" + mark("artifact", x.id),
+                                          sha256=x.sha256))
+    for v in all_versions.values():
         if v.model_id in in_scope:
-            evidence.append(C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}", description="weights file",
-                                          sha256=v.weights_sha256))
+            evidence.append(C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}",
+                                          description="weights file" + mark("model_version", v.id), sha256=v.weights_sha256))
     evidence.sort(key=lambda r: (r.kind, r.ref))
+    dq_rows = [C.DataQualityRow(record=f["record"], problem=f["problem"],
+                                handling=f["handling"] + (f" (+{f['dependents']} dependent records)" if f["dependents"] else ""))
+               for f in a["data_quality"]["findings"]]
+    dq_rows += [C.DataQualityRow(record=f"{c['entity_type']} {c['entity_id']}", problem=c["reason"],
+                                 handling=("voided" if c["action"] == "void" else f"superseded by {c['replacement_id']}")
+                                 + f" on {_d(c['recorded_at'])} by {c['actor']} (correction {c['id']})")
+                for c in sorted(fixes.values(), key=lambda c: c["id"])]
     appendix = C.Appendix(methodology=C.default_methodology(), policy_version=str(pol["version"]),
                           policy=[C.PolicyRow(key=k, value=v) for k, v in _flatten(pol["document"])],
-                          evidence=evidence, crosswalk=C.default_crosswalk())
+                          evidence=evidence, data_quality=dq_rows, crosswalk=C.default_crosswalk())
 
     detail = _model_detail(session, models[model_id], versions, events, artifacts, as_of) if model_id else None
     if detail is not None:
@@ -549,16 +588,16 @@ def render_demo_outputs(url: str, out_dir: Path, quarter: str, as_of: datetime, 
     org = "Northwind Bank (sample)"
     clock = lambda: as_of + timedelta(hours=12)  # noqa: E731 - the runs are recorded at the quarter close review
     res = {}
-    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+    with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         r = render_report(s, quarter, as_of, out_dir / f"audit-pack-{quarter}.pdf", organisation=org)
         say(f"      portfolio pack  {r['path']}")
         res["pack"], res["pack_report_id"] = Path(r["path"]), r["report_id"]
-    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+    with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         worst = _worst_model(s, quarter, as_of)
         r = render_report(s, quarter, as_of, out_dir / f"review-{worst}-{quarter}.pdf", model_id=worst, organisation=org)
         say(f"      model review    {r['path']}")
         res["review"] = Path(r["path"])
-    with session_scope(url, actor="mrm-reporting", clock=clock) as s:
+    with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         r = export_pack(s, quarter, as_of, out_dir / f"regulator-export-{quarter}.zip", organisation=org)
         say(f"      regulator zip   {r['path']}")
         res["export"] = Path(r["path"])

@@ -17,6 +17,11 @@ NOT_CHECKED_WITHOUT_DB = [
 
 
 def verify_store(session: Session) -> dict:
+    """Verify the ledger and every evidence row, read in ONE snapshot: on PostgreSQL the
+    transaction is REPEATABLE READ (set before its first statement), so rows and ledger entries
+    committed by concurrent writers while it reads are all invisible to it, never half visible
+    (which would read as tampering). SQLite's read transaction is a snapshot already (WAL)."""
+    snapshot(session)
     r = verify(session)
     return {"ok": r.ok, "entries": r.entries, "head": r.head_hash, "broken_seq": r.seq, "problem": r.problem,
             "summary": r.summary()}
@@ -98,6 +103,13 @@ def _run_mismatch(run, rep, prefix: str, iso) -> tuple[str, str] | None:
     if sha256_file(rep.path) not in outputs.values():
         return rep.path, f"the zip's SHA-256 is not the one recorded in {where}"
     return None
+
+
+def snapshot(session: Session) -> None:
+    """Make the session's transaction one consistent snapshot (call before its first statement)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def verify_pack_cli(pack: Path, db_url: str | None) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,12 +19,12 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from compliance.errors import InputError, ComplianceError, Conflict, SchemaOutOfDate
+from compliance.errors import ComplianceError, Conflict, InputError, SchemaOutOfDate, UsageError
 from compliance.timeutil import utcnow
 
 DEFAULT_DB_URL = "sqlite:///compliance.db"
 # The Alembic head this code expects; a test keeps it equal to migrations/ head.
-SCHEMA_HEAD = "0002_methodology_v2"
+SCHEMA_HEAD = "0003_door_checks"
 
 
 def default_actor() -> str:
@@ -41,6 +42,9 @@ def resolve_actor(actor: str | None) -> str:
     return actor or os.environ.get("COMPLIANCE_ACTOR") or default_actor()
 
 
+_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
 @lru_cache(maxsize=16)
 def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
@@ -50,7 +54,20 @@ def make_engine(url: str) -> Engine:
         _sqlite_setup(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    _ENGINES.add(engine)
     return engine
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not use the parent's pooled connections (two processes on one socket
+    or one SQLite handle corrupt each other's transactions): drop them from the child's pools
+    without closing them (they still belong to the parent); the child opens its own."""
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -66,10 +83,28 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        if conn.get_execution_options().get("compliance_readonly"):
+        opts = conn.get_execution_options()
+        if opts.get("compliance_readonly") or opts.get("compliance_short_writes"):
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def begin_writing(session: Session) -> None:
+    """Called by the ledger before the first append of a transaction. In a ``short_writes``
+    session on SQLite, the reading transaction ends here and a ``BEGIN IMMEDIATE`` one starts, so
+    the write lock is held only from the first append to the commit. (What was read before is
+    not re-read: a check's appends do not depend on rows written meanwhile; the ledger head is
+    read after this point.) PostgreSQL needs nothing: its appends take the ledger's advisory lock."""
+    if not session.info.get("short_writes") or session.info.get("writing"):
+        return
+    session.info["writing"] = True
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        if raw.in_transaction:
+            raw.execute("COMMIT")
+        raw.execute("BEGIN IMMEDIATE")
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -97,13 +132,27 @@ def _short(exc: Exception) -> str:
 
 @contextmanager
 def session_scope(url: str | None = None, *, actor: str | None = None, readonly: bool = False,
-                  clock: Callable[[], datetime] | None = None, check: bool = True) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error, map DB errors to ours."""
+                  clock: Callable[[], datetime] | None = None, replay: bool = False,
+                  check: bool = True, short_writes: bool = False) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on error, map DB errors to ours.
+
+    ``short_writes``: for a long computation that ends in a few appends (a due check): the
+    transaction reads without taking the write lock, and takes it only at its first append
+    (:func:`begin_writing`), so other writers never wait for the computation.
+
+    ``clock`` replaces the system clock for ``recorded_at``: only for replaying history, so it
+    must come with ``replay=True``; every ledger entry written under it has the action ``replay``.
+    """
+    if clock is not None and not replay:
+        raise UsageError("a caller's clock is for replaying history only: pass replay=True "
+                         "(every entry written under it is marked as replayed in the ledger)")
     engine = make_engine(resolve_url(url))
     if check:
         check_schema(engine)
-    bind = engine.execution_options(compliance_readonly=True) if readonly else engine
+    bind = (engine.execution_options(compliance_readonly=True) if readonly else
+            engine.execution_options(compliance_short_writes=True) if short_writes else engine)
     session = Session(bind=bind, expire_on_commit=False, autoflush=False)
+    session.info["short_writes"] = short_writes and not readonly
     session.info["actor"] = resolve_actor(actor)
     session.info["clock"] = clock or utcnow
     session.info["replay"] = clock is not None

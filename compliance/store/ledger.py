@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError, InputError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
+from compliance.store.door import check_row
+from compliance.store.engine import begin_writing
 from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.text import CONTROL as _CONTROL_CHARS
 from compliance.text import escape_controls
@@ -74,6 +76,7 @@ def _lock_and_head(session: Session) -> tuple[int, str]:
     head = session.info.get(_HEAD)
     if head is not None:
         return head
+    begin_writing(session)  # a short-writes session takes the write lock only now
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     row = session.execute(
@@ -96,6 +99,10 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     clock = session.info["clock"]
     actor = session.info["actor"]
     now = clock()
+    for obj in objs:
+        check_row(obj, now)  # the door: nothing that would poison an analysis gets in
+    if session.info.get("replay") and action == "insert":
+        action = "replay"  # written under a caller's clock: marked in the chain (issue 21)
     seq, prev = _lock_and_head(session)
     last_at = session.info.get(_HEAD_AT)
     if last_at is not None and now < last_at and not session.info.get("replay"):

@@ -1,0 +1,101 @@
+"""The door of the store: every evidence row is checked before it is written (issue 21).
+
+:func:`compliance.store.ledger.record_many` calls :func:`check_row` for each row, so no service,
+import path or API caller can write a value that would poison later analyses:
+
+- every float column holds a finite number (or NULL where the column allows it);
+- every integer column holds an integer (not a bool, not 1.5, not a string);
+- every date and time lies in a sane window: 1970-01-01 to one year after the store's clock
+  (ten years for due dates), so that every later as-of stays computable;
+- per-column ranges: risk tier 1–3, decision volume 0–1e15, enumerations (deployment action,
+  check status, correction action).
+
+Services validate first and give the friendlier message; this is the backstop every write
+passes. The database enforces the same ranges for rows written behind the project's back
+(migration 0003: CHECK constraints on PostgreSQL, BEFORE INSERT triggers on SQLite).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Float, Integer
+
+from compliance.errors import InputError
+
+EARLIEST = date(1970, 1, 1)
+FUTURE = timedelta(days=366)  # "now + 1 year"
+FUTURE_LONG = timedelta(days=3653)  # due dates may lie further ahead
+LONG_HORIZON_COLUMNS = {("finding", "due_date")}
+MAX_VOLUME = 1e15
+
+# (table, column) -> (low, high) inclusive, or a tuple of allowed values
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("model", "tier"): (1, 3),
+    ("decision_volume", "volume"): (0.0, MAX_VOLUME),
+}
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("deployment_event", "action"): ("deploy", "retire"),
+    ("check_run", "status"): ("pass", "warn", "fail", "error"),
+    ("correction", "action"): ("void", "supersede"),
+}
+
+
+def window(now: datetime, table: str, column: str) -> tuple[date, date]:
+    """The dates a value of ``table.column`` may take when the store's clock reads ``now``."""
+    ahead = FUTURE_LONG if (table, column) in LONG_HORIZON_COLUMNS else FUTURE
+    return EARLIEST, (now.astimezone(timezone.utc) + ahead).date()
+
+
+def check_time(value: datetime | date, now: datetime, what: str, table: str = "", column: str = "") -> None:
+    """``InputError`` unless ``value`` lies in the sane window (see the module docstring)."""
+    lo, hi = window(now, table, column)
+    d = value.astimezone(timezone.utc).date() if isinstance(value, datetime) and value.tzinfo else (
+        value.date() if isinstance(value, datetime) else value)
+    if not lo <= d <= hi:
+        raise InputError(f"{what} {value.isoformat()} is outside the accepted window {lo.isoformat()} .. "
+                         f"{hi.isoformat()} (1970 to one year after now)")
+
+
+def check_number(value: Any, what: str, *, low: float | None = None, high: float | None = None,
+                 integer: bool = False) -> float:
+    """``value`` as a finite number in ``[low, high]`` (an integer when ``integer``), else ``InputError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    if integer and not isinstance(value, numbers.Integral):
+        if not (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
+            raise InputError(f"{what} must be a whole number, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise InputError(f"{what} must be a finite number, got {value!r}")
+    if (low is not None and x < low) or (high is not None and x > high):
+        lo = "-∞" if low is None else f"{low:g}"
+        hi = "∞" if high is None else f"{high:g}"
+        raise InputError(f"{what} must lie in [{lo}, {hi}], got {value!r}")
+    return x
+
+
+def check_row(obj: Any, now: datetime) -> None:
+    """Refuse (``InputError``) a row with a value that analyses could not use."""
+    table = obj.__tablename__
+    for col in obj.__table__.columns:
+        value = getattr(obj, col.key, None)
+        if value is None:
+            continue
+        key = (table, col.name)
+        what = f"{table}.{col.name}"
+        if isinstance(col.type, Float):
+            lo, hi = RANGES.get(key, (None, None))
+            check_number(value, what, low=lo, high=hi)
+        elif isinstance(col.type, Integer) and not col.primary_key:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise InputError(f"{what} must be an integer, got {value!r}")
+            if key in RANGES:
+                check_number(value, what, low=RANGES[key][0], high=RANGES[key][1], integer=True)
+        elif isinstance(value, (datetime, date)):
+            check_time(value, now, what, table, col.name)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise InputError(f"{what} must be one of {', '.join(CHOICES[key])}, got {value!r}")
