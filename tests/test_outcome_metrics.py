@@ -208,3 +208,20 @@ def test_judge_thresholds():
     small = P.evaluate(y[:50], s[:50])
     st, why = P.judge(small, pol)
     assert st == "warn" and "only 50 rows" in why[0]
+
+
+def test_chi2_sf_closed_form_matches_scipy():
+    for df in range(1, 12):
+        for x in (0.0, 1e-6, 0.5, 3.0, 8.0, 25.0, 120.0, 900.0):
+            assert abs(P.chi2_sf(x, df) - stats.chi2.sf(x, df)) < 1e-12, (x, df)
+
+
+def test_check_path_does_not_import_scipy_stats():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from compliance.checks import performance as P, fairness as F; "
+            "P.evaluate(np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.6, 0.3])); "
+            "import compliance.services.outcomes; print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -135,8 +135,7 @@ def group_labels(values) -> np.ndarray:
     import pandas as pd
 
     s = pd.Series(values)
-    out = s.astype(object).where(s.notna(), MISSING_GROUP)
-    return np.asarray([str(v) for v in out], dtype=object)
+    return s.astype(object).where(s.notna(), MISSING_GROUP).astype(str).to_numpy(dtype=object)
 
 
 def attribute_fairness(attribute: str, groups, score, threshold: float, y=None, weight=None,
@@ -157,11 +156,13 @@ def attribute_fairness(attribute: str, groups, score, threshold: float, y=None, 
     if np.any(known & (yy != 0) & (yy != 1)):
         raise InputError("target must be 0/1 (or missing for outcomes not yet known)")
     approved = (s < threshold).astype(np.float64)
-    names = sorted(set(g))
+    import pandas as pd
+
+    codes, uniq = pd.factorize(g, sort=True)
     rates: dict[str, dict[str, _Rate]] = {}
     out: list[GroupResult] = []
-    for name in names:
-        m = g == name
+    for code, name in enumerate(uniq):
+        m = codes == code
         wm = w[m]
         ap = _rate(approved[m], wm)
         lo, hi = _interval(ap.p, ap.var) if ap.p is not None else (float("nan"), float("nan"))

@@ -82,9 +82,17 @@ def _section(session: Session, at: datetime, tier: int, name: str) -> dict:
 
 
 def _read(path: Path, what: str):
-    from compliance.checks.drift import read_frame
+    """A CSV or Parquet file as a frame (as ``checks.drift.read_frame``, without importing scipy.stats)."""
+    import pandas as pd
 
-    df = read_frame(path)
+    name = path.name.lower()
+    parquet = name.endswith((".parquet", ".pq"))
+    if not parquet and not name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
+        raise InputError(f"{path.name}: unsupported file type for the {what} (expected .csv or .parquet)")
+    try:
+        df = pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except Exception as exc:  # pandas/pyarrow raise many types for a bad file
+        raise InputError(f"{path.name}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if len(df) == 0:
         raise InputError(f"{path.name}: no rows")
     return df
