@@ -191,3 +191,39 @@ def test_fairness_four_fifths_and_fm_protected(cli, bank):
     code, _, err = cli("check", "fairness", "m", "--version", "v1", "--data", fail, "--score", "pd", "--protected", "sex")
     assert code == 1 and "no column 'sex'" in err and _count(cli.url) == before
     assert cli("verify")[0] == 0
+
+
+def test_scores_threshold_and_development_auc_from_the_adapter(cli, tmp_path):
+    """No score column: the version scores the rows through its adapter; the threshold and the
+    development AUC come from the version's own weights metadata."""
+    torch = pytest.importorskip("torch")
+    from sample_data import adapter
+    from sample_data.models import Encoding, ResidualMLP, save_model
+
+    rng = np.random.default_rng(5)
+    n = 600
+    df = pd.DataFrame({"income": rng.lognormal(10, 0.5, n), "util": rng.random(n), "region": rng.choice(["n", "s"], n)})
+    enc = Encoding.fit(df, [("income", True), ("util", False)], ["region"])
+    torch.manual_seed(0)
+    model = ResidualMLP(enc.n_inputs, 8, 16, 1)
+    w = tmp_path / "v1.safetensors"
+    save_model(model, w, arch=dict(n_inputs=enc.n_inputs, d_model=8, d_mlp=16, n_blocks=1), encoding=enc,
+               label_column="defaulted", decision_threshold=0.42, extra={"development_auc": "0.91"})
+    lm = adapter.load(w)
+    with torch.no_grad():
+        p = torch.sigmoid(lm.module(lm.encode_inputs(df)).double()).numpy()
+    df["defaulted"] = (rng.random(n) < p).astype(float)
+    data = tmp_path / "labelled.csv"
+    df.to_csv(data, index=False)
+    assert cli("model", "add", "a", "--name", "A", "--owner", "o", "--tier", "2", "--use", "credit",
+               "--adapter", "sample_data.adapter:load")[0] == 0
+    assert cli("version", "add", "a", "v1", "--weights", w)[0] == 0
+    code, out, err = cli("check", "performance", "a", "--version", "v1", "--data", data, "--target", "defaulted", "--json")
+    assert code == 0, err
+    c = json.loads(out)
+    m = c["metrics"]
+    assert c["parameters"]["score_source"] == "adapter (v1)" and c["parameters"]["threshold"] == 0.42
+    assert c["parameters"]["threshold_source"] == "adapter (v1)" and c["input_hashes"]["weights"]
+    assert abs(m["auc"] - sk.roc_auc_score(df["defaulted"], p)) < 1e-6  # float32 forward
+    assert m["baseline_auc"] == 0.91 and m["baseline_source"] == "version v1 metadata"
+    assert abs(m["alert_rate"] - (p >= 0.42).mean()) < 0.01
