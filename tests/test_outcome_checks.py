@@ -190,6 +190,9 @@ def test_fairness_four_fifths_and_fm_protected(cli, bank):
     assert code == 1 and "no protected attribute" in err and _count(cli.url) == before
     code, _, err = cli("check", "fairness", "m", "--version", "v1", "--data", fail, "--score", "pd", "--protected", "sex")
     assert code == 1 and "no column 'sex'" in err and _count(cli.url) == before
+    code, _, err = cli("check", "fairness", "m", "--version", "v1", "--data", bank["path"], "--score", "pd",
+                       "--protected", "w")
+    assert code == 1 and "give a banded column" in err and _count(cli.url) == before
     assert cli("verify")[0] == 0
 
 

@@ -34,6 +34,7 @@ from compliance.services.registry import get_model, get_version
 from compliance.store.models import Check, Dataset, ModelVersion
 
 DEFAULT_THRESHOLD = 0.5
+MAX_NUMERIC_GROUPS = 20  # a numeric protected column with more distinct values must be banded first
 
 
 @dataclass
@@ -370,6 +371,11 @@ def run_fairness(session: Session, model_id: str, version: str, *, data: str | P
                  section=perf_section)
     if not p.cols.protected:
         raise InputError("no protected attribute: pass --protected or register the dataset with a protected role")
+    for a in p.cols.protected:
+        col = p.frame[a]
+        if col.dtype.kind in "fiu" and col.nunique() > MAX_NUMERIC_GROUPS:
+            raise InputError(f"{p.path.name}: protected attribute {a!r} is numeric with {col.nunique()} distinct values: "
+                             f"give a banded column (e.g. {a}_band) instead")
     y = np.where(p.matured, p.y, np.nan) if p.cols.target is not None else None
     res = evaluate({a: p.frame[a].to_numpy() for a in p.cols.protected}, p.score, p.threshold, y, p.weight, pol)
     reasons = res.reasons()
