@@ -45,7 +45,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "fairness": {"air_warn": 0.8, "air_fail": 0.7,  # adverse impact ratio below (four-fifths rule)
                  "eod_warn": 0.1, "eod_fail": 0.2,  # |equal-opportunity difference| above
                  "aod_warn": 0.1, "aod_fail": 0.2,  # |average-odds difference| above
-                 "calibration_gap_warn": 0.05,  # |observed - predicted event rate| in a group above
+                 "calibration_gap_warn": 0.05,  # |a group's (observed - predicted) - the reference's| above
                  "min_group_size": 50},  # smaller groups are reported, not judged
     "alignment": {"survival_cosine": 0.7, "min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
     "required_groups": {

@@ -112,3 +112,15 @@ def test_bad_input():
         attribute_fairness("a", np.array(["x", "y"]), np.array([0.1, 0.2]), 0.5, np.array([0, 2.0]))
     with pytest.raises(InputError, match="NaN"):
         attribute_fairness("a", np.array(["x", "y"]), np.array([0.1, np.nan]), 0.5)
+
+
+def test_calibration_is_judged_against_the_reference_group():
+    # A and B both over-predicted by 0.2 (scores 0.1 / 0.9 but outcomes far rarer): alike -> no fairness warning
+    g, s, y = fixture()
+    res = attribute_fairness("band", g, s, 0.5, y, policy=FairnessPolicy(calibration_gap_warn=0.01))
+    b = {r.group: r for r in res.groups}["B"]
+    # A: 0.30 − 0.26 = +0.04; B: 0.40 − 0.42 = −0.02 -> B differs from the reference A by −0.06
+    assert abs(b.calibration_gap_diff - (-0.02 - 0.04)) < 1e-12
+    assert any("calibrated differently" in r for r in b.reasons)
+    res = attribute_fairness("band", g, s, 0.5, y, policy=FairnessPolicy(calibration_gap_warn=0.07))
+    assert not any("calibrated" in r for grp in res.groups for r in grp.reasons)

@@ -14,7 +14,9 @@ Per protected attribute and group:
 * equal-opportunity difference (EOD) = P(approved | y = 0, group) − the same for the reference
   (qualified applicants approved alike);
 * average-odds difference (AOD) = ½ [(P(approved | y = 0) − ref) + (P(approved | y = 1) − ref)];
-* calibration within the group: observed event rate − mean predicted score on matured rows.
+* calibration within the group: observed event rate − mean predicted score on matured rows, judged
+  against the reference group's (a model miscalibrated alike for everyone is an outcomes finding,
+  ``check performance``; one miscalibrated *differently* for a group is a fairness finding).
 
 Intervals are 95 % normal intervals (log scale for the AIR, the delta method), with Kish's
 effective sample size under weights. A group with fewer rows than ``min_group_size`` is reported
@@ -71,6 +73,7 @@ class GroupResult:
     calibration_gap: float | None = None
     calibration_gap_lower: float | None = None
     calibration_gap_upper: float | None = None
+    calibration_gap_diff: float | None = None  # the group's gap − the reference group's gap
     tpr: float | None = None  # P(approved | y = 0)
     fpr: float | None = None  # P(approved | y = 1)
     air: float | None = None
@@ -205,6 +208,8 @@ def attribute_fairness(attribute: str, groups, score, threshold: float, y=None, 
         _ratio(r, rg["approval"], rref["approval"])
         if r.outcomes_judged and ref.outcomes_judged:
             _differences(r, rg, rref)
+            if r.calibration_gap is not None and ref.calibration_gap is not None:
+                r.calibration_gap_diff = r.calibration_gap - ref.calibration_gap
         r.status = _judge(r, policy)
         status = _worse(status, r.status)
     return AttributeResult(attribute, ref.group, status, out)
@@ -252,8 +257,10 @@ def _judge(r: GroupResult, p: FairnessPolicy) -> str:
             hit("fail", f"{name} {val:+.3f} beyond ±{fail}")
         elif abs(val) > warn:
             hit("warn", f"{name} {val:+.3f} beyond ±{warn}")
-    if r.outcomes_judged and r.calibration_gap is not None and abs(r.calibration_gap) > p.calibration_gap_warn:
-        hit("warn", f"observed − predicted event rate {r.calibration_gap:+.3f} beyond ±{p.calibration_gap_warn}")
+    d = r.calibration_gap_diff
+    if d is not None and abs(d) > p.calibration_gap_warn:
+        hit("warn", f"calibrated differently from the reference: (observed − predicted) differs by {d:+.3f}, "
+                    f"beyond ±{p.calibration_gap_warn}")
     return st
 
 
