@@ -35,6 +35,19 @@ DEFAULT_POLICY: dict[str, Any] = {
     "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
     "probe": {"auc_warn": 0.7, "auc_fail": 0.6,  # probe fidelity: AUC below -> warn / fail
               "protected_auc_warn": 0.7, "protected_auc_fail": 0.8},  # protected attribute: AUC above
+    # Outcomes analysis (compliance check performance): judged on rows whose outcome has matured.
+    "performance": {"maturity_days": 365,  # an outcome is known this long after the decision (fraud: ~60)
+                    "min_matured_rows": 100,  # fewer matured rows -> warn, figures not judged
+                    "auc_warn": 0.65, "auc_fail": 0.55,  # AUC below -> warn / fail
+                    "auc_drop_warn": 0.05, "auc_drop_fail": 0.10,  # development AUC - current AUC above
+                    "psi_warn": 0.1, "psi_fail": 0.25,  # score PSI against the development scores
+                    "calibration_error_warn": 0.02, "calibration_error_fail": 0.05},  # mean |observed - predicted|
+    # Group fairness of the decision (compliance check fairness); a fail flags FM-PROTECTED.
+    "fairness": {"air_warn": 0.8, "air_fail": 0.7,  # adverse impact ratio below (four-fifths rule)
+                 "eod_warn": 0.1, "eod_fail": 0.2,  # |equal-opportunity difference| above
+                 "aod_warn": 0.1, "aod_fail": 0.2,  # |average-odds difference| above
+                 "calibration_gap_warn": 0.05,  # |a group's (observed - predicted) - the reference's| above
+                 "min_group_size": 50},  # smaller groups are reported, not judged
     "alignment": {"survival_cosine": 0.7, "min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
     "required_groups": {
         "1": [["sae", "transcoder", "clt"], ["attribution_baseline"]],
@@ -42,7 +55,8 @@ DEFAULT_POLICY: dict[str, Any] = {
         "3": [],
     },
     "tier_weights": {"1": 3, "2": 2, "3": 1},
-    # Per-tier overrides of the threshold sections (fidelity, drift, activation_drift, overhead, probe)
+    # Per-tier overrides of the threshold sections (fidelity, drift, activation_drift, overhead, probe,
+    # performance, fairness)
     # and of validity_days, e.g. {"1": {"fidelity": {"flip_fail": 0.02}}}.
     "tiers": {"1": {}, "2": {}, "3": {}},
 }
@@ -58,7 +72,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "overhead_budget": (0.0, 100.0, False),
 }
 SHARE: tuple[float, float, bool] = (0.0, 1.0, False)
-TIER_OVERRIDABLE = ("validity_days", "fidelity", "drift", "activation_drift", "overhead", "probe")
+TIER_OVERRIDABLE = ("validity_days", "fidelity", "drift", "activation_drift", "overhead", "probe", "performance",
+                    "fairness")
 
 
 def default_policy() -> dict[str, Any]:

@@ -9,7 +9,7 @@ import typer
 
 from compliance.cli.common import JsonOpt, console, emit, session, status_markup, table
 
-check_app = typer.Typer(help="Run checks (fidelity, alignment, drift, overhead) and record the evidence.",
+check_app = typer.Typer(help="Run checks (fidelity, alignment, drift, overhead, performance, fairness) and record the evidence.",
                         no_args_is_help=True)
 
 VersionOpt = Annotated[str | None, typer.Option("--version", "-v", help="Model version to check against (default: the artifact's bound version).")]
@@ -235,6 +235,123 @@ def drift(
               [[f["feature"], f.get("role", ""), f["kind"], _fmt(f["psi"]), _fmt(f["ks_stat"]), _fmt(f["ks_pvalue"]), _fmt(f["wasserstein"]),
                 _fmt(f["js_distance"]), _fmt(f["chi2_pvalue"]), f"{f['missing_ref']}/{f['missing_cur']}", f["status"]]
                for f in c["features"]], status_col="status")
+
+    emit(c, as_json, human)
+
+
+OutcomeVersionOpt = Annotated[str, typer.Option("--version", "-v", help="Model version whose decisions are judged.")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Labelled CSV/Parquet: one row per decision (score or model inputs, outcome).")]
+TargetOpt = Annotated[str | None, typer.Option(help="Outcome column, 0/1 (1 = the event: default, fraud); empty = not yet known. Default: the dataset's target role.")]
+ScoreOpt = Annotated[str | None, typer.Option(help="Score column (predicted probability of the event). Default: the score role, else the version scores the rows through its adapter.")]
+WeightOpt = Annotated[str | None, typer.Option(help="Row weight column. Default: the weight role, else every row weighs 1.")]
+TimestampOpt = Annotated[str | None, typer.Option(help="Decision time column, for the label lag. Default: the timestamp role.")]
+ThresholdOpt = Annotated[float | None, typer.Option(help="Flag (decline / alert) when score >= this. Default: the adapter's decision threshold, else 0.5.")]
+MaturityOpt = Annotated[float | None, typer.Option("--maturity-days", help="Days until an outcome is known (policy performance.maturity_days, default 365; fraud ~60).")]
+
+
+def _split(s: str | None) -> list[str] | None:
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def _outcome_counts(m: dict) -> str:
+    return (f"{m['n_matured']} of {m['n_rows_file']} rows judged ({m['n_not_matured']} not matured, "
+            f"{m['n_unlabelled']} without an outcome)")
+
+
+@check_app.command("performance")
+def performance(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model id.")],
+    version: OutcomeVersionOpt,
+    data: DataOpt,
+    target: TargetOpt = None,
+    score: ScoreOpt = None,
+    weight: WeightOpt = None,
+    timestamp: TimestampOpt = None,
+    threshold: ThresholdOpt = None,
+    maturity_days: MaturityOpt = None,
+    reference: Annotated[Path | None, typer.Option(help="Development sample (same columns): score PSI and the development AUC to back-test against.")] = None,
+    calibration: Annotated[str, typer.Option(help="Calibration bins: quantile (deciles of risk, Hosmer-Lemeshow) or uniform.")] = "quantile",
+    as_json: JsonOpt = False,
+) -> None:
+    """Outcomes analysis on rows whose outcome has matured: AUC (DeLong interval), Gini, KS, Brier,
+    log loss, calibration (Hosmer-Lemeshow), decisions at the threshold; score PSI and the AUC drop
+    against development figures.
+
+    \b
+    Examples:
+      compliance check performance retail-pd --version v3 --data outcomes.parquet --target defaulted --score pd --timestamp decided_at
+      compliance check performance card-fraud --version v2 --data labelled.csv --maturity-days 60 --reference dev.csv --json
+    """
+    from compliance.services.outcomes import run_performance
+
+    with session(ctx) as s:
+        c = run_performance(s, model, version, data=data, target=target, score=score, weight=weight, timestamp=timestamp,
+                            threshold=threshold, maturity_days=maturity_days, reference=reference, calibration=calibration)
+
+    def human(c):
+        m = c["metrics"]
+        console().print(f"check {c['id']} performance {model} {version}: {status_markup(c['status'])} — {_outcome_counts(m)}")
+        auc = f"{m['auc']:.4f} [{_fmt(m['auc_lower'])}, {_fmt(m['auc_upper'])}]"
+        rows = [["AUC (95% DeLong)", auc]] + [[k, _fmt(m.get(k))] for k in
+                                              ("gini", "ks", "brier", "log_loss", "hosmer_lemeshow", "hosmer_lemeshow_pvalue",
+                                               "calibration_error", "event_rate", "mean_score", "threshold", "approval_rate",
+                                               "alert_rate", "precision", "recall", "f1", "score_psi", "baseline_auc",
+                                               "auc_drop")]
+        table(None, ["metric", "value"], rows)
+        cm = m["confusion"]
+        table("Confusion matrix (weighted)", ["", "flagged", "not flagged"],
+              [["event (1)", _fmt(cm["tp"]), _fmt(cm["fn"])], ["no event (0)", _fmt(cm["fp"]), _fmt(cm["tn"])]])
+        for r in c.get("reasons") or []:
+            console().print(f"  {r}")
+
+    emit(c, as_json, human)
+
+
+@check_app.command("fairness")
+def fairness(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model id.")],
+    version: OutcomeVersionOpt,
+    data: DataOpt,
+    protected: Annotated[str | None, typer.Option(help="Comma-separated protected attribute columns (default: the dataset's protected role).")] = None,
+    target: TargetOpt = None,
+    score: ScoreOpt = None,
+    weight: WeightOpt = None,
+    timestamp: TimestampOpt = None,
+    threshold: ThresholdOpt = None,
+    maturity_days: MaturityOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Group fairness of the decisions: approval rate per group, adverse impact ratio (four-fifths
+    rule), equal-opportunity and average-odds differences and calibration within groups (matured
+    outcomes), with 95% intervals; groups below the policy minimum are reported, not judged.
+    A fail flags FM-PROTECTED.
+
+    \b
+    Examples:
+      compliance check fairness retail-pd --version v3 --data outcomes.parquet --protected age_band,sex --score pd --target defaulted
+      compliance check fairness card-fraud --version v2 --data labelled.csv --protected age_band --json
+    """
+    from compliance.services.outcomes import run_fairness
+
+    with session(ctx) as s:
+        c = run_fairness(s, model, version, data=data, protected=_split(protected), target=target, score=score,
+                         weight=weight, timestamp=timestamp, threshold=threshold, maturity_days=maturity_days)
+
+    def human(c):
+        m = c["metrics"]
+        console().print(f"check {c['id']} fairness {model} {version}: {status_markup(c['status'])} — "
+                        f"threshold {m['threshold']:g}; {_outcome_counts(m)}")
+        for a in m["attributes"]:
+            table(f"{a['attribute']} (reference: {a['reference_group'] or '—'})",
+                  ["group", "rows", "approval", "AIR", "AIR 95%", "EOD", "AOD", "obs − pred", "status"],
+                  [[g["group"], g["n"], _fmt(g["approval_rate"]), _fmt(g["air"]),
+                    f"{_fmt(g['air_lower'])}–{_fmt(g['air_upper'])}" if g["air_lower"] is not None else "—",
+                    _fmt(g["eod"]), _fmt(g["aod"]), _fmt(g["calibration_gap"]), g["status"]] for g in a["groups"]],
+                  status_col="status")
+        for r in c.get("reasons") or []:
+            console().print(f"  {r}")
 
     emit(c, as_json, human)
 

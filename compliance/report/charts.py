@@ -359,4 +359,7 @@ def all_charts(ctx, kind: Optional[str] = None) -> dict[str, str]:
     if (kind or ctx.kind) == "model":
         dens = ctx.model_detail.densities if ctx.model_detail else []
         charts["densities"] = density_histograms(dens)
+    from compliance.report.outcome_charts import outcome_charts
+
+    charts.update(outcome_charts(ctx))
     return charts

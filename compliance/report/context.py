@@ -427,6 +427,96 @@ class Appendix:
     crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk.", factory=list)
 
 
+# --------------------------------------------------------------------------- outcomes and fairness
+@dataclass
+class PerformanceRow:
+    """The latest performance check (outcomes analysis) of one model version in the quarter."""
+
+    check_id: str = _f("Check id.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Version label.")
+    date: str = _f("Date the check finished (ISO).")
+    status: str = _f("pass | warn | fail.")
+    n_matured: int = _f("Rows judged: outcome known and matured by the check time.")
+    n_not_matured: int = _f("Rows excluded because their outcome had not matured (label lag).")
+    n_unlabelled: int = _f("Rows excluded because no outcome is known.")
+    auc: Optional[float] = _f("AUC on the matured rows.")
+    auc_lower: Optional[float] = _f("Lower end of the 95 % DeLong interval of the AUC.")
+    auc_upper: Optional[float] = _f("Upper end of the 95 % DeLong interval of the AUC.")
+    gini: Optional[float] = _f("Gini = 2·AUC − 1.")
+    ks: Optional[float] = _f("Kolmogorov–Smirnov statistic between the score distributions of events and non-events.")
+    brier: Optional[float] = _f("Brier score; null when the scores are not probabilities.")
+    log_loss: Optional[float] = _f("Log loss; null when the scores are not probabilities.")
+    calibration_error: Optional[float] = _f("Weighted mean |observed − predicted| over the calibration bins.")
+    hosmer_lemeshow_pvalue: Optional[float] = _f("p-value of the Hosmer–Lemeshow statistic (reported, not judged).")
+    threshold: Optional[float] = _f("Decision threshold: rows with score >= it are flagged (declined / alerted).")
+    approval_rate: Optional[float] = _f("Share of judged rows not flagged.")
+    precision: Optional[float] = _f("Precision of the flag at the threshold.")
+    recall: Optional[float] = _f("Recall of the flag at the threshold.")
+    baseline_auc: Optional[float] = _f("Development AUC the check back-tests against; null when none was recorded.")
+    auc_drop: Optional[float] = _f("Development AUC − current AUC.")
+    score_psi: Optional[float] = _f("PSI of the score against the development sample; null without one.")
+    calibration_predicted: list[float] = _f("Mean predicted probability per calibration bin.", factory=list)
+    calibration_observed: list[float] = _f("Observed event rate per calibration bin (same bins).", factory=list)
+    roc_fpr: list[float] = _f("False positive rates of the ROC curve (thinned to ~100 points).", factory=list)
+    roc_tpr: list[float] = _f("True positive rates of the ROC curve (same points).", factory=list)
+    reasons: list[str] = _f("Why the check warned or failed.", factory=list)
+
+
+@dataclass
+class OutcomesSection:
+    """Outcomes and performance: empty when no performance check finished in the quarter (not assessed)."""
+
+    checks: list[PerformanceRow] = _f("Latest performance check per model version, by model and version.",
+                                      factory=list)
+
+
+@dataclass
+class FairnessCheckRow:
+    """The latest fairness check of one model version in the quarter."""
+
+    check_id: str = _f("Check id.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Version label.")
+    date: str = _f("Date the check finished (ISO).")
+    status: str = _f("pass | warn | fail (the worst judged group).")
+    threshold: Optional[float] = _f("Decision threshold the approval rates are taken at.")
+    n_rows: int = _f("Rows (decisions) in the data.")
+    n_matured: int = _f("Rows whose outcome had matured (used for the outcome-based differences).")
+    attributes: list[str] = _f("Protected attributes examined.", factory=list)
+    flags: list[str] = _f("Failure-mode codes the check raised (FM-PROTECTED on a fail).", factory=list)
+    reasons: list[str] = _f("Why the check warned or failed; groups too small to judge.", factory=list)
+
+
+@dataclass
+class FairnessGroupRow:
+    """One group of one protected attribute in a fairness check."""
+
+    check_id: str = _f("Check id.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Version label.")
+    attribute: str = _f("Protected attribute (column).")
+    group: str = _f("Group value; '(missing)' for rows without one.")
+    n: int = _f("Rows in the group.")
+    approval_rate: Optional[float] = _f("Share of the group approved (not flagged).")
+    air: Optional[float] = _f("Adverse impact ratio against the reference group; null when not judged.")
+    air_lower: Optional[float] = _f("Lower end of the 95 % interval of the AIR.")
+    air_upper: Optional[float] = _f("Upper end of the 95 % interval of the AIR.")
+    eod: Optional[float] = _f("Equal-opportunity difference (approval among non-events) against the reference.")
+    aod: Optional[float] = _f("Average-odds difference against the reference.")
+    calibration_gap: Optional[float] = _f("Observed − predicted event rate in the group (matured rows).")
+    reference: bool = _f("Whether this is the reference (most approved judged) group.", default=False)
+    status: str = _f("pass | warn | fail | too_small (reported, not judged).", default="pass")
+
+
+@dataclass
+class FairnessSection:
+    """Fairness: empty when no fairness check finished in the quarter (not assessed)."""
+
+    checks: list[FairnessCheckRow] = _f("Latest fairness check per model version.", factory=list)
+    groups: list[FairnessGroupRow] = _f("Groups of those checks, by check, attribute and group.", factory=list)
+
+
 # --------------------------------------------------------------------------- per-model review
 @dataclass
 class VersionRow:
@@ -495,6 +585,8 @@ class ReportContext:
     attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",
                                             factory=list)
     appendix: Appendix = _f("Appendix.", factory=Appendix)
+    outcomes: OutcomesSection = _f("Outcomes and performance (performance checks).", factory=OutcomesSection)
+    fairness: FairnessSection = _f("Fairness (fairness checks).", factory=FairnessSection)
     model_detail: Optional[ModelDetail] = _f("Per-model detail; null in a portfolio pack.",
                                              default=None)
 
@@ -734,7 +826,7 @@ def default_crosswalk() -> list[CrosswalkRow]:
         r("SR 11-7", "V. Validation — ongoing monitoring", "Monitoring that the model works "
           "as intended as products, exposures and data change", "Coverage; Debt; Drift results"),
         r("SR 11-7", "V. Validation — outcomes analysis", "Compare outputs with outcomes, "
-          "track performance", "Fidelity results (decision flip rate); Trend"),
+          "track performance", "Outcomes and performance"),
         r("SR 11-7", "VI. Governance — inventory", "Comprehensive model inventory",
           "Inventory; Change log"),
         r("SR 11-7", "VI. Governance — issues", "Track and remediate validation findings",
@@ -746,16 +838,20 @@ def default_crosswalk() -> list[CrosswalkRow]:
         r("PRA SS1/23", "Principle 3", "Model development, implementation and use: "
           "documented, tested, monitored", "Change log; Fidelity results; Appendix A"),
         r("PRA SS1/23", "Principle 4", "Independent validation, ongoing performance "
-          "monitoring", "Fidelity; Drift; Debt; Attestation (four eyes)"),
+          "monitoring", "Fidelity; Drift; Debt; Outcomes and performance; Attestation (four eyes)"),
         r("PRA SS1/23", "Principle 5", "Model risk mitigants, post-model adjustments, "
           "escalation", "Failure-mode register; Findings"),
+        r("EU AI Act", "Art. 10(2)(f)", "Data governance: examination for possible biases "
+          "likely to lead to discrimination", "Fairness; Failure mode FM-PROTECTED"),
         r("EU AI Act", "Art. 12", "Record-keeping: automatic logging over the lifetime "
           "(supports, does not replace, the system's own event logs)",
           "Evidence index; ledger excerpt (export); cover hashes"),
         r("EU AI Act", "Art. 13", "Transparency and information to deployers",
           "Coverage; Fidelity results"),
-        r("EU AI Act", "Art. 15", "Accuracy, robustness: resilience to errors and shift",
+        r("EU AI Act", "Art. 15", "Robustness: resilience to errors and shift",
           "Drift results; Failure modes FM-DRIFT-BRITTLE, FM-DECAY"),
+        r("EU AI Act", "Art. 15(3)", "Accuracy: levels and metrics declared and maintained",
+          "Outcomes and performance"),
         r("EU AI Act", "Annex IV(2)", "Design, development and validation methods",
           "Appendix A (methodology, policy); Fidelity results"),
         r("EU AI Act", "Annex IV(3)", "Monitoring, functioning and control",

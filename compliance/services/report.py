@@ -29,6 +29,7 @@ from compliance.report import context as C
 from compliance.services.analysis import analyse, fm_occurrences, load_input
 from compliance.services.corrections import corrections
 from compliance.services.governance import list_findings
+from compliance.services.outcomes_report import outcome_sections
 from compliance.services.policy import policy_record_at
 from compliance.store.ledger import entries_between, entry_at, head_as_of, record
 from compliance.store.models import (
@@ -267,7 +268,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                      "reject": "rejected"}.get(atts[-1].decision, "not signed") if atts else "not signed"
 
     open_fm = Counter((r.code, r.title, r.severity) for r in fms if r.status == "open")
-    kinds = ["fidelity", "alignment", "data_drift", "activation_drift", "overhead"]
+    kinds = ["fidelity", "alignment", "data_drift", "activation_drift", "overhead", "performance", "fairness"]
     summary = C.ExecutiveSummary(
         coverage=head_cov[0], coverage_prev=head_cov[1], debt_slot_days=head_cov[2],
         debt_slot_days_prev=None if head_cov[3] is None else _i(head_cov[3]), weighted_debt=head_cov[4],
@@ -331,6 +332,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         fidelity=C.FidelitySection(checks=fid_rows, clt_layers=clt_rows),
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, psi_matrix=psi_matrix),
         failure_modes=fms, findings=findings, attestations=atts, appendix=appendix, model_detail=detail)
+    ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
     return C.with_context_hash(ctx)
 
 
