@@ -67,6 +67,11 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "validity_days": (1, 3650, True),
     "methodology": (1, 100, True),
     "key_driver_count": (0, 1000, True),
+    "maturity_days": (0, 3650, True),  # outcome label lag (performance checks)
+    "min_matured_rows": (0, 10**9, True),
+    "min_group_size": (1, 10**9, True),  # fairness: smaller groups are reported, not judged
+    "ev_warn": (-1.0, 1.0, False),  # explained variance can be negative (worse than the mean)
+    "ev_fail": (-1.0, 1.0, False),
     "psi_warn": (0.0, 10.0, False),
     "psi_fail": (0.0, 10.0, False),
     "overhead_budget": (0.0, 100.0, False),

@@ -250,13 +250,17 @@ def test_type_confused_ledger_entry_is_named(db_url, tmp_path):
     assert not r.ok and r.seq == 3 and "wrong type" in r.problem
 
 
-def test_back_dated_entry_is_caught(db_url, tmp_path):
+def test_back_dated_entry_is_caught(db_url, tmp_path, monkeypatch):
     """A row and its ledger entry, correctly hashed and chained, but recorded "in the past"."""
     from compliance.services import registry
 
     populate(db_url, tmp_path)
     with session_scope(db_url, readonly=True) as s:
         head_at = s.scalar(select(LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1))
+    from compliance.store import ledger
+
+    # the API refuses a replay behind the head; a forger's own code would not: simulate that
+    monkeypatch.setattr(ledger, "_refuse_backdating", lambda now, last_at: None)
     with session_scope(db_url, actor="mallory", clock=lambda: head_at - timedelta(days=30), replay=True) as s:
         registry.add_model(s, "backdated", name="x", owner="o", tier=3, use="u")
     with session_scope(db_url, readonly=True) as s:

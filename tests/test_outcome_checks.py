@@ -101,7 +101,7 @@ def test_label_lag_with_a_replayed_clock(db_url, bank):
     from compliance.services.outcomes import run_performance
 
     later = bank["now"] + timedelta(days=300)
-    with session_scope(db_url, clock=lambda: later) as s:
+    with session_scope(db_url, clock=lambda: later, replay=True) as s:
         c = run_performance(s, "m", "v1", data=bank["path"], target="defaulted", score="pd", timestamp="decided_at")
     assert c["metrics"]["n_matured"] == 3990 and c["metrics"]["n_not_matured"] == 0
     assert c["finished_at"] == later.isoformat() or str(c["finished_at"]).startswith(later.date().isoformat())

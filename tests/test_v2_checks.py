@@ -187,14 +187,17 @@ def test_look_ahead_is_refused_and_the_store_unchanged(cli, m):
     _frame(rng).to_parquet(dev)
     _frame(rng).to_parquet(cur)
     assert cli("data", "add", "m", "--path", dev, "--role", "train", "--version", "v1")[0] == 0
-    assert cli("data", "add", "m", "--path", cur, "--window", "2099-01-01..2099-03-31")[0] == 0
+    from datetime import date, timedelta
+
+    start, end = date.today() + timedelta(days=30), date.today() + timedelta(days=120)  # not over yet
+    assert cli("data", "add", "m", "--path", cur, "--window", f"{start}..{end}")[0] == 0
     before = _head(cli.url)
     code, _, err = cli("check", "drift", "m", "--version", "v1", "--current", cur)
-    assert code == 1 and err.startswith("error: look-ahead refused: the current window ends 2099-03-31") \
+    assert code == 1 and err.startswith(f"error: look-ahead refused: the current window ends {end}") \
         and err.count("\n") == 1, err
     code, _, err = cli("check", "drift", "m", "--version", "v1", "--reference", cur, "--current", dev)
     assert code == 1 and "look-ahead refused: the reference window" in err
-    code, _, err = cli("check", "drift", "m", "--version", "v1", "--current", dev, "--window", "2025-01-01..2099-12-31")
+    code, _, err = cli("check", "drift", "m", "--version", "v1", "--current", dev, "--window", f"2025-01-01..{end}")
     assert code == 1 and "look-ahead refused" in err
     assert _head(cli.url) == before
 

@@ -412,12 +412,9 @@ def _detect_clt(folder: Path) -> ArtifactInfo:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    from compliance.safeyaml import load_yaml_file  # size, depth and alias limits
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read {path.name}: {exc}") from None
+    data = load_yaml_file(path)
     if not isinstance(data, dict):
         raise InputError(f"{path.name}: expected a YAML mapping")
     return data

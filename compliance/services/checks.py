@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance import __version__
-from compliance.errors import InputError, UsageError
+from compliance.errors import ComplianceError, InputError, UsageError
 from compliance.hashing import json_safe, sha256_file
 from compliance.policy_defaults import policy_for_tier
 from compliance.services.data_windows import (
@@ -308,7 +308,10 @@ def activations_of_version(path: str | Path, v: ModelVersion) -> str:
     p = Path(path)
     if not p.is_file():
         return "none"  # the check itself reports the missing file as an error
-    prov = activation_provenance(p)
+    try:
+        prov = activation_provenance(p)
+    except (ComplianceError, ValueError, OSError):
+        return "none"  # an unreadable header: the check itself records it as an error check
     sha = prov.get("weights_sha256")
     if sha is None:
         return "none"
@@ -332,7 +335,8 @@ def capture(session: Session, model_id: str, version: str, *, hooks: list[str], 
         raise UsageError("name at least one hook point (--hook)")
     v = get_version(session, model_id, version)
     model = version_model(session, v)
-    path, data_sha, _window = data_for(session, model_id, _now(session), data)
+    ref = data_for(session, model_id, _now(session), data)
+    path, data_sha = ref.path, ref.sha256
     frame = _frame(path, max_rows)
     try:
         acts = capture_activations(model, frame, list(hooks), batch_rows=batch_rows)

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, TypeDecorator, column, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from compliance.errors import ComplianceError, InputError
+from compliance.errors import ComplianceError, InputError, UsageError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
 from compliance.store.door import check_row
 from compliance.store.engine import begin_writing
@@ -105,8 +105,11 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
         action = "replay"  # written under a caller's clock: marked in the chain (issue 21)
     seq, prev = _lock_and_head(session)
     last_at = session.info.get(_HEAD_AT)
-    if last_at is not None and now < last_at and not session.info.get("replay"):
-        now = last_at  # the system clock stepped back: recorded_at never decreases along seq
+    if last_at is not None and now < last_at:
+        if session.info.get("replay"):
+            _refuse_backdating(now, last_at)
+        else:
+            now = last_at  # the system clock stepped back: recorded_at never decreases along seq
     for obj in objs:
         _refuse_controls(obj)
         obj.recorded_at = now
@@ -128,6 +131,13 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     session.info[_HEAD] = (seq, prev)
     session.info[_HEAD_AT] = now
     return objs
+
+
+def _refuse_backdating(now: datetime, last_at: datetime) -> None:
+    """A replay writes history in order: never before the ledger's head (``verify`` would rightly
+    call such an entry back-dated). Replay into a store whose history ends before the replay."""
+    raise UsageError(f"a replay cannot write at {iso(now)}, before the ledger head ({iso(last_at)}): "
+                     "replay into a store whose history ends before it")
 
 
 def _refuse_controls(obj: Base) -> None:
