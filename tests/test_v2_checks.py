@@ -202,14 +202,17 @@ def test_look_ahead_is_refused_and_the_store_unchanged(cli, m):
     assert _head(cli.url) == before
 
 
-def test_look_ahead_in_a_replay_uses_the_store_clock(db_url, tmp_path):
+def test_look_ahead_in_a_replay_uses_the_store_clock(tmp_path):
     """A replayed history is held to its own clock: data of a quarter cannot be used inside it."""
     from compliance.api import Store
     from compliance.errors import LookAhead
 
     rng = np.random.default_rng(1)
     t = [datetime(2026, 7, 6, tzinfo=timezone.utc)]
+    # a replay writes after the ledger head: a store of its own, initialised at the replay's clock
+    db_url = f"sqlite:///{tmp_path / 'replay.db'}"
     store = Store(db_url, actor="ml-platform", clock=lambda: t[0], replay=True)
+    store.init()
     store.add_model("m", name="M", owner=OWNER, tier=1, use="x")
     store.add_version("m", "v1", weights=weights_file(tmp_path / "w.safetensors"))
     dev, cur = tmp_path / "dev.parquet", tmp_path / "q3.parquet"
