@@ -170,6 +170,8 @@ def saelens(root: Path) -> None:
         normalize_activations="layer_norm")
     one("saelens_transcoder", sl.TranscoderConfig, sl.Transcoder, "transcoder", d_out=6,
         apply_b_dec_to_input=False)
+    one("saelens_transcoder_norm_constant", sl.TranscoderConfig, sl.Transcoder, "transcoder",
+        d_out=D, apply_b_dec_to_input=False, normalize_activations="constant_norm_rescale")
     one("saelens_skip_transcoder", sl.SkipTranscoderConfig, sl.SkipTranscoder, "transcoder",
         d_out=D, apply_b_dec_to_input=False)
     one("saelens_jumprelu_transcoder", sl.JumpReLUTranscoderConfig, sl.JumpReLUTranscoder,

@@ -243,6 +243,8 @@ def test_add_set_groups_single_artifacts(cli, tmp_path):
         code, out, err = cli("artifact", "add-set", "m", "--kind", "sae", "--bound-version", "v1", *args)
         assert code != 0 and needle in err, (args, err)
     assert snapshot(cli.url) == before
+    code, out, _ = cli("verify", "--json")  # the set and its members are in the hash chain
+    assert code == 0 and json.loads(out)["ok"]
 
 
 def test_clt_cache_folder_with_config_yaml(tmp_path):

@@ -26,6 +26,7 @@ ARCH = {  # what the registry records as the architecture, by fixture
     "saelens_gated": "gated", "saelens_batchtopk": "jumprelu", "saelens_matryoshka": "jumprelu",
     "saelens_norm_constant": "standard", "saelens_norm_layer": "standard",
     "saelens_transcoder": "standard", "saelens_skip_transcoder": "standard",
+    "saelens_transcoder_norm_constant": "standard",
     "saelens_jumprelu_transcoder": "jumprelu", "saelens_jumprelu_skip_transcoder": "jumprelu",
     "saelens_release": "jumprelu", "circuit_tracer_set_jumprelu_skip": "jumprelu",
     "circuit_tracer_set_relu": "standard", "circuit_tracer_clt": "jumprelu", "sparsify_topk": "topk",

@@ -278,10 +278,10 @@ def _detect_saelens(folder: Path) -> ArtifactInfo:
         raise InputError(f"{cfg_path.name}: rescale_acts_by_decoder_norm on a {arch} SAE")
     norm = str(_cfg_choice(cfg, "normalize_activations", "none", cfg_path))
     if norm not in SAELENS_NORMS:
-        raise refuse(cfg_path.name, "saelens", f"normalize_activations: {norm}",
-                     f"normalize_activations={norm!r}") if any(
-            e.option == f"normalize_activations: {norm}" for e in FORMATS) else InputError(
-            f"{cfg_path.name}: SAELens normalize_activations={norm!r} is unknown: refused")
+        option = f"normalize_activations: {norm}"
+        if any(e.option == option for e in FORMATS):
+            raise refuse(cfg_path.name, "saelens", option, f"normalize_activations={norm!r}")
+        raise InputError(f"{cfg_path.name}: SAELens normalize_activations={norm!r} is unknown: refused")
     reshape = str(_cfg_choice(cfg, "reshape_activations", "none", cfg_path))
     if reshape not in ("none", "hook_z"):
         raise InputError(f"{cfg_path.name}: SAELens reshape_activations={reshape!r} is unknown: refused")

@@ -220,7 +220,8 @@ def add_artifact(session: Session, model_id: str, *, kind: str, bound_version: s
             raise UsageError(f"artifact {replaces!r} belongs to model {old.model_id}, not {model_id}")
     a = Artifact(
         id=aid, model_id=model_id, kind=kind, bound_version_id=v.id, format=info.format,
-        architecture=info.architecture, hook_in=hook or info.hook_name, hook_out=hook_out,
+        architecture=info.architecture, hook_in=hook or info.hook_name,
+        hook_out=hook_out or info.extra.get("hook_name_out"),
         path=str(p.resolve()), sha256=sha256_bytes(canonical_json(files).encode()), files=files,
         d_in=info.d_in, d_sae=info.d_sae, d_out=info.d_out, n_layers=info.n_layers,
         labels_path=labels_path, labels_sha256=labels_sha, replaces_id=replaces,
