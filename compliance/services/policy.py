@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.errors import InputError
-from compliance.policy_defaults import DEFAULT_POLICY, default_policy
+from compliance.policy_defaults import DEFAULT_POLICY, TIER_OVERRIDABLE, default_policy
 from compliance.store.ledger import record
 from compliance.store.models import Policy
 
@@ -41,8 +41,25 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
         if key not in template:
             raise InputError(f"{where}: unknown policy key {name!r}")
         expected = template[key]
-        if template is DEFAULT_POLICY and key in _V2_KEYS:
-            _V2_KEYS[key](value, where, name)
+        if not path and key == "tiers":
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
+            for tier, over in value.items():
+                allowed = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
+                _validate(over or {}, where, allowed, f"tiers.{tier}")
+            continue
+        if not path and key == "key_drivers":
+            if not isinstance(value, dict) or not all(
+                    isinstance(cols, list) and all(isinstance(c, str) and c for c in cols) for cols in value.values()):
+                raise InputError(f"{where}: key_drivers must map model ids to lists of input column names")
+            continue
+        if key in ("warn_needs_acceptance",):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {name} must be true or false, got {value!r}")
+            continue
+        if key == "methodology":
+            if value != 2:
+                raise InputError(f"{where}: methodology must be 2 (this release computes methodology v2)")
             continue
         if key in ("required_groups", "tier_weights"):
             if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
@@ -58,40 +75,6 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
             _validate(value, where, expected, name)
         elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(f"{where}: {name} must be a number, got {value!r}")
-
-
-def _key_drivers(value: Any, where: str, name: str) -> None:
-    if not isinstance(value, dict) or not all(isinstance(cols, list) and all(isinstance(c, str) for c in cols)
-                                              for cols in value.values()):
-        raise InputError(f"{where}: {name} must map model ids to lists of input column names")
-
-
-def _tiers(value: Any, where: str, name: str) -> None:
-    from compliance.policy_defaults import TIER_OVERRIDABLE
-
-    if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
-        raise InputError(f"{where}: {name} must map tiers 1, 2, 3 to threshold overrides")
-    for tier, over in value.items():
-        if not isinstance(over, dict):
-            raise InputError(f"{where}: {name}.{tier} must be a mapping")
-        for k, v in over.items():
-            if k not in TIER_OVERRIDABLE:
-                raise InputError(f"{where}: {name}.{tier}.{k} cannot be set per tier "
-                                 f"(allowed: {', '.join(TIER_OVERRIDABLE)})")
-            _validate({k: v}, where, {k: DEFAULT_POLICY[k]}, f"{name}.{tier}")
-
-
-def _flag(value: Any, where: str, name: str) -> None:
-    if not isinstance(value, bool):
-        raise InputError(f"{where}: {name} must be true or false, got {value!r}")
-
-
-def _methodology(value: Any, where: str, name: str) -> None:
-    if isinstance(value, bool) or value not in (1, 2):
-        raise InputError(f"{where}: {name} must be 1 or 2, got {value!r}")
-
-
-_V2_KEYS = {"key_drivers": _key_drivers, "tiers": _tiers, "warn_needs_acceptance": _flag, "methodology": _methodology}
 
 
 def set_policy(session: Session, document: dict[str, Any], *, comment: str | None = None, where: str = "policy") -> dict:
@@ -117,7 +100,8 @@ def set_policy_file(session: Session, path: str | Path, *, comment: str | None =
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights"):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights",
+                                                                               "key_drivers"):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
