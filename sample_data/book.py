@@ -226,6 +226,12 @@ def story_events() -> list[dict]:
     for layer in range(3):
         validate(_t("2025-10-09", layer), f"sme-limit-tc-l{layer}-v1", "v1")
     overhead(_t("2025-10-10"), "sme-limit-tc-l1-v1", "v1")
+    # the validator reviews the launch validations: the warnings are dense features, documented and accepted
+    accept(_t("2025-10-12"), "retail-pd-sae-l1-v1", "v1",
+           "Dense features reviewed at launch: they encode product and region and are documented; adequate.")
+    for layer in range(3):
+        accept(_t("2025-10-12", layer + 1), f"sme-limit-tc-l{layer}-v1", "v1",
+               "Per-layer transcoder reviewed at launch: dense features documented; reconstruction adequate.")
     register(_t("2025-10-20"), "retail-pd-probe-age-v1")
     validate(_t("2025-10-21"), "retail-pd-probe-age-v1", "v1")
     add({"at": _t("2025-11-15"), "do": "finding", "model": "card-fraud", "severity": "medium",
@@ -269,6 +275,9 @@ def story_events() -> list[dict]:
     add({"at": _t("2026-07-01"), "do": "due_checks"})
     # ---- 2026Q3: retail-pd v4 and sme-limit v3; crypto-exchange traffic arrives in card data
     deploy_all(_t("2026-07-01"))
+    # overhead is re-measured after every retrain (DESIGN §3); MRM asks whether v4 still encodes age
+    overhead(_t("2026-07-02"), "sme-limit-sae-wide-v2", "v3")
+    validate(_t("2026-07-02", 1), "retail-pd-probe-age-v1", "v4")
     validate(_t("2026-07-03"), "retail-pd-sae-l1-v3", "v4")
     accept(_t("2026-07-06"), "retail-pd-sae-l1-v3", "v4",
            "v4 is a light refresh; EV 0.97 on v4 with the dense features already reviewed on v3. Accepted until the "

@@ -320,6 +320,8 @@ def test_accept_by_validator_is_recorded(cli, warned):
     assert a["check_id"] == warned["id"] and a["actor"] == VALIDATOR and a["occurrence_id"] is None
     code, _, err = cli("check", "accept", warned["id"], "--rationale", "again", actor=VALIDATOR)
     assert code == 1 and "already accepted" in err
+    shown = json.loads(cli("check", "show", warned["id"], "--json")[1])
+    assert [(x["actor"], x["rationale"]) for x in shown["acceptances"]] == [(VALIDATOR, "EV adequate for reason codes")]
     assert cli("verify")[0] == 0
 
 

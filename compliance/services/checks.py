@@ -677,7 +677,11 @@ def show_check(session: Session, check_id: int) -> dict:
     c = session.get(Check, check_id)
     if c is None:
         raise NotFound(f"unknown check {check_id}")
-    return dict(check_view(session, c), features=check_features(session, check_id))
+    from compliance.store.models import Acceptance
+
+    accepted = [plain(a) for a in session.scalars(select(Acceptance).where(Acceptance.check_id == check_id)
+                                                  .order_by(Acceptance.id))]
+    return dict(check_view(session, c), features=check_features(session, check_id), acceptances=accepted)
 
 
 def check_features(session: Session, check_id: int) -> list[dict]:

@@ -109,40 +109,6 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
             _number(value, where, name, key)
 
 
-def _key_drivers(value: Any, where: str, name: str) -> None:
-    if not isinstance(value, dict) or not all(isinstance(cols, list) and all(isinstance(c, str) for c in cols)
-                                              for cols in value.values()):
-        raise InputError(f"{where}: {name} must map model ids to lists of input column names")
-
-
-def _tiers(value: Any, where: str, name: str) -> None:
-    from compliance.policy_defaults import TIER_OVERRIDABLE
-
-    if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
-        raise InputError(f"{where}: {name} must map tiers 1, 2, 3 to threshold overrides")
-    for tier, over in value.items():
-        if not isinstance(over, dict):
-            raise InputError(f"{where}: {name}.{tier} must be a mapping")
-        for k, v in over.items():
-            if k not in TIER_OVERRIDABLE:
-                raise InputError(f"{where}: {name}.{tier}.{k} cannot be set per tier "
-                                 f"(allowed: {', '.join(TIER_OVERRIDABLE)})")
-            _validate({k: v}, where, {k: DEFAULT_POLICY[k]}, f"{name}.{tier}")
-
-
-def _flag(value: Any, where: str, name: str) -> None:
-    if not isinstance(value, bool):
-        raise InputError(f"{where}: {name} must be true or false, got {value!r}")
-
-
-def _methodology(value: Any, where: str, name: str) -> None:
-    if isinstance(value, bool) or value not in (1, 2):
-        raise InputError(f"{where}: {name} must be 1 or 2, got {value!r}")
-
-
-_V2_KEYS = {"key_drivers": _key_drivers, "tiers": _tiers, "warn_needs_acceptance": _flag, "methodology": _methodology}
-
-
 def set_policy(session: Session, document: dict[str, Any], *, comment: str | None = None, where: str = "policy") -> dict:
     """Record a new policy version: the defaults overlaid with ``document`` (validated)."""
     _validate(document, where)
