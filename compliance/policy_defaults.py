@@ -1,4 +1,5 @@
-"""The default policy (DESIGN §5): version 1, installed by the first migration.
+"""The default policy (DESIGN §5), methodology v2: installed by the first migration on a new store;
+a store created before v2 gets the v2 keys added by migration 0002 (its own values kept).
 
 Every threshold a check or the coverage engine applies is read from the policy version in
 force at the time, never from code; these are only the defaults a new store starts with.
@@ -10,23 +11,29 @@ import copy
 from typing import Any
 
 DEFAULT_POLICY: dict[str, Any] = {
+    "methodology": 2,  # the methodology version (docs/methodology.md) this policy is read with
     "validity_days": 90,
+    "warn_needs_acceptance": True,  # a warn makes an artifact valid only once a validator accepts it
     "fidelity": {
         "ev_warn": 0.8,  # explained variance below -> warn
         "ev_fail": 0.6,  # explained variance below -> fail
         "decay_warn": 0.1,  # baseline EV - current EV above -> warn
         "decay_fail": 0.2,  # ... above -> fail
         "dead_fraction_warn": 0.2,
-        "dense_fraction_warn": 0.9,  # nearly all features firing on >10 % of rows: not sparse
+        "dense_fraction_warn": 0.1,  # share of features firing on > 10 % of rows (DESIGN §5)
         "flip_warn": 0.01,  # decision flip rate above -> warn
         "flip_fail": 0.05,  # ... above -> fail
         "baseline_gap_warn": 0.15,  # attribution baseline's score vs population mean score
     },
-    "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5},
+    "drift": {"psi_warn": 0.1, "psi_fail": 0.25, "drift_share": 0.5,
+              "share_fail": 0.3,  # the dataset fails when this share of its inputs fail
+              "key_driver_count": 5},  # default key drivers: top-N inputs of the attribution baseline
+    "key_drivers": {},  # model id -> [input column, ...]; overrides the attribution baseline's top N
     "activation_drift": {"psi_warn": 0.1, "psi_fail": 0.25, "newly_dead_warn": 0.05,
                          "dead_fraction_warn": 0.2, "dense_fraction_warn": 0.9},
     "overhead": {"overhead_budget": 0.10, "overhead_warn_share": 0.8},
-    "probe": {"auc_warn": 0.7, "auc_fail": 0.6},
+    "probe": {"auc_warn": 0.7, "auc_fail": 0.6,  # probe fidelity: AUC below -> warn / fail
+              "protected_auc_warn": 0.7, "protected_auc_fail": 0.8},  # protected attribute: AUC above
     "alignment": {"survival_cosine": 0.7, "min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
     "required_groups": {
         "1": [["sae", "transcoder", "clt"], ["attribution_baseline"]],
@@ -34,8 +41,37 @@ DEFAULT_POLICY: dict[str, Any] = {
         "3": [],
     },
     "tier_weights": {"1": 3, "2": 2, "3": 1},
+    # Per-tier overrides of the threshold sections (fidelity, drift, activation_drift, overhead, probe)
+    # and of validity_days, e.g. {"1": {"fidelity": {"flip_fail": 0.02}}}.
+    "tiers": {"1": {}, "2": {}, "3": {}},
 }
+TIER_OVERRIDABLE = ("validity_days", "fidelity", "drift", "activation_drift", "overhead", "probe")
 
 
 def default_policy() -> dict[str, Any]:
     return copy.deepcopy(DEFAULT_POLICY)
+
+
+def _overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights"):
+            out[k] = _overlay(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def upgrade_policy_document(old: dict[str, Any]) -> dict[str, Any]:
+    """A pre-v2 policy with the v2 keys added: every value the old document set is kept."""
+    doc = _overlay(default_policy(), old)
+    doc["methodology"] = 2
+    return doc
+
+
+def policy_for_tier(doc: dict[str, Any], tier: int | str | None) -> dict[str, Any]:
+    """The policy document with the tier's overrides applied (``tiers.<tier>``)."""
+    if tier is None:
+        return doc
+    over = (doc.get("tiers") or {}).get(str(int(tier))) or {}
+    return _overlay(doc, over) if over else doc

@@ -14,6 +14,7 @@ transaction-scoped advisory lock. The head is then read once per transaction and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError, InputError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
-from compliance.store.models import BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
+from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.text import CONTROL as _CONTROL_CHARS
 from compliance.text import escape_controls
 from compliance.timeutil import iso
@@ -236,9 +237,7 @@ def verify(session: Session) -> VerifyResult:
             return VerifyResult(False, count, prev, f"{e.entity_type} {e.entity_id} is missing from the store (deleted)", e.seq)
         if current.startswith(_UNREADABLE):
             return VerifyResult(False, count, prev, f"{e.entity_type} {e.entity_id} has {current[1:]}", e.seq)
-        if current != e.payload:
-            import json
-
+        if current != e.payload and not _equal_but_for_added_columns(e.entity_type, e.payload, current):
             a, b = json.loads(e.payload), json.loads(current)
             cols = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             return VerifyResult(False, count, prev,
@@ -318,6 +317,19 @@ def _stored_payloads(session: Session, table) -> dict[str, str]:
                 problem = f"a value that cannot be written as JSON ({_short(exc)})"
         out[key] = _UNREADABLE + problem
     return out
+
+
+def _equal_but_for_added_columns(table: str, payload: str, current: str) -> bool:
+    """An entry written before a migration added columns to its table lacks those keys: they
+    match only a NULL in the row (``models.ADDED_COLUMNS``), never a value."""
+    added = ADDED_COLUMNS.get(table)
+    if not added:
+        return False
+    a, b = json.loads(payload), json.loads(current)
+    missing = set(b) - set(a)
+    if not missing or not missing <= added or any(b[k] is not None for k in missing):
+        return False
+    return a == {k: v for k, v in b.items() if k not in missing}
 
 
 def iter_model_rows(session: Session, table: str) -> Iterable[Base]:

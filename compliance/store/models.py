@@ -121,6 +121,25 @@ class Artifact(Evidence, Base):
     labels_sha256: Mapped[str | None] = mapped_column(String(64))
     replaces_id: Mapped[str | None] = mapped_column(ForeignKey("artifact.id"))
     extra: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Methodology v2 (migration 0002): membership of an artifact set, judged as one unit.
+    set_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    set_member: Mapped[str | None] = mapped_column(String(200))  # e.g. "layer_2" or a hook point
+
+
+class ArtifactSet(Evidence, Base):
+    """Several artifacts that explain one version together (DESIGN §2/§3): valid only when every member is."""
+
+    __tablename__ = "artifact_set"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))  # kind of every member (sae, transcoder)
+    bound_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    format: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical JSON of `files`
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    members: Mapped[list[Any]] = mapped_column(JSON)  # member names, in order (e.g. layer_0, layer_1, ...)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Dataset(Evidence, Base):
@@ -134,6 +153,10 @@ class Dataset(Evidence, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     window_start: Mapped[date | None] = mapped_column(Date)
     window_end: Mapped[date | None] = mapped_column(Date)
+    # Methodology v2 (migration 0002): column roles {role: [column, ...]} (input, target, protected,
+    # score, id, timestamp, weight) and, for development data, the version it was trained on.
+    columns: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
 
 
 class Check(Evidence, Base):
@@ -274,6 +297,28 @@ class DecisionVolume(Evidence, Base):
     volume: Mapped[float] = mapped_column(Float)
 
 
+class Acceptance(Evidence, Base):
+    """A validator's acceptance of one ``warn`` check or of a failure-mode occurrence (DESIGN §4)."""
+
+    __tablename__ = "acceptance"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    check_id: Mapped[int | None] = mapped_column(ForeignKey("check_run.id"), index=True)
+    occurrence_id: Mapped[int | None] = mapped_column(ForeignKey("fm_occurrence.id"), index=True)
+    rationale: Mapped[str] = mapped_column(Text)
+
+
+class Correction(Evidence, Base):
+    """An append-only correction: ``void`` a record, or ``supersede`` it by another (same type)."""
+
+    __tablename__ = "correction"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity_type: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))  # void | supersede
+    replacement_id: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class LedgerEntry(Base):
     """One entry per write, hash-chained: hash = SHA-256(prev_hash ‖ canonical entry)."""
 
@@ -294,6 +339,7 @@ EVIDENCE_MODELS: tuple[type[Base], ...] = (
     ModelVersion,
     DeploymentEvent,
     Artifact,
+    ArtifactSet,
     Dataset,
     Check,
     CheckFeature,
@@ -306,7 +352,15 @@ EVIDENCE_MODELS: tuple[type[Base], ...] = (
     Attestation,
     Policy,
     DecisionVolume,
+    Acceptance,
+    Correction,
 )
+# Columns added to existing tables after 0001_initial: ledger payloads written before the
+# migration that added them lack the key, which ``verify`` reads as NULL (and only as NULL).
+ADDED_COLUMNS: dict[str, frozenset[str]] = {
+    "artifact": frozenset({"set_id", "set_member"}),
+    "dataset": frozenset({"columns", "version_id"}),
+}
 EVIDENCE_TABLES: tuple[str, ...] = tuple(m.__tablename__ for m in EVIDENCE_MODELS)
 APPEND_ONLY_TABLES: tuple[str, ...] = EVIDENCE_TABLES + ("ledger_entry",)
 BY_TABLE: dict[str, type[Base]] = {m.__tablename__: m for m in EVIDENCE_MODELS}

@@ -51,15 +51,62 @@ FAILURE_MODES = [
      "Any check recorded with status error.",
      "Fix the input named in the error and re-run the check."),
 ]
+INITIAL_CODES = tuple(fm[0] for fm in FAILURE_MODES)  # seeded by 0001_initial
+
+# Added by methodology v2 (migration 0002_methodology_v2), DESIGN §6.
+FAILURE_MODES_V2 = [
+    ("FM-PROTECTED", "Protected attribute decodable from the explained representation", "high",
+     "A protected attribute (age, sex, ...) is linearly decodable from the representation the explanations rely on: "
+     "explanations may launder a protected characteristic into a decision.",
+     "A probe check on a probe whose target is a protected attribute with AUC above the policy limit "
+     "(probe.protected_auc_warn / protected_auc_fail).",
+     "Review the model's use of the attribute with fair-lending / conduct teams; remove or mitigate the encoding; "
+     "document the residual risk."),
+    ("FM-UNVALIDATED", "Version live before its required evidence passed", "high",
+     "A model version was deployed before every required artifact group had valid evidence on it: it went live "
+     "unexplained, with no gate decision.",
+     "A deploy event of a version of an in-scope model at a time when some required group had no artifact valid "
+     "for that version.",
+     "Validate the version's artifacts now; gate future promotions on the required evidence."),
+    ("FM-MISSED", "Planned check did not run on time", "medium",
+     "The model's monitoring plan required a check that did not run by its due date.",
+     "A check kind required by the monitoring plan with no check recorded by the date it was due.",
+     "Run the missed check; fix the scheduler or the plan."),
+]
+
+
+def _session(conn: Connection, clock) -> Session:
+    session = Session(bind=conn)
+    session.info["actor"] = MIGRATION_ACTOR
+    session.info["clock"] = clock or utcnow
+    return session
 
 
 def seed_catalog(conn: Connection, clock=None) -> None:
     """``clock``: the store's clock when the caller replays history (the demo); default now."""
-    session = Session(bind=conn)
-    session.info["actor"] = MIGRATION_ACTOR
-    session.info["clock"] = clock or utcnow
+    session = _session(conn, clock)
     rows = [FailureMode(code=c, title=t, severity=sev, description=d, detection_rule=r, mitigation=m)
             for c, t, sev, d, r, m in FAILURE_MODES]
     rows.append(Policy(version=1, document=default_policy(), comment="default policy (DESIGN §5)"))
+    record_many(session, rows)
+    session.flush()
+
+
+def seed_methodology_v2(conn: Connection, clock=None) -> None:
+    """Migration 0002: the three new catalog entries and, when the policy in force predates
+    methodology v2, a new policy version that adds the v2 keys (existing values kept: an upgrade
+    never rewrites a threshold a bank chose, and the past keeps the policy it had)."""
+    from sqlalchemy import select
+
+    from compliance.policy_defaults import upgrade_policy_document
+
+    session = _session(conn, clock)
+    have = set(session.scalars(select(FailureMode.code)))
+    rows: list = [FailureMode(code=c, title=t, severity=sev, description=d, detection_rule=r, mitigation=m)
+                  for c, t, sev, d, r, m in FAILURE_MODES_V2 if c not in have]
+    latest = session.scalars(select(Policy).order_by(Policy.version.desc()).limit(1)).first()
+    if latest is not None and latest.document.get("methodology") != 2:
+        rows.append(Policy(version=latest.version + 1, document=upgrade_policy_document(latest.document),
+                           comment="methodology v2 keys added by migration 0002 (earlier values kept)"))
     record_many(session, rows)
     session.flush()
