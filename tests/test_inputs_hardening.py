@@ -143,3 +143,32 @@ def test_all_nan_column_is_reported_as_missing(tmp_path):
         f = res.feature("x")
         assert (f.missing_ref, f.missing_cur, f.n_cur) == (0, 2000, 0)
         assert f.status == "error" and "no non-missing values in the current window" in f.note
+
+
+def test_adapter_modules_are_an_allow_list_at_registration_and_at_check_time(cli, tmp_path):
+    from compliance.errors import UsageError
+    from compliance.services.checks import version_model
+    from compliance.store.engine import session_scope
+    from compliance.store.models import ModelVersion
+    from tests.helpers import weights_file
+
+    code, _, err = cli("model", "add", "m1", "--name", "x", "--owner", "o", "--tier", "2", "--use", "u",
+                       "--adapter", "os:system")
+    assert code == 2 and "adapter module 'os' is not in the policy's adapter_modules" in err
+    assert cli("model", "add", "m2", "--name", "x", "--owner", "o", "--tier", "2", "--use", "u",
+               "--adapter", "sample_data.adapter:load")[0] == 0
+    assert cli("version", "add", "m2", "v1", "--weights", weights_file(tmp_path / "w.safetensors"))[0] == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("adapter_modules: 'bank.adapters; rm -rf /'\n")
+    code, _, err = cli("policy", "set", "--file", bad)
+    assert code == 1 and "adapter_modules must be a list of module names" in err
+    pol = tmp_path / "p.yaml"
+    pol.write_text("adapter_modules: [bank.adapters]\n")
+    assert cli("policy", "set", "--file", pol)[0] == 0
+    assert cli("model", "add", "m3", "--name", "x", "--owner", "o", "--tier", "2", "--use", "u",
+               "--adapter", "bank.adapters.pd:load")[0] == 0  # a sub-module of an allowed package
+    # m2's adapter was allowed when registered; the policy in force now refuses to run it
+    with session_scope(cli.url, readonly=True) as s:
+        v = s.query(ModelVersion).filter_by(model_id="m2").one()
+        with pytest.raises(UsageError, match="'sample_data.adapter' is not in the policy"):
+            version_model(s, v)

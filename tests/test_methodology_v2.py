@@ -202,7 +202,7 @@ def test_policy_v2_keys_validated_and_versioned(cli, tmp_path):
     before = cli("verify", "--json")[1]
     for text, needle in (("tiers: {'4': {}}", "tiers"), ("tiers: {'1': {fidelity: {nope: 1}}}", "tiers.1.fidelity.nope"),
                          ("key_drivers: {m: dti}", "key_drivers"), ("warn_needs_acceptance: 1", "warn_needs_acceptance"),
-                         ("methodology: 3", "methodology")):
+                         ("methodology: 1", "methodology")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(text + "\n")
         code, _, err = cli("policy", "set", "--file", bad)

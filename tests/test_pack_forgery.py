@@ -296,6 +296,7 @@ def test_the_real_pack_verifies_everywhere(real, tmp_path):
     assert script.returncode == 0 and script.stdout.startswith("OK:"), script.stderr
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_duplicate_entry_name_is_rejected(real, tmp_path):
     _, _, files = real
     evil = dict(files)

@@ -52,8 +52,10 @@ def verify(
 ) -> None:
     """Recompute the ledger's hash chain and compare every evidence row with its ledger entry.
 
-    With --pack, check every file hash of a regulator export; with a database too, check that the
-    pack's ledger head is an entry of the store's chain.
+    With --pack, verify a regulator export strictly (every file, the PDF's one attachment, every
+    ledger entry re-hashed and chained); with a database too, verify the store's chain first and
+    that the pack is exactly what the store recorded for that report run. Without a database, the
+    summary says what could not be checked.
 
     \b
     Examples:

@@ -26,7 +26,6 @@ from markupsafe import Markup, escape
 
 from compliance.text import escape_controls
 from compliance.errors import InputError, UsageError
-from compliance.report import charts as charts_mod
 from compliance.report.context import REPORT_KINDS, ReportContext, context_to_json, validate_context
 
 #: Rows shown per long table in the PDF/HTML; the export CSVs and the attached JSON hold all rows.
@@ -166,6 +165,8 @@ def render_html(ctx: ReportContext, kind: Optional[str] = None, *,
     validate_context(ctx)
     if kind == "model" and ctx.model_detail is None:
         raise InputError("a per-model review needs model_detail in the context")
+    from compliance.report import charts as charts_mod  # matplotlib: only when rendering
+
     _tick(progress, "charts", 0.0)
     charts = {k: charts_mod.svg_data_uri(v) for k, v in charts_mod.all_charts(ctx, kind).items()}
     _tick(progress, "html", 0.15)

@@ -120,6 +120,9 @@ def version_model(session: Session, v: ModelVersion):
     path = Path(v.weights_path)
     if sha256_file(path) != v.weights_sha256:
         raise InputError(f"hash mismatch: weights of {m.id} {v.label} changed since registration ({path.name})")
+    from compliance.services.policy import check_adapter_allowed
+
+    check_adapter_allowed(session, m.adapter)  # the policy in force now, not at registration
     return resolve_adapter(m.adapter)(path)
 
 

@@ -53,6 +53,32 @@ def _number(value: Any, where: str, name: str, key: str) -> None:
         raise InputError(str(exc)) from None
 
 
+# Adapters are code the tool imports and runs (docs/ledger-and-verification.md §8): only modules
+# the policy in force lists may be registered or run. A store whose policy predates the key allows
+# the sample bank's adapter only.
+ADAPTER_KEY = "adapter_modules"
+DEFAULT_ADAPTER_MODULES = ("sample_data.adapter",)
+_MODULE = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def allowed_adapter_modules(session: Session, at: datetime | None = None) -> list[str]:
+    doc = policy_at(session, at)
+    value = doc.get(ADAPTER_KEY)
+    return list(DEFAULT_ADAPTER_MODULES) if value is None else list(value)
+
+
+def check_adapter_allowed(session: Session, spec: str, at: datetime | None = None) -> None:
+    """Refuse an adapter ``module:callable`` whose module (or a package above it) is not listed."""
+    from compliance.errors import UsageError
+
+    module = str(spec).partition(":")[0]
+    allowed = allowed_adapter_modules(session, at)
+    if not any(module == a or module.startswith(a + ".") for a in allowed):
+        raise UsageError(f"adapter module {module!r} is not in the policy's {ADAPTER_KEY} "
+                         f"({', '.join(allowed) or 'none'}): adapters are code; an administrator "
+                         f"must allow the module first (compliance policy set)")
+
+
 def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str = "") -> None:
     """Every key known, every number finite and in its documented range (never NaN), every flag a
     boolean; ``InputError`` naming the first bad key."""
@@ -62,11 +88,32 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
         raise InputError(f"{where}: {path or 'policy'} must be a mapping")
     for key, value in doc.items():
         name = f"{path}.{key}" if path else key
+        if key == ADAPTER_KEY and not path:
+            if not isinstance(value, list) or not all(isinstance(m, str) and _MODULE.match(m) for m in value):
+                raise InputError(f"{where}: {ADAPTER_KEY} must be a list of module names like bank.adapters")
+            continue
         if key not in template:
             raise InputError(f"{where}: unknown policy key {name!r}")
         expected = template[key]
-        if template is DEFAULT_POLICY and key in _V2_KEYS:
-            _V2_KEYS[key](value, where, name)
+        if not path and key == "tiers":
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
+            for tier, over in value.items():
+                allowed = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
+                _validate(over or {}, where, allowed, f"tiers.{tier}")
+            continue
+        if not path and key == "key_drivers":
+            if not isinstance(value, dict) or not all(
+                    isinstance(cols, list) and all(isinstance(c, str) and c for c in cols) for cols in value.values()):
+                raise InputError(f"{where}: key_drivers must map model ids to lists of input column names")
+            continue
+        if key in ("warn_needs_acceptance",):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {name} must be true or false, got {value!r}")
+            continue
+        if key == "methodology":
+            if value != 2:
+                raise InputError(f"{where}: methodology must be 2 (this release computes methodology v2)")
             continue
         if key in ("required_groups", "tier_weights") and not path:
             if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:

@@ -99,6 +99,10 @@ def add_model(session: Session, model_id: str, *, name: str, owner: str, tier: i
             raise UsageError(f"model {model_id}: --{field} must not be empty")
     if session.get(Model, model_id) is not None:
         raise Conflict(f"model {model_id!r} already exists")
+    if adapter is not None:
+        from compliance.services.policy import check_adapter_allowed
+
+        check_adapter_allowed(session, adapter)
     m = Model(id=model_id, name=name, owner=owner, tier=int(tier), business_use=use,
               tags=sorted(set(tags or [])), adapter=adapter)
     return plain(record(session, m))
