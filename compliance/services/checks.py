@@ -247,9 +247,10 @@ def activations_of_version(path: str | Path, v: ModelVersion) -> str:
     from compliance.interp.headers import activation_provenance
 
     p = Path(path)
-    if not p.is_file():
-        return "none"  # the check itself reports the missing file as an error
-    prov = activation_provenance(p)
+    try:
+        prov = activation_provenance(p)
+    except InputError:
+        return "none"  # missing or unreadable: the check itself records that as an error
     sha = prov.get("weights_sha256")
     if sha is None:
         return "none"
