@@ -358,3 +358,59 @@ def test_supersede_a_volume(bank, tmp_path):
     rc, out, err = bank("supersede", "volume", str(a), "--by", str(b), "--reason", "day 2 was day 3", "--json")
     assert rc == 0 and json.loads(out)["replacement_id"] == str(b), err
     assert _dq(bank)["data_quality"]["corrections_applied"] == [{"entity_type": "decision_volume", "entity_id": str(a)}]
+
+
+# ---------------------------------------------------------------- the screen itself (pure)
+def _raw_frames():
+    import pandas as pd
+
+    def f(**cols):
+        return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in cols.items()})
+
+    t = "2026-01-01 00:00:00.000000"
+    return dict(
+        models=f(model_id=["a", "b"], tier=[1, 2], owner=["o", "o"], recorded_at=[t, t]),
+        versions=f(version_id=[1, 2], model_id=["a", "b"], label=["v1", "v1"], trained_at=[None, "0001-01-01 00:00:00"],
+                   recorded_at=[t, t]),
+        deployments=f(version_id=[1, 2], model_id=["a", "b"], action=["deploy", "deploy"], effective_at=[t, t],
+                      recorded_at=[t, t], event_id=[10, 11]),
+        artifacts=f(artifact_id=["sa"], model_id=["a"], kind=["sae"], bound_version_id=[1], recorded_at=[t], replaces=[None]),
+        checks=f(check_id=[5, 6], version_id=[1, 1], artifact_id=["sa", "sa"], status=["pass", "pass"], finished_at=[t, t],
+                 explained_variance=[0.9, float("inf")], kind=["fidelity", "fidelity"], other_artifact_id=[None, None],
+                 model_id=["a", "a"]),
+        volumes=f(version_id=[1, 1, 2], day=["2026-01-02", "2026-01-02", "2026-01-02"], volume=[5.0, 5.0, 1.0],
+                  recorded_at=[t, t, t], volume_id=[100, 101, 102]),
+    )
+
+
+def test_screen_names_each_unusable_record_and_cascades_corrections():
+    import pandas as pd
+
+    from compliance.analysis.frames import AnalysisInput
+    from compliance.analysis.quality import screen
+
+    frames, findings, applied = screen(_raw_frames(), pd.DataFrame({"entity_type": ["model"], "entity_id": ["b"]}))
+    got = {(f.record, f.handling) for f in findings}
+    assert got == {("check_run 6", "excluded"), ("decision_volume 101", "excluded")}
+    assert applied == [{"entity_type": "model", "entity_id": "b"}]
+    # the voided model took its version, deployment and volume with it
+    assert list(frames["models"]["model_id"]) == ["a"] and list(frames["versions"]["version_id"]) == [1]
+    assert list(frames["volumes"]["volume_id"]) == [100] and list(frames["deployments"]["event_id"]) == [10]
+    AnalysisInput(**{k: v for k, v in frames.items()})  # what is left is valid analysis input
+    # without the correction, model b's version keeps only its trained_at ignored
+    frames, findings, _ = screen(_raw_frames())
+    assert ("model_version 2", "ignored trained_at") in {(f.record, f.handling) for f in findings}
+    AnalysisInput(**frames)
+
+
+def test_screen_policy_defaults_unusable_numbers():
+    from compliance.analysis.quality import screen_policy
+    from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE
+
+    doc = dict(DEFAULT_POLICY, validity_days=1e308, fidelity=dict(DEFAULT_POLICY["fidelity"], ev_warn=float("nan")),
+               tiers={"1": {"validity_days": -4}})
+    out, findings = screen_policy(doc, DEFAULT_POLICY, RANGES, SHARE, version=7)
+    assert out["validity_days"] == 90 and out["fidelity"]["ev_warn"] == 0.8 and out["tiers"]["1"]["validity_days"] == 90
+    assert sorted(f.problem.split(" = ")[0] for f in findings) == ["fidelity.ev_warn", "tiers.1.validity_days", "validity_days"]
+    assert all(f.entity_type == "policy" and f.entity_id == "7" for f in findings)
+    assert screen_policy(DEFAULT_POLICY, DEFAULT_POLICY, RANGES, SHARE)[1] == []

@@ -30,6 +30,7 @@ def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
 
     void_events = corrected_ids(session, "deployment", at)
     void_versions = corrected_ids(session, "version", at)
+    void_models = corrected_ids(session, "model", at)
     last = (select(DeploymentEvent.version_id, func.max(DeploymentEvent.id).label("last_id"))
             .where(DeploymentEvent.effective_at <= at, DeploymentEvent.recorded_at <= at,
                    DeploymentEvent.id.not_in(void_events))
@@ -37,7 +38,7 @@ def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
     q = (select(ModelVersion).join(last, last.c.version_id == ModelVersion.id)
          .join(DeploymentEvent, DeploymentEvent.id == last.c.last_id).where(DeploymentEvent.action == "deploy")
          .order_by(ModelVersion.model_id, ModelVersion.id))
-    return [v for v in session.scalars(q) if v.id not in void_versions]
+    return [v for v in session.scalars(q) if v.id not in void_versions and v.model_id not in void_models]
 
 
 def due_pairs(session: Session, at: datetime) -> list[dict]:
