@@ -230,3 +230,29 @@ def test_scores_threshold_and_development_auc_from_the_adapter(cli, tmp_path):
     assert abs(m["auc"] - sk.roc_auc_score(df["defaulted"], p)) < 1e-6  # float32 forward
     assert m["baseline_auc"] == 0.91 and m["baseline_source"] == "version v1 metadata"
     assert abs(m["alert_rate"] - (p >= 0.42).mean()) < 0.01
+
+
+def test_fairness_fail_opens_fm_protected_once_and_tier_overrides_apply(cli, bank):
+    tmp = bank["tmp"]
+    fail = tmp / "fail.csv"
+    _fair_frame(200, 200, 0.8, 0.4).to_csv(fail, index=False)
+    args = ["check", "fairness", "m", "--version", "v1", "--data", fail, "--protected", "age_band", "--score", "pd", "--json"]
+    first = json.loads(cli(*args)[1])
+    assert first["flags"] == ["FM-PROTECTED"]
+    assert json.loads(cli(*args)[1])["flags"] == ["FM-PROTECTED"]  # the same episode
+    assert cli("failure-modes", "detect")[0] == 0
+    code, out, _ = cli("failure-modes", "list", "--json")
+    occ = [o for o in json.loads(out) if o["code"] == "FM-PROTECTED"]
+    assert len(occ) == 1 and occ[0]["check_id"] == first["id"] and occ[0]["status"] == "open"
+    # a tier-1 override: AIR 0.5 is tolerated (warn only) when the tier's fail floor is 0.4
+    pol = tmp / "policy.yaml"
+    pol.write_text("tiers:\n  '1':\n    fairness:\n      air_fail: 0.4\n", encoding="utf-8")
+    assert cli("policy", "set", "--file", pol)[0] == 0
+    c = json.loads(cli(*args)[1])
+    assert c["status"] == "warn" and c["flags"] == []
+    # performance thresholds per tier too
+    pol.write_text("tiers:\n  '1':\n    performance:\n      auc_warn: 0.99\n", encoding="utf-8")
+    assert cli("policy", "set", "--file", pol)[0] == 0
+    code, out, err = cli("check", "performance", "m", "--version", "v1", "--data", bank["path"], *BASE, "--json")
+    assert code == 0, err
+    assert any("AUC" in r and "< 0.99" in r for r in json.loads(out)["reasons"])

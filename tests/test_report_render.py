@@ -18,7 +18,7 @@ from compliance.report import context as c
 from report_fixtures import make_context
 
 CHAPTERS = ["Executive summary", "Inventory in scope", "Change log", "Explanation coverage",
-            "Interpretability debt", "Fidelity results", "Drift results",
+            "Interpretability debt", "Fidelity results", "Drift results", "Outcomes and performance", "Fairness",
             "Failure-mode register", "Findings and exceptions", "Attestation", "Appendix"]
 
 

@@ -507,6 +507,8 @@ class FairnessGroupRow:
     calibration_gap: Optional[float] = _f("Observed − predicted event rate in the group (matured rows).")
     reference: bool = _f("Whether this is the reference (most approved judged) group.", default=False)
     status: str = _f("pass | warn | fail | too_small (reported, not judged).", default="pass")
+    calibration_gap_diff: Optional[float] = _f("The group's (observed − predicted) minus the reference group's: "
+                                               "what the calibration rule judges.", default=None)
 
 
 @dataclass

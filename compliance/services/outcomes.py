@@ -82,7 +82,7 @@ def _section(session: Session, at: datetime, tier: int, name: str) -> dict:
     return dict(DEFAULT_POLICY[name], **(doc.get(name) or {}))  # a pre-outcomes policy: the defaults
 
 
-def _read(path: Path, what: str):
+def _read(path: Path, what: str = "data"):
     """A CSV or Parquet file as a frame (as ``checks.drift.read_frame``, without importing scipy.stats)."""
     import pandas as pd
 
@@ -146,7 +146,7 @@ def _prepare(session: Session, st: Started, v: ModelVersion, *, data, target, sc
     digest = sha256_file(path)
     ds = registered_dataset(session, v.model_id, digest)
     cols = resolve_columns(ds, target=target, score=score, weight=weight, timestamp=timestamp, protected=protected)
-    df = _read(path, "data")
+    df = _read(path)
     n = len(df)
     params: dict[str, Any] = {"data": path.name, "columns": {k: getattr(cols, k) for k in ("target", "score", "weight",
                                                                                         "timestamp", "protected")},
@@ -171,10 +171,7 @@ def _prepare(session: Session, st: Started, v: ModelVersion, *, data, target, sc
         s = score_frame(model, df)
         params["score_source"] = f"adapter ({v.label})"
     if threshold is None and model is None and get_model(session, v.model_id).adapter:
-        try:
-            model = version_model(session, v)
-        except InputError:
-            model = None
+        model = version_model(session, v)  # the decision threshold lives with the version's weights
     if threshold is not None:
         thr, params["threshold_source"] = float(threshold), "option"
     elif model is not None:

@@ -66,7 +66,8 @@ def outcome_sections(checks: Iterable[Check], label: dict[int, str]) -> tuple[C.
                     n=int(g["n"]), approval_rate=_f(g.get("approval_rate")), air=_f(g.get("air")),
                     air_lower=_f(g.get("air_lower")), air_upper=_f(g.get("air_upper")), eod=_f(g.get("eod")),
                     aod=_f(g.get("aod")), calibration_gap=_f(g.get("calibration_gap")),
-                    reference=bool(g.get("reference")), status=str(g.get("status") or "pass")))
+                    reference=bool(g.get("reference")), status=str(g.get("status") or "pass"),
+                    calibration_gap_diff=_f(g.get("calibration_gap_diff"))))
     fchecks.sort(key=lambda r: (r.model_id, r.version, int(r.check_id)))
     order = {r.check_id: i for i, r in enumerate(fchecks)}
     groups.sort(key=lambda g: (order[g.check_id], g.attribute, g.group))
