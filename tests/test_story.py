@@ -24,8 +24,16 @@ def test_every_slot_state_and_failure_mode_occurs(story_store):
     for state in ("fresh", "stale", "broken", "missing"):
         assert p[f"{state}_slot_days"] > 0, state
     codes = Counter(f["code"] for f in st["failure_modes"])
+    # open on deployed versions at the as-of (v2: occurrences on retired versions are closed by the system)
     assert set(codes) == {"FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
-                          "FM-DECISION", "FM-LABELS", "FM-ERROR"}, codes
+                          "FM-DECISION", "FM-ERROR", "FM-PROTECTED", "FM-UNVALIDATED"}, codes
+    from compliance.services.governance import list_failure_modes
+
+    with session_scope(story_store, readonly=True) as s:
+        ever = list_failure_modes(s, as_of=AS_OF)
+    # FM-LABELS (retail-pd v1 SAE replaced on v3) was raised, then closed when v3 was retired
+    assert {o["status"] for o in ever if o["code"] == "FM-LABELS"} == {"closed"}
+    assert set(codes) | {"FM-LABELS"} == {o["code"] for o in ever}
     by_model = {m["model_id"]: m for m in st["by_model"]}
     assert by_model["collections-priority"]["no_requirements"]  # tier 3, no artifacts at all
     assert by_model["card-fraud"]["broken_slot_days"] > 0  # degraded under the 2026Q3 drift
@@ -85,7 +93,8 @@ def test_v2_drift_protected_probe_and_clt_layers(story_store):
         for c in drift.values():
             ref = c.parameters["reference_data"]
             assert ref["default"] and ref["basis"].startswith("development data of")
-        probe = s.scalars(select(Check).where(Check.artifact_id == "retail-pd-probe-age-v1")).one()
+        probe = s.scalars(select(Check).where(Check.artifact_id == "retail-pd-probe-age-v1")
+                          .order_by(Check.id.desc())).first()  # re-run on v4 after the July retrain
         assert probe.metrics["protected_attribute"] and probe.status == "fail" and probe.flags == ["FM-PROTECTED"]
         clt = s.scalars(select(Check).where(Check.artifact_id == "sme-limit-clt-v2").order_by(Check.id)).all()
         worst = clt[-1]
