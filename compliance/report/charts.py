@@ -115,14 +115,14 @@ def coverage_timeline(series: Sequence[TimelineSeries], title: str = "Daily expl
         return no_data_svg(title, "no deployed version-days in the period")
 
     def draw(fig: Figure) -> None:
-        ax = fig.add_axes((0.08, 0.17, 0.74, 0.7))
+        ax = fig.add_axes((0.1, 0.17, 0.72, 0.7))
         for i, s in enumerate(usable):
             xs = [dt.date.fromisoformat(d) for d in s.dates]
             ys = [float("nan") if v is None else v for v in s.values]
             ax.plot(xs, ys, color=SERIES[i % len(SERIES)], linewidth=1.3, label=s.label)
         _pct_axis(ax)
         ax.set_title(title)
-        ax.set_ylabel("covered version-days")
+        ax.set_ylabel("coverage (share of\nversion-days)")
         first = min(dt.date.fromisoformat(s.dates[0]) for s in usable)
         last = max(dt.date.fromisoformat(s.dates[-1]) for s in usable)
         ticks, d = [], first.replace(day=1)
@@ -239,7 +239,7 @@ def fidelity_by_version(rows: Sequence[FidelityRow], ev_warn: float = 0.8,
     plot_bottom = (0.55 + 0.14 * legend_rows) / height
 
     def draw(fig: Figure) -> None:
-        ax = fig.add_axes((0.08, plot_bottom, 0.8, 1 - plot_bottom - 0.28 / height))
+        ax = fig.add_axes((0.1, plot_bottom, 0.78, 1 - plot_bottom - 0.28 / height))
         for i, (_, aid, rs) in enumerate(series):
             label = aid if len(aid) <= 44 else aid[:41] + "..."
             ax.plot(range(len(rs)), [r.explained_variance for r in rs], marker="o",

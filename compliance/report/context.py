@@ -83,6 +83,30 @@ class CheckOutcomeRow:
 
 
 @dataclass
+class VerdictCount:
+    """Number of models with one verdict."""
+
+    verdict: str = _f("fit, fit with conditions, not fit, not required or not deployed.")
+    models: int = _f("Number of models.")
+
+
+@dataclass
+class VerdictRow:
+    """The computed verdict of one model at as_of (DESIGN §4) beside the validator's rating."""
+
+    model_id: str = _f("Model id.")
+    tier: int = _f("Risk tier.")
+    verdict: str = _f("Computed verdict: fit, fit with conditions, not fit, not required or "
+                      "not deployed.")
+    reasons: list[str] = _f("Reasons of the verdict, one line each.", factory=list)
+    pending_slot_days: int = _f("Pending slot-days of the model in the quarter.", default=0)
+    debt_outstanding: Optional[int] = _f("Debt outstanding of the model at as_of.",
+                                         default=None)
+    rating: Optional[str] = _f("The validator's rating (fit, fit with conditions, not fit) "
+                               "recorded with the conclusion; null when none.", default=None)
+
+
+@dataclass
 class ExecutiveSummary:
     """Headline numbers of the quarter and their change from the previous quarter."""
 
@@ -103,6 +127,26 @@ class ExecutiveSummary:
     overdue_findings: int = _f("Open findings past their due date at as_of.", default=0)
     signoff_state: str = _f("Sign-off state: 'not signed', 'approved', "
                             "'approved with conditions' or 'rejected'.", default="not signed")
+    models_covered: int = _f("Models the coverage and debt headline figures aggregate: in-scope "
+                             "models (deployed, with required artifact groups) — DESIGN §4.",
+                             default=0)
+    not_required: list[str] = _f("Deployed models whose tier requires no artifact: 'not "
+                                 "required', never 100 %, listed apart from the headline.",
+                                 factory=list)
+    debt_outstanding: Optional[int] = _f("Debt outstanding at as_of (slot-days since each "
+                                         "not-fresh slot was last fresh); null when unknown.",
+                                         default=None)
+    debt_outstanding_prev: Optional[int] = _f("Debt outstanding at the end of the previous "
+                                              "quarter.", default=None)
+    weighted_debt_outstanding: Optional[int] = _f("Debt outstanding, tier-weighted.",
+                                                  default=None)
+    weighted_debt_outstanding_prev: Optional[int] = _f("Weighted debt outstanding at the end "
+                                                       "of the previous quarter.", default=None)
+    pending_slot_days: int = _f("Slot-days pending: best evidence a warn no validator has "
+                                "accepted (counted in debt).", default=0)
+    verdict_counts: list[VerdictCount] = _f("Models per verdict at as_of.", factory=list)
+    verdicts: list[VerdictRow] = _f("Per-model verdict at as_of with its reasons, not fit "
+                                    "first.", factory=list)
 
 
 # --------------------------------------------------------------------------- inventory & changes
@@ -188,8 +232,11 @@ class ModelDebt:
     stale: int = _f("Stale slot-days.")
     broken: int = _f("Broken slot-days.")
     missing: int = _f("Missing slot-days.")
-    debt_slot_days: int = _f("stale + broken + missing.")
+    debt_slot_days: int = _f("Debt incurred: pending + stale + broken + missing slot-days.")
     weighted_debt: int = _f("debt_slot_days × tier weight.")
+    pending: int = _f("Pending slot-days (a warn no validator has accepted).", default=0)
+    debt_outstanding: int = _f("Debt outstanding at as_of: Σ over slots not fresh of the days "
+                               "since each was last fresh.", default=0)
 
 
 @dataclass
@@ -209,7 +256,8 @@ class ArtifactStaleness:
                                          "the deployed version; null if unknown.")
     survival: Optional[float] = _f("Share of features surviving into the replacement; null if "
                                    "not replaced.")
-    state: str = _f("Slot state: fresh, stale, broken or missing.")
+    state: str = _f("State of the artifact on the deployed version: fresh, pending, stale, "
+                    "broken or missing.")
 
 
 @dataclass
@@ -218,8 +266,10 @@ class TrendRow:
 
     quarter: str = _f("Quarter, e.g. 2026Q2.")
     coverage: Optional[float] = _f("Portfolio coverage.")
-    debt_slot_days: int = _f("Debt (slot-days).")
-    weighted_debt: int = _f("Weighted debt.")
+    debt_slot_days: int = _f("Debt incurred (slot-days).")
+    weighted_debt: int = _f("Weighted debt incurred.")
+    debt_outstanding: Optional[int] = _f("Debt outstanding at the quarter's end (or as_of).",
+                                         default=None)
 
 
 @dataclass
@@ -253,6 +303,19 @@ class FidelityRow:
     decision_flip_rate: Optional[float] = _f("Share of decisions flipped by splicing; null "
                                              "without an adapter.")
     status: str = _f("pass, warn, fail or error.")
+    dense_fraction: Optional[float] = _f("Share of features active on more than 10 % of rows.",
+                                         default=None)
+    kl: Optional[float] = _f("Mean KL(clean ‖ spliced) of the output distribution; null "
+                             "without an adapter.", default=None)
+    loss_recovered: Optional[float] = _f("(L_zero − L_spliced) / (L_zero − L_clean); null "
+                                         "without labels.", default=None)
+    auc: Optional[float] = _f("Probe AUC on current data (probes only).", default=None)
+    protected: Optional[bool] = _f("Probe target is a protected attribute (a high AUC is then "
+                                   "a concern, not a pass); null for other artifacts.",
+                                   default=None)
+    baseline_gap: Optional[float] = _f("|score(baseline) − mean score| of an attribution "
+                                       "baseline; null for other artifacts.", default=None)
+    reasons: list[str] = _f("Recorded reasons of the status (empty on pass).", factory=list)
 
 
 @dataclass
@@ -287,6 +350,12 @@ class DriftRow:
     features: int = _f("Features compared.")
     drifted_share: float = _f("Share of features with PSI at or above the fail threshold.")
     status: str = _f("pass, warn, fail or error.")
+    reference: str = _f("Reference sample the check compared against (file name as recorded).",
+                        default="")
+    reference_window: str = _f("Window of the reference sample ('start to end'), or '' when "
+                               "not registered.", default="")
+    current: str = _f("Current sample (file name as recorded).", default="")
+    reasons: list[str] = _f("Recorded reasons of the status.", factory=list)
 
 
 @dataclass
@@ -302,6 +371,9 @@ class DriftFeatureRow:
     wasserstein: Optional[float] = _f("Wasserstein distance / reference std.")
     js: Optional[float] = _f("Jensen-Shannon distance.")
     status: str = _f("pass, warn or fail by PSI.")
+    model_id: str = _f("Model id.", default="")
+    role: str = _f("Column role: input (input drift) or target (label shift).",
+                   default="input")
 
 
 @dataclass
@@ -319,9 +391,57 @@ class DriftSection:
     """Drift results of the quarter."""
 
     checks: list[DriftRow] = _f("Drift checks.", factory=list)
-    features: list[DriftFeatureRow] = _f("Per-feature rows (per-model review; empty in the "
-                                         "portfolio pack).", factory=list)
+    features: list[DriftFeatureRow] = _f("Per-feature input-drift rows of the quarter's "
+                                         "data-drift checks (all of them; the PDF shows the "
+                                         "first rows, the export CSV holds every row).",
+                                         factory=list)
+    label_shift: list[DriftFeatureRow] = _f("Target (label) columns: prior shift, reported "
+                                            "apart from input drift.", factory=list)
     psi_matrix: PsiMatrix = _f("PSI per feature and quarter.", factory=PsiMatrix)
+    psi_matrix_total: int = _f("Features with a PSI in the four quarters (the heat-map keeps "
+                               "the highest; psi_matrix.features says how many).", default=0)
+
+
+@dataclass
+class OverheadRow:
+    """One overhead check: latency with the artifact attached against the policy budget."""
+
+    check_id: str = _f("Check id.")
+    artifact_id: str = _f("Artifact id.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Model version measured.")
+    date: str = _f("Date the check finished (ISO).")
+    overhead_ratio: Optional[float] = _f("(latency attached − latency base) / latency base.")
+    latency_base_ms: Optional[float] = _f("Median latency of a forward without the artifact (ms).")
+    latency_attached_ms: Optional[float] = _f("Median latency with the artifact attached (ms).")
+    flops_ratio: Optional[float] = _f("Artifact FLOPs per row / model FLOPs per row.")
+    status: str = _f("pass, warn, fail or error.")
+    reasons: list[str] = _f("Recorded reasons of the status.", factory=list)
+
+
+@dataclass
+class ComputeBudgetSection:
+    """Compute budget: the overhead of each artifact against the policy budget (DESIGN §3)."""
+
+    budget: Optional[float] = _f("Policy overhead budget (fraction of base latency).",
+                                 default=None)
+    warn_share: Optional[float] = _f("Share of the budget at which a check warns.", default=None)
+    checks: list[OverheadRow] = _f("Latest overhead check per artifact and version, largest "
+                                   "overhead first.", factory=list)
+
+
+@dataclass
+class CheckReasonRow:
+    """One recorded reason of a check that warned, failed or errored in the quarter."""
+
+    check_id: str = _f("Check id.")
+    kind: str = _f("Check kind.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Model version ('—' when none).")
+    artifact_id: Optional[str] = _f("Artifact id, if any.")
+    date: str = _f("Date the check finished (ISO).")
+    status: str = _f("warn, fail or error.")
+    reason: str = _f("The reason as recorded with the check.")
 
 
 # --------------------------------------------------------------------------- governance
@@ -389,10 +509,15 @@ class PolicyRow:
 class EvidenceRow:
     """One piece of evidence and its hash."""
 
-    kind: str = _f("check, artifact, model_version, file or other.")
+    kind: str = _f("check, dataset, artifact or model_version.")
     ref: str = _f("Id or path.")
     description: str = _f("What it is.")
-    sha256: str = _f("SHA-256 (hex).")
+    sha256: str = _f("SHA-256 (hex): of the file (artifact, dataset, weights) or, for a check, "
+                     "of the canonical JSON of its input hashes.")
+    ledger_seq: Optional[int] = _f("Sequence number of the ledger entry that recorded the row "
+                                   "(the export carries that entry); null when none.",
+                                   default=None)
+    ledger_hash: str = _f("Hash of that ledger entry.", default="")
 
 
 @dataclass
@@ -412,7 +537,13 @@ class Appendix:
     methodology: list[TextBlock] = _f("Methodology paragraphs.", factory=list)
     policy_version: str = _f("Id/version of the policy in force at as_of.", default="")
     policy: list[PolicyRow] = _f("Policy settings in force.", factory=list)
-    evidence: list[EvidenceRow] = _f("Evidence index, sorted by kind and ref.", factory=list)
+    evidence: list[EvidenceRow] = _f("Evidence index: every check, dataset, artifact and model "
+                                     "version the pack relies on (earlier checks behind the "
+                                     "register and baselines included), sorted by kind and ref.",
+                                     factory=list)
+    ledger_from_seq: int = _f("First ledger entry of the quarter: the export holds every entry "
+                              "from it to the head, plus every older entry the evidence index "
+                              "cites.", default=0)
     crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk.", factory=list)
 
 
@@ -479,6 +610,11 @@ class ReportContext:
     debt: DebtSection = _f("Interpretability debt.", factory=DebtSection)
     fidelity: FidelitySection = _f("Fidelity results.", factory=FidelitySection)
     drift: DriftSection = _f("Drift results.", factory=DriftSection)
+    compute: ComputeBudgetSection = _f("Compute budget (overhead per artifact).",
+                                       factory=ComputeBudgetSection)
+    check_reasons: list[CheckReasonRow] = _f("Every recorded reason of every check of the "
+                                             "quarter that warned, failed or errored.",
+                                             factory=list)
     failure_modes: list[FailureModeRow] = _f("Failure-mode register.", factory=list)
     findings: list[FindingRow] = _f("Findings and exceptions.", factory=list)
     attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",

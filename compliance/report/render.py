@@ -64,7 +64,15 @@ def fmt_num(value: Optional[float], digits: int = 3) -> str:
     """Fixed decimals with thousands separators; None → '—'."""
     if value is None:
         return "—"
-    return f"{value:,.{digits}f}"
+    out = f"{value:,.{digits}f}"
+    # a value that rounds to zero prints without a sign ('-0.000' reads as a real decrease)
+    return out[1:] if out.startswith("-") and not any(ch in "123456789" for ch in out) else out
+
+
+def fmt_plural(n: Optional[int], noun: str) -> str:
+    """(1, 'model') → '1 model'; (3, 'model') → '3 models'."""
+    n = int(n or 0)
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def fmt_int(value: Optional[int]) -> str:
@@ -134,7 +142,7 @@ def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environmen
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(pct=fmt_pct, num=fmt_num, int_=fmt_int, delta_pp=fmt_delta_pp,
+    env.filters.update(pct=fmt_pct, num=fmt_num, int_=fmt_int, plural=fmt_plural, delta_pp=fmt_delta_pp,
                        delta_int=fmt_delta_int, trend_class=_trend_class, dash=_dash,
                        badge=_badge, css_string=_css_string, chapter_map=lambda chs: {c.key: c for c in chs})
     env.globals.update(make_chapters=_make_chapters)
