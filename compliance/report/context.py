@@ -524,10 +524,12 @@ class EvidenceRow:
 class CrosswalkRow:
     """Map of a regulatory requirement to pack sections."""
 
-    framework: str = _f("SR 11-7, PRA SS1/23, EU AI Act.")
-    reference: str = _f("Clause, e.g. 'Annex IV(2)(g)'.")
+    framework: str = _f("OCC 2026-13 / SR 26-2, PRA SS1/23 or EU AI Act.")
+    reference: str = _f("Clause or topic, e.g. 'Annex IV(2)'.")
     requirement: str = _f("Requirement in short.")
-    sections: str = _f("Pack sections that evidence it.")
+    sections: str = _f("Pack sections that evidence it, or why it is not covered.")
+    covered: bool = _f("False when the pack holds no evidence for it (then `sections` says "
+                       "so).", default=True)
 
 
 @dataclass
@@ -544,7 +546,9 @@ class Appendix:
     ledger_from_seq: int = _f("First ledger entry of the quarter: the export holds every entry "
                               "from it to the head, plus every older entry the evidence index "
                               "cites.", default=0)
-    crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk.", factory=list)
+    crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk (compliance.report.crosswalk).",
+                                       factory=list)
+    not_covered: list[TextBlock] = _f("What the pack does not cover.", factory=list)
 
 
 # --------------------------------------------------------------------------- per-model review
@@ -850,45 +854,19 @@ def context_doc() -> str:
 
 
 # --------------------------------------------------------------------------- defaults
-def default_crosswalk() -> list[CrosswalkRow]:
-    """The regulatory crosswalk printed in every pack (requirements → sections)."""
-    r = CrosswalkRow
-    return [
-        r("SR 11-7", "IV. Model development, implementation and use", "Conceptual soundness, "
-          "testing, documentation of limitations", "Inventory; Fidelity results; Appendix A (methodology)"),
-        r("SR 11-7", "V. Validation — ongoing monitoring", "Monitoring that the model works "
-          "as intended as products, exposures and data change", "Coverage; Debt; Drift results"),
-        r("SR 11-7", "V. Validation — outcomes analysis", "Compare outputs with outcomes, "
-          "track performance", "Fidelity results (decision flip rate); Trend"),
-        r("SR 11-7", "VI. Governance — inventory", "Comprehensive model inventory",
-          "Inventory; Change log"),
-        r("SR 11-7", "VI. Governance — issues", "Track and remediate validation findings",
-          "Failure-mode register; Findings"),
-        r("PRA SS1/23", "Principle 1", "Model identification and inventory, risk tiering",
-          "Inventory; Coverage per tier"),
-        r("PRA SS1/23", "Principle 2", "Governance: accountable owners, sign-off",
-          "Inventory (owner); Attestation"),
-        r("PRA SS1/23", "Principle 3", "Model development, implementation and use: "
-          "documented, tested, monitored", "Change log; Fidelity results; Appendix A"),
-        r("PRA SS1/23", "Principle 4", "Independent validation, ongoing performance "
-          "monitoring", "Fidelity; Drift; Debt; Attestation (four eyes)"),
-        r("PRA SS1/23", "Principle 5", "Model risk mitigants, post-model adjustments, "
-          "escalation", "Failure-mode register; Findings"),
-        r("EU AI Act", "Art. 12", "Record-keeping: automatic logging over the lifetime "
-          "(supports, does not replace, the system's own event logs)",
-          "Evidence index; ledger excerpt (export); cover hashes"),
-        r("EU AI Act", "Art. 13", "Transparency and information to deployers",
-          "Coverage; Fidelity results"),
-        r("EU AI Act", "Art. 15", "Accuracy, robustness: resilience to errors and shift",
-          "Drift results; Failure modes FM-DRIFT-BRITTLE, FM-DECAY"),
-        r("EU AI Act", "Annex IV(2)", "Design, development and validation methods",
-          "Appendix A (methodology, policy); Fidelity results"),
-        r("EU AI Act", "Annex IV(3)", "Monitoring, functioning and control",
-          "Coverage; Debt; Drift results"),
-        r("EU AI Act", "Annex IV(6)", "Relevant changes through the lifecycle", "Change log"),
-        r("EU AI Act", "Annex IV(9)", "Post-market monitoring system",
-          "Trend; Failure-mode register; Findings"),
-    ]
+def default_crosswalk(kinds=()) -> list[CrosswalkRow]:
+    """The regulatory crosswalk of a pack whose checks are of ``kinds`` (one source:
+    :mod:`compliance.report.crosswalk`, which also generates docs/regulatory-crosswalk.md)."""
+    from compliance.report.crosswalk import crosswalk
+
+    return [CrosswalkRow(fw, ref, req, where, ok) for fw, ref, req, where, ok in crosswalk(kinds)]
+
+
+def default_not_covered(kinds=()) -> list[TextBlock]:
+    """What a pack whose checks are of ``kinds`` does not cover."""
+    from compliance.report.crosswalk import not_covered
+
+    return [TextBlock(t, x) for t, x in not_covered(kinds)]
 
 
 def default_methodology() -> list[TextBlock]:
@@ -897,17 +875,21 @@ def default_methodology() -> list[TextBlock]:
     return [
         t("Validity", "An artifact is valid for a model version on a day when its latest "
           "fidelity check against that version, finished on or before the day, has status "
-          "pass or warn and finished no more than validity_days before it. Binding an "
+          "pass, or warn accepted by a validator (when the policy says warns need acceptance), "
+          "and finished no more than validity_days before it. Binding an "
           "artifact to a version proves nothing without a passing check."),
         t("Explanation coverage", "A deployed version-day is covered when every artifact "
           "group the policy requires for the model's risk tier has an artifact valid for the "
           "version on that day. Coverage is covered version-days over deployed version-days, "
           "weighted by decision volume where volumes are recorded."),
         t("Interpretability debt", "Each (model, required group, deployed day) slot is fresh "
-          "(covered), broken (latest check on the deployed version failed or errored), stale "
-          "(an artifact exists but none is valid for the deployed version) or missing (none "
-          "registered). Debt counts slot-days that are not fresh; weighted debt multiplies by "
-          "the tier weight (tier 1: 3, tier 2: 2, tier 3: 1)."),
+          "(covered), pending (best evidence a warn no validator accepted), broken (latest check "
+          "on the deployed version failed or errored), stale (an artifact exists but none is "
+          "valid for the deployed version) or missing (none registered). Debt incurred counts "
+          "slot-days that are not fresh; debt outstanding sums, over the slots not fresh at a "
+          "time, the days since each was last fresh. Weighted figures multiply by the tier "
+          "weight of the policy. A model whose tier requires no artifact is not required: "
+          "listed apart, never counted as covered."),
         t("Fidelity", "Reconstruction metrics follow SAELens 6.54: mse (sum over dimensions, "
           "mean over rows), explained variance pooled over rows, mean cosine similarity, l0, "
           "dead and dense feature fractions; transcoders reconstruct the MLP output, CLTs are "
@@ -916,8 +898,9 @@ def default_methodology() -> list[TextBlock]:
         t("Drift", "Numeric features: PSI on ten reference quantile bins (empty shares "
           "1e-4), two-sided KS, Wasserstein distance over the reference standard deviation, "
           "Jensen-Shannon distance; categorical features: PSI over categories and a "
-          "chi-square test. PSI below 0.1 passes, below 0.25 warns, otherwise fails; a "
-          "dataset drifts when at least half its features drift."),
+          "chi-square test. PSI below 0.1 passes, below 0.25 warns, otherwise fails (policy). A "
+          "dataset fails when a key driver fails or the share of failed inputs reaches "
+          "drift.share_fail; target columns are reported as label shift, not input drift."),
         t("Reproducibility", "Every write is a hash-chained ledger entry. The pack uses only "
           "rows recorded at or before the as-of time; the context hash and ledger head hash "
           "on the cover pin the exact evidence, and the same store, quarter, as-of and tool "

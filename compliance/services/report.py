@@ -29,7 +29,7 @@ from compliance.report import context as C
 from compliance.services.analysis import analyse, fm_occurrences, load_input
 from compliance.services.governance import list_findings
 from compliance.services.policy import policy_record_at
-from compliance.store.ledger import entries_at, entries_between, head_as_of, record
+from compliance.store.ledger import entries_at, entries_between, entries_from_seq, head_as_of, record
 from compliance.store.models import (
     Artifact,
     Attestation,
@@ -352,11 +352,15 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         if seq_hash is not None:
             row.ledger_seq, row.ledger_hash = seq_hash
     evidence.sort(key=lambda r: (r.kind, _natural(r.ref)))
-    from_seq = session.scalar(select(LedgerEntry.seq).where(LedgerEntry.recorded_at >= qstart)
-                              .order_by(LedgerEntry.seq).limit(1)) or (seq + 1)
+    # the export's excerpt runs from the quarter's first entry to the head (the head at least)
+    from_seq = min(session.scalar(select(LedgerEntry.seq).where(LedgerEntry.recorded_at >= qstart,
+                                                                LedgerEntry.recorded_at <= as_of)
+                                  .order_by(LedgerEntry.seq).limit(1)) or seq, seq)
+    kinds_shown = {r.kind for r in summary.check_outcomes}
     appendix = C.Appendix(methodology=C.default_methodology(), policy_version=str(pol["version"]),
                           policy=[C.PolicyRow(key=k, value=v) for k, v in _flatten(pol["document"])],
-                          evidence=evidence, crosswalk=C.default_crosswalk(), ledger_from_seq=int(from_seq))
+                          evidence=evidence, crosswalk=C.default_crosswalk(kinds_shown),
+                          not_covered=C.default_not_covered(kinds_shown), ledger_from_seq=int(from_seq))
 
     detail = _model_detail(session, models[model_id], versions, events, artifacts, as_of) if model_id else None
     if detail is not None:
@@ -693,7 +697,8 @@ def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, o
     ctx = build_context(session, quarter, as_of, organisation=organisation)
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
-    excerpt = entries_between(session, qstart, as_of)
+    excerpt = entries_from_seq(session, ctx.appendix.ledger_from_seq, as_of) if ctx.appendix.ledger_from_seq \
+        else entries_between(session, qstart, as_of)
     have = {e["seq"] for e in excerpt}
     older = sorted({r.ledger_seq for r in ctx.appendix.evidence if r.ledger_seq is not None} - have)
     excerpt = sorted(entries_at(session, older) + excerpt, key=lambda e: e["seq"])
