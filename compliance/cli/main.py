@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, db_cmds, gov_cmds, registry_cmds, report_cmds
+from compliance.cli import check_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")
 app.command("signoff")(gov_cmds.signoff)
+app.add_typer(narrative_cmds.narrative_app, name="narrative")
 app.command("status")(gov_cmds.status)
 app.command("report")(report_cmds.report)
 app.command("export")(report_cmds.export)

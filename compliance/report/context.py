@@ -488,6 +488,21 @@ class AttestationRow:
     date: str = _f("Date signed (ISO).")
 
 
+@dataclass
+class NarrativeRow:
+    """One section of the validator's narrative (latest version at as_of)."""
+
+    model_id: Optional[str] = _f("Model id, or null for the portfolio narrative.")
+    section: str = _f("conclusion, limitations, conditions or controls (compensating controls).")
+    text: str = _f("The text as written (Markdown; rendered with HTML escaped, a small subset: "
+                   "paragraphs, '-' lists, **bold**, *italic*).")
+    rating: Optional[str] = _f("With the conclusion: the validator's rating (fit, fit with "
+                               "conditions, not fit); else null.", default=None)
+    author: str = _f("Who wrote this version (the authenticated actor).", default="")
+    date: str = _f("Date this version was recorded (ISO).", default="")
+    version: int = _f("Version number of the section (1 = first).", default=1)
+
+
 # --------------------------------------------------------------------------- appendix
 @dataclass
 class TextBlock:
@@ -623,6 +638,10 @@ class ReportContext:
     findings: list[FindingRow] = _f("Findings and exceptions.", factory=list)
     attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",
                                             factory=list)
+    narrative: list[NarrativeRow] = _f("The validator's conclusion, limitations, conditions "
+                                       "and compensating controls (portfolio first, then per "
+                                       "model); empty → the chapter says none was written.",
+                                       factory=list)
     appendix: Appendix = _f("Appendix.", factory=Appendix)
     model_detail: Optional[ModelDetail] = _f("Per-model detail; null in a portfolio pack.",
                                              default=None)

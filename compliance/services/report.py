@@ -304,6 +304,14 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     signoff_state = {"approve": "approved", "approve_with_conditions": "approved with conditions",
                      "reject": "rejected"}.get(atts[-1].decision, "not signed") if atts else "not signed"
 
+    from compliance.services.narrative import narratives_at
+
+    narrative = [C.NarrativeRow(model_id=n["model_id"], section=n["section"], text=n["text"], rating=n["rating"],
+                                author=n["author"], date=n["date"], version=n["version"])
+                 for n in narratives_at(session, str(q), as_of, scope)]
+    ratings = {n.model_id: n.rating for n in narrative if n.section == "conclusion" and n.rating}
+    for r in verdict_rows:
+        r.rating = ratings.get(r.model_id)
     open_fm = Counter((r.code, r.title, r.severity) for r in fms if r.status == "open")
     kinds = ["fidelity", "alignment", "data_drift", "activation_drift", "overhead"]
     summary = C.ExecutiveSummary(
@@ -380,7 +388,8 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, label_shift=label_rows, psi_matrix=psi_matrix,
                              psi_matrix_total=psi_total),
         compute=compute, check_reasons=check_reasons,
-        failure_modes=fms, findings=findings, attestations=atts, appendix=appendix, model_detail=detail)
+        failure_modes=fms, findings=findings, attestations=atts, narrative=narrative, appendix=appendix,
+        model_detail=detail)
     return C.with_context_hash(ctx)
 
 
