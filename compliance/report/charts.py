@@ -64,10 +64,27 @@ def _figure(height_in: float) -> Figure:
 
 
 def _svg(fig: Figure) -> str:
+    if _FORMAT[0] == "png":  # the same figure as a PNG (Word export), base64 in a str
+        buf = io.BytesIO()
+        with rc_context(RC):
+            fig.savefig(buf, format="png", dpi=200, metadata={"Software": None})
+        return base64.b64encode(buf.getvalue()).decode("ascii")
     buf = io.StringIO()
     with rc_context(RC):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return buf.getvalue()
+
+
+_FORMAT = ["svg"]
+
+
+def all_charts_png(ctx, kind: Optional[str] = None) -> dict[str, bytes]:
+    """Every chart of a pack as PNG bytes, drawn by the same code from the same data as the SVG."""
+    _FORMAT[0] = "png"
+    try:
+        return {k: base64.b64decode(v) for k, v in all_charts(ctx, kind).items()}
+    finally:
+        _FORMAT[0] = "svg"
 
 
 def _draw(height_in: float, draw) -> str:
@@ -115,14 +132,14 @@ def coverage_timeline(series: Sequence[TimelineSeries], title: str = "Daily expl
         return no_data_svg(title, "no deployed version-days in the period")
 
     def draw(fig: Figure) -> None:
-        ax = fig.add_axes((0.1, 0.17, 0.72, 0.7))
+        ax = fig.add_axes((0.11, 0.17, 0.71, 0.7))
         for i, s in enumerate(usable):
             xs = [dt.date.fromisoformat(d) for d in s.dates]
             ys = [float("nan") if v is None else v for v in s.values]
             ax.plot(xs, ys, color=SERIES[i % len(SERIES)], linewidth=1.3, label=s.label)
         _pct_axis(ax)
         ax.set_title(title)
-        ax.set_ylabel("coverage (share of\nversion-days)")
+        ax.set_ylabel("coverage")
         first = min(dt.date.fromisoformat(s.dates[0]) for s in usable)
         last = max(dt.date.fromisoformat(s.dates[-1]) for s in usable)
         ticks, d = [], first.replace(day=1)

@@ -175,7 +175,7 @@ def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environmen
 
 def render_html(ctx: ReportContext, kind: Optional[str] = None, *,
                 user_templates: Optional[Path] = None, row_limit: int = DEFAULT_ROW_LIMIT,
-                progress: Optional[Progress] = None) -> str:
+                progress: Optional[Progress] = None, chart_uris: Optional[dict[str, str]] = None) -> str:
     """The pack as one self-contained HTML document (CSS inline, charts as data: URIs).
 
     ``kind`` is 'portfolio' or 'model' (default: ``ctx.kind``); a 'model' review needs
@@ -190,7 +190,8 @@ def render_html(ctx: ReportContext, kind: Optional[str] = None, *,
     if kind == "model" and ctx.model_detail is None:
         raise InputError("a per-model review needs model_detail in the context")
     _tick(progress, "charts", 0.0)
-    charts = {k: charts_mod.svg_data_uri(v) for k, v in charts_mod.all_charts(ctx, kind).items()}
+    charts = chart_uris if chart_uris is not None else {
+        k: charts_mod.svg_data_uri(v) for k, v in charts_mod.all_charts(ctx, kind).items()}
     _tick(progress, "html", 0.15)
     env = make_environment(user_templates)
     env.filters["clip"] = lambda rows: rows[:row_limit]

@@ -135,7 +135,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     bym = [m for m in a["by_model"] if m["model_id"] in in_scope]
     per_tier = []
     for t in a["by_tier"]:
-        sub = [m for m in bym if m["tier"] == t["tier"] and m["deployed"]]
+        sub = [m for m in bym if m["tier"] == t["tier"] and m["deployed"] and not m["no_requirements"]]
         if not sub:
             continue
         per_tier.append(C.TierCoverage(
@@ -146,7 +146,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                      deployed_version_days=float(m["deployed_version_days"]),
                                      covered_version_days=float(m["covered_version_days"]),
                                      coverage=_f(m["coverage"]), coverage_prev=_f(m.get("coverage_prev")))
-                     for m in bym if m["deployed"]]
+                     for m in bym if m["deployed"] and not m["no_requirements"]]
     per_model_cov.sort(key=lambda r: (r.coverage if r.coverage is not None else 2, r.model_id))
     timeline = _timeline(a, model_id)
     per_model_debt = [C.ModelDebt(model_id=m["model_id"], tier=m["tier"], fresh=_i(m["fresh_slot_days"]),
@@ -685,11 +685,15 @@ def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *,
                   progress: Callable[[str, float], None] | None = None) -> dict:
     from compliance.report.render import render_pdf, write_html
 
-    if fmt not in ("pdf", "html"):
-        raise UsageError("--format must be pdf or html")
+    if fmt not in ("pdf", "html", "docx"):
+        raise UsageError("--format must be pdf, html or docx")
     ctx = build_context(session, quarter, as_of, model_id=model_id, organisation=organisation)
     if fmt == "pdf":
         digest = render_pdf(ctx, out, progress=progress)
+    elif fmt == "docx":
+        from compliance.report.docx_render import write_docx
+
+        digest = write_docx(ctx, out)
     else:
         digest = write_html(ctx, out)
     run = record_run(session, ctx, "model" if model_id else "portfolio", {out.name: digest})
