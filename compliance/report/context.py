@@ -311,8 +311,10 @@ class FidelityRow:
                                          "without labels.", default=None)
     auc: Optional[float] = _f("Probe AUC on current data (probes only).", default=None)
     protected: Optional[bool] = _f("Probe target is a protected attribute (a high AUC is then "
-                                   "a concern, not a pass); null for other artifacts.",
-                                   default=None)
+                                   "a concern, not a pass): a column with the `protected` role "
+                                   "in the model's datasets or, when none registers roles, a "
+                                   "protected characteristic by name (age, sex, ...); null for "
+                                   "other artifacts.", default=None)
     baseline_gap: Optional[float] = _f("|score(baseline) − mean score| of an attribution "
                                        "baseline; null for other artifacts.", default=None)
     reasons: list[str] = _f("Recorded reasons of the status (empty on pass).", factory=list)

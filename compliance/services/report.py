@@ -203,7 +203,8 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     target_cols: dict[str, set[str]] = defaultdict(set)
     for d in datasets:
         roles = d.columns or {}
-        protected_cols[d.model_id].update(roles.get("protected") or [])
+        if roles:
+            protected_cols[d.model_id].update(roles.get("protected") or [])
         target_cols[d.model_id].update(roles.get("target") or [])
 
     # -- fidelity and drift
@@ -445,7 +446,8 @@ def _model_trend(session: Session, quarter: str, as_of: datetime, model_id: str,
         a = analyse(session, str(qq), as_of, inp=inp)
         m = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
         out.append(C.TrendRow(quarter=str(qq), coverage=_f(m.get("coverage")) if m and m["deployed"] else None,
-                              debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0))
+                              debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0,
+                              debt_outstanding=_opt_i(m.get("debt_outstanding")) if m else None))
     return out
 
 
@@ -547,7 +549,16 @@ def _protected(artifact, metrics: dict, protected_cols: dict[str, set[str]]) -> 
     cfg = extra.get("cfg") or {}
     if isinstance(extra.get("protected"), bool) or isinstance(cfg.get("protected"), bool):
         return bool(extra.get("protected") or cfg.get("protected"))
-    return cfg.get("target_column") in protected_cols.get(artifact.model_id, set())
+    col = cfg.get("target_column")
+    if artifact.model_id in protected_cols:  # roles registered: they decide
+        return col in protected_cols[artifact.model_id]
+    return str(col or "").lower() in _PROTECTED_NAMES
+
+
+# Protected characteristics (e.g. UK Equality Act 2010, US ECOA), used only when no dataset of the
+# model registers column roles: a probe of such a column is then flagged as protected.
+_PROTECTED_NAMES = {"age", "sex", "gender", "race", "ethnicity", "religion", "disability", "marital_status",
+                    "national_origin", "nationality", "pregnancy", "sexual_orientation", "color", "colour"}
 
 
 def _compute_budget(session: Session, as_of: datetime, scope: list[str], label: dict, policy: dict) -> C.ComputeBudgetSection:
