@@ -36,7 +36,7 @@ INK = "#1d2733"
 GRID = "#d5dae1"
 SERIES = ["#1f3a5f", "#2f7f8a", "#b5833a", "#7a4e8c", "#5b7f3a", "#8a3b3b", "#4d6d9a",
           "#9a8a4d", "#3f5f4f", "#6d4d9a", "#9a4d6d", "#4d9a8a"]
-STATE_COLOURS = {"stale": "#c9a227", "broken": "#b3261e", "missing": "#6b7785"}
+STATE_COLOURS = {"pending": "#e8d58a", "stale": "#c9a227", "broken": "#b3261e", "missing": "#6b7785"}
 RC = {
     "svg.hashsalt": "compliance-report",
     "svg.fonttype": "none",
@@ -160,7 +160,7 @@ def coverage_timeline(series: Sequence[TimelineSeries], title: str = "Daily expl
 
 def debt_by_model(rows: Sequence[ModelDebt], top_n: int = 15,
                   title: str = "Interpretability debt by model") -> str:
-    """Horizontal stacked bars (stale / broken / missing slot-days) for the top-N models."""
+    """Horizontal stacked bars (pending / stale / broken / missing slot-days) for the top-N models."""
     rows = [r for r in rows if r.debt_slot_days > 0]
     if not rows:
         return no_data_svg(title, "no model carries debt in the period")
@@ -172,8 +172,10 @@ def debt_by_model(rows: Sequence[ModelDebt], top_n: int = 15,
                            1 - 0.95 / (0.9 + 0.19 * total)))
         ys = list(range(total))[::-1]
         left = [0] * total
-        for state in ("stale", "broken", "missing"):
+        for state in ("pending", "stale", "broken", "missing"):
             vals = [getattr(r, state) for r in rows]
+            if state == "pending" and not any(vals):
+                continue
             ax.barh(ys, vals, left=left, color=STATE_COLOURS[state], height=0.62, label=state)
             left = [a + b for a, b in zip(left, vals)]
         ax.set_yticks(ys)
@@ -186,7 +188,7 @@ def debt_by_model(rows: Sequence[ModelDebt], top_n: int = 15,
         ax.set_xlabel("slot-days not fresh (label: debt / weighted debt)")
         ax.grid(axis="x", color=GRID, linewidth=0.5)
         ax.set_axisbelow(True)
-        shown = f"top {total} by weighted debt" if total == top_n else f"{total} models"
+        shown = f"top {total} by weighted debt" if total == top_n else (f"{total} models" if total != 1 else "1 model")
         ax.set_title(f"{title} ({shown})", x=-0.36)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _draw(0.9 + 0.19 * total, draw)
