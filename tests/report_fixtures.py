@@ -276,4 +276,51 @@ def make_context(n_models: int = 12, *, seed: int = 7, kind: str = "portfolio",
         appendix=c.Appendix(methodology=c.default_methodology(), policy_version="POL-0003",
                             policy=policy, evidence=evidence, crosswalk=c.default_crosswalk()),
         model_detail=detail)
+    _v2_figures(ctx, psi_vals)
     return c.with_context_hash(ctx) if hashed else ctx
+
+
+def _v2_figures(ctx, psi_vals) -> None:
+    """Methodology v2 and issue-13 figures, sized like a real store's: a verdict per model, the
+    reason of every non-pass check, an overhead row per artifact, every drift check's features."""
+    s = ctx.summary
+    s.models_covered = len(ctx.inventory)
+    s.debt_outstanding, s.debt_outstanding_prev = s.debt_slot_days * 2, s.debt_slot_days
+    s.weighted_debt_outstanding, s.weighted_debt_outstanding_prev = s.weighted_debt * 2, s.weighted_debt
+    debt = {d.model_id: d for d in ctx.debt.per_model}
+    for m in ctx.inventory:
+        d = debt.get(m.model_id)
+        verdict = "fit" if d is None or d.debt_slot_days == 0 else "not fit"
+        s.verdicts.append(c.VerdictRow(model_id=m.model_id, tier=m.tier, verdict=verdict,
+                                       reasons=["every required slot fresh"] if verdict == "fit" else
+                                       [f"{m.model_id} {m.deployed_versions[-1]} sae: stale (never re-validated)"],
+                                       debt_outstanding=(d.debt_slot_days * 2) if d else 0))
+    counts = {}
+    for r in s.verdicts:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    s.verdict_counts = [c.VerdictCount(v, n) for v, n in sorted(counts.items())]
+    for f in ctx.fidelity.checks:
+        if f.status != "pass":
+            f.reasons = [f"{f.status}: explained variance {f.explained_variance:.4f} < 0.8"]
+            ctx.check_reasons.append(c.CheckReasonRow(f.check_id, "fidelity", f.model_id, f.version, f.artifact_id,
+                                                      f.date, f.status, f.reasons[0]))
+    seen = set()
+    for f in ctx.fidelity.checks:
+        if f.artifact_id not in seen:
+            seen.add(f.artifact_id)
+            ratio = (len(seen) % 17) / 100
+            ctx.compute.checks.append(c.OverheadRow(f"ovh-{f.check_id}", f.artifact_id, f.model_id, f.version, f.date,
+                                                    ratio, 5.0, 5.0 * (1 + ratio), ratio * 0.8,
+                                                    "fail" if ratio > 0.1 else "pass"))
+    ctx.compute.budget, ctx.compute.warn_share = 0.1, 0.8
+    if ctx.kind == "portfolio":
+        for d in ctx.drift.checks:
+            for i, fname in enumerate(_FEATURES):
+                psi = psi_vals[i][-1]
+                ctx.drift.features.append(c.DriftFeatureRow(
+                    check_id=d.check_id, feature=fname, psi=psi, ks=round(min(1, psi * 1.3), 4),
+                    ks_pvalue=round(max(0.0, 1 - psi * 4), 4), wasserstein=round(psi * 0.9, 4), js=round(psi * 0.5, 4),
+                    status="fail" if psi >= 0.25 else ("warn" if psi >= 0.1 else "pass"), model_id=d.model_id))
+    ctx.drift.psi_matrix_total = len(ctx.drift.psi_matrix.features)
+    for d in ctx.drift.checks:
+        d.reference, d.reference_window, d.current = "train.parquet", "2025-01-01 to 2025-12-31", "window.parquet"

@@ -126,19 +126,34 @@ def test_methodology_documents_every_policy_key():
     assert not missing, f"policy keys not documented in docs/methodology.md: {missing}"
 
 
-def test_crosswalk_doc_covers_printed_crosswalk():
+def test_crosswalk_doc_is_generated_from_the_pack_source():
+    """docs/regulatory-crosswalk.md and the pack's appendix come from one source."""
     from compliance.report.context import default_crosswalk
+    from compliance.report.crosswalk import crosswalk_doc
 
     text = (DOCS / "regulatory-crosswalk.md").read_text(encoding="utf-8")
+    assert text == crosswalk_doc(), ("docs/regulatory-crosswalk.md is stale: regenerate with "
+                                     "`python -m compliance.report.crosswalk --doc > docs/regulatory-crosswalk.md`")
     for row in default_crosswalk():
-        if row.framework == "SR 11-7":  # the doc corrects the section numbers; the topic must be there
-            assert row.reference.split(" — ")[-1].lower() in text.lower(), row
-        else:
-            assert f"| {row.framework} | {row.reference} |" in text, row
+        assert f"| {row.framework} | {row.reference} | {row.requirement} | {row.sections} |" in text, row
+    assert "SR 26-2" in text and "rescinded SR 11-7" in text and "| SR 11-7 |" not in text
+    for ref in ("Art. 9", "Art. 10", "Art. 12", "Art. 15 — robustness", "Art. 17", "Art. 18", "Art. 19",
+                "Art. 72", "Annex IV(2)"):
+        assert f"| EU AI Act | {ref} |" in text
     for p in range(1, 6):
         assert f"| PRA SS1/23 | Principle {p} |" in text
-    for ref in ("Art. 9", "Art. 12", "Art. 15", "Annex IV(2)"):
-        assert f"| EU AI Act | {ref} |" in text
+
+
+def test_crosswalk_never_claims_outcomes_or_accuracy_without_such_checks():
+    from compliance.report.context import default_crosswalk, default_not_covered
+
+    rows = {(r.framework, r.reference): r for r in default_crosswalk({"fidelity", "data_drift"})}
+    for key in (("OCC 2026-13 / SR 26-2", "Validation — outcomes analysis"), ("EU AI Act", "Art. 15 — accuracy")):
+        assert not rows[key].covered and rows[key].sections.startswith("Not covered"), rows[key]
+    assert any(b.title.startswith("Outcomes analysis") for b in default_not_covered({"fidelity"}))
+    with_outcomes = {(r.framework, r.reference): r for r in default_crosswalk({"outcome"})}
+    assert with_outcomes[("EU AI Act", "Art. 15 — accuracy")].covered
+    assert not any(b.title.startswith("Outcomes analysis") for b in default_not_covered({"outcome"}))
 
 
 # ------------------------------------------------------------------ (d) the auditor's script works

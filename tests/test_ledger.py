@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from compliance.store.engine import make_engine, session_scope
 from compliance.store.ledger import record, verify
 from compliance.store.models import (
+    Narrative,
     Acceptance,
     Artifact,
     ArtifactSet,
@@ -71,6 +72,7 @@ def populate(url: str, tmp_path: Path) -> None:
                            set_id="pd-tc", set_member="layer_0"))
         record(s, Acceptance(check_id=chk.id, rationale="reviewed: within tolerance for this use"))
         record(s, Correction(entity_type="decision_volume", entity_id="1", action="void", reason="duplicate import"))
+        record(s, Narrative(quarter="2026Q3", model_id="retail-pd", section="conclusion", text="fit", rating="fit"))
 
 
 def _mutant(col, value):

@@ -19,7 +19,8 @@ from report_fixtures import make_context
 
 CHAPTERS = ["Executive summary", "Inventory in scope", "Change log", "Explanation coverage",
             "Interpretability debt", "Fidelity results", "Drift results", "Outcomes and performance", "Fairness",
-            "Failure-mode register", "Findings and exceptions", "Attestation", "Appendix"]
+            "Compute budget", "Reasons of warn, fail and error checks", "Failure-mode register", "Findings and exceptions",
+            "Validator's conclusion, limitations and conditions", "Attestation", "Appendix"]
 
 
 class _Collect(logging.Handler):
@@ -159,7 +160,7 @@ def test_model_review_variant(weasy_warnings):
     text = _text(pdf)
     md = ctx.model_detail
     assert "Model profile, versions and artifact lineage" in text
-    assert "Per-feature statistics" in text and "Feature-density distributions" in text
+    assert "Input drift per feature" in text and "Feature-density distributions" in text
     for v in md.versions:
         assert v.sha256 in text.replace("\n", "")
     for f in ctx.drift.features[:3]:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, registry_cmds, report_cmds
+from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -62,6 +62,7 @@ app.command("void")(correction_cmds.void)
 app.command("supersede")(correction_cmds.supersede)
 app.command("corrections")(correction_cmds.corrections)
 app.command("signoff")(gov_cmds.signoff)
+app.add_typer(narrative_cmds.narrative_app, name="narrative")
 app.command("status")(gov_cmds.status)
 app.command("report")(report_cmds.report)
 app.command("export")(report_cmds.export)

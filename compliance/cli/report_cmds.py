@@ -24,7 +24,7 @@ def report(
     quarter: QuarterOpt = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Per-model MRM review instead of the portfolio pack.")] = None,
     as_of: AsOfOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="pdf or html.")] = "pdf",
+    fmt: Annotated[str, typer.Option("--format", help="pdf, html or docx (Word; needs the docx extra).")] = "pdf",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: audit-pack-QUARTER.pdf / review-MODEL-QUARTER.pdf).")] = None,
     organisation: OrgOpt = None,
     as_json: JsonOpt = False,

@@ -36,7 +36,7 @@ INK = "#1d2733"
 GRID = "#d5dae1"
 SERIES = ["#1f3a5f", "#2f7f8a", "#b5833a", "#7a4e8c", "#5b7f3a", "#8a3b3b", "#4d6d9a",
           "#9a8a4d", "#3f5f4f", "#6d4d9a", "#9a4d6d", "#4d9a8a"]
-STATE_COLOURS = {"stale": "#c9a227", "broken": "#b3261e", "missing": "#6b7785"}
+STATE_COLOURS = {"pending": "#e8d58a", "stale": "#c9a227", "broken": "#b3261e", "missing": "#6b7785"}
 RC = {
     "svg.hashsalt": "compliance-report",
     "svg.fonttype": "none",
@@ -64,10 +64,27 @@ def _figure(height_in: float) -> Figure:
 
 
 def _svg(fig: Figure) -> str:
+    if _FORMAT[0] == "png":  # the same figure as a PNG (Word export), base64 in a str
+        buf = io.BytesIO()
+        with rc_context(RC):
+            fig.savefig(buf, format="png", dpi=200, metadata={"Software": None})
+        return base64.b64encode(buf.getvalue()).decode("ascii")
     buf = io.StringIO()
     with rc_context(RC):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return buf.getvalue()
+
+
+_FORMAT = ["svg"]
+
+
+def all_charts_png(ctx, kind: Optional[str] = None) -> dict[str, bytes]:
+    """Every chart of a pack as PNG bytes, drawn by the same code from the same data as the SVG."""
+    _FORMAT[0] = "png"
+    try:
+        return {k: base64.b64decode(v) for k, v in all_charts(ctx, kind).items()}
+    finally:
+        _FORMAT[0] = "svg"
 
 
 def _draw(height_in: float, draw) -> str:
@@ -115,14 +132,14 @@ def coverage_timeline(series: Sequence[TimelineSeries], title: str = "Daily expl
         return no_data_svg(title, "no deployed version-days in the period")
 
     def draw(fig: Figure) -> None:
-        ax = fig.add_axes((0.08, 0.17, 0.74, 0.7))
+        ax = fig.add_axes((0.11, 0.17, 0.71, 0.7))
         for i, s in enumerate(usable):
             xs = [dt.date.fromisoformat(d) for d in s.dates]
             ys = [float("nan") if v is None else v for v in s.values]
             ax.plot(xs, ys, color=SERIES[i % len(SERIES)], linewidth=1.3, label=s.label)
         _pct_axis(ax)
         ax.set_title(title)
-        ax.set_ylabel("covered version-days")
+        ax.set_ylabel("coverage")
         first = min(dt.date.fromisoformat(s.dates[0]) for s in usable)
         last = max(dt.date.fromisoformat(s.dates[-1]) for s in usable)
         ticks, d = [], first.replace(day=1)
@@ -143,7 +160,7 @@ def coverage_timeline(series: Sequence[TimelineSeries], title: str = "Daily expl
 
 def debt_by_model(rows: Sequence[ModelDebt], top_n: int = 15,
                   title: str = "Interpretability debt by model") -> str:
-    """Horizontal stacked bars (stale / broken / missing slot-days) for the top-N models."""
+    """Horizontal stacked bars (pending / stale / broken / missing slot-days) for the top-N models."""
     rows = [r for r in rows if r.debt_slot_days > 0]
     if not rows:
         return no_data_svg(title, "no model carries debt in the period")
@@ -155,8 +172,10 @@ def debt_by_model(rows: Sequence[ModelDebt], top_n: int = 15,
                            1 - 0.95 / (0.9 + 0.19 * total)))
         ys = list(range(total))[::-1]
         left = [0] * total
-        for state in ("stale", "broken", "missing"):
+        for state in ("pending", "stale", "broken", "missing"):
             vals = [getattr(r, state) for r in rows]
+            if state == "pending" and not any(vals):
+                continue
             ax.barh(ys, vals, left=left, color=STATE_COLOURS[state], height=0.62, label=state)
             left = [a + b for a, b in zip(left, vals)]
         ax.set_yticks(ys)
@@ -169,7 +188,7 @@ def debt_by_model(rows: Sequence[ModelDebt], top_n: int = 15,
         ax.set_xlabel("slot-days not fresh (label: debt / weighted debt)")
         ax.grid(axis="x", color=GRID, linewidth=0.5)
         ax.set_axisbelow(True)
-        shown = f"top {total} by weighted debt" if total == top_n else f"{total} models"
+        shown = f"top {total} by weighted debt" if total == top_n else (f"{total} models" if total != 1 else "1 model")
         ax.set_title(f"{title} ({shown})", x=-0.36)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _draw(0.9 + 0.19 * total, draw)
@@ -239,7 +258,7 @@ def fidelity_by_version(rows: Sequence[FidelityRow], ev_warn: float = 0.8,
     plot_bottom = (0.55 + 0.14 * legend_rows) / height
 
     def draw(fig: Figure) -> None:
-        ax = fig.add_axes((0.08, plot_bottom, 0.8, 1 - plot_bottom - 0.28 / height))
+        ax = fig.add_axes((0.1, plot_bottom, 0.78, 1 - plot_bottom - 0.28 / height))
         for i, (_, aid, rs) in enumerate(series):
             label = aid if len(aid) <= 44 else aid[:41] + "..."
             ax.plot(range(len(rs)), [r.explained_variance for r in rs], marker="o",

@@ -83,6 +83,30 @@ class CheckOutcomeRow:
 
 
 @dataclass
+class VerdictCount:
+    """Number of models with one verdict."""
+
+    verdict: str = _f("fit, fit with conditions, not fit, not required or not deployed.")
+    models: int = _f("Number of models.")
+
+
+@dataclass
+class VerdictRow:
+    """The computed verdict of one model at as_of (DESIGN §4) beside the validator's rating."""
+
+    model_id: str = _f("Model id.")
+    tier: int = _f("Risk tier.")
+    verdict: str = _f("Computed verdict: fit, fit with conditions, not fit, not required or "
+                      "not deployed.")
+    reasons: list[str] = _f("Reasons of the verdict, one line each.", factory=list)
+    pending_slot_days: int = _f("Pending slot-days of the model in the quarter.", default=0)
+    debt_outstanding: Optional[int] = _f("Debt outstanding of the model at as_of.",
+                                         default=None)
+    rating: Optional[str] = _f("The validator's rating (fit, fit with conditions, not fit) "
+                               "recorded with the conclusion; null when none.", default=None)
+
+
+@dataclass
 class ExecutiveSummary:
     """Headline numbers of the quarter and their change from the previous quarter."""
 
@@ -103,6 +127,26 @@ class ExecutiveSummary:
     overdue_findings: int = _f("Open findings past their due date at as_of.", default=0)
     signoff_state: str = _f("Sign-off state: 'not signed', 'approved', "
                             "'approved with conditions' or 'rejected'.", default="not signed")
+    models_covered: int = _f("Models the coverage and debt headline figures aggregate: in-scope "
+                             "models (deployed, with required artifact groups) — DESIGN §4.",
+                             default=0)
+    not_required: list[str] = _f("Deployed models whose tier requires no artifact: 'not "
+                                 "required', never 100 %, listed apart from the headline.",
+                                 factory=list)
+    debt_outstanding: Optional[int] = _f("Debt outstanding at as_of (slot-days since each "
+                                         "not-fresh slot was last fresh); null when unknown.",
+                                         default=None)
+    debt_outstanding_prev: Optional[int] = _f("Debt outstanding at the end of the previous "
+                                              "quarter.", default=None)
+    weighted_debt_outstanding: Optional[int] = _f("Debt outstanding, tier-weighted.",
+                                                  default=None)
+    weighted_debt_outstanding_prev: Optional[int] = _f("Weighted debt outstanding at the end "
+                                                       "of the previous quarter.", default=None)
+    pending_slot_days: int = _f("Slot-days pending: best evidence a warn no validator has "
+                                "accepted (counted in debt).", default=0)
+    verdict_counts: list[VerdictCount] = _f("Models per verdict at as_of.", factory=list)
+    verdicts: list[VerdictRow] = _f("Per-model verdict at as_of with its reasons, not fit "
+                                    "first.", factory=list)
 
 
 # --------------------------------------------------------------------------- inventory & changes
@@ -188,8 +232,11 @@ class ModelDebt:
     stale: int = _f("Stale slot-days.")
     broken: int = _f("Broken slot-days.")
     missing: int = _f("Missing slot-days.")
-    debt_slot_days: int = _f("stale + broken + missing.")
+    debt_slot_days: int = _f("Debt incurred: pending + stale + broken + missing slot-days.")
     weighted_debt: int = _f("debt_slot_days × tier weight.")
+    pending: int = _f("Pending slot-days (a warn no validator has accepted).", default=0)
+    debt_outstanding: int = _f("Debt outstanding at as_of: Σ over slots not fresh of the days "
+                               "since each was last fresh.", default=0)
 
 
 @dataclass
@@ -209,7 +256,8 @@ class ArtifactStaleness:
                                          "the deployed version; null if unknown.")
     survival: Optional[float] = _f("Share of features surviving into the replacement; null if "
                                    "not replaced.")
-    state: str = _f("Slot state: fresh, stale, broken or missing.")
+    state: str = _f("State of the artifact on the deployed version: fresh, pending, stale, "
+                    "broken or missing.")
 
 
 @dataclass
@@ -218,8 +266,10 @@ class TrendRow:
 
     quarter: str = _f("Quarter, e.g. 2026Q2.")
     coverage: Optional[float] = _f("Portfolio coverage.")
-    debt_slot_days: int = _f("Debt (slot-days).")
-    weighted_debt: int = _f("Weighted debt.")
+    debt_slot_days: int = _f("Debt incurred (slot-days).")
+    weighted_debt: int = _f("Weighted debt incurred.")
+    debt_outstanding: Optional[int] = _f("Debt outstanding at the quarter's end (or as_of).",
+                                         default=None)
 
 
 @dataclass
@@ -253,6 +303,21 @@ class FidelityRow:
     decision_flip_rate: Optional[float] = _f("Share of decisions flipped by splicing; null "
                                              "without an adapter.")
     status: str = _f("pass, warn, fail or error.")
+    dense_fraction: Optional[float] = _f("Share of features active on more than 10 % of rows.",
+                                         default=None)
+    kl: Optional[float] = _f("Mean KL(clean ‖ spliced) of the output distribution; null "
+                             "without an adapter.", default=None)
+    loss_recovered: Optional[float] = _f("(L_zero − L_spliced) / (L_zero − L_clean); null "
+                                         "without labels.", default=None)
+    auc: Optional[float] = _f("Probe AUC on current data (probes only).", default=None)
+    protected: Optional[bool] = _f("Probe target is a protected attribute (a high AUC is then "
+                                   "a concern, not a pass): a column with the `protected` role "
+                                   "in the model's datasets or, when none registers roles, a "
+                                   "protected characteristic by name (age, sex, ...); null for "
+                                   "other artifacts.", default=None)
+    baseline_gap: Optional[float] = _f("|score(baseline) − mean score| of an attribution "
+                                       "baseline; null for other artifacts.", default=None)
+    reasons: list[str] = _f("Recorded reasons of the status (empty on pass).", factory=list)
 
 
 @dataclass
@@ -287,6 +352,12 @@ class DriftRow:
     features: int = _f("Features compared.")
     drifted_share: float = _f("Share of features with PSI at or above the fail threshold.")
     status: str = _f("pass, warn, fail or error.")
+    reference: str = _f("Reference sample the check compared against (file name as recorded).",
+                        default="")
+    reference_window: str = _f("Window of the reference sample ('start to end'), or '' when "
+                               "not registered.", default="")
+    current: str = _f("Current sample (file name as recorded).", default="")
+    reasons: list[str] = _f("Recorded reasons of the status.", factory=list)
 
 
 @dataclass
@@ -302,6 +373,9 @@ class DriftFeatureRow:
     wasserstein: Optional[float] = _f("Wasserstein distance / reference std.")
     js: Optional[float] = _f("Jensen-Shannon distance.")
     status: str = _f("pass, warn or fail by PSI.")
+    model_id: str = _f("Model id.", default="")
+    role: str = _f("Column role: input (input drift) or target (label shift).",
+                   default="input")
 
 
 @dataclass
@@ -319,9 +393,57 @@ class DriftSection:
     """Drift results of the quarter."""
 
     checks: list[DriftRow] = _f("Drift checks.", factory=list)
-    features: list[DriftFeatureRow] = _f("Per-feature rows (per-model review; empty in the "
-                                         "portfolio pack).", factory=list)
+    features: list[DriftFeatureRow] = _f("Per-feature input-drift rows of the quarter's "
+                                         "data-drift checks (all of them; the PDF shows the "
+                                         "first rows, the export CSV holds every row).",
+                                         factory=list)
+    label_shift: list[DriftFeatureRow] = _f("Target (label) columns: prior shift, reported "
+                                            "apart from input drift.", factory=list)
     psi_matrix: PsiMatrix = _f("PSI per feature and quarter.", factory=PsiMatrix)
+    psi_matrix_total: int = _f("Features with a PSI in the four quarters (the heat-map keeps "
+                               "the highest; psi_matrix.features says how many).", default=0)
+
+
+@dataclass
+class OverheadRow:
+    """One overhead check: latency with the artifact attached against the policy budget."""
+
+    check_id: str = _f("Check id.")
+    artifact_id: str = _f("Artifact id.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Model version measured.")
+    date: str = _f("Date the check finished (ISO).")
+    overhead_ratio: Optional[float] = _f("(latency attached − latency base) / latency base.")
+    latency_base_ms: Optional[float] = _f("Median latency of a forward without the artifact (ms).")
+    latency_attached_ms: Optional[float] = _f("Median latency with the artifact attached (ms).")
+    flops_ratio: Optional[float] = _f("Artifact FLOPs per row / model FLOPs per row.")
+    status: str = _f("pass, warn, fail or error.")
+    reasons: list[str] = _f("Recorded reasons of the status.", factory=list)
+
+
+@dataclass
+class ComputeBudgetSection:
+    """Compute budget: the overhead of each artifact against the policy budget (DESIGN §3)."""
+
+    budget: Optional[float] = _f("Policy overhead budget (fraction of base latency).",
+                                 default=None)
+    warn_share: Optional[float] = _f("Share of the budget at which a check warns.", default=None)
+    checks: list[OverheadRow] = _f("Latest overhead check per artifact and version, largest "
+                                   "overhead first.", factory=list)
+
+
+@dataclass
+class CheckReasonRow:
+    """One recorded reason of a check that warned, failed or errored in the quarter."""
+
+    check_id: str = _f("Check id.")
+    kind: str = _f("Check kind.")
+    model_id: str = _f("Model id.")
+    version: str = _f("Model version ('—' when none).")
+    artifact_id: Optional[str] = _f("Artifact id, if any.")
+    date: str = _f("Date the check finished (ISO).")
+    status: str = _f("warn, fail or error.")
+    reason: str = _f("The reason as recorded with the check.")
 
 
 # --------------------------------------------------------------------------- governance
@@ -368,6 +490,21 @@ class AttestationRow:
     date: str = _f("Date signed (ISO).")
 
 
+@dataclass
+class NarrativeRow:
+    """One section of the validator's narrative (latest version at as_of)."""
+
+    model_id: Optional[str] = _f("Model id, or null for the portfolio narrative.")
+    section: str = _f("conclusion, limitations, conditions or controls (compensating controls).")
+    text: str = _f("The text as written (Markdown; rendered with HTML escaped, a small subset: "
+                   "paragraphs, '-' lists, **bold**, *italic*).")
+    rating: Optional[str] = _f("With the conclusion: the validator's rating (fit, fit with "
+                               "conditions, not fit); else null.", default=None)
+    author: str = _f("Who wrote this version (the authenticated actor).", default="")
+    date: str = _f("Date this version was recorded (ISO).", default="")
+    version: int = _f("Version number of the section (1 = first).", default=1)
+
+
 # --------------------------------------------------------------------------- appendix
 @dataclass
 class TextBlock:
@@ -389,10 +526,15 @@ class PolicyRow:
 class EvidenceRow:
     """One piece of evidence and its hash."""
 
-    kind: str = _f("check, artifact, model_version, file or other.")
+    kind: str = _f("check, dataset, artifact or model_version.")
     ref: str = _f("Id or path.")
     description: str = _f("What it is.")
-    sha256: str = _f("SHA-256 (hex).")
+    sha256: str = _f("SHA-256 (hex): of the file (artifact, dataset, weights) or, for a check, "
+                     "of the canonical JSON of its input hashes.")
+    ledger_seq: Optional[int] = _f("Sequence number of the ledger entry that recorded the row "
+                                   "(the export carries that entry); null when none.",
+                                   default=None)
+    ledger_hash: str = _f("Hash of that ledger entry.", default="")
 
 
 @dataclass
@@ -408,10 +550,12 @@ class DataQualityRow:
 class CrosswalkRow:
     """Map of a regulatory requirement to pack sections."""
 
-    framework: str = _f("SR 11-7, PRA SS1/23, EU AI Act.")
-    reference: str = _f("Clause, e.g. 'Annex IV(2)(g)'.")
+    framework: str = _f("OCC 2026-13 / SR 26-2, PRA SS1/23 or EU AI Act.")
+    reference: str = _f("Clause or topic, e.g. 'Annex IV(2)'.")
     requirement: str = _f("Requirement in short.")
-    sections: str = _f("Pack sections that evidence it.")
+    sections: str = _f("Pack sections that evidence it, or why it is not covered.")
+    covered: bool = _f("False when the pack holds no evidence for it (then `sections` says "
+                       "so).", default=True)
 
 
 @dataclass
@@ -421,10 +565,18 @@ class Appendix:
     methodology: list[TextBlock] = _f("Methodology paragraphs.", factory=list)
     policy_version: str = _f("Id/version of the policy in force at as_of.", default="")
     policy: list[PolicyRow] = _f("Policy settings in force.", factory=list)
-    evidence: list[EvidenceRow] = _f("Evidence index, sorted by kind and ref.", factory=list)
+    evidence: list[EvidenceRow] = _f("Evidence index: every check, dataset, artifact and model "
+                                     "version the pack relies on (earlier checks behind the "
+                                     "register and baselines included), sorted by kind and ref.",
+                                     factory=list)
+    ledger_from_seq: int = _f("First ledger entry of the quarter: the export holds every entry "
+                              "from it to the head, plus every older entry the evidence index "
+                              "cites.", default=0)
     data_quality: list[DataQualityRow] = _f("Records the figures leave out, each named (data quality, corrections).",
                                             factory=list)
-    crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk.", factory=list)
+    crosswalk: list[CrosswalkRow] = _f("Regulatory crosswalk (compliance.report.crosswalk).",
+                                       factory=list)
+    not_covered: list[TextBlock] = _f("What the pack does not cover.", factory=list)
 
 
 # --------------------------------------------------------------------------- outcomes and fairness
@@ -582,10 +734,19 @@ class ReportContext:
     debt: DebtSection = _f("Interpretability debt.", factory=DebtSection)
     fidelity: FidelitySection = _f("Fidelity results.", factory=FidelitySection)
     drift: DriftSection = _f("Drift results.", factory=DriftSection)
+    compute: ComputeBudgetSection = _f("Compute budget (overhead per artifact).",
+                                       factory=ComputeBudgetSection)
+    check_reasons: list[CheckReasonRow] = _f("Every recorded reason of every check of the "
+                                             "quarter that warned, failed or errored.",
+                                             factory=list)
     failure_modes: list[FailureModeRow] = _f("Failure-mode register.", factory=list)
     findings: list[FindingRow] = _f("Findings and exceptions.", factory=list)
     attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",
                                             factory=list)
+    narrative: list[NarrativeRow] = _f("The validator's conclusion, limitations, conditions "
+                                       "and compensating controls (portfolio first, then per "
+                                       "model); empty → the chapter says none was written.",
+                                       factory=list)
     appendix: Appendix = _f("Appendix.", factory=Appendix)
     outcomes: OutcomesSection = _f("Outcomes and performance (performance checks).", factory=OutcomesSection)
     fairness: FairnessSection = _f("Fairness (fairness checks).", factory=FairnessSection)
@@ -819,49 +980,19 @@ def context_doc() -> str:
 
 
 # --------------------------------------------------------------------------- defaults
-def default_crosswalk() -> list[CrosswalkRow]:
-    """The regulatory crosswalk printed in every pack (requirements → sections)."""
-    r = CrosswalkRow
-    return [
-        r("SR 11-7", "IV. Model development, implementation and use", "Conceptual soundness, "
-          "testing, documentation of limitations", "Inventory; Fidelity results; Appendix A (methodology)"),
-        r("SR 11-7", "V. Validation — ongoing monitoring", "Monitoring that the model works "
-          "as intended as products, exposures and data change", "Coverage; Debt; Drift results"),
-        r("SR 11-7", "V. Validation — outcomes analysis", "Compare outputs with outcomes, "
-          "track performance", "Outcomes and performance"),
-        r("SR 11-7", "VI. Governance — inventory", "Comprehensive model inventory",
-          "Inventory; Change log"),
-        r("SR 11-7", "VI. Governance — issues", "Track and remediate validation findings",
-          "Failure-mode register; Findings"),
-        r("PRA SS1/23", "Principle 1", "Model identification and inventory, risk tiering",
-          "Inventory; Coverage per tier"),
-        r("PRA SS1/23", "Principle 2", "Governance: accountable owners, sign-off",
-          "Inventory (owner); Attestation"),
-        r("PRA SS1/23", "Principle 3", "Model development, implementation and use: "
-          "documented, tested, monitored", "Change log; Fidelity results; Appendix A"),
-        r("PRA SS1/23", "Principle 4", "Independent validation, ongoing performance "
-          "monitoring", "Fidelity; Drift; Debt; Outcomes and performance; Attestation (four eyes)"),
-        r("PRA SS1/23", "Principle 5", "Model risk mitigants, post-model adjustments, "
-          "escalation", "Failure-mode register; Findings"),
-        r("EU AI Act", "Art. 10(2)(f)", "Data governance: examination for possible biases "
-          "likely to lead to discrimination", "Fairness; Failure mode FM-PROTECTED"),
-        r("EU AI Act", "Art. 12", "Record-keeping: automatic logging over the lifetime "
-          "(supports, does not replace, the system's own event logs)",
-          "Evidence index; ledger excerpt (export); cover hashes"),
-        r("EU AI Act", "Art. 13", "Transparency and information to deployers",
-          "Coverage; Fidelity results"),
-        r("EU AI Act", "Art. 15", "Robustness: resilience to errors and shift",
-          "Drift results; Failure modes FM-DRIFT-BRITTLE, FM-DECAY"),
-        r("EU AI Act", "Art. 15(3)", "Accuracy: levels and metrics declared and maintained",
-          "Outcomes and performance"),
-        r("EU AI Act", "Annex IV(2)", "Design, development and validation methods",
-          "Appendix A (methodology, policy); Fidelity results"),
-        r("EU AI Act", "Annex IV(3)", "Monitoring, functioning and control",
-          "Coverage; Debt; Drift results"),
-        r("EU AI Act", "Annex IV(6)", "Relevant changes through the lifecycle", "Change log"),
-        r("EU AI Act", "Annex IV(9)", "Post-market monitoring system",
-          "Trend; Failure-mode register; Findings"),
-    ]
+def default_crosswalk(kinds=()) -> list[CrosswalkRow]:
+    """The regulatory crosswalk of a pack whose checks are of ``kinds`` (one source:
+    :mod:`compliance.report.crosswalk`, which also generates docs/regulatory-crosswalk.md)."""
+    from compliance.report.crosswalk import crosswalk
+
+    return [CrosswalkRow(fw, ref, req, where, ok) for fw, ref, req, where, ok in crosswalk(kinds)]
+
+
+def default_not_covered(kinds=()) -> list[TextBlock]:
+    """What a pack whose checks are of ``kinds`` does not cover."""
+    from compliance.report.crosswalk import not_covered
+
+    return [TextBlock(t, x) for t, x in not_covered(kinds)]
 
 
 def default_methodology() -> list[TextBlock]:
@@ -870,17 +1001,21 @@ def default_methodology() -> list[TextBlock]:
     return [
         t("Validity", "An artifact is valid for a model version on a day when its latest "
           "fidelity check against that version, finished on or before the day, has status "
-          "pass or warn and finished no more than validity_days before it. Binding an "
+          "pass, or warn accepted by a validator (when the policy says warns need acceptance), "
+          "and finished no more than validity_days before it. Binding an "
           "artifact to a version proves nothing without a passing check."),
         t("Explanation coverage", "A deployed version-day is covered when every artifact "
           "group the policy requires for the model's risk tier has an artifact valid for the "
           "version on that day. Coverage is covered version-days over deployed version-days, "
           "weighted by decision volume where volumes are recorded."),
         t("Interpretability debt", "Each (model, required group, deployed day) slot is fresh "
-          "(covered), broken (latest check on the deployed version failed or errored), stale "
-          "(an artifact exists but none is valid for the deployed version) or missing (none "
-          "registered). Debt counts slot-days that are not fresh; weighted debt multiplies by "
-          "the tier weight (tier 1: 3, tier 2: 2, tier 3: 1)."),
+          "(covered), pending (best evidence a warn no validator accepted), broken (latest check "
+          "on the deployed version failed or errored), stale (an artifact exists but none is "
+          "valid for the deployed version) or missing (none registered). Debt incurred counts "
+          "slot-days that are not fresh; debt outstanding sums, over the slots not fresh at a "
+          "time, the days since each was last fresh. Weighted figures multiply by the tier "
+          "weight of the policy. A model whose tier requires no artifact is not required: "
+          "listed apart, never counted as covered."),
         t("Fidelity", "Reconstruction metrics follow SAELens 6.54: mse (sum over dimensions, "
           "mean over rows), explained variance pooled over rows, mean cosine similarity, l0, "
           "dead and dense feature fractions; transcoders reconstruct the MLP output, CLTs are "
@@ -889,8 +1024,9 @@ def default_methodology() -> list[TextBlock]:
         t("Drift", "Numeric features: PSI on ten reference quantile bins (empty shares "
           "1e-4), two-sided KS, Wasserstein distance over the reference standard deviation, "
           "Jensen-Shannon distance; categorical features: PSI over categories and a "
-          "chi-square test. PSI below 0.1 passes, below 0.25 warns, otherwise fails; a "
-          "dataset drifts when at least half its features drift."),
+          "chi-square test. PSI below 0.1 passes, below 0.25 warns, otherwise fails (policy). A "
+          "dataset fails when a key driver fails or the share of failed inputs reaches "
+          "drift.share_fail; target columns are reported as label shift, not input drift."),
         t("Reproducibility", "Every write is a hash-chained ledger entry. The pack uses only "
           "rows recorded at or before the as-of time; the context hash and ledger head hash "
           "on the cover pin the exact evidence, and the same store, quarter, as-of and tool "

@@ -65,7 +65,39 @@ def fmt_num(value: Optional[float], digits: int = 3) -> str:
     """Fixed decimals with thousands separators; None → '—'."""
     if value is None:
         return "—"
-    return f"{value:,.{digits}f}"
+    out = f"{value:,.{digits}f}"
+    # a value that rounds to zero prints without a sign ('-0.000' reads as a real decrease)
+    return out[1:] if out.startswith("-") and not any(ch in "123456789" for ch in out) else out
+
+
+def render_markdown(text: Optional[str]) -> Markup:
+    """A small, safe Markdown subset: HTML is escaped first; blank lines separate paragraphs,
+    lines starting '- ' or '* ' make a list, **bold** and *italic* are kept."""
+    import re
+
+    def inline(s: str) -> str:
+        s = str(escape(s))
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        return re.sub(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?![*\w])", r"<i>\1</i>", s)
+
+    out = []
+    for block in re.split(r"\n\s*\n", (text or "").strip()):
+        lines = [ln.rstrip() for ln in block.splitlines() if ln.strip()]
+        if not lines:
+            continue
+        if all(re.match(r"\s*[-*]\s+", ln) for ln in lines):
+            items = "".join("<li>" + inline(re.sub(r"^\s*[-*]\s+", "", ln)) + "</li>" for ln in lines)
+            out.append(f"<ul>{items}</ul>")
+        else:
+            out.append("<p>" + " ".join(inline(ln.lstrip("# ").strip() if ln.startswith("#") else ln.strip())
+                                        for ln in lines) + "</p>")
+    return Markup("\n".join(out))
+
+
+def fmt_plural(n: Optional[int], noun: str) -> str:
+    """(1, 'model') → '1 model'; (3, 'model') → '3 models'."""
+    n = int(n or 0)
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def fmt_int(value: Optional[int]) -> str:
@@ -142,7 +174,7 @@ def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environmen
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, finalize=_visible)
-    env.filters.update(pct=fmt_pct, num=fmt_num, int_=fmt_int, delta_pp=fmt_delta_pp,
+    env.filters.update(pct=fmt_pct, num=fmt_num, int_=fmt_int, plural=fmt_plural, md=render_markdown, delta_pp=fmt_delta_pp,
                        delta_int=fmt_delta_int, trend_class=_trend_class, dash=_dash,
                        badge=_badge, css_string=_css_string, chapter_map=lambda chs: {c.key: c for c in chs})
     env.globals.update(make_chapters=_make_chapters)
@@ -151,7 +183,7 @@ def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environmen
 
 def render_html(ctx: ReportContext, kind: Optional[str] = None, *,
                 user_templates: Optional[Path] = None, row_limit: int = DEFAULT_ROW_LIMIT,
-                progress: Optional[Progress] = None) -> str:
+                progress: Optional[Progress] = None, chart_uris: Optional[dict[str, str]] = None) -> str:
     """The pack as one self-contained HTML document (CSS inline, charts as data: URIs).
 
     ``kind`` is 'portfolio' or 'model' (default: ``ctx.kind``); a 'model' review needs
@@ -168,7 +200,8 @@ def render_html(ctx: ReportContext, kind: Optional[str] = None, *,
     from compliance.report import charts as charts_mod  # matplotlib: only when rendering
 
     _tick(progress, "charts", 0.0)
-    charts = {k: charts_mod.svg_data_uri(v) for k, v in charts_mod.all_charts(ctx, kind).items()}
+    charts = chart_uris if chart_uris is not None else {
+        k: charts_mod.svg_data_uri(v) for k, v in charts_mod.all_charts(ctx, kind).items()}
     _tick(progress, "html", 0.15)
     env = make_environment(user_templates)
     env.filters["clip"] = lambda rows: rows[:row_limit]

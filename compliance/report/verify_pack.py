@@ -530,3 +530,63 @@ def verify_pack(zip_path: Path) -> PackReport:
     except (MemoryError, RecursionError) as exc:
         report.fail(str(zip_path), f"too large or too deeply nested to verify ({type(exc).__name__})")
     return report
+
+
+_ENTITY = {"check": "check_run", "dataset": "dataset", "artifact": "artifact", "model_version": "model_version"}
+
+
+def _evidence_file_hash(kind: str, payload: dict) -> Optional[str]:
+    """The SHA-256 an evidence row shows, derived from its ledger payload."""
+    if kind == "check":
+        return hashlib.sha256(canonical_json(payload.get("input_hashes") or {})).hexdigest()
+    if kind == "model_version":
+        return payload.get("weights_sha256")
+    return payload.get("sha256")
+
+
+def _check_cited_entries(report: PackReport, ctx_json: bytes, ledger: bytes) -> None:
+    """Every evidence row of the context cites a ledger entry present in the excerpt, whose hash
+    recomputes (checked by ``_check_ledger``) and whose payload gives the row's SHA-256; and the
+    quarter's run of entries, from ``appendix.ledger_from_seq`` to the head, has no gap."""
+    entries = {}
+    for line in ledger.splitlines():
+        e = json.loads(line)
+        if isinstance(e, dict) and "seq" in e:
+            entries[e["seq"]] = e
+    try:
+        appendix = json.loads(ctx_json)["appendix"]
+        evidence = appendix.get("evidence") or []
+        from_seq = appendix.get("ledger_from_seq")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        report.fail(CONTEXT_NAME, f"malformed appendix ({exc})")
+        return
+    if isinstance(from_seq, int) and from_seq > 0 and entries:
+        head = max(entries)
+        gap = next((q for q in range(from_seq, head + 1) if q not in entries), None)
+        if gap is not None:
+            report.fail(LEDGER_NAME, f"ledger entry {gap} of the quarter is missing")
+            return
+    for row in evidence:
+        seq = row.get("ledger_seq")
+        if seq is None:
+            continue
+        name = f"{row.get('kind')} {row.get('ref')} (ledger entry {seq})"
+        e = entries.get(seq)
+        if e is None:
+            report.fail(name, "cited by the evidence index but missing from ledger.jsonl")
+            return
+        if e.get("hash") != row.get("ledger_hash"):
+            report.fail(name, "ledger entry hash differs from the evidence index")
+            return
+        if e.get("entity_type") != _ENTITY.get(row.get("kind")):
+            report.fail(name, f"ledger entry records a {e.get('entity_type')}, not a {row.get('kind')}")
+            return
+        try:
+            payload = json.loads(e["payload"]) if isinstance(e.get("payload"), str) else e.get("payload")
+            shown = _evidence_file_hash(row.get("kind"), payload or {})
+        except (ValueError, TypeError, AttributeError) as exc:
+            report.fail(name, f"ledger payload is malformed ({exc})")
+            return
+        if shown != row.get("sha256"):
+            report.fail(name, "SHA-256 in the evidence index differs from the ledger payload")
+            return

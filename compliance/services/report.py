@@ -41,6 +41,8 @@ from compliance.store.models import (
     FailureMode,
     Model,
     ModelVersion,
+    Dataset,
+    LedgerEntry,
     ReportRun,
 )
 from compliance.timeutil import iso
@@ -157,7 +159,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     bym = [m for m in a["by_model"] if m["model_id"] in in_scope]
     per_tier = []
     for t in a["by_tier"]:
-        sub = [m for m in bym if m["tier"] == t["tier"] and m["deployed"]]
+        sub = [m for m in bym if m["tier"] == t["tier"] and m["deployed"] and not m["no_requirements"]]
         if not sub:
             continue
         per_tier.append(C.TierCoverage(
@@ -168,13 +170,15 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                      deployed_version_days=float(m["deployed_version_days"]),
                                      covered_version_days=float(m["covered_version_days"]),
                                      coverage=_f(m["coverage"]), coverage_prev=_f(m.get("coverage_prev")))
-                     for m in bym if m["deployed"]]
+                     for m in bym if m["deployed"] and not m["no_requirements"]]
     per_model_cov.sort(key=lambda r: (r.coverage if r.coverage is not None else 2, r.model_id))
     timeline = _timeline(a, model_id)
     per_model_debt = [C.ModelDebt(model_id=m["model_id"], tier=m["tier"], fresh=_i(m["fresh_slot_days"]),
                                   stale=_i(m["stale_slot_days"]), broken=_i(m["broken_slot_days"]),
                                   missing=_i(m["missing_slot_days"]), debt_slot_days=_i(m["debt"]),
-                                  weighted_debt=_i(m["weighted_debt"])) for m in bym if m["deployed"]]
+                                  weighted_debt=_i(m["weighted_debt"]), pending=_i(m.get("pending_slot_days")),
+                                  debt_outstanding=_i(m.get("debt_outstanding")))
+                      for m in bym if m["deployed"] and not m["no_requirements"]]
     per_model_debt.sort(key=lambda r: (-r.weighted_debt, r.model_id))
     staleness = [C.ArtifactStaleness(
         artifact_id=s["artifact_id"], kind=s["kind"], model_id=s["model_id"], bound_version=s["bound_label"],
@@ -188,15 +192,44 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         trend = _model_trend(session, quarter, as_of, model_id, inp)
     else:
         trend = [C.TrendRow(quarter=t["quarter"], coverage=_f(t.get("coverage")), debt_slot_days=_i(t.get("debt")),
-                            weighted_debt=_i(t.get("weighted_debt"))) for t in a["trend"]]
+                            weighted_debt=_i(t.get("weighted_debt")), debt_outstanding=_opt_i(t.get("debt_outstanding")))
+                 for t in a["trend"]]
     if model_id:
         m0 = next((m for m in bym), None) or {}
         head_cov = (_f(m0.get("coverage")), _f(m0.get("coverage_prev")), _i(m0.get("debt")), m0.get("debt_prev"),
                     _i(m0.get("weighted_debt")), m0.get("weighted_debt_prev"))
+        prev_out = trend[-2].debt_outstanding if len(trend) > 1 else None
+        head_out = (_opt_i(m0.get("debt_outstanding")), prev_out, _opt_i(m0.get("weighted_debt_outstanding")),
+                    None if prev_out is None else _opt_i(prev_out * m0.get("tier_weight", 1)))
+        models_covered = 1 if m0.get("in_scope") else 0
+        not_required = [m0["model_id"]] if m0.get("verdict") == "not required" else []
     else:
         p = a["portfolio"]
         head_cov = (_f(p.get("coverage")), _f(p.get("coverage_prev")), _i(p.get("debt")), p.get("debt_prev"),
                     _i(p.get("weighted_debt")), p.get("weighted_debt_prev"))
+        head_out = (_opt_i(p.get("debt_outstanding")), _opt_i(p.get("debt_outstanding_prev")),
+                    _opt_i(p.get("weighted_debt_outstanding")), _opt_i(p.get("weighted_debt_outstanding_prev")))
+        models_covered = int(p.get("models_in_scope") or 0)
+        not_required = list(p.get("not_required") or [])
+    vorder = {"not fit": 0, "fit with conditions": 1, "fit": 2, "not deployed": 3, "not required": 4}
+    verdict_rows = sorted((C.VerdictRow(model_id=m["model_id"], tier=int(m["tier"]), verdict=m.get("verdict") or "—",
+                                        reasons=[str(x) for x in m.get("verdict_reasons") or []],
+                                        pending_slot_days=_i(m.get("pending_slot_days")),
+                                        debt_outstanding=_opt_i(m.get("debt_outstanding")))
+                           for m in bym if m.get("verdict") and m.get("verdict") != "not deployed"),
+                          key=lambda r: (vorder.get(r.verdict, 5), r.tier, r.model_id))
+    vcount = Counter(r.verdict for r in verdict_rows)
+    verdict_counts = [C.VerdictCount(verdict=v, models=vcount[v]) for v in vorder if vcount[v]]
+    datasets = session.scalars(select(Dataset).where(Dataset.recorded_at <= as_of, Dataset.model_id.in_(scope))
+                               .order_by(Dataset.id)).all()
+    ds_by_sha = {d.sha256: d for d in datasets}
+    protected_cols: dict[str, set[str]] = defaultdict(set)
+    target_cols: dict[str, set[str]] = defaultdict(set)
+    for d in datasets:
+        roles = d.columns or {}
+        if roles:
+            protected_cols[d.model_id].update(roles.get("protected") or [])
+        target_cols[d.model_id].update(roles.get("target") or [])
 
     # -- fidelity and drift
     fid_rows, clt_rows, drift_rows, outcomes = [], [], [], Counter()
@@ -210,33 +243,62 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                 model_id=c.model_id, version=label.get(c.version_id, "?"), date=_d(c.finished_at),
                 explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
                 l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
-                decision_flip_rate=_f(m.get("decision_flip_rate")), status=c.status))
+                decision_flip_rate=_f(m.get("decision_flip_rate")), status=c.status,
+                dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
+                auc=_f(m.get("auc")), protected=_protected(artifacts.get(c.artifact_id), m, protected_cols),
+                baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in c.reasons or []]))
             for li, layer in enumerate(m.get("per_layer") or []):
                 clt_rows.append(C.CltLayerRow(check_id=str(c.id), layer=int(layer.get("layer", li)),
                                               explained_variance=_f(layer.get("explained_variance")),
                                               mse=_f(layer.get("mse")), l0=_f(layer.get("l0"))))
         elif c.kind in ("data_drift", "activation_drift"):
+            par, hs = c.parameters or {}, c.input_hashes or {}
+            cur_ds, ref_ds = ds_by_sha.get(hs.get("current")), ds_by_sha.get(hs.get("reference"))
+            w0 = _d(c.window_start) or _d(cur_ds.window_start if cur_ds else None)
+            w1 = _d(c.window_end) or _d(cur_ds.window_end if cur_ds else None)
             drift_rows.append(C.DriftRow(
                 check_id=str(c.id), kind=c.kind, model_id=c.model_id, version=label.get(c.version_id, "?"),
-                window_start=_d(c.window_start) or _d(c.finished_at), window_end=_d(c.window_end) or _d(c.finished_at),
+                window_start=w0 or "not registered", window_end=w1 or "not registered",
                 features=int(m.get("n_features") or 0),
                 drifted_share=float(_f(m.get("drifted_share")) or (m.get("n_newly_dead", 0) / max(1, m.get("n_features") or 1))),
-                status=c.status))
+                status=c.status, reference=str(par.get("reference") or (par.get("reference_dataset") or "")),
+                reference_window=_window(ref_ds), current=str(par.get("current") or ""),
+                reasons=[str(x) for x in c.reasons or []]))
     fid_rows.sort(key=lambda r: (r.model_id, r.artifact_id, r.date, int(r.check_id)))
-    feature_rows = []
-    if model_id:
-        ids = [c.id for c in checks if c.kind == "data_drift"]
-        if ids:
-            for f in session.scalars(select(CheckFeature).where(CheckFeature.check_id.in_(ids)).order_by(CheckFeature.check_id, CheckFeature.id)):
-                feature_rows.append(C.DriftFeatureRow(check_id=str(f.check_id), feature=f.feature, psi=_f(f.psi), ks=_f(f.ks_stat),
-                                                      ks_pvalue=_f(f.ks_pvalue if f.ks_pvalue is not None else f.chi2_pvalue),
-                                                      wasserstein=_f(f.wasserstein), js=_f(f.js_distance), status=f.status))
-    psi_matrix = _psi_matrix(session, q, as_of, scope, single=bool(model_id))
+    feature_rows, label_rows = [], []
+    drift_model = {c.id: c.model_id for c in checks if c.kind == "data_drift"}
+    if drift_model:
+        for f in session.scalars(select(CheckFeature).where(CheckFeature.check_id.in_(list(drift_model)))
+                                 .order_by(CheckFeature.check_id, CheckFeature.id)):
+            mid = drift_model[f.check_id]
+            is_target = f.feature in target_cols.get(mid, ())
+            row = C.DriftFeatureRow(check_id=str(f.check_id), feature=f.feature, psi=_f(f.psi), ks=_f(f.ks_stat),
+                                    ks_pvalue=_f(f.ks_pvalue if f.ks_pvalue is not None else f.chi2_pvalue),
+                                    wasserstein=_f(f.wasserstein), js=_f(f.js_distance), status=f.status,
+                                    model_id=mid, role="target" if is_target else "input")
+            (label_rows if is_target else feature_rows).append(row)
+    for c in checks:
+        for r in (c.metrics or {}).get("label_shift") or [] if c.kind == "data_drift" else []:
+            if isinstance(r, dict) and r.get("feature") is not None:
+                label_rows.append(C.DriftFeatureRow(check_id=str(c.id), feature=str(r["feature"]), psi=_f(r.get("psi")),
+                                                    ks=_f(r.get("ks")), ks_pvalue=_f(r.get("pvalue", r.get("ks_pvalue"))),
+                                                    wasserstein=_f(r.get("wasserstein")), js=_f(r.get("js")),
+                                                    status=str(r.get("status") or "—"), model_id=c.model_id, role="target"))
+    psi_matrix, psi_total = _psi_matrix(session, q, as_of, scope, single=bool(model_id), exclude=target_cols)
+    compute = _compute_budget(session, as_of, scope, label, pol["document"])
+    check_reasons = [C.CheckReasonRow(check_id=str(c.id), kind=c.kind, model_id=c.model_id,
+                                      version=label.get(c.version_id, "—"), artifact_id=c.artifact_id,
+                                      date=_d(c.finished_at), status=c.status, reason=str(r))
+                     for c in checks if c.status in ("warn", "fail", "error")
+                     for r in (c.reasons or ["(no reason recorded)"])]
+    changes += _status_changes(session, as_of, scope, qstart, period_end, label)
+    changes.sort(key=lambda r: (r.date, r.model_id, r.event, r.version or "", r.artifact_id or ""))
 
     # -- failure modes, findings, attestations
     fm_titles = {f.code: f for f in session.scalars(select(FailureMode))}
     fms = []
-    for o in fm_occurrences(session, as_of):
+    occs = fm_occurrences(session, as_of)
+    for o in occs:
         if o["model_id"] not in in_scope:
             continue
         fm = fm_titles.get(o["code"])
@@ -267,6 +329,14 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     signoff_state = {"approve": "approved", "approve_with_conditions": "approved with conditions",
                      "reject": "rejected"}.get(atts[-1].decision, "not signed") if atts else "not signed"
 
+    from compliance.services.narrative import narratives_at
+
+    narrative = [C.NarrativeRow(model_id=n["model_id"], section=n["section"], text=n["text"], rating=n["rating"],
+                                author=n["author"], date=n["date"], version=n["version"])
+                 for n in narratives_at(session, str(q), as_of, scope)]
+    ratings = {n.model_id: n.rating for n in narrative if n.section == "conclusion" and n.rating}
+    for r in verdict_rows:
+        r.rating = ratings.get(r.model_id)
     open_fm = Counter((r.code, r.title, r.severity) for r in fms if r.status == "open")
     kinds = ["fidelity", "alignment", "data_drift", "activation_drift", "overhead", "performance", "fairness"]
     summary = C.ExecutiveSummary(
@@ -279,7 +349,12 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                           failed=outcomes[(k, "fail")], errored=outcomes[(k, "error")])
                         for k in kinds if any(outcomes[(k, s)] for s in ("pass", "warn", "fail", "error"))],
         open_findings=sum(1 for f in findings if f.status not in ("closed", "accepted", "remediated")),
-        overdue_findings=sum(1 for f in findings if f.overdue_days > 0), signoff_state=signoff_state)
+        overdue_findings=sum(1 for f in findings if f.overdue_days > 0), signoff_state=signoff_state,
+        models_covered=models_covered, not_required=not_required, debt_outstanding=head_out[0],
+        debt_outstanding_prev=head_out[1], weighted_debt_outstanding=head_out[2],
+        weighted_debt_outstanding_prev=head_out[3],
+        pending_slot_days=sum(_i(m.get("pending_slot_days")) for m in bym if m.get("in_scope")),
+        verdict_counts=verdict_counts, verdicts=verdict_rows)
 
     # -- appendix
     def mark(table: str, eid: Any) -> str:
@@ -289,21 +364,40 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
             return f" — {how} since {_d(fix['recorded_at'])} (correction {fix['id']})"
         return " — left out (data quality)" if (table, str(eid)) in left_out else ""
 
+    # -- appendix: the evidence index cites every row the pack relies on, with its ledger entry
+    relied = _relied_checks(session, as_of, scope, qstart, checks, fid_history, compute, occs, artifacts)
     evidence = []
-    for c in all_checks:  # a voided record stays visible in the evidence index, marked
+    for c in relied:
         evidence.append(C.EvidenceRow(kind="check", ref=f"check {c.id} ({c.kind})",
-                                      description=f"{c.artifact_id or c.model_id} on {label.get(c.version_id, '-')}: {c.status}"
-                                      + mark("check_run", c.id),
+                                      description=f"{c.artifact_id or c.model_id} on {label.get(c.version_id, '-')}: "
+                                                  f"{c.status}, {_d(c.finished_at)}" + mark("check_run", c.id),
                                       sha256=sha256_bytes(_canon(c.input_hashes or {}).encode())))
-    for x in all_artifacts.values():
+    for d in datasets:
+        evidence.append(C.EvidenceRow(kind="dataset", ref=f"dataset {d.id}",
+                                      description=f"{d.model_id} {d.role} {Path(d.path).name}"
+                                                  f"{' (' + _window(d) + ')' if _window(d) else ''}",
+                                      sha256=d.sha256))
+    for x in artifacts.values():
         if x.model_id in in_scope:
             evidence.append(C.EvidenceRow(kind="artifact", ref=x.id, description=f"{x.kind}, {x.format}" + mark("artifact", x.id),
                                           sha256=x.sha256))
     for v in all_versions.values():
         if v.model_id in in_scope:
-            evidence.append(C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}",
-                                          description="weights file" + mark("model_version", v.id), sha256=v.weights_sha256))
-    evidence.sort(key=lambda r: (r.kind, r.ref))
+            evidence.append(C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}", description="weights file",
+                                          sha256=v.weights_sha256))
+    keys = ([("check_run", str(c.id)) for c in relied] + [("dataset", str(d.id)) for d in datasets]
+            + [("artifact", x.id) for x in artifacts.values() if x.model_id in in_scope]
+            + [("model_version", str(v.id)) for v in versions.values() if v.model_id in in_scope])
+    cited = cited_entries(session, as_of, keys)
+    for row, key in zip(evidence, keys):
+        seq_hash = cited.get(key)
+        if seq_hash is not None:
+            row.ledger_seq, row.ledger_hash = seq_hash
+    evidence.sort(key=lambda r: (r.kind, _natural(r.ref)))
+    # the export's excerpt runs from the quarter's first entry to the head (the head at least)
+    from_seq = min(session.scalar(select(LedgerEntry.seq).where(LedgerEntry.recorded_at >= qstart,
+                                                                LedgerEntry.recorded_at <= as_of)
+                                  .order_by(LedgerEntry.seq).limit(1)) or seq, seq)
     dq_rows = [C.DataQualityRow(record=f["record"], problem=f["problem"],
                                 handling=f["handling"] + (f" (+{f['dependents']} dependent records)" if f["dependents"] else ""))
                for f in a["data_quality"]["findings"]]
@@ -311,9 +405,11 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                  handling=("voided" if c["action"] == "void" else f"superseded by {c['replacement_id']}")
                                  + f" on {_d(c['recorded_at'])} by {c['actor']} (correction {c['id']})")
                 for c in sorted(fixes.values(), key=lambda c: c["id"])]
+    kinds_shown = {r.kind for r in summary.check_outcomes}
     appendix = C.Appendix(methodology=C.default_methodology(), policy_version=str(pol["version"]),
                           policy=[C.PolicyRow(key=k, value=v) for k, v in _flatten(pol["document"])],
-                          evidence=evidence, data_quality=dq_rows, crosswalk=C.default_crosswalk())
+                          evidence=evidence, data_quality=dq_rows, crosswalk=C.default_crosswalk(kinds_shown),
+                          not_covered=C.default_not_covered(kinds_shown), ledger_from_seq=int(from_seq))
 
     detail = _model_detail(session, models[model_id], versions, events, artifacts, as_of) if model_id else None
     if detail is not None:
@@ -330,8 +426,11 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         coverage=C.CoverageSection(per_tier=per_tier, per_model=per_model_cov, timeline=timeline),
         debt=C.DebtSection(per_model=per_model_debt, staleness=staleness, trend=trend),
         fidelity=C.FidelitySection(checks=fid_rows, clt_layers=clt_rows),
-        drift=C.DriftSection(checks=drift_rows, features=feature_rows, psi_matrix=psi_matrix),
-        failure_modes=fms, findings=findings, attestations=atts, appendix=appendix, model_detail=detail)
+        drift=C.DriftSection(checks=drift_rows, features=feature_rows, label_shift=label_rows, psi_matrix=psi_matrix,
+                             psi_matrix_total=psi_total),
+        compute=compute, check_reasons=check_reasons,
+        failure_modes=fms, findings=findings, attestations=atts, narrative=narrative, appendix=appendix,
+        model_detail=detail)
     ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
     return C.with_context_hash(ctx)
 
@@ -388,11 +487,13 @@ def _model_trend(session: Session, quarter: str, as_of: datetime, model_id: str,
         a = analyse(session, str(qq), as_of, inp=inp)
         m = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
         out.append(C.TrendRow(quarter=str(qq), coverage=_f(m.get("coverage")) if m and m["deployed"] else None,
-                              debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0))
+                              debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0,
+                              debt_outstanding=_opt_i(m.get("debt_outstanding")) if m else None))
     return out
 
 
-def _psi_matrix(session: Session, q, as_of: datetime, scope: list[str], *, single: bool, top: int = 18) -> C.PsiMatrix:
+def _psi_matrix(session: Session, q, as_of: datetime, scope: list[str], *, single: bool, top: int = 18,
+                exclude: dict[str, set[str]] | None = None) -> tuple[C.PsiMatrix, int]:
     quarters = [q.previous(i) for i in (3, 2, 1, 0)]
     start = datetime(quarters[0].start.year, quarters[0].start.month, quarters[0].start.day, tzinfo=timezone.utc)
     rows = session.execute(
@@ -402,17 +503,147 @@ def _psi_matrix(session: Session, q, as_of: datetime, scope: list[str], *, singl
                Check.model_id.in_(scope))).all()
     cell: dict[tuple[str, int], float] = {}
     for mid, fin, feat, psi in rows:
-        if psi is None:
+        if psi is None or feat in (exclude or {}).get(mid, ()):
             continue
         name = feat if single else f"{mid} · {feat}"
         d = fin.date()
         for j, qq in enumerate(quarters):
             if qq.start <= d <= qq.end:
                 cell[(name, j)] = max(cell.get((name, j), 0.0), float(psi))
-    feats = sorted({k[0] for k in cell}, key=lambda n: (-max(cell.get((n, j), 0) for j in range(4)), n))[:top]
+    every = {k[0] for k in cell}
+    feats = sorted(every, key=lambda n: (-max(cell.get((n, j), 0) for j in range(4)), n))[:top]
     feats.sort()
     return C.PsiMatrix(features=feats, quarters=[str(x) for x in quarters],
-                       values=[[cell.get((f, j)) for j in range(4)] for f in feats])
+                       values=[[cell.get((f, j)) for j in range(4)] for f in feats]), len(every)
+
+
+def _natural(ref: str) -> tuple:
+    """Sort key that orders 'check 9' before 'check 10'."""
+    import re
+
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", ref))
+
+
+def _relied_checks(session: Session, as_of: datetime, scope: list[str], qstart: datetime, checks, fid_history,
+                   compute: C.ComputeBudgetSection, occs: list[dict], artifacts: dict) -> list[Check]:
+    """Every check the pack relies on: the quarter's, the fidelity history it prints, the
+    overhead checks of the compute budget, the checks behind the failure-mode register, each
+    artifact's baseline (first check on its bound version) and the latest fidelity check per
+    artifact and version before the quarter (the validity carried into it)."""
+    ids = {c.id for c in checks} | {c.id for c in fid_history} | {int(r.check_id) for r in compute.checks}
+    occ = {o["check_id"] for o in occs if o["model_id"] in scope and o.get("check_id")}
+    ids |= {int(x) for x in occ}
+    baseline: dict[str, int] = {}
+    before: dict[tuple, int] = {}
+    for cid, aid, vid, status, fin in session.execute(
+            select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
+            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
+                   Check.artifact_id.is_not(None)).order_by(Check.finished_at, Check.id)):
+        a = artifacts.get(aid)
+        if a is not None and vid == a.bound_version_id and status != "error" and aid not in baseline:
+            baseline[aid] = cid
+        if fin < qstart:
+            before[(aid, vid)] = cid
+    ids |= set(baseline.values()) | set(before.values())
+    have = {c.id: c for c in list(checks) + list(fid_history)}
+    missing = sorted(ids - set(have))
+    for i in range(0, len(missing), 500):
+        for c in session.scalars(select(Check).where(Check.id.in_(missing[i:i + 500]))):
+            have[c.id] = c
+    return [have[i] for i in sorted(ids) if i in have]
+
+
+def cited_entries(session: Session, as_of: datetime, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    """(entity_type, entity_id) → (seq, hash) of the ledger entry that inserted the row."""
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for t, i in keys:
+        by_type[t].append(i)
+    for t, ids in by_type.items():
+        for j in range(0, len(ids), 500):
+            for seq_, h, eid in session.execute(
+                    select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.entity_id)
+                    .where(LedgerEntry.entity_type == t, LedgerEntry.entity_id.in_(ids[j:j + 500]),
+                           LedgerEntry.action == "insert", LedgerEntry.recorded_at <= as_of)):
+                out.setdefault((t, eid), (int(seq_), h))
+    return out
+
+
+def _opt_i(x: Any) -> int | None:
+    return int(round(x)) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _window(ds) -> str:
+    if ds is None or (ds.window_start is None and ds.window_end is None):
+        return ""
+    return f"{_d(ds.window_start) or '…'} to {_d(ds.window_end) or '…'}"
+
+
+def _protected(artifact, metrics: dict, protected_cols: dict[str, set[str]]) -> bool | None:
+    """Whether a probe's target is a protected attribute (recorded flag, artifact cfg, or a
+    column with the `protected` role in the model's registered datasets)."""
+    if artifact is None or artifact.kind != "probe":
+        return None
+    if isinstance(metrics.get("protected"), bool):
+        return metrics["protected"]
+    extra = artifact.extra or {}
+    cfg = extra.get("cfg") or {}
+    if isinstance(extra.get("protected"), bool) or isinstance(cfg.get("protected"), bool):
+        return bool(extra.get("protected") or cfg.get("protected"))
+    col = cfg.get("target_column")
+    if artifact.model_id in protected_cols:  # roles registered: they decide
+        return col in protected_cols[artifact.model_id]
+    return str(col or "").lower() in _PROTECTED_NAMES
+
+
+# Protected characteristics (e.g. UK Equality Act 2010, US ECOA), used only when no dataset of the
+# model registers column roles: a probe of such a column is then flagged as protected.
+_PROTECTED_NAMES = {"age", "sex", "gender", "race", "ethnicity", "religion", "disability", "marital_status",
+                    "national_origin", "nationality", "pregnancy", "sexual_orientation", "color", "colour"}
+
+
+def _compute_budget(session: Session, as_of: datetime, scope: list[str], label: dict, policy: dict) -> C.ComputeBudgetSection:
+    """The latest overhead check per (artifact, version) at as_of, against the policy budget."""
+    ov = policy.get("overhead") or {}
+    latest: dict[tuple, Check] = {}
+    for c in session.scalars(select(Check).where(Check.kind == "overhead", Check.recorded_at <= as_of,
+                                                 Check.model_id.in_(scope)).order_by(Check.finished_at, Check.id)):
+        latest[(c.artifact_id, c.version_id)] = c
+    rows = []
+    for c in latest.values():
+        m = c.metrics or {}
+        base, att = _f(m.get("latency_base_s")), _f(m.get("latency_attached_s"))
+        rows.append(C.OverheadRow(check_id=str(c.id), artifact_id=c.artifact_id or "—", model_id=c.model_id,
+                                  version=label.get(c.version_id, "—"), date=_d(c.finished_at),
+                                  overhead_ratio=_f(m.get("overhead_ratio")),
+                                  latency_base_ms=None if base is None else base * 1000,
+                                  latency_attached_ms=None if att is None else att * 1000,
+                                  flops_ratio=_f(m.get("flops_ratio")), status=c.status,
+                                  reasons=[str(x) for x in c.reasons or []]))
+    rows.sort(key=lambda r: (-(r.overhead_ratio if r.overhead_ratio is not None else -1e9), r.artifact_id, r.version))
+    return C.ComputeBudgetSection(budget=_f(ov.get("overhead_budget")), warn_share=_f(ov.get("overhead_warn_share")),
+                                  checks=rows)
+
+
+def _status_changes(session: Session, as_of: datetime, scope: list[str], start: datetime, end: datetime,
+                    label: dict) -> list[C.ChangeRow]:
+    """Artifacts whose fidelity status changed in the period (against their previous check)."""
+    prev: dict[str, str] = {}
+    out = []
+    for cid, aid, vid, status, fin in session.execute(
+            select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
+            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at < end,
+                   Check.model_id.in_(scope), Check.artifact_id.is_not(None))
+            .order_by(Check.finished_at, Check.id)):
+        before = prev.get(aid)
+        prev[aid] = status
+        if fin >= start and before is not None and before != status:
+            out.append((cid, aid, vid, status, fin, before))
+    mids = dict(session.execute(select(Artifact.id, Artifact.model_id).where(Artifact.id.in_({r[1] for r in out}))).all()) if out else {}
+    return [C.ChangeRow(date=_d(fin), event="artifact_status_changed", model_id=mids.get(aid, ""),
+                        version=label.get(vid), artifact_id=aid,
+                        detail=f"fidelity {before.upper()} → {status.upper()} (check {cid})")
+            for cid, aid, vid, status, fin, before in out]
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
@@ -532,12 +763,16 @@ def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *,
     """Render, record the run, and write ``out`` when the transaction commits (never on failure)."""
     from compliance.report.render import render_html, render_pdf_bytes
 
-    if fmt not in ("pdf", "html"):
-        raise UsageError("--format must be pdf or html")
+    if fmt not in ("pdf", "html", "docx"):
+        raise UsageError("--format must be pdf, html or docx")
     _refuse_future(session, as_of)
     ctx = build_context(session, quarter, as_of, model_id=model_id, organisation=organisation)
     if fmt == "pdf":
         data = render_pdf_bytes(ctx, progress=progress)
+    elif fmt == "docx":
+        from compliance.report.docx_render import render_docx_bytes
+
+        data = render_docx_bytes(ctx)
     else:
         data = render_html(ctx).encode("utf-8")
     digest = sha256_bytes(data)

@@ -185,6 +185,27 @@ def entry_at(session: Session, seq: int) -> dict[str, Any] | None:
     return _entry_dict(e) if e is not None else None
 
 
+def _entry_dict(e: LedgerEntry) -> dict[str, Any]:
+    return dict(seq=e.seq, recorded_at=iso(e.recorded_at), actor=e.actor, action=e.action,
+                entity_type=e.entity_type, entity_id=e.entity_id, payload=e.payload,
+                prev_hash=e.prev_hash, hash=e.hash)
+
+
+def entries_from_seq(session: Session, seq: int, end: datetime) -> list[dict[str, Any]]:
+    """Entries from sequence number ``seq`` to the last one recorded at or before ``end``."""
+    q = select(LedgerEntry).where(LedgerEntry.seq >= seq, LedgerEntry.recorded_at <= end)
+    return [_entry_dict(e) for e in session.scalars(q.order_by(LedgerEntry.seq))]
+
+
+def entries_at(session: Session, seqs: list[int]) -> list[dict[str, Any]]:
+    """The ledger entries with the given sequence numbers (as ``entries_between`` gives them)."""
+    out = []
+    for i in range(0, len(seqs), 500):
+        out += [_entry_dict(e) for e in session.scalars(select(LedgerEntry).where(LedgerEntry.seq.in_(seqs[i:i + 500]))
+                                         .order_by(LedgerEntry.seq))]
+    return out
+
+
 @dataclass
 class VerifyResult:
     ok: bool

@@ -307,6 +307,20 @@ class Acceptance(Evidence, Base):
     rationale: Mapped[str] = mapped_column(Text)
 
 
+class Narrative(Evidence, Base):
+    """One version of one section of the validator's narrative for a quarter (migration 0005):
+    conclusion (with the validator's rating), limitations, conditions or compensating controls;
+    portfolio-wide when ``model_id`` is null. The latest row per (quarter, model, section) wins."""
+
+    __tablename__ = "narrative"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    quarter: Mapped[str] = mapped_column(String(6), index=True)
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("model.id"))
+    section: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    rating: Mapped[str | None] = mapped_column(String(30))
+
+
 class Correction(Evidence, Base):
     """An append-only correction: ``void`` a record, or ``supersede`` it by another (same type)."""
 
@@ -354,6 +368,7 @@ EVIDENCE_MODELS: tuple[type[Base], ...] = (
     DecisionVolume,
     Acceptance,
     Correction,
+    Narrative,
 )
 # Columns added to existing tables after 0001_initial: ledger payloads written before the
 # migration that added them lack the key, which ``verify`` reads as NULL (and only as NULL).
