@@ -4,14 +4,14 @@ and dated with the rating beside the computed verdict, Markdown rendered with HT
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.helpers import small_manifest
 
 
 def _as_of() -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_narrative_set_versioned_and_printed(cli, tmp_path: Path):
