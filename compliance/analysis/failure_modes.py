@@ -53,7 +53,7 @@ import pandas as pd
 
 from .calendar import NS_PER_DAY, ns_values, to_utc_timestamp
 from .coverage import STATUS_NAMES, deployed_intervals, fidelity_arrays
-from .frames import AnalysisInput
+from .frames import CHECK_KINDS, AnalysisInput
 from .policy import AnalysisPolicy, normalise_policy
 from .staleness import last_per_key, lookup_sorted, version_positions
 
@@ -254,7 +254,7 @@ def _check_driven(data: AnalysisInput) -> list[Detection]:
     oc, _ = _codes(c["other_artifact_id"])
     vc = pd.Index(data.versions["version_id"].to_numpy(np.int64)).get_indexer(c["version_id"].to_numpy(np.int64))
     na, no = len(acats) + 1, int(oc.max()) + 2 if len(oc) else 1
-    target = ((vc * 8 + kc) * na + (ac + 1)) * no + (oc + 1)
+    target = ((vc * (len(CHECK_KINDS) + 1) + kc) * na + (ac + 1)) * no + (oc + 1)
     art_names = np.where(ac >= 0, np.r_[acats, None][ac], None) if len(ac) else np.array([], object)
     flags = c["flags"].to_numpy(object)
     has = np.fromiter((len(x) > 0 for x in flags), bool, len(flags))
