@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compliance.analysis.calendar import day_number, quarter_of
-from compliance.analysis.coverage import BROKEN, FRESH, MISSING, STALE, build_grid
+from compliance.analysis.coverage import BROKEN, FRESH, MISSING, PENDING, STALE, build_grid
 from compliance.analysis.failure_modes import detect_failure_modes
 from compliance.analysis.frames import AnalysisInput
 from compliance.analysis.policy import normalise_policy
@@ -55,7 +55,14 @@ def histories(draw, dense=False):
         hv = int((v["recorded_at"] - START).total_seconds() // 3600)
         h = draw(st.integers(hv, HORIZON_H))
         artifacts.append(dict(artifact_id=f"a{k}", model_id=v["model_id"], kind=draw(st.sampled_from(KINDS)),
-                              bound_version_id=v["version_id"], recorded_at=at(h)))
+                              bound_version_id=v["version_id"], recorded_at=at(h), set_id=None))
+    # some artifacts form sets: members of one model and kind, judged together (methodology v2)
+    if artifacts and draw(st.booleans()):
+        a0 = artifacts[0]
+        mates = [a for a in artifacts if a["model_id"] == a0["model_id"] and a["kind"] == a0["kind"]]
+        if len(mates) >= 2:
+            for a in mates:
+                a["set_id"] = "set0"
     checks = []
     for k in range(draw(st.integers(15 if dense else 0, 50)) if artifacts else 0):
         a = draw(st.sampled_from(artifacts))
@@ -65,7 +72,8 @@ def histories(draw, dense=False):
         h = draw(st.integers(ha, HORIZON_H))
         kind = "fidelity" if dense else draw(st.sampled_from(CHECK_KINDS))
         flags = draw(st.sampled_from([(), (), ("FM-DECAY",), ("FM-DEAD", "FM-DECAY")]))
-        checks.append(dict(check_id=k + 1, kind=kind, version_id=v["version_id"], model_id=v["model_id"],
+        acc = draw(st.sampled_from([None, None, 0, 24, 24 * 20]))
+        checks.append(dict(accepted_at=None if acc is None else at(h + acc),check_id=k + 1, kind=kind, version_id=v["version_id"], model_id=v["model_id"],
                            artifact_id=a["artifact_id"] if kind != "data_drift" else None,
                            status=draw(st.sampled_from(STATUSES)), finished_at=at(h),
                            recorded_at=at(h + draw(st.integers(0, 30))),
@@ -89,7 +97,8 @@ def truncate(h: dict, t: datetime) -> dict:
     out["versions"] = [r for r in h["versions"] if r["recorded_at"] <= t]
     out["deployments"] = [r for r in h["deployments"] if r["recorded_at"] <= t]
     out["artifacts"] = [r for r in h["artifacts"] if r["recorded_at"] <= t]
-    out["checks"] = [r for r in h["checks"] if r["recorded_at"] <= t and r["finished_at"] <= t]
+    out["checks"] = [dict(r, accepted_at=r["accepted_at"] if r.get("accepted_at") and r["accepted_at"] <= t else None)
+                     for r in h["checks"] if r["recorded_at"] <= t and r["finished_at"] <= t]
     kept = {r["version_id"] for r in out["versions"]}
     out["volumes"] = [r for r in h["volumes"] if r["recorded_at"] <= t and r["version_id"] in kept]
     return out
@@ -140,18 +149,42 @@ def brute_force(h: dict, first: date, last: date, validity: int):
             for gi, group in enumerate(pol.groups(tier[v["model_id"]])):
                 arts = [a for a in h["artifacts"] if a["model_id"] == v["model_id"] and a["kind"] in group
                         and a["recorded_at"].date() <= d]
-                fresh = broken = False
-                for a in arts:
-                    cs = [c for c in h["checks"] if c["kind"] == "fidelity" and c["artifact_id"] == a["artifact_id"]
-                          and c["version_id"] == v["version_id"] and c["finished_at"].date() <= d]
-                    if not cs:
-                        continue
-                    c = max(cs, key=lambda c: (c["finished_at"], c["check_id"]))
-                    if c["status"] in ("pass", "warn") and (d - c["finished_at"].date()).days <= validity:
+                units: dict = {}
+                for a in arts:  # a set is one unit with all its members; an artifact alone is its own
+                    units.setdefault(a.get("set_id") or a["artifact_id"], []).append(a)
+                set_size = {}
+                for a in h["artifacts"]:
+                    if a.get("set_id"):
+                        set_size[a["set_id"]] = set_size.get(a["set_id"], 0) + 1
+                fresh = pending = broken = False
+                for key, members in units.items():
+                    own = []
+                    for a in members:
+                        cs = [c for c in h["checks"] if c["kind"] == "fidelity" and c["artifact_id"] == a["artifact_id"]
+                              and c["version_id"] == v["version_id"] and c["finished_at"].date() <= d]
+                        if not cs:
+                            own.append(None)
+                            continue
+                        c = max(cs, key=lambda c: (c["finished_at"], c["check_id"]))
+                        within = (d - c["finished_at"].date()).days <= validity
+                        acc = c.get("accepted_at")
+                        if c["status"] == "pass" and within:
+                            own.append("valid")
+                        elif c["status"] == "warn" and within:
+                            own.append("valid" if acc is not None and acc.date() <= d else "pending")
+                        elif c["status"] in ("fail", "error"):
+                            own.append("broken")
+                        else:
+                            own.append(None)
+                    size = set_size.get(key, 1)
+                    n_valid, n_pend = own.count("valid"), own.count("pending")
+                    if n_valid >= size:
                         fresh = True
-                    elif c["status"] in ("fail", "error"):
+                    elif n_valid + n_pend >= size:
+                        pending = True
+                    if "broken" in own:
                         broken = True
-                s = FRESH if fresh else BROKEN if broken else STALE if arts else MISSING
+                s = FRESH if fresh else PENDING if pending else BROKEN if broken else STALE if arts else MISSING
                 states[(v["version_id"], gi, d)] = s
                 ok &= s == FRESH
             covered[(v["version_id"], d)] = ok

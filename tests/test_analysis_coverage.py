@@ -124,7 +124,9 @@ def test_model_b_without_artifacts_midnight_retire(q3):
 def test_no_requirements_and_not_deployed(q3):
     c = by_model(q3)["C"]
     assert c["no_requirements"] is True and c["deployed_version_days"] == 92
-    assert c["coverage"] == 1.0 and c["slot_days"] == 0 and c["debt"] == 0
+    # methodology v2: a tier with no requirements is not in scope: "not required", never 100 %
+    assert c["coverage"] is None and c["in_scope"] is False and c["slot_days"] == 0 and c["debt"] == 0
+    assert c["verdict"] == "not required"
     d = by_model(q3)["D"]
     assert d["deployed"] is False and d["coverage"] is None and d["weighting"] is None
 
@@ -142,17 +144,19 @@ def test_model_e_artifact_bound_to_older_version(q3):
 
 def test_portfolio_and_tiers(q3):
     p = q3.portfolio
-    assert p["models"] == 5 and p["models_in_scope"] == 4
-    assert p["deployed_version_days"] == 93 + 10 + 92 + 93
-    assert p["covered_version_days"] == 60 + 92
-    assert p["coverage_days"] == pytest.approx(152 / 288)
-    assert p["coverage"] == pytest.approx((420 / 558 + 0 + 1 + 0) / 4)
+    # C (tier 3, nothing required) is left out of every headline figure (methodology v2)
+    assert p["models"] == 5 and p["models_in_scope"] == 3 and p["models_not_required"] == 1
+    assert p["not_required"] == ["C"]
+    assert p["deployed_version_days"] == 93 + 10 + 93
+    assert p["covered_version_days"] == 60
+    assert p["coverage_days"] == pytest.approx(60 / 196)
+    assert p["coverage"] == pytest.approx((420 / 558 + 0 + 0) / 3)
     assert p["coverage_volume"] == pytest.approx(420 / 558)  # only A records volumes
     assert p["debt"] == 33 + 20 + 102 and p["weighted_debt"] == 66 + 60 + 306
     tiers = {t["tier"]: t for t in q3.by_tier}
     assert tiers[1]["debt"] == 122 and tiers[1]["models_in_scope"] == 2
     assert tiers[2]["models"] == 2 and tiers[2]["models_in_scope"] == 1
-    assert tiers[3]["no_requirements"] is True and tiers[3]["coverage"] == 1.0
+    assert tiers[3]["no_requirements"] is True and tiers[3]["coverage"] is None
     assert [t["quarter"] for t in q3.trend] == ["2025Q4", "2026Q1", "2026Q2", "2026Q3"]
     assert q3.trend[-1]["debt"] == p["debt"]
     summary = {(s["tier"], s["group"]): s for s in q3.slots_summary}
@@ -178,9 +182,9 @@ def test_timeline(q3):
     # Aug 15: A has v1 and v2 deployed (2 version-days), neither covered (v1 stale, v2 stale)
     r = tl[("tier", 2, "2026-08-15")]
     assert r["deployed"] == 2 and r["covered"] == 0
-    # Jul 1 portfolio: A v1 (fresh), C (covered), E v6 + v7 (not) -> 4 deployed, 2 covered
+    # Jul 1 portfolio: A v1 (fresh), E v6 + v7 (not) -> 3 deployed, 1 covered (C is not in scope)
     r = tl[("portfolio", None, "2026-07-01")]
-    assert (r["deployed"], r["covered"], r["share"]) == (4, 2, 0.5)
+    assert (r["deployed"], r["covered"]) == (3, 1) and r["share"] == pytest.approx(1 / 3)
     per_model = [r for r in q3.timeline_by_model if r["model_id"] == "A"]
     assert len(per_model) == 92 and sum(r["covered"] for r in per_model) == 60
 
@@ -212,11 +216,23 @@ def test_same_day_checks_latest_wins_and_validity_boundary():
               dict(check_id=3, kind="fidelity", version_id=1, artifact_id="x", status="warn",
                    finished_at=T("2026-04-02T09:00:00"))]
     inp = AnalysisInput.from_records(**base, checks=checks)
-    res = analyse_quarter(inp, "2026Q2", T("2026-12-01"), {"validity_days": 10})
+    res = analyse_quarter(inp, "2026Q2", T("2026-12-01"), {"validity_days": 10, "warn_needs_acceptance": False})
     m = by_model(res)["M"]
     # Q2 = 91 days; Apr 1 broken (the 09:00 error is the day's latest); warn Apr 2 valid Apr 2..Apr 12
-    # (11 days); Apr 13..Jun 30 expired -> stale (18 + 31 + 30 = 79)
+    # (11 days, the policy does not ask for acceptance); Apr 13..Jun 30 expired -> stale (18 + 31 + 30 = 79)
     assert (m["broken_slot_days"], m["fresh_slot_days"], m["stale_slot_days"]) == (1, 11, 79)
+    # methodology v2 default: the unaccepted warn is pending for its 11 days, never fresh
+    m = by_model(analyse_quarter(inp, "2026Q2", T("2026-12-01"), {"validity_days": 10}))["M"]
+    assert (m["broken_slot_days"], m["pending_slot_days"], m["fresh_slot_days"], m["stale_slot_days"]) == (1, 11, 0, 79)
+    # accepted on Apr 5 (by a validator): pending Apr 2..4 (3), fresh Apr 5..12 (8)
+    checks[2]["accepted_at"] = T("2026-04-05T15:00:00")
+    m = by_model(analyse_quarter(AnalysisInput.from_records(**base, checks=checks), "2026Q2", T("2026-12-01"),
+                                 {"validity_days": 10}))["M"]
+    assert (m["pending_slot_days"], m["fresh_slot_days"], m["stale_slot_days"]) == (3, 8, 79)
+    # the acceptance is unknown as of Apr 4: the whole warn is still pending then
+    m = by_model(analyse_quarter(AnalysisInput.from_records(**base, checks=checks), "2026Q2", T("2026-04-04T12:00:00"),
+                                 {"validity_days": 10}))["M"]
+    assert (m["pending_slot_days"], m["fresh_slot_days"]) == (3, 0)
 
 
 def test_quarter_parsing_and_errors():

@@ -14,6 +14,10 @@ from sqlalchemy.orm import Session
 from compliance.store.engine import make_engine, session_scope
 from compliance.store.ledger import record, verify
 from compliance.store.models import (
+    Acceptance,
+    Artifact,
+    ArtifactSet,
+    Correction,
     EVIDENCE_MODELS,
     Attestation,
     Check,
@@ -59,6 +63,14 @@ def populate(url: str, tmp_path: Path) -> None:
                                  ledger_head="00" * 32, tool_version="0.1.0"))
         record(s, Attestation(report_run_id=rr.id, reviewer="carol", role="validator", decision="approve", comment="ok"))
         record(s, DecisionVolume(version_id=vid, day=date(2026, 7, 1), volume=1200))
+        record(s, ArtifactSet(id="pd-tc", model_id="retail-pd", kind="transcoder", bound_version_id=vid,
+                              format="circuit-tracer-set", path="/x", sha256="0" * 64, files={"layer_0.safetensors": "1" * 64},
+                              members=["layer_0"], extra={}))
+        record(s, Artifact(id="pd-tc/layer_0", model_id="retail-pd", kind="transcoder", bound_version_id=vid,
+                           format="circuit-tracer", path="/x/layer_0.safetensors", sha256="2" * 64, files={}, extra={},
+                           set_id="pd-tc", set_member="layer_0"))
+        record(s, Acceptance(check_id=chk.id, rationale="reviewed: within tolerance for this use"))
+        record(s, Correction(entity_type="decision_volume", entity_id="1", action="void", reason="duplicate import"))
 
 
 def _mutant(col, value):

@@ -31,7 +31,15 @@ Definitions and the choices made where DESIGN is silent:
   re-validated, bound to this version without a passing baseline, or validation expired);
   ``missing`` when no artifact of the group was recorded by d.
 * **Covered.** A deployed version-day is covered when all its slots are fresh. A tier with no
-  required groups has no slots and its deployed days are covered (flagged ``no_requirements``).
+  required groups has no slots: its models are *not required* (``no_requirements``), their
+  coverage is None (never 100 %) and they are left out of tier and portfolio figures.
+* **Acceptance (v2).** A ``warn`` makes an artifact valid only from the UTC day a validator
+  accepted it (policy ``warn_needs_acceptance``, default true); before that the slot is
+  ``pending`` (precedence: fresh > pending > broken > stale > missing). Fresh slots whose only
+  valid evidence is a warn are marked conditional (``slot_conditional``).
+* **Artifact sets (v2).** Members of a set (``set_id``) count only together: the set is valid on a
+  day when every member is; pending when every member is valid or pending; it is broken when any
+  member's latest check failed.
 * **Volume weighting.** Decision volumes are per (version, day). A model "records volumes" in a
   quarter when at least one of its deployed version-days in that quarter has a volume row; then its
   volume-weighted coverage = Σ volume·covered / Σ volume over deployed version-days. A deployed
@@ -58,9 +66,9 @@ from .calendar import NS_PER_DAY, day_numbers, ns_values
 from .frames import ARTIFACT_KINDS, AnalysisInput
 from .policy import AnalysisPolicy
 
-FRESH, BROKEN, STALE, MISSING = 1, 2, 3, 4
+FRESH, BROKEN, STALE, MISSING, PENDING = 1, 2, 3, 4, 5
 STATUS_NAMES = np.array(["pass", "warn", "fail", "error"], dtype=object)
-STATE_NAMES = {FRESH: "fresh", BROKEN: "broken", STALE: "stale", MISSING: "missing"}
+STATE_NAMES = {FRESH: "fresh", BROKEN: "broken", STALE: "stale", MISSING: "missing", PENDING: "pending"}
 _NS_MIN = np.iinfo(np.int64).min
 _FAR = np.int64(10**9)  # a day number far in the future
 
@@ -134,13 +142,17 @@ def artifact_rows(inp: AnalysisInput) -> np.ndarray:
     return inp.cache["check_acode"]
 
 
-def fidelity_arrays(inp: AnalysisInput) -> dict[str, np.ndarray]:
+def fidelity_arrays(inp: AnalysisInput, needs_acceptance: bool = True) -> dict[str, np.ndarray]:
     """All fidelity checks of artifacts of the version's own model, as numpy arrays sorted by
     (artifact row, version_id, finished_at, check_id): ``acode`` (row of ``inp.artifacts``),
-    ``version_id``, ``check_id``, ``fin_ns``, ``day``, ``good`` (pass/warn), ``bad`` (fail/error),
-    ``ev``, ``is_baseline``. Memoised on the input instance."""
-    if "fidelity" in inp.cache:
-        return inp.cache["fidelity"]
+    ``version_id``, ``check_id``, ``fin_ns``, ``day``, ``status`` (index into STATUS_NAMES),
+    ``passed``, ``warn``, ``acc_day`` (UTC day a validator accepted the warn; far future when not
+    accepted), ``good`` (makes the artifact valid: pass, or warn when accepted or when the policy
+    does not require acceptance), ``bad`` (fail/error), ``ev``, ``is_baseline``. Memoised on the
+    input instance per ``needs_acceptance``."""
+    key = ("fidelity", bool(needs_acceptance))
+    if key in inp.cache:
+        return inp.cache[key]
     c = inp.checks
     a = inp.artifacts
     fid = _eq(c["kind"], "fidelity")
@@ -159,22 +171,30 @@ def fidelity_arrays(inp: AnalysisInput) -> dict[str, np.ndarray]:
     order = np.lexsort((cid, fin, vid, acode))
     sel, acode, vid, fin, cid = sel[order], acode[order], vid[order], fin[order], cid[order]
     status = c["status"]
-    good = (_eq(status, "pass") | _eq(status, "warn"))
+    passed = _eq(status, "pass")[sel]
+    warn = _eq(status, "warn")[sel]
+    acc_ns = ns_values(c["accepted_at"])[sel]
+    accepted = acc_ns != _NS_MIN
+    acc_day = np.where(accepted, np.floor_divide(np.where(accepted, acc_ns, 0), NS_PER_DAY), _FAR)
     code = np.select([_eq(status, n) for n in STATUS_NAMES], np.arange(len(STATUS_NAMES)), -1)
+    good = passed | (warn & (accepted | (not needs_acceptance)))
     out = {"acode": acode, "version_id": vid, "check_id": cid, "fin_ns": fin, "status": code[sel],
-           "day": np.floor_divide(fin, NS_PER_DAY), "good": good[sel],
+           "day": np.floor_divide(fin, NS_PER_DAY), "good": good, "passed": passed, "warn": warn,
+           "acc_day": acc_day if needs_acceptance else np.full(len(sel), _FAR, np.int64),
+           "acc_ns": np.where(accepted, acc_ns, np.iinfo(np.int64).max),
+           "needs_acceptance": np.full(len(sel), bool(needs_acceptance)),
            "bad": (_eq(status, "fail") | _eq(status, "error"))[sel],
            "ev": c["explained_variance"].to_numpy(np.float64)[sel],
            "is_baseline": c["is_baseline"].to_numpy(bool)[sel]}
-    inp.cache["fidelity"] = out
+    inp.cache[key] = out
     return out
 
 
-def latest_fidelity_steps(inp: AnalysisInput) -> dict[str, np.ndarray]:
+def latest_fidelity_steps(inp: AnalysisInput, needs_acceptance: bool = True) -> dict[str, np.ndarray]:
     """The step function 'latest fidelity check on or before day d' per (artifact, version): one
     entry per (artifact, version, day) — the last check of that day — with ``next_day`` (the day
     the next check takes over, or far future) and ``a_rec_day`` (the artifact's recorded day)."""
-    f = fidelity_arrays(inp)
+    f = fidelity_arrays(inp, needs_acceptance)
     acode, vid, day = f["acode"], f["version_id"], f["day"]
     n = len(acode)
     same_pair = np.zeros(n, bool)
@@ -213,7 +233,9 @@ class DayGrid:
     slot_ver: np.ndarray         # index into ver rows
     slot_group: np.ndarray       # group index within the model's tier
     slot_group_name: np.ndarray  # 'sae|transcoder|clt'
-    slot_state: np.ndarray       # int8 [ns, nd]: 0 = not deployed, else FRESH..MISSING
+    slot_state: np.ndarray       # int8 [ns, nd]: 0 = not deployed, else FRESH..PENDING
+    slot_conditional: np.ndarray  # bool [ns, nd]: fresh only through warns (accepted, or not needing it)
+    model_required: np.ndarray   # bool per model: its tier requires at least one artifact group
 
     def day_slice(self, first_day: int, last_day: int) -> slice:
         lo = max(first_day - self.w0, 0)
@@ -281,30 +303,75 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
                for g, gs in enumerate(policy.groups(t)) for k in gs]
 
     state = np.zeros((ns_, nd), np.int8)
+    slot_conditional = np.zeros((ns_, nd), bool)
     if ns_ and nd:
         a = inp.artifacts
         a_kind = kinds.get_indexer(a["kind"])
         a_model = model_index.reindex(a["model_id"].to_numpy()).to_numpy(np.int64)
-        steps = latest_fidelity_steps(inp)
+        steps = latest_fidelity_steps(inp, policy.warn_needs_acceptance)
         s_row = ver_row.reindex(steps["version_id"]).to_numpy()
         on = ~np.isnan(s_row)
         s_row = np.where(on, s_row, 0).astype(np.int64)
         s_tier = tier_of_ver[s_row]
         s_kind = a_kind[steps["acode"]]
-        f_rows, f_lo, f_hi, b_rows, b_lo, b_hi = [], [], [], [], [], []
         start = np.maximum(steps["day"], steps["a_rec_day"])
         stop = steps["next_day"] - 1
         v_hi = np.minimum(stop, steps["day"] + policy.validity_days)
-        good = steps["good"]
+        passed, warn, acc_day = steps["passed"], steps["warn"], steps["acc_day"]
+        needs = policy.warn_needs_acceptance
+        # Intervals per step, by what they prove (inclusive day numbers; empty when hi < lo):
+        #   P pass: valid [start, v_hi]; W warn: valid once accepted (or at once when the policy
+        #   does not ask for acceptance) and pending before; B fail/error: broken until the next check.
+        w_lo = np.maximum(start, acc_day) if needs else start
+        kinds_of = {
+            "pass": (passed, start, v_hi),
+            "warn": (warn, w_lo, v_hi),
+            "pending": (warn & needs, start, np.minimum(v_hi, acc_day - 1)),
+            "broken": (steps["bad"], start, stop),
+        }
+        a_set = a["set_id"].to_numpy(object) if "set_id" in a else np.full(len(a), None, object)
+        set_code, set_names = pd.factorize(pd.Series(a_set, dtype=object))
+        set_size = np.bincount(set_code[set_code >= 0], minlength=len(set_names))
+        s_set = set_code[steps["acode"]] if len(steps["acode"]) else np.array([], np.int64)
+        single = {k: ([], [], []) for k in kinds_of}
+        member = {k: ([], [], []) for k in kinds_of}  # rows are pair keys set * ns_ + slot
         for t, k, g in triples:
             m = on & (s_tier == t) & (s_kind == k)
             srow = slot_lookup[s_row[m], g]
-            gm, bm = good[m], ~good[m]
-            f_rows.append(srow[gm]); f_lo.append(start[m][gm]); f_hi.append(v_hi[m][gm])
-            b_rows.append(srow[bm]); b_lo.append(start[m][bm]); b_hi.append(stop[m][bm])
+            in_set = s_set[m] >= 0
+            pair = s_set[m] * ns_ + srow
+            for name, (mask, lo, hi) in kinds_of.items():
+                mm = mask[m]
+                for target, rows, sel in ((single, srow, mm & ~in_set), (member, pair, mm & in_set)):
+                    target[name][0].append(rows[sel]); target[name][1].append(lo[m][sel]); target[name][2].append(hi[m][sel])
         cat = np.concatenate
-        fresh = _fill(cat(f_rows), cat(f_lo) - w0, cat(f_hi) - w0, ns_, nd) > 0
-        broken = _fill(cat(b_rows), cat(b_lo) - w0, cat(b_hi) - w0, ns_, nd) > 0
+
+        def grid_of(acc: dict, name: str, nrows: int, index=None) -> np.ndarray:
+            rows, lo, hi = (cat(x) for x in acc[name])
+            if index is not None:
+                rows = np.searchsorted(index, rows)
+            return _fill(rows.astype(np.int64), lo - w0, hi - w0, nrows, nd)
+
+        fresh_pass = grid_of(single, "pass", ns_) > 0
+        fresh_warn = grid_of(single, "warn", ns_) > 0
+        pending = grid_of(single, "pending", ns_) > 0
+        broken = grid_of(single, "broken", ns_) > 0
+        pairs = np.unique(cat([cat(member[n][0]) for n in kinds_of]))
+        if len(pairs):  # artifact sets: valid only when every member is (DESIGN §3)
+            n_p = len(pairs)
+            c_pass = grid_of(member, "pass", n_p, pairs)
+            c_warn = grid_of(member, "warn", n_p, pairs)
+            c_pend = grid_of(member, "pending", n_p, pairs)
+            c_bad = grid_of(member, "broken", n_p, pairs)
+            size = set_size[pairs // ns_][:, None]
+            p_slot = pairs % ns_
+            all_valid = (c_pass + c_warn) >= size
+            np.logical_or.at(fresh_pass, p_slot, c_pass >= size)
+            np.logical_or.at(fresh_warn, p_slot, all_valid & (c_pass < size))
+            np.logical_or.at(pending, p_slot, ~all_valid & (c_pass + c_warn + c_pend >= size))
+            np.logical_or.at(broken, p_slot, c_bad > 0)
+        fresh = fresh_pass | fresh_warn
+        conditional = fresh & ~fresh_pass
         # first registration day of an artifact of the group, per (model, group)
         a_day = day_numbers(a["recorded_at"])
         reg = np.full((len(model_ids), max_g), _FAR, np.int64)
@@ -320,8 +387,10 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
         state = np.full((ns_, nd), MISSING, np.int8)
         state[registered] = STALE
         state[broken] = BROKEN
+        state[pending] = PENDING
         state[fresh] = FRESH
         state[~deployed[slot_ver]] = 0
+        slot_conditional = conditional & (state == FRESH)
 
     # ---- covered version-days
     covered = deployed.copy()
@@ -332,7 +401,8 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
     return DayGrid(w0=w0, nd=nd, model_ids=model_ids, model_tier=model_tier, ver_ids=ver_ids,
                    ver_model=ver_model, deployed=deployed, covered=covered, volume=volume,
                    slot_ver=slot_ver, slot_group=slot_group, slot_group_name=slot_group_name,
-                   slot_state=state)
+                   slot_state=state, slot_conditional=slot_conditional,
+                   model_required=np.array([len(policy.groups(int(t))) > 0 for t in model_tier], bool))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -367,9 +437,15 @@ def model_coverage(grid: DayGrid, sl: slice, policy: AnalysisPolicy) -> pd.DataF
     use_w = records_vol & (w_tot > 0)
     headline = np.where(use_w, cov_w, cov_unw)
     no_req = np.array([len(policy.groups(t)) == 0 for t in grid.model_tier], bool)
+    # Methodology v2: a model whose tier requires nothing is not in scope of coverage: it shows
+    # "not required", never 100 %, and is left out of tier and portfolio figures.
+    headline = np.where(no_req, np.nan, headline)
+    cov_unw = np.where(no_req, np.nan, cov_unw)
+    cov_w = np.where(no_req, np.nan, cov_w)
+    use_w = use_w & ~no_req
     return pd.DataFrame({
         "model_id": grid.model_ids, "tier": grid.model_tier,
-        "deployed": dep_days > 0, "no_requirements": no_req,
+        "deployed": dep_days > 0, "no_requirements": no_req, "in_scope": (dep_days > 0) & ~no_req,
         "deployed_version_days": dep_days.astype(np.int64), "covered_version_days": cov_days.astype(np.int64),
         "coverage": headline, "coverage_unweighted": cov_unw, "coverage_weighted": np.where(use_w, cov_w, np.nan),
         "weighting": np.where(dep_days == 0, None, np.where(use_w, "volume", "days")).astype(object),
@@ -380,13 +456,14 @@ def model_coverage(grid: DayGrid, sl: slice, policy: AnalysisPolicy) -> pd.DataF
 
 def aggregate_coverage(by_model: pd.DataFrame) -> dict:
     """Tier/portfolio figures from per-model rows (see the module docstring)."""
-    inscope = by_model[by_model["deployed"]]
+    inscope = by_model[by_model["deployed"] & ~by_model["no_requirements"]]
     dep = float(inscope["deployed_version_days"].sum())
     cov = float(inscope["covered_version_days"].sum())
     wv = inscope[inscope["weighting"] == "volume"]
     wt = float(wv["volume_total"].sum())
     return {
         "models": int(len(by_model)), "models_in_scope": int(len(inscope)),
+        "models_not_required": int((by_model["deployed"] & by_model["no_requirements"]).sum()),
         "models_fully_covered": int((inscope["coverage_unweighted"] >= 1.0).sum()),
         "deployed_version_days": int(dep), "covered_version_days": int(cov),
         "coverage": float(inscope["coverage"].mean()) if len(inscope) else None,
@@ -425,8 +502,9 @@ def daily_timeline(grid: DayGrid, sl: slice) -> tuple[pd.DataFrame, pd.DataFrame
     per_model["share"] = per_model["covered"] / per_model["deployed"]
     rows = []
     tiers = grid.model_tier[mids] if len(mids) else np.array([], np.int64)
-    scopes = [("portfolio", None, np.ones(len(mids), bool))] + \
-             [("tier", t, tiers == t) for t in sorted(set(grid.model_tier.tolist()))]
+    req = grid.model_required[mids] if len(mids) else np.array([], bool)  # not-required models stay out
+    scopes = [("portfolio", None, req)] + \
+             [("tier", t, (tiers == t) & req) for t in sorted(set(grid.model_tier[grid.model_required].tolist()))]
     for scope, tier, sel in scopes:
         d = mdep[sel].sum(0) if sel.any() else np.zeros(ndays, np.int64)
         c = mcov[sel].sum(0) if sel.any() else np.zeros(ndays, np.int64)

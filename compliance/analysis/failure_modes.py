@@ -29,6 +29,15 @@ not the run that saw it. What counts as the same cause (a duplicate), rule by ru
   the first check of the episode.
 * ``FM-ERROR`` — a check with status ``error``; consecutive errors of the same kind on the same
   target are one episode, ended by a check on that target that ran. Key ``FM-ERROR:check=<id>``.
+* ``FM-DRIFT-BRITTLE`` (v2, second rule) — an ``activation_drift`` check with status ``fail``: the
+  artifact's feature densities drifted. Episodes as for check-driven codes; key
+  ``FM-DRIFT-BRITTLE:check=<id>``.
+* ``FM-UNVALIDATED`` (v2) — a deploy of a version of an in-scope model (its tier requires some
+  group) at an instant when some required group had no artifact valid for that version (the
+  definition of *valid* of DESIGN §4 read at that instant: latest fidelity check on the version
+  finished by then, pass or accepted warn, within ``validity_days``; a set only when every member
+  is). Key ``FM-UNVALIDATED:version=<v>:deployed=<ISO instant>``.
+* ``FM-SILENT`` (v2) only concerns in-scope models: a tier that requires nothing is not silent.
 
 Keys only ever depend on evidence at or before ``at`` and never on later rows, so re-running the
 detection with more evidence yields the same keys for the same causes.
@@ -49,7 +58,7 @@ from .policy import AnalysisPolicy, normalise_policy
 from .staleness import last_per_key, lookup_sorted, version_positions
 
 CATALOG = ("FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
-           "FM-DECISION", "FM-LABELS", "FM-ERROR")
+           "FM-DECISION", "FM-LABELS", "FM-ERROR", "FM-PROTECTED", "FM-UNVALIDATED", "FM-MISSED")
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ def _stale(data: AnalysisInput, dep: pd.DataFrame, at_day: int, pol: AnalysisPol
     r_art, r_vid = r_art[older], r_vid[older]
     if not len(r_art):
         return []
-    f = fidelity_arrays(data)
+    f = fidelity_arrays(data, pol.warn_needs_acceptance)
     vindex = pd.Index(data.versions["version_id"].to_numpy(np.int64))
     nvr = len(vindex) + 1
     fkey = f["acode"] * nvr + vindex.get_indexer(f["version_id"])
@@ -167,7 +176,7 @@ def _silent(data: AnalysisInput, dep: pd.DataFrame, at_day: int, pol: AnalysisPo
 def _drift_brittle(data: AnalysisInput, pol: AnalysisPolicy) -> list[Detection]:
     c = data.checks
     dmask = ((c["kind"] == "data_drift") & (c["status"] == "fail")).to_numpy(dtype=bool, na_value=False)
-    f = fidelity_arrays(data)
+    f = fidelity_arrays(data, pol.warn_needs_acceptance)
     if not dmask.any() or not len(f["acode"]):
         return []
     drift = pd.DataFrame({"version_id": c["version_id"].to_numpy(np.int64)[dmask],
@@ -259,6 +268,74 @@ def _check_driven(data: AnalysisInput) -> list[Detection]:
             out += _episodes(c, target, flagged, code, True, art_names)
     err = (c["status"] == "error").to_numpy(dtype=bool, na_value=False)
     out += _episodes(c, target, err, "FM-ERROR", False, art_names)
+    act = ((c["kind"] == "activation_drift") & (c["status"] == "fail")).to_numpy(dtype=bool, na_value=False)
+    already = np.fromiter(("FM-DRIFT-BRITTLE" in x for x in flags), bool, len(flags))
+    out += _episodes(c, target, act & ~already, "FM-DRIFT-BRITTLE", True, art_names)
+    return out
+
+
+def _unvalidated(data: AnalysisInput, at_ns: int, pol: AnalysisPolicy) -> list[Detection]:
+    """Deploys of in-scope versions at an instant some required group had no valid artifact."""
+    iv = deployed_intervals(data.deployments)
+    iv = iv[iv["start_ns"].to_numpy() <= at_ns]
+    if not len(iv):
+        return []
+    vm = data.versions.set_index("version_id")["model_id"]
+    tiers = data.models.set_index("model_id")["tier"]
+    dep = pd.DataFrame({"version_id": iv["version_id"].to_numpy(np.int64), "t_ns": iv["start_ns"].to_numpy(np.int64)})
+    dep["model_id"] = vm.reindex(dep["version_id"].to_numpy()).to_numpy(object)
+    dep["tier"] = tiers.reindex(dep["model_id"].to_numpy()).to_numpy(np.int64)
+    dep = dep[[len(pol.groups(int(t))) > 0 for t in dep["tier"]]].reset_index(drop=True)
+    if not len(dep):
+        return []
+    dep["dep_idx"] = np.arange(len(dep))
+    a = data.artifacts
+    arts = pd.DataFrame({"acode": np.arange(len(a)), "model_id": a["model_id"].to_numpy(object),
+                         "kind": a["kind"].astype(str).to_numpy(object),
+                         "unit": np.where(a["set_id"].isna().to_numpy(), a["artifact_id"].to_numpy(object),
+                                          a["set_id"].to_numpy(object)) if len(a) else np.array([], object),
+                         "a_rec": ns_values(a["recorded_at"])})
+    size = arts.groupby("unit")["acode"].transform("size") if len(arts) else pd.Series([], dtype=np.int64)
+    arts["size"] = size
+    f = fidelity_arrays(data, pol.warn_needs_acceptance)
+    fr = pd.DataFrame({"acode": f["acode"], "version_id": f["version_id"], "fin_ns": f["fin_ns"],
+                       "passed": f["passed"], "warn": f["warn"], "acc_ns": f["acc_ns"]}).sort_values("fin_ns")
+    rows = []
+    for g_tier in sorted(set(dep["tier"].tolist())):
+        for gi, group in enumerate(pol.groups(int(g_tier))):
+            d = dep[dep["tier"] == g_tier]
+            cand = d.merge(arts[arts["kind"].isin(group)], on="model_id", how="left")
+            cand["group"] = pol.group_name(group)
+            rows.append(cand)
+    cand = pd.concat(rows, ignore_index=True)
+    has = cand["acode"].notna()
+    cand["valid"] = False
+    if has.any():
+        c2 = cand[has].copy()
+        c2["acode"] = c2["acode"].astype(np.int64)
+        c2 = c2.sort_values("t_ns")
+        m = pd.merge_asof(c2, fr, left_on="t_ns", right_on="fin_ns", by=["acode", "version_id"], direction="backward")
+        with np.errstate(invalid="ignore"):
+            day_gap = m["t_ns"] // NS_PER_DAY - m["fin_ns"] // NS_PER_DAY
+            ok = m["fin_ns"].notna() & (day_gap <= pol.validity_days) & (m["a_rec"] <= m["t_ns"])
+            good = (m["passed"] == True) | ((m["warn"] == True) & ((not pol.warn_needs_acceptance)  # noqa: E712
+                                                                 | (m["acc_ns"] <= m["t_ns"])))
+        m["valid"] = (ok & good).to_numpy(bool)
+        unit_ok = m.groupby(["dep_idx", "group", "unit"]).agg(n=("valid", "sum"), size=("size", "first"))
+        unit_ok = (unit_ok["n"] >= unit_ok["size"]).groupby(level=[0, 1]).any()
+    else:
+        unit_ok = pd.Series([], dtype=bool)
+    out = []
+    for r in dep.itertuples(index=False):
+        missing = [pol.group_name(g) for g in pol.groups(int(r.tier))
+                   if not bool(unit_ok.get((r.dep_idx, pol.group_name(g)), False))]
+        if not missing:
+            continue
+        when = pd.Timestamp(int(r.t_ns), tz="UTC").isoformat()
+        out.append(Detection("FM-UNVALIDATED", r.model_id, int(r.version_id), None, None,
+                             f"FM-UNVALIDATED:version={int(r.version_id)}:deployed={when}",
+                             f"version {int(r.version_id)} went live at {when} with no valid evidence for "
+                             f"{', '.join(missing)}"))
     return out
 
 
@@ -272,7 +349,10 @@ def detect_failure_modes(inp: AnalysisInput, at: datetime | str, policy: dict | 
     at_ns = int(t.value)
     at_day = at_ns // NS_PER_DAY
     dep = _deployed_at(data, at_ns)
-    found = (_stale(data, dep, at_day, pol) + _silent(data, dep, at_day, pol)
-             + _drift_brittle(data, pol) + _check_driven(data))
+    tiers = data.models.set_index("model_id")["tier"]
+    required = dep["model_id"].map(lambda m: len(pol.groups(int(tiers[m]))) > 0).to_numpy(bool) if len(dep) \
+        else np.array([], bool)
+    found = (_stale(data, dep, at_day, pol) + _silent(data, dep[required].reset_index(drop=True), at_day, pol)
+             + _drift_brittle(data, pol) + _check_driven(data) + _unvalidated(data, at_ns, pol))
     uniq = {d.cause_key: d for d in found}
     return sorted(uniq.values(), key=lambda d: (d.code, d.cause_key))

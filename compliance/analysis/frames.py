@@ -12,14 +12,17 @@ Frames and columns (``?`` = optional column, filled with the stated default when
                  recorded_at? (default: effective_at)
 ``artifacts``    artifact_id (str), model_id, kind ('sae','transcoder','clt','probe',
                  'attribution_baseline','feature_labels'), bound_version_id, recorded_at,
-                 replaces? (nullable artifact_id)
+                 replaces? (nullable artifact_id), set_id? (nullable: the artifact set it is a
+                 member of; a set is valid for a version only when every member is)
 ``checks``       check_id (int), kind ('fidelity','alignment','data_drift','activation_drift',
                  'overhead'), model_id, version_id, artifact_id? (nullable), status
                  ('pass','warn','fail','error'), finished_at, recorded_at? (default finished_at),
                  explained_variance? (NaN), survival_share? (NaN), other_artifact_id? (nullable;
                  for alignment checks artifact_id is the NEW artifact and this the old one),
                  is_baseline? (False; a fidelity check against the artifact's bound version),
-                 flags? (tuple of failure-mode codes the check-level evaluation raised, default ())
+                 flags? (tuple of failure-mode codes the check-level evaluation raised, default ()),
+                 accepted_at? (NaT: when a validator accepted this warn check; acceptances recorded
+                 after an as-of are unknown at that as-of)
 ``volumes``      version_id, day (UTC midnight), volume (float >= 0), recorded_at? (see as_of)
 
 After validation the enumeration columns (deployments.action, artifacts.kind, checks.kind,
@@ -44,7 +47,8 @@ from compliance.errors import InputError
 from .calendar import NS_PER_DAY, ns_values, to_utc_timestamp
 
 ARTIFACT_KINDS = ("sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_labels")
-CHECK_KINDS = ("fidelity", "alignment", "data_drift", "activation_drift", "overhead")
+CHECK_KINDS = ("fidelity", "alignment", "data_drift", "activation_drift", "overhead", "performance", "fairness",
+               "adaptation")
 CHECK_STATUSES = ("pass", "warn", "fail", "error")
 ACTIONS = ("deploy", "retire")
 
@@ -77,6 +81,7 @@ _SPEC: dict[str, dict[str, tuple[str, bool, Any]]] = {
         "bound_version_id": ("int", True, None),
         "recorded_at": ("ts", True, None),
         "replaces": ("nstr", False, None),
+        "set_id": ("nstr", False, None),
     },
     "checks": {
         "check_id": ("int", True, None),
@@ -92,6 +97,7 @@ _SPEC: dict[str, dict[str, tuple[str, bool, Any]]] = {
         "other_artifact_id": ("nstr", False, None),
         "is_baseline": ("bool", False, False),
         "flags": ("flags", False, ()),
+        "accepted_at": ("nts", False, None),
     },
     "volumes": {
         "version_id": ("int", True, None),
@@ -373,6 +379,11 @@ class AnalysisInput:
         if len(a) != len(self.artifacts):
             cok &= (c["artifact_id"].isna() | c["artifact_id"].isin(a["artifact_id"])).to_numpy(dtype=bool)
         c = c[cok] if not cok.all() else c
+        acc = ns_values(c["accepted_at"])
+        late = (acc > tns) & (acc != np.iinfo(np.int64).min)
+        if late.any():  # an acceptance recorded after t is not known at t
+            c = c.copy()
+            c["accepted_at"] = c["accepted_at"].where(~late, pd.NaT)
         vol = self.volumes
         rec = ns_values(vol["recorded_at"])
         has_rec = rec != np.iinfo(np.int64).min

@@ -3,7 +3,7 @@
 Keys read (defaults in brackets): ``validity_days`` [90], ``required_groups``
 [{1: [[sae, transcoder, clt], [attribution_baseline]], 2: [[sae, transcoder, clt]], 3: []}],
 ``tier_weights`` [{1: 3, 2: 2, 3: 1}], ``min_survival`` [0.5], ``ev_warn`` [0.8], ``ev_fail`` [0.6],
-``decay_warn`` [0.1], ``decay_fail`` [0.2]. Tier keys may be ints or strings ("1") as they come
+``decay_warn`` [0.1], ``decay_fail`` [0.2], ``warn_needs_acceptance`` [true], ``methodology`` [2]. Tier keys may be ints or strings ("1") as they come
 from JSON/YAML. A tier absent from ``required_groups`` has no requirements.
 """
 
@@ -31,6 +31,8 @@ class AnalysisPolicy:
     ev_fail: float = 0.6
     decay_warn: float = 0.1
     decay_fail: float = 0.2
+    warn_needs_acceptance: bool = True
+    methodology: int = 2
 
     def groups(self, tier: int) -> tuple[tuple[str, ...], ...]:
         return self.required_groups.get(int(tier), ())
@@ -93,4 +95,13 @@ def normalise_policy(policy: Mapping[str, Any] | AnalysisPolicy | None) -> Analy
         else _num(policy, "min_survival", 0.5),
         ev_warn=pick("ev_warn", 0.8), ev_fail=pick("ev_fail", 0.6),
         decay_warn=pick("decay_warn", 0.1), decay_fail=pick("decay_fail", 0.2),
+        warn_needs_acceptance=_flag(policy, "warn_needs_acceptance", True),
+        methodology=int(_num(policy, "methodology", 2)),
     )
+
+
+def _flag(policy: Mapping[str, Any], key: str, default: bool) -> bool:
+    v = policy.get(key, default)
+    if not isinstance(v, bool):
+        raise UsageError(f"policy {key} must be true or false, got {v!r}")
+    return v

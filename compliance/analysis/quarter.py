@@ -19,8 +19,10 @@ import pandas as pd
 from compliance.errors import UsageError
 
 from .calendar import Quarter, day_date, parse_quarter, to_utc_timestamp, utc_date, day_number
-from .coverage import aggregate_coverage, build_grid, daily_timeline, model_coverage
-from .debt import aggregate_debt, model_debt, slots_summary
+from .calendar import NS_PER_DAY
+from .coverage import aggregate_coverage, build_grid, daily_timeline, deployed_intervals, model_coverage
+from .debt import aggregate_debt, model_debt, model_outstanding, slots_summary
+from .verdicts import VERDICT_ORDER, model_verdicts
 from .frames import AnalysisInput
 from .policy import AnalysisPolicy, normalise_policy
 from .staleness import artifact_staleness
@@ -118,10 +120,12 @@ class QuarterAnalysis:
 
 
 def _quarter_frames(grid, q: Quarter, last_day: int, pol: AnalysisPolicy, models: pd.DataFrame):
-    sl = grid.day_slice(q.start_day, min(q.end_day, last_day))
+    end = min(q.end_day, last_day)
+    sl = grid.day_slice(q.start_day, end)
     cov = model_coverage(grid, sl, pol)
     debt = model_debt(grid, sl, pol).drop(columns=["tier"])
     bym = cov.merge(debt, on="model_id", how="left")
+    bym = bym.merge(model_outstanding(grid, end - grid.w0, pol), on="model_id", how="left")
     bym = bym.merge(models[["model_id", "owner"]], on="model_id", how="left")
     return sl, bym
 
@@ -132,10 +136,26 @@ def _headline(bym: pd.DataFrame) -> dict:
     return out
 
 
+def _grid_start(data: AnalysisInput, first_day: int, last_day: int) -> int:
+    """The grid starts early enough that every version deployed in the window has its whole
+    current deployment on it (debt outstanding counts from a version's first deployed day)."""
+    iv = deployed_intervals(data.deployments)
+    if not len(iv):
+        return first_day
+    start = iv["start_ns"].to_numpy(np.int64) // NS_PER_DAY
+    end = iv["end_ns"].to_numpy(np.int64)
+    big = end == np.iinfo(np.int64).max
+    end_day = np.where(big, last_day, (np.where(big, 0, end) - 1) // NS_PER_DAY)
+    touching = (end_day >= first_day) & (start <= last_day)
+    return int(min(first_day, start[touching].min())) if touching.any() else first_day
+
+
 def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime | str,
-                    policy: dict | AnalysisPolicy | None) -> QuarterAnalysis:
-    """Coverage, debt, staleness, daily timeline and four-quarter trend of ``quarter`` as of
-    ``as_of`` (``UsageError`` if the as-of is before the quarter starts)."""
+                    policy: dict | AnalysisPolicy | None, occurrences: list[dict] | None = None) -> QuarterAnalysis:
+    """Coverage, debt (incurred and outstanding), verdicts, staleness, daily timeline and
+    four-quarter trend of ``quarter`` as of ``as_of`` (``UsageError`` if the as-of is before the
+    quarter starts). ``occurrences``: failure-mode occurrences open at the as-of (model_id,
+    version_id, code, severity), for the verdicts."""
     pol = normalise_policy(policy)
     q = parse_quarter(quarter)
     t = to_utc_timestamp(as_of)
@@ -145,7 +165,7 @@ def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime 
     data = inp.as_of(t)
     last_day = min(q.end_day, asof_day)
     quarters = [q.previous(i) for i in (3, 2, 1, 0)]
-    grid = build_grid(data, pol, quarters[0].start_day, last_day)
+    grid = build_grid(data, pol, _grid_start(data, quarters[0].start_day, last_day), last_day)
 
     trend, frames = [], {}
     for qq in quarters:
@@ -164,6 +184,18 @@ def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime 
     portfolio["coverage_prev"] = prev_h["coverage"]
     portfolio["debt_prev"] = prev_h["debt"]
     portfolio["weighted_debt_prev"] = prev_h["weighted_debt"]
+    portfolio["debt_outstanding_prev"] = prev_h["debt_outstanding"]
+    portfolio["weighted_debt_outstanding_prev"] = prev_h["weighted_debt_outstanding"]
+    labels = {int(v): f"{m} {lab}" for v, m, lab in zip(data.versions["version_id"], data.versions["model_id"],
+                                                         data.versions["label"])}
+    verdicts = model_verdicts(grid, last_day - grid.w0, labels, occurrences or [])
+    bym["verdict"] = bym["model_id"].map(lambda m: verdicts[m]["verdict"])
+    bym["verdict_reasons"] = bym["model_id"].map(lambda m: list(verdicts[m]["reasons"]))
+    counts = {v: 0 for v in VERDICT_ORDER}
+    for r in verdicts.values():
+        counts[r["verdict"]] += 1
+    portfolio["verdicts"] = counts
+    portfolio["not_required"] = sorted(m for m, r in verdicts.items() if r["verdict"] == "not required")
     by_tier = []
     for tier in sorted(set(int(x) for x in bym["tier"])):
         sub = bym[bym["tier"] == tier]
@@ -171,16 +203,19 @@ def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime 
                         "no_requirements": len(pol.groups(tier)) == 0, **_headline(sub)})
     timeline, per_model = daily_timeline(grid, sl)
     stal = artifact_staleness(data, grid, last_day, pol)
-    order = ["model_id", "tier", "owner", "deployed", "no_requirements", "coverage", "coverage_unweighted",
+    order = ["model_id", "tier", "owner", "deployed", "no_requirements", "in_scope", "verdict", "verdict_reasons",
+             "coverage", "coverage_unweighted",
              "coverage_weighted", "weighting", "deployed_version_days", "covered_version_days",
              "volume_total", "volume_covered", "volume_imputed_share", "slot_days", "fresh_slot_days",
-             "broken_slot_days", "stale_slot_days", "missing_slot_days", "debt", "tier_weight", "weighted_debt",
+             "pending_slot_days", "broken_slot_days", "stale_slot_days", "missing_slot_days", "debt", "tier_weight",
+             "weighted_debt", "debt_outstanding", "weighted_debt_outstanding",
              "coverage_prev", "debt_prev", "weighted_debt_prev"]
     bym = bym[order].sort_values(["tier", "model_id"], kind="stable")
     return QuarterAnalysis(
         quarter=str(q), as_of=t.isoformat(), window_start=q.start.isoformat(),
         window_end=day_date(last_day).isoformat(), reference_day=day_date(last_day).isoformat(),
-        policy={"validity_days": pol.validity_days,
+        policy={"methodology": pol.methodology, "validity_days": pol.validity_days,
+                "warn_needs_acceptance": pol.warn_needs_acceptance,
                 "required_groups": {str(k): [list(g) for g in v] for k, v in pol.required_groups.items()},
                 "tier_weights": {str(k): v for k, v in pol.tier_weights.items()}},
         portfolio=json_safe(portfolio), by_tier=json_safe(by_tier), by_model=records(bym),

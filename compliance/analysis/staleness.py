@@ -19,7 +19,8 @@ Choices where DESIGN is silent:
   missing. Positive means worse.
 * ``survival``: survival_share of the latest alignment check in which the artifact is the new one.
 * ``artifact_state`` is the artifact's own standing for the deployed version that day: ``valid``,
-  ``broken`` (latest fidelity check fail/error) or ``stale`` (no check, or validation expired);
+  ``pending`` (latest check a warn no validator accepted), ``broken`` (latest fidelity check
+  fail/error) or ``stale`` (no check, or validation expired);
   ``slot_state`` is the state of the required group the kind belongs to (None when the kind is in
   no required group for the model's tier). ``superseded_by`` names the latest artifact recorded by
   then that ``replaces`` it.
@@ -107,7 +108,7 @@ def artifact_staleness(inp: AnalysisInput, grid: DayGrid, ref_day: int, policy: 
                     if len(dep_vid) else -1, -1)
 
     # fidelity evidence up to the reference day, keyed by (artifact row, version row)
-    f = fidelity_arrays(inp)
+    f = fidelity_arrays(inp, policy.warn_needs_acceptance)
     vindex = pd.Index(inp.versions["version_id"].to_numpy(np.int64))
     nvr = len(vindex) + 1
     upto = f["day"] <= ref_day
@@ -132,8 +133,10 @@ def artifact_staleness(inp: AnalysisInput, grid: DayGrid, ref_day: int, policy: 
     latest_day = pick(f["day"], latest, -1)
     latest_good = pick(f["good"], latest, False)
     latest_bad = pick(f["bad"], latest, False)
-    valid = latest_good & (ref_day - latest_day <= policy.validity_days)
-    astate = np.where(valid, "valid", np.where(latest_bad, "broken", "stale")).astype(object)
+    within = ref_day - latest_day <= policy.validity_days
+    valid = latest_good & within
+    pend = pick(f["warn"], latest, False) & ~latest_good & within
+    astate = np.where(valid, "valid", np.where(pend, "pending", np.where(latest_bad, "broken", "stale"))).astype(object)
     astate[~has_dep] = None
     ok_day = pick(f["day"], last_ok, -1)
     base_ev = pick(f["ev"], bl, np.nan)
@@ -171,7 +174,7 @@ def artifact_staleness(inp: AnalysisInput, grid: DayGrid, ref_day: int, policy: 
         srow = np.full(len(r_art), -1)
         srow[okm] = lookup[vrow[okm], grp[okm]]
         okm &= srow >= 0
-        names = np.array([None] + [STATE_NAMES[i] for i in (1, 2, 3, 4)], dtype=object)
+        names = np.array([None] + [STATE_NAMES[i] for i in (1, 2, 3, 4, 5)], dtype=object)
         slot_state[okm] = names[grid.slot_state[srow[okm], col]]
 
     rep = a[a["replaces"].notna().to_numpy() & (a_rec <= ref_day)]

@@ -78,12 +78,20 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], *, statu
 
 
 STATUS_COLOURS = {"pass": "green", "fresh": "green", "warn": "yellow", "stale": "yellow", "fail": "red",
-                  "broken": "red", "error": "magenta", "missing": "red", "open": "red"}
+                  "broken": "red", "error": "magenta", "missing": "red", "open": "red", "pending": "yellow"}
 
 
 def status_markup(s: str) -> str:
     colour = STATUS_COLOURS.get(s)
     return f"[bold {colour}]{s}[/]" if colour else s
+
+
+VERDICT_COLOURS = {"fit": "green", "fit with conditions": "yellow", "not fit": "red"}
+
+
+def verdict_markup(v: str | None) -> str:
+    colour = VERDICT_COLOURS.get(v or "")
+    return f"[bold {colour}]{v}[/]" if colour else (v or "—")
 
 
 def fmt_pct(x: float | None) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, session, status_markup, table
+from compliance.cli.common import when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, session, status_markup, table, verdict_markup
 
 policy_app = typer.Typer(help="The policy in force (thresholds, required artifacts per tier); versioned.", no_args_is_help=True)
 fm_app = typer.Typer(help="Failure-mode register: detect, list, update.", no_args_is_help=True)
@@ -169,7 +169,8 @@ def signoff(ctx: typer.Context, report_id: str,
 
 
 def status(ctx: typer.Context, quarter: QuarterOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
-    """The dashboard a validator opens first: coverage, debt, due checks, open failure modes and findings.
+    """The dashboard a validator opens first: verdicts, coverage of in-scope models, debt incurred and
+    outstanding, pending slots, due checks, open failure modes and findings.
 
     Example: compliance status --quarter 2026Q3
     """
@@ -183,16 +184,30 @@ def status(ctx: typer.Context, quarter: QuarterOpt = None, as_of: AsOfOpt = None
 def _show_dashboard(d: dict) -> None:
     con = console()
     p = d["portfolio"]
-    con.print(f"[bold]{d['quarter']}[/] as of {d['as_of']}  —  portfolio coverage [bold]{fmt_pct(p.get('coverage'))}[/] "
-              f"(prev {fmt_pct(p.get('coverage_prev'))}), debt [bold]{p.get('debt')}[/] slot-days "
-              f"(weighted {p.get('weighted_debt')}, prev {p.get('debt_prev')})")
+    n_req = p.get("models_not_required") or 0
+    con.print(f"[bold]{d['quarter']}[/] as of {d['as_of']}  —  coverage [bold]{fmt_pct(p.get('coverage'))}[/] "
+              f"of {p.get('models_in_scope')} in-scope model(s) (prev {fmt_pct(p.get('coverage_prev'))})"
+              + (f"; {n_req} not required" if n_req else ""))
+    con.print(f"debt incurred [bold]{p.get('debt')}[/] slot-days (weighted {p.get('weighted_debt')}, "
+              f"prev {p.get('debt_prev')}); debt outstanding [bold]{p.get('debt_outstanding')}[/] slot-days "
+              f"(weighted {p.get('weighted_debt_outstanding')}, prev {p.get('debt_outstanding_prev')}); "
+              f"pending {p.get('pending_slot_days')} slot-days")
+    verdicts = p.get("verdicts") or {}
+    con.print("verdicts: " + ", ".join(f"{k} {v}" for k, v in verdicts.items() if v))
     table("Coverage by tier", ["tier", "models", "coverage", "debt", "weighted debt"],
-          [[t["tier"], t.get("models_in_scope", t.get("n_models")), fmt_pct(t.get("coverage")), t.get("debt"), t.get("weighted_debt")]
+          [[t["tier"], "not required" if t.get("no_requirements") else t.get("models_in_scope", t.get("n_models")),
+            fmt_pct(t.get("coverage")), t.get("debt"), t.get("weighted_debt")]
            for t in d["by_tier"]])
-    table("Models", ["model", "tier", "coverage", "fresh", "stale", "broken", "missing", "debt"],
-          [[m["model_id"], m["tier"], fmt_pct(m.get("coverage")) if m.get("deployed") else "not deployed",
-            m.get("fresh_slot_days"), m.get("stale_slot_days"), m.get("broken_slot_days"), m.get("missing_slot_days"),
-            m.get("debt")] for m in d["by_model"]])
+    table("Models", ["model", "tier", "verdict", "coverage", "fresh", "pending", "stale", "broken", "missing",
+                     "debt", "outstanding"],
+          [[m["model_id"], m["tier"], verdict_markup(m.get("verdict")),
+            "not required" if m.get("no_requirements") else fmt_pct(m.get("coverage")) if m.get("deployed")
+            else "not deployed",
+            m.get("fresh_slot_days"), m.get("pending_slot_days"), m.get("stale_slot_days"), m.get("broken_slot_days"),
+            m.get("missing_slot_days"), m.get("debt"), m.get("debt_outstanding")] for m in d["by_model"]])
+    reasons = [[m["model_id"], r] for m in d["by_model"] if m.get("verdict") in ("not fit", "fit with conditions")
+               for r in (m.get("verdict_reasons") or [])]
+    table(f"Verdict reasons ({len(reasons)})", ["model", "reason"], reasons)
     table(f"Due checks ({len(d['due'])})", ["artifact", "model", "version"],
           [[x["artifact_id"], x["model_id"], x["version"]] for x in d["due"]])
     table(f"Open failure modes ({len(d['failure_modes'])})", ["id", "code", "model", "artifact", "detail"],

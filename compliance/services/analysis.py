@@ -13,18 +13,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from compliance.analysis.frames import AnalysisInput
 from compliance.analysis.quality import attach, findings_of, screen
 from compliance.services.policy import policy_at, screened_policy_at
 from compliance.store.models import (
+    Acceptance,
     Artifact,
     Check,
     Correction,
     DecisionVolume,
     DeploymentEvent,
+    FailureMode,
     FailureModeOccurrence,
     FailureModeStatusEvent,
     Model,
@@ -75,8 +77,13 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
                          .where(DeploymentEvent.recorded_at <= as_of),
                          ["version_id", "model_id", "action", "effective_at", "recorded_at", "event_id"])
     artifacts = _frame(session, select(Artifact.id, Artifact.model_id, Artifact.kind, Artifact.bound_version_id,
-                                       Artifact.recorded_at, Artifact.replaces_id).where(Artifact.recorded_at <= as_of),
-                       ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces"])
+                                       Artifact.recorded_at, Artifact.replaces_id, Artifact.set_id)
+                       .where(Artifact.recorded_at <= as_of),
+                       ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces", "set_id"])
+    # the first acceptance of each check recorded by the as-of (DESIGN §4: a warn needs one)
+    accepted = dict(session.execute(select(Acceptance.check_id, func.min(Acceptance.recorded_at))
+                                    .where(Acceptance.recorded_at <= as_of, Acceptance.check_id.is_not(None))
+                                    .group_by(Acceptance.check_id)).all())
     # recorded_at is filtered in SQL; the frame's recorded_at defaults to finished_at (<= recorded_at),
     # so the analysis' own as-of filter keeps exactly these rows. Fidelity checks are the bulk and
     # are read with the fewest columns; coverage needs only them and alignment checks, failure-mode
@@ -119,6 +126,11 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     vmodel = pd.Series(versions["model_id"].to_numpy(), index=versions["version_id"].astype(np.int64).to_numpy())
     checks["model_id"] = vmodel.reindex(checks["version_id"].to_numpy()).to_numpy()
     checks["survival_share"] = checks["check_id"].map(pd.Series(survival, dtype=float)).astype(float)
+    if accepted:
+        acc = pd.Series({int(k): v for k, v in accepted.items()}, dtype=object)
+        checks["accepted_at"] = pd.to_datetime(checks["check_id"].map(acc), utc=True).astype("datetime64[ns, UTC]")
+    else:
+        checks["accepted_at"] = pd.Series(pd.NaT, index=checks.index, dtype="datetime64[ns, UTC]")
     bound = pd.Series(artifacts["bound_version_id"].to_numpy(), index=artifacts["artifact_id"].to_numpy())
     # The baseline of an artifact is its first non-error fidelity check on its bound version
     # (as services.checks.baseline_ev); later checks on the bound version are not baselines.
@@ -142,15 +154,23 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
+def open_occurrences_at(session: Session, as_of: datetime) -> list[dict]:
+    """Occurrences open at ``as_of`` with their catalog severity (for the per-model verdicts)."""
+    sev = dict(session.execute(select(FailureMode.code, FailureMode.severity)).all())
+    return [{"model_id": o["model_id"], "version_id": o["version_id"], "code": o["code"],
+             "severity": sev.get(o["code"], "")} for o in fm_occurrences(session, as_of) if o["status"] == "open"]
+
+
 def analyse(session: Session, quarter: str, as_of: datetime, *, inp: AnalysisInput | None = None) -> dict:
-    """Coverage, debt, staleness, timeline and trend of a quarter as of a time (JSON-safe dict).
-    ``inp``: the input already loaded as of the same time (several quarters from one load)."""
+    """Coverage, debt (incurred and outstanding), verdicts, staleness, timeline and trend of a
+    quarter as of a time (JSON-safe dict). ``inp``: the input already loaded as of the same time
+    (several quarters from one load)."""
     from compliance.analysis.quarter import analyse_quarter
 
     if inp is None:
         inp = load_input(session, as_of, with_flags=False)
     policy, policy_findings = screened_policy_at(session, as_of)
-    out = analyse_quarter(inp, quarter, as_of, policy).to_dict()
+    out = analyse_quarter(inp, quarter, as_of, policy, open_occurrences_at(session, as_of)).to_dict()
     out["data_quality"] = data_quality(inp, policy_findings)
     return out
 

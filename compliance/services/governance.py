@@ -15,6 +15,7 @@ from compliance.services.registry import get_model, plain
 from compliance.store.ledger import record, record_many
 from compliance.store.models import (
     Attestation,
+    DeploymentEvent,
     FailureMode,
     FailureModeOccurrence,
     FailureModeStatusEvent,
@@ -46,7 +47,44 @@ def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
                                  for d in new])
     record_many(session, [FailureModeStatusEvent(occurrence_id=o.id, status="open", rationale="detected automatically")
                           for o in occs])
+    close_retired_occurrences(session, at)
     return [plain(o) for o in occs]
+
+
+SYSTEM_ACTOR = "system"
+RETIRED_RATIONALE = "version retired"
+
+
+def retired_version_ids(session: Session, at: datetime) -> set[int]:
+    """Versions that were deployed at some time up to ``at`` and are not deployed at ``at``
+    (the last deployment event in force decides, as in the analysis)."""
+    rows = session.execute(select(DeploymentEvent.version_id, DeploymentEvent.action)
+                           .where(DeploymentEvent.recorded_at <= at, DeploymentEvent.effective_at <= at)
+                           .order_by(DeploymentEvent.version_id, DeploymentEvent.effective_at,
+                                     DeploymentEvent.recorded_at, DeploymentEvent.id)).all()
+    last: dict[int, str] = {}
+    for vid, action in rows:
+        last[vid] = action
+    return {vid for vid, action in last.items() if action == "retire"}
+
+
+def close_retired_occurrences(session: Session, at: datetime) -> list[int]:
+    """DESIGN §6: an occurrence tied to a version that is no longer deployed is closed by the
+    system with the rationale "version retired" (a ledger event by actor ``system``)."""
+    retired = retired_version_ids(session, at)
+    if not retired:
+        return []
+    todo = [o["id"] for o in fm_occurrences(session) if o["status"] == "open" and o["version_id"] in retired]
+    if not todo:
+        return []
+    actor = session.info.get("actor")
+    session.info["actor"] = SYSTEM_ACTOR
+    try:
+        record_many(session, [FailureModeStatusEvent(occurrence_id=i, status="closed", rationale=RETIRED_RATIONALE)
+                              for i in todo])
+    finally:
+        session.info["actor"] = actor
+    return todo
 
 
 _VERSION_REF = re.compile(r"\bversion (\d+)\b")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.errors import InputError
-from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE, default_policy
+from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE, TIER_OVERRIDABLE, default_policy
 from compliance.store.ledger import record
 from compliance.store.models import Policy
 
@@ -56,8 +56,6 @@ def _number(value: Any, where: str, name: str, key: str) -> None:
 def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str = "") -> None:
     """Every key known, every number finite and in its documented range (never NaN), every flag a
     boolean; ``InputError`` naming the first bad key."""
-    from compliance.policy_defaults import TIER_OVERRIDABLE
-
     if not isinstance(doc, dict):
         raise InputError(f"{where}: {path or 'policy'} must be a mapping")
     for key, value in doc.items():
@@ -65,6 +63,26 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
         if key not in template:
             raise InputError(f"{where}: unknown policy key {name!r}")
         expected = template[key]
+        if not path and key == "tiers":
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
+            for tier, over in value.items():
+                allowed = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
+                _validate(over or {}, where, allowed, f"tiers.{tier}")
+            continue
+        if not path and key == "key_drivers":
+            if not isinstance(value, dict) or not all(
+                    isinstance(cols, list) and all(isinstance(c, str) and c for c in cols) for cols in value.values()):
+                raise InputError(f"{where}: key_drivers must map model ids to lists of input column names")
+            continue
+        if key in ("warn_needs_acceptance",):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {name} must be true or false, got {value!r}")
+            continue
+        if key == "methodology":
+            if value != 2:
+                raise InputError(f"{where}: methodology must be 2 (this release computes methodology v2)")
+            continue
         if key in ("required_groups", "tier_weights") and not path:
             if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
                 raise InputError(f"{where}: {name} must map tiers 1, 2, 3")
@@ -82,18 +100,6 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
                         check_number(w, f"{where}: {name}.{tier}", low=0.0, high=1000.0)
                     except InputError as exc:
                         raise InputError(str(exc)) from None
-            continue
-        if key == "key_drivers" and not path:
-            if not isinstance(value, dict) or not all(
-                    isinstance(cols, list) and all(isinstance(c, str) for c in cols) for cols in value.values()):
-                raise InputError(f"{where}: key_drivers must map model ids to lists of column names")
-            continue
-        if key == "tiers" and not path:
-            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
-                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
-            sub = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
-            for tier, over in value.items():
-                _validate(over or {}, where, sub, f"tiers.{tier}")
             continue
         if isinstance(expected, dict):
             _validate(value, where, expected, name)
@@ -129,7 +135,8 @@ def set_policy_file(session: Session, path: str | Path, *, comment: str | None =
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights"):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights",
+                                                                               "key_drivers"):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v

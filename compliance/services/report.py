@@ -344,16 +344,19 @@ def _mean(xs) -> float | None:
 
 
 def _deployed_during(events, vid: int, start: datetime, end: datetime) -> bool:
-    on = False
+    """Whether a deployed interval [deploy, retire) of the version overlaps [start, end): the
+    analysis' whole-day rule, so a version retired at 00:00 of the first day is not counted."""
+    on_since = None
     for e in events:
         if e.version_id != vid:
             continue
-        if e.effective_at >= end:
-            break
-        if e.effective_at >= start and (on or e.action == "deploy"):
-            return True
-        on = e.action == "deploy"
-    return on
+        if e.action == "deploy" and on_since is None:
+            on_since = e.effective_at
+        elif e.action == "retire" and on_since is not None:
+            if on_since < end and e.effective_at > start and e.effective_at > on_since:
+                return True
+            on_since = None
+    return on_since is not None and on_since < end
 
 
 def _timeline(a: dict, model_id: str | None) -> list[C.TimelineSeries]:
