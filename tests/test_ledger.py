@@ -120,6 +120,11 @@ def test_every_mutation_is_caught(db_url, tmp_path):
                     conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
                 else:
                     conn.exec_driver_sql("SET session_replication_role = replica")  # no FK / trigger checks
+                    # the attacker drops the door's CHECK constraints too (migration 0003)
+                    for (ck,) in conn.exec_driver_sql(
+                            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'",
+                            (table_name,)).all():
+                        conn.exec_driver_sql(f"ALTER TABLE {table_name} DROP CONSTRAINT {ck}")
                 model = next((m for m in EVIDENCE_MODELS if m.__tablename__ == table_name), LedgerEntry)
                 table = model.__table__
                 pk = list(table.primary_key.columns)[0]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from compliance.safeyaml import load_yaml_file
 from compliance.errors import InputError
-from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE, default_policy
+from compliance.policy_defaults import DEFAULT_POLICY, RANGES, SHARE, TIER_OVERRIDABLE, default_policy
 from compliance.store.ledger import record
 from compliance.store.models import Policy
 
@@ -82,8 +82,6 @@ def check_adapter_allowed(session: Session, spec: str, at: datetime | None = Non
 def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str = "") -> None:
     """Every key known, every number finite and in its documented range (never NaN), every flag a
     boolean; ``InputError`` naming the first bad key."""
-    from compliance.policy_defaults import TIER_OVERRIDABLE
-
     if not isinstance(doc, dict):
         raise InputError(f"{where}: {path or 'policy'} must be a mapping")
     for key, value in doc.items():
@@ -132,18 +130,6 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
                         check_number(w, f"{where}: {name}.{tier}", low=0.0, high=1000.0)
                     except InputError as exc:
                         raise InputError(str(exc)) from None
-            continue
-        if key == "key_drivers" and not path:
-            if not isinstance(value, dict) or not all(
-                    isinstance(cols, list) and all(isinstance(c, str) for c in cols) for cols in value.values()):
-                raise InputError(f"{where}: key_drivers must map model ids to lists of column names")
-            continue
-        if key == "tiers" and not path:
-            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
-                raise InputError(f"{where}: tiers must map tiers 1, 2, 3 to overrides")
-            sub = {k: DEFAULT_POLICY[k] for k in TIER_OVERRIDABLE}
-            for tier, over in value.items():
-                _validate(over or {}, where, sub, f"tiers.{tier}")
             continue
         if isinstance(expected, dict):
             _validate(value, where, expected, name)
