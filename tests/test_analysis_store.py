@@ -25,6 +25,11 @@ class Clock:
 
 
 def build(url: str, tmp_path, n_models: int, clock: Clock) -> Store:
+    from compliance.store import migrate
+
+    # a replay appends after the ledger head: re-create the store at the replay's own clock
+    migrate.downgrade(url, "base")
+    migrate.upgrade(url, clock=clock)
     store = Store(url, actor="tester", clock=clock, replay=True)
     w = weights_file(tmp_path / "w.safetensors")
     sae = saelens_folder(tmp_path / "sae")
@@ -70,7 +75,7 @@ def test_query_count_independent_of_models(db_url, tmp_path):
     as_of = T0 + timedelta(days=100)
     with session_scope(db_url, readonly=True) as s:
         small = count_queries(db_url, lambda: analyse(s, "2026Q3", as_of))
-    clock.t = T0 - timedelta(days=1)
+    clock.t = T0 + timedelta(days=11)  # the replay goes on (never back in time): ten more models
     for i in range(2, 12):
         m = f"m{i}"
         store.add_model(m, name=m, owner="alice", tier=2, use="u")
