@@ -42,8 +42,9 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +68,7 @@ class Budget:
     seconds: float | None = None
     rows: int | None = None
     seed: int | None = None
+    t0: float = field(default_factory=time.perf_counter, compare=False, repr=False)  # when the budget began
 
     def __post_init__(self):
         if self.seconds is None and self.rows is None:
@@ -88,6 +90,26 @@ class Budget:
         parts = max(1, parts)
         return Budget(seconds=None if self.seconds is None else self.seconds / parts,
                       rows=None if self.rows is None else max(1, self.rows // parts), seed=self.seed)
+
+
+class Deadline:
+    """Wall-clock end of the processing part of a time budget, counted from when the budget was
+    made (``Budget.t0``: the CLI makes it while parsing, so loading is inside the budget). A tenth
+    of the budget plus half a second is kept back for the intervals and the record."""
+
+    def __init__(self, budget: Budget, t0: float | None = None):
+        self.t0 = budget.t0 if t0 is None else t0
+        self.end = None if budget.seconds is None else self.t0 + 0.9 * budget.seconds - 0.5
+
+    def passed(self) -> bool:
+        return self.end is not None and time.perf_counter() >= self.end
+
+    def split(self, share: float) -> float | None:
+        """A point ``share`` of the way from now to the end (None without a time budget)."""
+        if self.end is None:
+            return None
+        now = time.perf_counter()
+        return now + share * max(0.0, self.end - now)
 
 
 def parse_duration(text: str) -> float:

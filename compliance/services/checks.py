@@ -153,7 +153,7 @@ def baseline_ev(session: Session, a: Artifact, before: datetime | None = None) -
     version with newer data — are compared with it, so decay under drift is visible too."""
     q = select(Check.explained_variance).where(
         Check.kind == "fidelity", Check.artifact_id == a.id, Check.version_id == a.bound_version_id,
-        Check.status != "error", Check.explained_variance.is_not(None))
+        Check.status.not_in(("error", "inconclusive")), Check.explained_variance.is_not(None))
     if before is not None:
         q = q.where(Check.finished_at <= before)
     return session.scalars(q.order_by(Check.finished_at, Check.id).limit(1)).first()
@@ -179,14 +179,20 @@ def fidelity_flags(metrics: dict, base: float | None, policy: dict) -> list[str]
 # ------------------------------------------------------------------ fidelity
 def run_fidelity(session: Session, artifact_id: str, version: str | None = None, *,
                  activations: str | Path | None = None, adapter: bool = False, data: str | Path | None = None,
-                 max_rows: int | None = MAX_ROWS_DEFAULT, batch_rows: int = 1024, device: str | None = None) -> dict:
+                 max_rows: int | None = MAX_ROWS_DEFAULT, batch_rows: int = 1024, device: str | None = None,
+                 budget=None) -> dict:
     """Fidelity of an artifact on a version: from an activations file, or through the model adapter
-    (then with the downstream metrics: KL, decision flip rate, loss recovered)."""
+    (then with the downstream metrics: KL, decision flip rate, loss recovered). With a ``budget``
+    (``compliance.checks.intervals.Budget``) on a random subsample, with intervals (services.budgeted)."""
     if activations is None and not adapter:
         adapter = True
     if activations is not None and adapter and data is not None:
         raise UsageError("give either --activations or --adapter [--data], not both")
     a = get_artifact(session, artifact_id)
+    if budget is not None:
+        from compliance.services.budgeted import require_budget_kind
+
+        require_budget_kind(a.kind, "fidelity")
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "fidelity", a.model_id, v.id, a.id)
     policy = policy_at(session, st.started_at)
@@ -201,6 +207,11 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         if a.kind not in CODER_KINDS:
             raise InputError(f"fidelity does not apply to a {a.kind} artifact (needs sae, transcoder, clt, probe or attribution_baseline)")
         coder = _load(a)
+        if budget is not None:
+            from compliance.services.budgeted import budgeted_fidelity
+
+            return budgeted_fidelity(session, st, a, v, coder, policy, hashes, params, budget, activations=activations,
+                                     data=data, batch_rows=batch_rows, device=device)
         from compliance.interp.fidelity import compute_fidelity, iter_safetensors_batches
 
         downstream = None
@@ -356,8 +367,13 @@ def run_alignment(session: Session, *, old: str | None = None, new: str | None =
 
 # ------------------------------------------------------------------ activation drift
 def run_activation_drift(session: Session, artifact_id: str, version: str | None = None, *, reference: str | Path,
-                         current: str | Path | None = None, max_rows: int | None = MAX_ROWS_DEFAULT) -> dict:
+                         current: str | Path | None = None, max_rows: int | None = MAX_ROWS_DEFAULT,
+                         budget=None) -> dict:
     a = get_artifact(session, artifact_id)
+    if budget is not None:
+        from compliance.services.budgeted import require_budget_kind
+
+        require_budget_kind(a.kind, "activation-drift")
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "activation_drift", a.model_id, v.id, a.id)
     policy = policy_at(session, st.started_at)
@@ -376,6 +392,11 @@ def run_activation_drift(session: Session, artifact_id: str, version: str | None
         hashes["reference"] = sha256_file(ref_path)
         cur_path, hashes["current"], st.window = data_for(session, a.model_id, st.started_at, current)
         params.update(reference=ref_path.name, current=cur_path.name)
+        if budget is not None:
+            from compliance.services.budgeted import budgeted_activation_drift
+
+            return budgeted_activation_drift(session, st, a, v, coder, model, ref_path, cur_path, policy, hashes,
+                                             params, budget)
         hooks = _hooks_for(a)
         res = activation_drift(coder,
                                model_activation_batches(coder, model, _frame(ref_path, max_rows), **hooks),
@@ -425,7 +446,7 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
 # ------------------------------------------------------------------ data drift
 def run_drift(session: Session, model_id: str, version: str, *, reference: str | Path, current: str | Path,
               window: tuple[date | None, date | None] = (None, None), features: list[str] | None = None,
-              categorical: list[str] | None = None, streaming: bool | None = None) -> dict:
+              categorical: list[str] | None = None, streaming: bool | None = None, budget=None) -> dict:
     """Input drift between a reference and a current file, per feature and dataset-level.
 
     Bad input (unreadable file, a feature missing from one side, mismatched dtypes, an empty
@@ -444,7 +465,14 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
         features, skipped = _auto_features(ref, cur)
     if window == (None, None) and cur.is_file():
         window = _registered_window(session, model_id, sha256_file(cur))
-    res = compute_drift_files(ref, cur, features=features, categorical=categorical, policy=dp, streaming=streaming)
+    bparams, cis = {}, None
+    if budget is not None:
+        from compliance.services.budgeted import budgeted_drift_result
+
+        res, cis, bparams = budgeted_drift_result(ref, cur, features=features, categorical=categorical, policy=dp,
+                                                  budget=budget)
+    else:
+        res = compute_drift_files(ref, cur, features=features, categorical=categorical, policy=dp, streaming=streaming)
     hashes = {"reference": sha256_file(ref), "current": sha256_file(cur)}
     d = res.to_dict()
     per_feature = d.pop("features")
@@ -452,10 +480,15 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
                    n_warn=sum(f["status"] == "warn" for f in per_feature))
     reasons = [f"{f['status']}: {f['feature']} PSI {f['psi']:.3f}" for f in per_feature
                if f["status"] in ("warn", "fail") and f["psi"] is not None]
+    if cis is not None:
+        from compliance.services.budgeted import drift_interval_reasons
+
+        metrics.update(ci=cis, rows_to_decide=bparams.get("rows_to_decide"))
+        reasons = drift_interval_reasons(per_feature, cis, bparams)
     st = Started("data_drift", model_id, v.id, None, started, t0, window=window)
     c = _finish(session, st, status=res.status, metrics=metrics, reasons=reasons, flags=[], input_hashes=hashes,
                 parameters={"features": features, "skipped": skipped, "categorical": categorical, "reference": ref.name,
-                            "current": cur.name, "method": res.method})
+                            "current": cur.name, "method": res.method, **bparams})
     record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"], feature_kind=f["kind"], n_ref=f["n_ref"],
                                        n_cur=f["n_cur"], missing_ref=f["missing_ref"], missing_cur=f["missing_cur"],
                                        psi=f["psi"], ks_stat=f["ks_stat"], ks_pvalue=f["ks_pvalue"],

@@ -59,20 +59,103 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
 
 
 def run_due(session: Session, at: datetime, *, dry_run: bool = False,
-            progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000) -> dict:
-    """Run every due fidelity check through the model adapter, then detect failure modes."""
+            progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000,
+            budget=None) -> dict:
+    """Run every due fidelity check through the model adapter, then detect failure modes.
+
+    With a ``budget`` (``compliance.checks.intervals.Budget``: a total shared by all due checks)
+    the due checks run highest tier-weighted outstanding debt first (the model's
+    ``weighted_debt_outstanding`` at ``at``), each on an equal share of what is left; what the
+    budget cannot reach is listed under ``not_run``. Budget left over escalates the
+    ``inconclusive`` checks: each is re-run on the rows that would likely decide it (a new check;
+    the inconclusive one stays in the record)."""
     from compliance.services.governance import detect_failure_modes
 
     pairs = due_pairs(session, at)
+    if budget is not None:
+        pairs = debt_order(session, at, pairs)
     if dry_run:
         return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
-    ran = []
-    for i, p in enumerate(pairs):
-        if progress:
-            progress(i, len(pairs), p)
-        c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
-        ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    ran, not_run = [], []
+    if budget is None:
+        for i, p in enumerate(pairs):
+            if progress:
+                progress(i, len(pairs), p)
+            c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
+            ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    else:
+        ran, not_run = _run_budgeted(session, pairs, budget, progress)
     if progress:
         progress(len(pairs), len(pairs), {})
     opened = detect_failure_modes(session, at)
-    return {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
+    out = {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
+    if budget is not None:
+        out.update(budget=budget.to_dict(), not_run=not_run)
+    return out
+
+
+def debt_order(session: Session, at: datetime, pairs: list[dict]) -> list[dict]:
+    """Due pairs, highest tier-weighted outstanding debt of their model first (ties: model, artifact)."""
+    if not pairs:
+        return pairs
+    from compliance.analysis.calendar import quarter_of
+    from compliance.services.analysis import analyse
+
+    qa = analyse(session, str(quarter_of(at)), at)
+    debt = {r["model_id"]: float(r.get("weighted_debt_outstanding") or 0.0) for r in qa.by_model}
+    for p in pairs:
+        p["weighted_debt_outstanding"] = debt.get(p["model_id"], 0.0)
+    return sorted(pairs, key=lambda p: (-p["weighted_debt_outstanding"], p["model_id"], p["artifact_id"]))
+
+
+def _run_budgeted(session: Session, pairs: list[dict], budget, progress) -> tuple[list[dict], list[dict]]:
+    import time as _time
+
+    from compliance.checks.intervals import INCONCLUSIVE, Budget
+    from compliance.services.budgeted import BUDGETABLE
+
+    used_rows = 0
+
+    def left() -> tuple[float | None, int | None]:
+        s = None if budget.seconds is None else budget.seconds - (_time.perf_counter() - budget.t0)
+        r = None if budget.rows is None else budget.rows - used_rows
+        return s, r
+
+    def spent(s, r) -> bool:
+        return (s is not None and s < 1.0) or (r is not None and r < 1)
+
+    def one(p, seconds, rows, seed, escalated=False):
+        nonlocal used_rows
+        c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True,
+                         budget=Budget(seconds=seconds, rows=rows, seed=seed))
+        used_rows += int((c.get("parameters") or {}).get("rows_used") or 0)
+        return {**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"],
+                "rows_used": (c.get("parameters") or {}).get("rows_used"), "escalated": escalated,
+                "rows_to_decide": (c.get("metrics") or {}).get("rows_to_decide")}
+
+    todo = [p for p in pairs if p["kind"] in BUDGETABLE]
+    not_run = [{**p, "why": f"a {p['kind']} is not checked under a budget"} for p in pairs if p["kind"] not in BUDGETABLE]
+    ran = []
+    for i, p in enumerate(todo):
+        s, r = left()
+        if spent(s, r):
+            not_run.extend({**q, "why": "budget spent"} for q in todo[i:])
+            break
+        if progress:
+            progress(i, len(todo), p)
+        k = len(todo) - i
+        ran.append(one(p, None if s is None else s / k, None if r is None else max(1, r // k), budget.seed + i))
+    # escalation: what is left goes to the inconclusive checks, each up to the rows that would decide it
+    pending = [x for x in ran if x["status"] == INCONCLUSIVE]
+    for j, x in enumerate(pending):
+        s, r = left()
+        if spent(s, r):
+            break
+        k = len(pending) - j
+        rows = x.get("rows_to_decide") or None
+        if r is not None:
+            rows = min(rows or r, r)
+        p = {key: x[key] for key in ("artifact_id", "kind", "model_id", "version", "version_id",
+                                     "weighted_debt_outstanding") if key in x}
+        ran.append(one(p, None if s is None else s / k, rows, budget.seed + 100_003 + j, escalated=True))
+    return ran, not_run

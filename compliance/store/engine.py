@@ -23,7 +23,7 @@ from compliance.timeutil import utcnow
 
 DEFAULT_DB_URL = "sqlite:///compliance.db"
 # The Alembic head this code expects; a test keeps it equal to migrations/ head.
-SCHEMA_HEAD = "0002_methodology_v2"
+SCHEMA_HEAD = "0003_inconclusive_status"
 
 
 def default_actor() -> str:
