@@ -141,3 +141,72 @@ def test_inconclusive_fidelity_is_ignored_by_coverage():
                     "coverage", "verdict"):
             assert a[key] == b[key], (model, key)
     assert by_model(res)["A"]["broken_slot_days"] == 12 and by_model(res)["E"]["stale_slot_days"] == 92
+
+
+# ------------------------------------------------------------------ through the model adapter (sample bank)
+@pytest.fixture
+def story_copy(story_store, tmp_path: Path) -> str:
+    import shutil
+
+    src = Path(story_store.removeprefix("sqlite:///"))
+    dst = tmp_path / "story.db"
+    shutil.copy(src, dst)
+    return f"sqlite:///{dst}"
+
+
+def _run(url, *args):
+    from typer.testing import CliRunner
+
+    from compliance.cli.main import app
+
+    r = CliRunner().invoke(app, ["--db", url, *args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_budgeted_fidelity_through_the_adapter_has_downstream_intervals(story_copy, bank):
+    code, out, err = _run(story_copy, "check", "fidelity", "retail-pd-sae-l1-v1", "--version", "v4", "--adapter",
+                          "--budget-rows", "1500", "--seed", "2", "--json")
+    assert code == 0, err
+    c = json.loads(out)
+    m, p = c["metrics"], c["parameters"]
+    assert p["rows_used"] == 1500 and p["rows_available"] > 1500 and p["source"] == "adapter"
+    for key in ("explained_variance", "kl", "decision_flip_rate"):
+        lo, hi = m["ci"][key]
+        assert lo <= m[key] <= hi and hi > lo, key
+    assert c["status"] in ("pass", "warn", "fail", "inconclusive")
+    if c["status"] == "inconclusive":
+        assert m["rows_to_decide"] > 1500 and any("rows would likely decide" in r for r in c["reasons"])
+
+
+def test_budgeted_activation_drift(story_copy, bank):
+    data = sorted((bank / "data").glob("retail-pd*.parquet"))
+    assert len(data) >= 2
+    code, out, err = _run(story_copy, "check", "activation-drift", "retail-pd-sae-l1-v1", "--version", "v1",
+                          "--reference", str(data[0]), "--current", str(data[-1]), "--budget-rows", "1000", "--seed",
+                          "4", "--json")
+    assert code == 0, err
+    c = json.loads(out)
+    m, p = c["metrics"], c["parameters"]
+    assert p["rows_used_reference"] == 1000 and p["seed"] == 4
+    assert set(m["ci"]) >= {"psi", "ks_statistic", "n_newly_dead", "dead_fraction_current", "dense_fraction_current"}
+    assert c["status"] in ("pass", "warn", "fail", "inconclusive")
+
+
+def test_due_checks_share_a_row_budget_by_debt(story_copy, bank):
+    code, out, err = _run(story_copy, "check", "run", "--due", "--at", "2027-01-15", "--budget-rows", "4000",
+                          "--seed", "9", "--json")
+    assert code == 0, err
+    o = json.loads(out)
+    assert o["budget"] == {"seconds": None, "rows": 4000, "seed": 9}
+    first = [r for r in o["ran"] if not r["escalated"]]
+    assert first and sum(r["rows_used"] for r in o["ran"]) <= 4000
+    debts = [r["weighted_debt_outstanding"] for r in first]
+    assert debts == sorted(debts, reverse=True)  # highest tier-weighted outstanding debt first
+    assert all(r["kind"] in ("sae", "transcoder") for r in o["ran"])
+    assert {n["why"] for n in o["not_run"]} <= {"budget spent", "a clt is not checked under a budget",
+                                               "a attribution_baseline is not checked under a budget"}
+    for r in o["ran"]:
+        if r["escalated"]:
+            assert any(x["artifact_id"] == r["artifact_id"] and x["status"] == "inconclusive" for x in first)
+    code, out, err = _run(story_copy, "check", "run", "--due", "--budget", "never")
+    assert code == 2 and "malformed duration" in err
