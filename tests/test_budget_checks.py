@@ -145,13 +145,13 @@ def test_inconclusive_fidelity_is_ignored_by_coverage():
 
 # ------------------------------------------------------------------ through the model adapter (sample bank)
 @pytest.fixture
-def story_copy(story_store, tmp_path: Path) -> str:
-    import shutil
-
-    src = Path(story_store.removeprefix("sqlite:///"))
-    dst = tmp_path / "story.db"
-    shutil.copy(src, dst)
-    return f"sqlite:///{dst}"
+def story_copy(bank, tmp_path: Path) -> str:
+    """The sample bank imported into a fresh store (no checks yet: every required artifact is due)."""
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    assert _run(url, "init")[0] == 0
+    code, _, err = _run(url, "import", str(bank / "manifest.yaml"))
+    assert code == 0, err
+    return url
 
 
 def _run(url, *args):
@@ -179,7 +179,7 @@ def test_budgeted_fidelity_through_the_adapter_has_downstream_intervals(story_co
 
 
 def test_budgeted_activation_drift(story_copy, bank):
-    data = sorted((bank / "data").glob("retail-pd*.parquet"))
+    data = sorted((bank / "data").glob("loans_*.parquet"))
     assert len(data) >= 2
     code, out, err = _run(story_copy, "check", "activation-drift", "retail-pd-sae-l1-v1", "--version", "v1",
                           "--reference", str(data[0]), "--current", str(data[-1]), "--budget-rows", "1000", "--seed",

@@ -20,9 +20,9 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the budgete
 
 
 def _budget(budget, budget_rows, seed):
-    from compliance.checks.intervals import make_budget
+    from compliance.checks.intervals import make_budget, process_start
 
-    return make_budget(budget, budget_rows, seed)
+    return make_budget(budget, budget_rows, seed, t0=process_start())
 
 
 def _fmt(v):

@@ -83,40 +83,46 @@ class FidelityBlocks:
     def __init__(self, n_planned: int, d: int, m: int, n_blocks: int = I.N_BLOCKS):
         self.size = max(1, -(-n_planned // n_blocks))
         k = -(-n_planned // self.size)
-        z = lambda *s: np.zeros(s, np.float64)  # noqa: E731
-        self.rows, self.sse, self.sumsq, self.cos, self.ratio, self.l0, self.l1 = (z(k) for _ in range(7))
-        self.sumx = z(k, d)
-        self.kl, self.n_kl = z(k), 0
+        z = lambda *s: torch.zeros(s, dtype=torch.float64)  # noqa: E731  (CPU, float64: index_add_ is fast)
+        self._t = {name: z(k) for name in ("rows", "sse", "sumsq", "cos", "ratio", "l0", "l1", "kl")}
+        self._t["sumx"] = z(k, d)
+        self.n_kl = 0
         self.flips = 0
-        self.feat = np.zeros(m, np.int64)
+        self.feat = torch.zeros(m, dtype=torch.int64)
         self.n = 0
 
-    def _ids(self, b: int, start: int | None = None) -> np.ndarray:
+    def __getattr__(self, name):  # block arrays as numpy (rows, sse, sumsq, cos, ratio, l0, l1, kl, sumx)
+        t = self.__dict__.get("_t", {})
+        if name in t:
+            return t[name].numpy()
+        raise AttributeError(name)
+
+    def _ids(self, b: int, start: int | None = None) -> torch.Tensor:
         s = self.n if start is None else start
-        return (np.arange(s, s + b) // self.size).astype(np.int64)
+        return torch.arange(s, s + b) // self.size
 
     def add(self, x: torch.Tensor, y: torch.Tensor, yh: torch.Tensor, f: torch.Tensor, nonnegative: bool) -> None:
         b = y.shape[0]
         ids = self._ids(b)
-        f64 = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        cpu = lambda v: v.detach().to("cpu", torch.float64)  # noqa: E731
         yy, hh = (y * y).sum(1, dtype=torch.float64), (yh * yh).sum(1, dtype=torch.float64)
         dot = (y * yh).sum(1, dtype=torch.float64)
         ny, nh = yy.sqrt(), hh.sqrt()
         active = f != 0
-        for arr, vals in ((self.sse, (y - yh).square().sum(1, dtype=torch.float64)), (self.sumsq, yy),
-                          (self.cos, dot / (ny.clamp_min(NORM_EPS) * nh.clamp_min(NORM_EPS))),
-                          (self.ratio, nh / ny.clamp_min(NORM_EPS)),
-                          (self.l0, active.sum(1, dtype=torch.float64)),
-                          (self.l1, (f if nonnegative else f.abs()).sum(1, dtype=torch.float64))):
-            np.add.at(arr, ids, f64(vals))
-        np.add.at(self.rows, ids, 1.0)
-        np.add.at(self.sumx, ids, f64(y))
-        self.feat += active.sum(0).cpu().numpy().astype(np.int64)
+        t = self._t
+        for name, vals in (("sse", (y - yh).square().sum(1, dtype=torch.float64)), ("sumsq", yy),
+                           ("cos", dot / (ny.clamp_min(NORM_EPS) * nh.clamp_min(NORM_EPS))),
+                           ("ratio", nh / ny.clamp_min(NORM_EPS)), ("l0", active.sum(1, dtype=torch.float64)),
+                           ("l1", (f if nonnegative else f.abs()).sum(1, dtype=torch.float64))):
+            t[name].index_add_(0, ids, cpu(vals))
+        t["rows"].index_add_(0, ids, torch.ones(b, dtype=torch.float64))
+        t["sumx"].index_add_(0, ids, cpu(y))
+        self.feat += active.sum(0).cpu()
         self.n += b
 
     def add_downstream(self, kl_rows: torch.Tensor, flip_rows: torch.Tensor) -> None:
-        kl = kl_rows.detach().reshape(-1).to("cpu", torch.float64).numpy()
-        np.add.at(self.kl, self._ids(len(kl), self.n_kl), kl)
+        kl = kl_rows.detach().reshape(-1).to("cpu", torch.float64)
+        self._t["kl"].index_add_(0, self._ids(len(kl), self.n_kl), kl)
         self.n_kl += len(kl)
         self.flips += int(flip_rows.reshape(-1).sum())
 
@@ -135,8 +141,9 @@ class FidelityBlocks:
         for key, arr in (("mse", self.sse), ("cossim", self.cos), ("l2_ratio", self.ratio), ("l0", self.l0),
                          ("l1", self.l1)):
             ci[key] = I.mean_interval(arr[c], rows, n_total)
-        ci["dead_fraction"] = I.dead_fraction_interval(self.feat, self.n, n_total)
-        ci["dense_fraction"] = I.dense_fraction_interval(self.feat, self.n, n_total, DENSE_THRESHOLD)
+        feat = self.feat.numpy()
+        ci["dead_fraction"] = I.dead_fraction_interval(feat, self.n, n_total)
+        ci["dense_fraction"] = I.dense_fraction_interval(feat, self.n, n_total, DENSE_THRESHOLD)
         if self.n_kl:
             kc = slice(0, -(-self.n_kl // self.size))
             ci["kl"] = I.mean_interval(self.kl[kc], np.minimum(self.rows[kc], self.size), n_total)
@@ -150,7 +157,7 @@ class FidelityBlocks:
 
     @property
     def density(self) -> list[float]:
-        return (self.feat / max(self.n, 1)).tolist()
+        return (self.feat.double() / max(self.n, 1)).tolist()
 
 
 def _step(coder, blocks: FidelityBlocks, batch: dict, dev, bi: int) -> None:

@@ -102,7 +102,7 @@ def budgeted_activation_drift(session: Session, st, a, v, coder, model, ref_path
 
 # ------------------------------------------------------------------ data drift
 def budgeted_drift_result(ref: Path, cur: Path, *, features, categorical, policy, budget: I.Budget,
-                          default_rows: int = 50_000) -> tuple[Any, dict, dict]:
+                          default_rows: int = 20_000) -> tuple[Any, dict, dict]:
     """Drift statistics on seeded random subsamples of both files, with bootstrap intervals for
     PSI and KS per feature, per-feature and dataset statuses decided by interval.
 
