@@ -300,15 +300,18 @@ def numeric_psi_ks(r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
 
 def bootstrap_numeric_drift(r: np.ndarray, c: np.ndarray, rng: np.random.Generator, n_boot: int = N_BOOT,
                             n_total: tuple[int | None, int | None] = (None, None),
-                            deadline: float | None = None) -> dict[str, Interval]:
+                            deadline: float | None = None, hard_deadline: float | None = None) -> dict[str, Interval]:
     """PSI and KS of a numeric feature with basic-bootstrap intervals (both sides resampled).
 
-    ``n_total``: rows available per side (finite-population correction: the smaller side's)."""
+    ``n_total``: rows available per side (finite-population correction: the smaller side's).
+    ``deadline``: stop after at least 20 replicates once passed; ``hard_deadline``: after 10."""
     r, c = np.asarray(r, np.float64), np.asarray(c, np.float64)
     psi, ks = numeric_psi_ks(r, c)
     reps = []
     for _ in range(n_boot):
-        if deadline is not None and time.perf_counter() > deadline and len(reps) >= 20:
+        now = time.perf_counter() if deadline is not None or hard_deadline is not None else 0.0
+        if (deadline is not None and now > deadline and len(reps) >= 20) or \
+                (hard_deadline is not None and now > hard_deadline and len(reps) >= 10):
             break
         rb = np.sort(r[rng.integers(0, r.size, r.size)])
         cb = np.sort(c[rng.integers(0, c.size, c.size)])

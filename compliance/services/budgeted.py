@@ -102,7 +102,7 @@ def budgeted_activation_drift(session: Session, st, a, v, coder, model, ref_path
 
 # ------------------------------------------------------------------ data drift
 def budgeted_drift_result(ref: Path, cur: Path, *, features, categorical, policy, budget: I.Budget,
-                          default_rows: int = 20_000) -> tuple[Any, dict, dict]:
+                          default_rows: int = 10_000) -> tuple[Any, dict, dict]:
     """Drift statistics on seeded random subsamples of both files, with bootstrap intervals for
     PSI and KS per feature, per-feature and dataset statuses decided by interval.
 
@@ -132,7 +132,8 @@ def budgeted_drift_result(ref: Path, cur: Path, *, features, categorical, policy
         if f.kind == "numeric":
             r, _ = _numeric_values(rs[f.feature])
             c, _ = _numeric_values(cs[f.feature])
-            ivs = I.bootstrap_numeric_drift(r, c, rng, n_total=(n_ref_total, n_cur_total), deadline=per_deadline)
+            ivs = I.bootstrap_numeric_drift(r, c, rng, n_total=(n_ref_total, n_cur_total), deadline=per_deadline,
+                                            hard_deadline=t_end)
         else:
             ivs = {"psi": _categorical_interval(rs[f.feature], cs[f.feature], rng, (n_ref_total, n_cur_total))}
         # both statistics are >= 0; the basic interval may lie below a small-sample PSI (which is

@@ -21,6 +21,7 @@ from compliance.services.policy import policy_at
 from compliance.store.models import Artifact, Check, DeploymentEvent, Model, ModelVersion
 
 FIDELITY_KINDS = {"sae", "transcoder", "clt", "attribution_baseline"}
+FIRST_PASS = 0.6  # share of a due-run budget spent on the first pass; the rest escalates inconclusive checks
 
 
 def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
@@ -65,8 +66,8 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
 
     With a ``budget`` (``compliance.checks.intervals.Budget``: a total shared by all due checks)
     the due checks run highest tier-weighted outstanding debt first (the model's
-    ``weighted_debt_outstanding`` at ``at``), each on an equal share of what is left; what the
-    budget cannot reach is listed under ``not_run``. Budget left over escalates the
+    ``weighted_debt_outstanding`` at ``at``), each on an equal share of what is left of the first
+    pass's 60 %; what the budget cannot reach is listed under ``not_run``. The rest escalates the
     ``inconclusive`` checks: each is re-run on the rows that would likely decide it (a new check;
     the inconclusive one stays in the record)."""
     from compliance.services.governance import detect_failure_modes
@@ -134,10 +135,16 @@ def _run_budgeted(session: Session, pairs: list[dict], budget, progress) -> tupl
                 "rows_to_decide": (c.get("metrics") or {}).get("rows_to_decide")}
 
     todo = [p for p in pairs if p["kind"] in BUDGETABLE]
-    not_run = [{**p, "why": f"a {p['kind']} is not checked under a budget"} for p in pairs if p["kind"] not in BUDGETABLE]
+    not_run = [{**p, "why": f"{p['kind']} artifacts are not checked under a budget"} for p in pairs
+               if p["kind"] not in BUDGETABLE]
     ran = []
+    # the first pass spends at most FIRST_PASS of the budget; the rest is kept for escalation
+    hold_s = None if budget.seconds is None else (1 - FIRST_PASS) * budget.seconds
+    hold_r = None if budget.rows is None else int((1 - FIRST_PASS) * budget.rows)
     for i, p in enumerate(todo):
         s, r = left()
+        s = None if s is None else s - hold_s
+        r = None if r is None else r - hold_r
         if spent(s, r):
             not_run.extend({**q, "why": "budget spent"} for q in todo[i:])
             break
