@@ -114,7 +114,7 @@ class Store:
         from compliance.services.checks import run_fidelity
 
         with self.session() as s:
-            return run_fidelity(s, artifact_id, version, **kw)
+            return run_fidelity(s, artifact_id, version, **_budget_kw(kw))
 
     def check_alignment(self, **kw: Any) -> dict:
         from compliance.services.checks import run_alignment
@@ -126,7 +126,7 @@ class Store:
         from compliance.services.checks import run_activation_drift
 
         with self.session() as s:
-            return run_activation_drift(s, artifact_id, version, **kw)
+            return run_activation_drift(s, artifact_id, version, **_budget_kw(kw))
 
     def check_overhead(self, artifact_id: str, version: str | None = None, **kw: Any) -> dict:
         from compliance.services.checks import run_overhead
@@ -140,12 +140,21 @@ class Store:
         from compliance.services.checks import run_drift
 
         with self.session() as s:
-            return run_drift(s, model_id, version, reference=reference, current=current, window=parse_window(window), **kw)
+            return run_drift(s, model_id, version, reference=reference, current=current, window=parse_window(window), **_budget_kw(kw))
 
-    def run_due(self, *, at: str | datetime | None = None, dry_run: bool = False, progress=None) -> dict:
-        from compliance.services.due import run_due_each
+    def run_due(self, *, at: str | datetime | None = None, dry_run: bool = False, progress=None,
+                budget: str | float | None = None, budget_rows: int | None = None, seed: int | None = None) -> dict:
+        """Run the due checks (each committed on its own); with ``budget`` (seconds or "5m") /
+        ``budget_rows`` a total shared by all of them, highest tier-weighted outstanding debt first
+        (DESIGN §9), in one transaction."""
+        from compliance.services.due import run_due, run_due_each
 
-        return run_due_each(self.session, parse_datetime(at) if at else self.now(), dry_run=dry_run, progress=progress)
+        when = parse_datetime(at) if at else self.now()
+        b = _budget_kw({"budget": budget, "budget_rows": budget_rows, "seed": seed})["budget"]
+        if b is None:
+            return run_due_each(self.session, when, dry_run=dry_run, progress=progress)
+        with self.session() as s:
+            return run_due(s, when, dry_run=dry_run, progress=progress, budget=b)
 
     # -- governance
     def detect_failure_modes(self, *, at: str | datetime | None = None) -> list[dict]:
@@ -201,3 +210,16 @@ class Store:
 
         with self.session(readonly=True) as s:
             return dashboard(s, quarter=quarter, as_of=parse_datetime(as_of) if as_of else (self.now() if self.clock else None))
+
+
+def _budget_kw(kw: dict) -> dict:
+    """``budget`` (a Budget, seconds, or a duration such as "30s"), ``budget_rows`` and ``seed``
+    → ``budget=Budget | None`` (DESIGN §9: budgeted checks)."""
+    from compliance.checks.intervals import Budget, make_budget
+
+    kw = dict(kw)
+    b, rows, seed = kw.pop("budget", None), kw.pop("budget_rows", None), kw.pop("seed", None)
+    if not isinstance(b, Budget):
+        b = make_budget(b, rows, seed)
+    kw["budget"] = b
+    return kw

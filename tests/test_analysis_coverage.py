@@ -24,7 +24,7 @@ def days(first: str, last: str) -> list[date]:
     return [d0 + timedelta(days=i) for i in range((d1 - d0).days + 1)]
 
 
-def bank() -> AnalysisInput:
+def bank(extra_checks: tuple = ()) -> AnalysisInput:
     models = [dict(model_id="A", tier=2, owner="alice"), dict(model_id="B", tier=1, owner="bob"),
               dict(model_id="C", tier=3, owner="carol"), dict(model_id="D", tier=2, owner="dan"),
               dict(model_id="E", tier=1, owner="eve")]
@@ -77,7 +77,7 @@ def bank() -> AnalysisInput:
                # a volume on a day v2 was not deployed is ignored
                + [dict(version_id=2, day=date(2026, 8, 1), volume=1000.0)])
     return AnalysisInput.from_records(models=models, versions=versions, deployments=deployments,
-                                      artifacts=artifacts, checks=checks, volumes=volumes)
+                                      artifacts=artifacts, checks=checks + list(extra_checks), volumes=volumes)
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,10 @@ def fidelity_arrays(inp: AnalysisInput, needs_acceptance: bool = True) -> dict[s
     a = inp.artifacts
     fid = _eq(c["kind"], "fidelity")
     acode_all = artifact_rows(inp)
-    sel = np.flatnonzero(fid & (acode_all >= 0))
+    # An `inconclusive` check (a budgeted check whose confidence interval straddles a threshold,
+    # DESIGN §9) proves nothing either way: it is left out, so a slot stays exactly as it would be
+    # without that check — it neither makes the artifact valid nor broken, nor ends a validity.
+    sel = np.flatnonzero(fid & (acode_all >= 0) & ~_eq(c["status"], "inconclusive"))
     acode = acode_all[sel]
     vid = c["version_id"].to_numpy(np.int64)[sel]
     # same model: the version's model vs the artifact's

@@ -16,7 +16,7 @@ Frames and columns (``?`` = optional column, filled with the stated default when
                  member of; a set is valid for a version only when every member is)
 ``checks``       check_id (int), kind ('fidelity','alignment','data_drift','activation_drift',
                  'overhead'), model_id, version_id, artifact_id? (nullable), status
-                 ('pass','warn','fail','error'), finished_at, recorded_at? (default finished_at),
+                 ('pass','warn','fail','error','inconclusive'), finished_at, recorded_at? (default finished_at),
                  explained_variance? (NaN), survival_share? (NaN), other_artifact_id? (nullable;
                  for alignment checks artifact_id is the NEW artifact and this the old one),
                  is_baseline? (False; a fidelity check against the artifact's bound version),
@@ -49,7 +49,7 @@ from .calendar import NS_PER_DAY, ns_values, to_utc_timestamp
 ARTIFACT_KINDS = ("sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_labels")
 CHECK_KINDS = ("fidelity", "alignment", "data_drift", "activation_drift", "overhead", "performance", "fairness",
                "adaptation")
-CHECK_STATUSES = ("pass", "warn", "fail", "error")
+CHECK_STATUSES = ("pass", "warn", "fail", "error", "inconclusive")
 ACTIONS = ("deploy", "retire")
 
 # column -> (type, required, default)   type in {'str','nstr','int','ts','nts','float','bool','flags','day'}

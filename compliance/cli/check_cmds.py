@@ -14,6 +14,15 @@ check_app = typer.Typer(help="Run checks (fidelity, alignment, drift, overhead, 
 
 VersionOpt = Annotated[str | None, typer.Option("--version", "-v", help="Model version to check against (default: the artifact's bound version).")]
 MaxRowsOpt = Annotated[int, typer.Option(help="Use at most this many data rows (0 = all).")]
+BudgetOpt = Annotated[str | None, typer.Option("--budget", help="Time budget (e.g. 30s, 2m): a random row subsample, each metric with a 95 % interval; the status is decided by the intervals or is `inconclusive` (DESIGN §9).")]
+BudgetRowsOpt = Annotated[int | None, typer.Option("--budget-rows", help="Row budget: evaluate this many randomly chosen rows (with --budget: whichever ends first).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the budgeted subsample (default: random; always recorded).")]
+
+
+def _budget(budget, budget_rows, seed):
+    from compliance.checks.intervals import make_budget, process_start
+
+    return make_budget(budget, budget_rows, seed, t0=process_start())
 
 
 def _fmt(v):
@@ -60,6 +69,9 @@ def fidelity(
     data: Annotated[Path | None, typer.Option(help="Data file for --adapter (default: the registered production window).")] = None,
     max_rows: MaxRowsOpt = 20_000,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    budget: BudgetOpt = None,
+    budget_rows: BudgetRowsOpt = None,
+    seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-measure how faithfully an artifact explains a model version (DESIGN §3 metrics).
@@ -68,12 +80,14 @@ def fidelity(
     Examples:
       compliance check fidelity retail-pd-sae-l1-v1 --version v3 --adapter
       compliance check fidelity my-sae --activations acts.safetensors --json
+      compliance check fidelity my-sae --activations acts.safetensors --budget 30s
     """
+    b = _budget(budget, budget_rows, seed)
     from compliance.services.checks import run_fidelity
 
     with session(ctx) as s:
         c = run_fidelity(s, artifact, version, activations=activations, adapter=adapter, data=data,
-                         max_rows=max_rows or None, device=device)
+                         max_rows=max_rows or None, device=device, budget=b)
     if "set_id" in c:  # an artifact set: one check per member
         def human(r):
             cols = ["check", "member", "status", "explained_variance", "mse", "cossim", "l0", "dead_fraction"]
@@ -152,16 +166,21 @@ def activation_drift(
     version: VersionOpt = None,
     current: Annotated[Path | None, typer.Option(help="Current data (default: the registered production window).")] = None,
     max_rows: MaxRowsOpt = 20_000,
+    budget: BudgetOpt = None,
+    budget_rows: BudgetRowsOpt = None,
+    seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Feature densities of an artifact on a reference vs a current sample; newly dead/dense features.
 
     Example: compliance check activation-drift pd-sae-v1 --version v3 --reference q4.parquet --current q3.parquet
     """
+    b = _budget(budget, budget_rows, seed)
     from compliance.services.checks import run_activation_drift
 
     with session(ctx) as s:
-        c = run_activation_drift(s, artifact, version, reference=reference, current=current, max_rows=max_rows or None)
+        c = run_activation_drift(s, artifact, version, reference=reference, current=current,
+                                 max_rows=None if b is not None else (max_rows or None), budget=b)
     emit(c, as_json, lambda c: _show_check(c, ["psi", "ks_statistic", "js_distance", "n_newly_dead", "n_newly_dense",
                                                "dead_fraction_reference", "dead_fraction_current",
                                                "dense_fraction_current", "n_rows_current"]))
@@ -202,6 +221,9 @@ def drift(
     features: Annotated[str | None, typer.Option(help="Comma-separated input columns to judge (default: the inputs of the registered column roles).")] = None,
     categorical: Annotated[str | None, typer.Option(help="Comma-separated features to treat as categorical.")] = None,
     streaming: Annotated[bool | None, typer.Option("--streaming/--in-memory", help="Force bounded-memory Parquet streaming (default: automatic for large files).")] = None,
+    budget: BudgetOpt = None,
+    budget_rows: BudgetRowsOpt = None,
+    seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Input drift per feature (PSI, KS, Wasserstein, JS; chi-square for categories) and the dataset verdict.
@@ -215,11 +237,12 @@ def drift(
     from compliance.services.checks import run_drift
     from compliance.timeutil import parse_window
 
+    b = _budget(budget, budget_rows, seed)
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)
     win = parse_window(window, what="--window")
     with session(ctx) as s:
         c = run_drift(s, model, version, reference=reference, current=current, window=win, features=split(features),
-                      categorical=split(categorical), streaming=streaming)
+                      categorical=split(categorical), streaming=streaming, budget=b)
 
     def human(c):
         m = c["metrics"]
@@ -235,6 +258,8 @@ def drift(
               [[f["feature"], f.get("role", ""), f["kind"], _fmt(f["psi"]), _fmt(f["ks_stat"]), _fmt(f["ks_pvalue"]), _fmt(f["wasserstein"]),
                 _fmt(f["js_distance"]), _fmt(f["chi2_pvalue"]), f"{f['missing_ref']}/{f['missing_cur']}", f["status"]]
                for f in c["features"]], status_col="status")
+        for r in c.get("reasons") or [] if m.get("ci") is not None else []:
+            console().print(f"  {r}")
 
     emit(c, as_json, human)
 
@@ -362,6 +387,9 @@ def run(
     due: Annotated[bool, typer.Option("--due", help="Run every due validation (required artifact × deployed version).")] = False,
     at: Annotated[str | None, typer.Option(help="Evaluate what is due at this time (default now).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run.")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", help="Total time budget shared by all due checks (e.g. 5m), spent on the highest tier-weighted outstanding debt first; leftover budget escalates inconclusive checks.")] = None,
+    budget_rows: Annotated[int | None, typer.Option("--budget-rows", help="Total row budget shared by all due checks.")] = None,
+    seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the due fidelity checks through each model's adapter, then detect failure modes.
@@ -369,6 +397,7 @@ def run(
     Schedule it: `0 3 * * * compliance --db $URL check run --due`.
     Example: compliance check run --due --dry-run
     """
+    b = _budget(budget, budget_rows, seed)
     from compliance.errors import UsageError
     from compliance.services.due import run_due_each
     from compliance.timeutil import parse_datetime, utcnow
@@ -385,7 +414,21 @@ def run(
     def opener(**kw):
         return session(ctx, **kw)
 
-    if bar:  # each check commits on its own: a crash keeps what finished, other writers never wait long
+    if b is not None:  # a shared budget: one transaction, highest outstanding debt first
+        from compliance.services.due import run_due
+
+        with session(ctx) as s:
+            if bar:
+                with bar:
+                    task = bar.add_task("due checks (budgeted)", total=None)
+
+                    def progress(i, n, p):
+                        bar.update(task, total=n, completed=i, description=f"{p.get('artifact_id', 'done')}")
+
+                    out = run_due(s, when, dry_run=dry_run, progress=progress, budget=b)
+            else:
+                out = run_due(s, when, dry_run=dry_run, budget=b)
+    elif bar:  # each check commits on its own: a crash keeps what finished, other writers never wait long
         with bar:
             task = bar.add_task("due checks", total=None)
 
@@ -404,6 +447,8 @@ def run(
         table(f"Ran {len(o['ran'])} due checks", ["check", "artifact", "version", "EV", "status"],
               [[r["check_id"], r["artifact_id"], r["version"], _fmt(r["explained_variance"]), r["status"]] for r in o["ran"]],
               status_col="status")
+        for p in o.get("not_run") or []:
+            typer.echo(f"not run: {p['artifact_id']} on {p['version']} ({p['why']})")
         typer.echo(f"{len(o['failure_modes_opened'])} failure-mode occurrence(s) opened")
 
     emit(out, as_json, human)

@@ -90,7 +90,8 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], *, statu
 
 
 STATUS_COLOURS = {"pass": "green", "fresh": "green", "warn": "yellow", "stale": "yellow", "fail": "red",
-                  "broken": "red", "error": "magenta", "missing": "red", "open": "red", "pending": "yellow"}
+                  "broken": "red", "error": "magenta", "missing": "red", "open": "red", "pending": "yellow",
+                  "inconclusive": "cyan"}
 
 
 def status_markup(s: str) -> str:

@@ -221,9 +221,11 @@ def _bernoulli_kl(zc: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
 
 
 def compute_downstream(coder, model: LoadedModel, frame, *, batch_rows: int = 1024, device=None,
-                       **hooks) -> DownstreamResult:
+                       row_sink=None, **hooks) -> DownstreamResult:
     """Splice the artifact's reconstruction into the forward pass and compare with the clean
-    run. ``hooks``: ``hook_name`` / ``input_hooks`` / ``output_hooks`` (see :func:`hook_plan`)."""
+    run. ``hooks``: ``hook_name`` / ``input_hooks`` / ``output_hooks`` (see :func:`hook_plan`).
+    ``row_sink(kl_rows, flip_rows)``, when given, receives each batch's per-row KL and flips
+    (budgeted checks build their confidence intervals from them)."""
     plan = hook_plan(coder, **hooks)
     dev = pick_device(device)
     model.module.to(dev)
@@ -244,8 +246,11 @@ def compute_downstream(coder, model: LoadedModel, frame, *, batch_rows: int = 10
                 zs = _logits(model, x)
             dc, ds = torch.sigmoid(zc) >= thr, torch.sigmoid(zs) >= thr
             n += x.shape[0]
-            kl += float(_bernoulli_kl(zc, zs).sum())
-            flips += float((dc != ds).sum())
+            kl_rows, flip_rows = _bernoulli_kl(zc, zs), dc != ds
+            if row_sink is not None:
+                row_sink(kl_rows, flip_rows)
+            kl += float(kl_rows.sum())
+            flips += float(flip_rows.sum())
             pos_c += float(dc.sum())
             pos_s += float(ds.sum())
             if label is not None:

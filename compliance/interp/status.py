@@ -225,3 +225,64 @@ def activation_drift_status(metrics: Mapping, policy: Mapping | None = None) -> 
     if dense is not None and dense > _p(policy, s, "dense_fraction_warn"):
         v.add(WARN, f"dense features {dense:.4f} > {_p(policy, s, 'dense_fraction_warn')}")
     return v.result()
+
+
+# ------------------------------------------------------------------ budgeted checks (DESIGN §9)
+def _below(fail, warn):
+    """Level of a metric that is bad when low (explained variance)."""
+    return lambda x: FAIL if fail is not None and x < fail else WARN if warn is not None and x < warn else PASS
+
+
+def _above(fail, warn, strict=True):
+    """Level of a metric that is bad when high (flip rate, decay, dead/dense shares; PSI uses >=)."""
+    if strict:
+        return lambda x: FAIL if fail is not None and x > fail else WARN if warn is not None and x > warn else PASS
+    return lambda x: FAIL if fail is not None and x >= fail else WARN if warn is not None and x >= warn else PASS
+
+
+def fidelity_rules(ci: Mapping, baseline_ev: float | None, policy: Mapping | None = None) -> list:
+    """The fidelity thresholds of :func:`fidelity_status` as interval rules (``ci``: metric → Interval)."""
+    from compliance.checks.intervals import Interval, Rule
+
+    s = "fidelity"
+    rules = []
+    ev = ci.get("explained_variance")
+    if ev is not None:
+        ev_fail, ev_warn = _p(policy, s, "ev_fail"), _p(policy, s, "ev_warn")
+        rules.append(Rule("explained_variance", "explained variance", ev, _below(ev_fail, ev_warn), (ev_fail, ev_warn)))
+        if baseline_ev is not None and math.isfinite(baseline_ev):
+            decay = Interval(baseline_ev - ev.value, baseline_ev - ev.hi, baseline_ev - ev.lo, ev.method)
+            d_fail, d_warn = _p(policy, s, "decay_fail"), _p(policy, s, "decay_warn")
+            rules.append(Rule("decay", f"decay from baseline {baseline_ev:.4f}", decay, _above(d_fail, d_warn),
+                              (d_fail, d_warn)))
+    for key, label in (("dead_fraction", "dead features"), ("dense_fraction", "dense features")):
+        if ci.get(key) is not None:
+            w = _p(policy, s, f"{key}_warn")
+            rules.append(Rule(key, label, ci[key], _above(None, w), (w,)))
+    if ci.get("decision_flip_rate") is not None:
+        f_fail, f_warn = _p(policy, s, "flip_fail"), _p(policy, s, "flip_warn")
+        rules.append(Rule("decision_flip_rate", "decision flip rate", ci["decision_flip_rate"],
+                          _above(f_fail, f_warn), (f_fail, f_warn)))
+    return rules
+
+
+def activation_drift_rules(ci: Mapping, n_features: int, policy: Mapping | None = None) -> list:
+    """The thresholds of :func:`activation_drift_status` as interval rules."""
+    from compliance.checks.intervals import Interval, Rule
+
+    s = "activation_drift"
+    rules = []
+    if ci.get("psi") is not None:
+        pf, pw = _p(policy, s, "psi_fail"), _p(policy, s, "psi_warn")
+        rules.append(Rule("psi", "PSI of feature densities", ci["psi"], _above(pf, pw, strict=False), (pf, pw)))
+    nd = ci.get("n_newly_dead")
+    if nd is not None and n_features:
+        share = Interval(nd.value / n_features, nd.lo / n_features, nd.hi / n_features, nd.method)
+        w = _p(policy, s, "newly_dead_warn")
+        rules.append(Rule("newly_dead_share", "share of features newly dead", share, _above(None, w), (w,)))
+    for key, label, pk in (("dead_fraction_current", "dead features", "dead_fraction_warn"),
+                           ("dense_fraction_current", "dense features", "dense_fraction_warn")):
+        if ci.get(key) is not None:
+            w = _p(policy, s, pk)
+            rules.append(Rule(key, label, ci[key], _above(None, w), (w,)))
+    return rules

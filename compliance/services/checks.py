@@ -190,7 +190,7 @@ def baseline_ev(session: Session, a: Artifact, before: datetime | None = None) -
     version with newer data — are compared with it, so decay under drift is visible too."""
     q = select(Check.explained_variance).where(
         Check.kind == "fidelity", Check.artifact_id == a.id, Check.version_id == a.bound_version_id,
-        Check.status != "error", Check.explained_variance.is_not(None))
+        Check.status.not_in(("error", "inconclusive")), Check.explained_variance.is_not(None))
     if before is not None:
         q = q.where(Check.finished_at <= before)
     return session.scalars(q.order_by(Check.finished_at, Check.id).limit(1)).first()
@@ -219,9 +219,11 @@ def fidelity_flags(metrics: dict, base: float | None, policy: dict) -> list[str]
 # ------------------------------------------------------------------ fidelity
 def run_fidelity(session: Session, artifact_id: str, version: str | None = None, *,
                  activations: str | Path | None = None, adapter: bool = False, data: str | Path | None = None,
-                 max_rows: int | None = MAX_ROWS_DEFAULT, batch_rows: int = 1024, device: str | None = None) -> dict:
+                 max_rows: int | None = MAX_ROWS_DEFAULT, batch_rows: int = 1024, device: str | None = None,
+                 budget=None) -> dict:
     """Fidelity of an artifact on a version: from an activations file, or through the model adapter
-    (then with the downstream metrics: KL, decision flip rate, loss recovered)."""
+    (then with the downstream metrics: KL, decision flip rate, loss recovered). With a ``budget``
+    (``compliance.checks.intervals.Budget``) on a random subsample, with intervals (services.budgeted)."""
     if activations is None and not adapter:
         adapter = True
     if activations is not None and adapter and data is not None:
@@ -230,6 +232,10 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         return run_set_fidelity(session, artifact_id, version, activations=activations, adapter=adapter,
                                 data=data, max_rows=max_rows, batch_rows=batch_rows, device=device)
     a = get_artifact(session, artifact_id)
+    if budget is not None:
+        from compliance.services.budgeted import require_budget_kind
+
+        require_budget_kind(a.kind, "fidelity")
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     provenance = activations_of_version(activations, v) if activations is not None else None
     st = _start(session, "fidelity", a.model_id, v.id, a.id)
@@ -247,6 +253,11 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
         if a.kind not in CODER_KINDS:
             raise InputError(f"fidelity does not apply to a {a.kind} artifact (needs sae, transcoder, clt, probe or attribution_baseline)")
         coder = _load(a)
+        if budget is not None:
+            from compliance.services.budgeted import budgeted_fidelity
+
+            return budgeted_fidelity(session, st, a, v, coder, policy, hashes, params, budget, activations=activations,
+                                     data=data, batch_rows=batch_rows, device=device)
         from compliance.interp.fidelity import compute_fidelity, iter_safetensors_batches
 
         downstream = None
@@ -499,8 +510,13 @@ def run_alignment(session: Session, *, old: str | None = None, new: str | None =
 
 # ------------------------------------------------------------------ activation drift
 def run_activation_drift(session: Session, artifact_id: str, version: str | None = None, *, reference: str | Path,
-                         current: str | Path | None = None, max_rows: int | None = MAX_ROWS_DEFAULT) -> dict:
+                         current: str | Path | None = None, max_rows: int | None = MAX_ROWS_DEFAULT,
+                         budget=None) -> dict:
     a = get_artifact(session, artifact_id)
+    if budget is not None:
+        from compliance.services.budgeted import require_budget_kind
+
+        require_budget_kind(a.kind, "activation-drift")
     v = get_version(session, a.model_id, version) if version else version_by_id(session, a.bound_version_id)
     st = _start(session, "activation_drift", a.model_id, v.id, a.id)
     policy = _policy(session, st)
@@ -521,6 +537,11 @@ def run_activation_drift(session: Session, artifact_id: str, version: str | None
         cur_path, hashes["current"], st.window = cur.path, cur.sha256, cur.window
         params.update(reference=ref_path.name, current=cur_path.name, reference_data=ref.describe(),
                       current_data=cur.describe())
+        if budget is not None:
+            from compliance.services.budgeted import budgeted_activation_drift
+
+            return budgeted_activation_drift(session, st, a, v, coder, model, ref_path, cur_path, policy, hashes,
+                                             params, budget)
         hooks = _hooks_for(a)
         res = activation_drift(coder,
                                model_activation_batches(coder, model, _frame(ref_path, max_rows), **hooks),
@@ -571,7 +592,7 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
 def run_drift(session: Session, model_id: str, version: str, *, reference: str | Path | None = None,
               current: str | Path | None = None, window: tuple[date | None, date | None] = (None, None),
               features: list[str] | None = None, categorical: list[str] | None = None,
-              streaming: bool | None = None) -> dict:
+              streaming: bool | None = None, budget=None) -> dict:
     """Input drift by column role between a reference and a current file (DESIGN §3, v2).
 
     The reference defaults to the version's development data; the current file to the latest
@@ -605,8 +626,15 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     if not inputs:
         raise InputError(f"{cur.path.name}: no input column to judge (column roles: {role_source})")
     skipped = sorted({c for r, cols in roles.items() if r != "input" for c in cols} - set(inputs) - set(targets))
-    res = compute_drift_files(ref.path, cur.path, features=inputs + targets, categorical=categorical, policy=dp,
-                              streaming=streaming)
+    bparams, cis = {}, None
+    if budget is not None:  # a seeded subsample with bootstrap intervals, statuses decided by interval
+        from compliance.services.budgeted import budgeted_drift_result
+
+        res, cis, bparams = budgeted_drift_result(ref.path, cur.path, features=inputs + targets, categorical=categorical,
+                                                  policy=dp, budget=budget)
+    else:
+        res = compute_drift_files(ref.path, cur.path, features=inputs + targets, categorical=categorical, policy=dp,
+                                  streaming=streaming)
     d = res.to_dict()
     per_feature = d.pop("features")
     for f in per_feature:
@@ -624,13 +652,22 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
         ch = f.get("missing_rate_change")
         if ch is not None and ch >= dp.missing_warn:
             missing_notes.append(f"{'fail' if ch >= dp.missing_fail else 'warn'}: {f['feature']} missing share +{ch:.1%}")
+    status, interval_notes = verdict.status, []
+    if cis is not None:
+        from compliance.services.budgeted import drift_interval_reasons
+
+        metrics.update(ci=cis, rows_to_decide=bparams.get("rows_to_decide"))
+        interval_notes = drift_interval_reasons(ins, cis, bparams)
+        if status != "fail" and any(f["status"] == "inconclusive" for f in ins):
+            status = "inconclusive"  # a key driver or the share could still fall either side
     st = Started("data_drift", model_id, v.id, None, started, t0, window=cur.window)
     params = {"features": inputs, "targets": targets, "skipped": skipped, "categorical": categorical,
               "reference": ref.path.name, "current": cur.path.name, "method": res.method,
               "reference_data": dict(ref.describe(), default=reference is None,
                                      basis="development data of " + v.label if reference is None else "given"),
-              "current_data": cur.describe(), "column_roles": roles, "column_roles_source": role_source}
-    c = _finish(session, st, status=verdict.status, metrics=metrics, reasons=notes + verdict.reasons + missing_notes, flags=[],
+              "current_data": cur.describe(), "column_roles": roles, "column_roles_source": role_source, **bparams}
+    c = _finish(session, st, status=status, metrics=metrics, reasons=notes + verdict.reasons + missing_notes + interval_notes,
+                flags=[],
                 input_hashes={"reference": ref.sha256, "current": cur.sha256}, parameters=params, detect=False)
     record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"],
                                        feature_kind="target" if f["role"] == "target" else f["kind"],

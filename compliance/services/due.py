@@ -22,6 +22,7 @@ from compliance.services.policy import policy_at
 from compliance.store.models import Artifact, Check, DeploymentEvent, Model, ModelVersion
 
 FIDELITY_KINDS = {"sae", "transcoder", "clt", "attribution_baseline"}
+FIRST_PASS = 0.6  # share of a due-run budget spent on the first pass; the rest escalates inconclusive checks
 
 
 def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
@@ -99,14 +100,30 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
 
 
 def run_due(session: Session, at: datetime, *, dry_run: bool = False,
-            progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000) -> dict:
+            progress: Callable[[int, int, dict], None] | None = None, max_rows: int | None = 20_000,
+            budget=None) -> dict:
     """Run every due fidelity check through the model adapter, then detect failure modes, all in
-    the caller's one transaction (the CLI and the API use :func:`run_due_each` instead)."""
+    the caller's one transaction (without a budget the CLI and the API use :func:`run_due_each`).
+
+    With a ``budget`` (``compliance.checks.intervals.Budget``: a total shared by all due checks)
+    the due checks run highest tier-weighted outstanding debt first (the model's
+    ``weighted_debt_outstanding`` at ``at``), each on an equal share of what is left of the first
+    pass's 60 %; what the budget cannot reach is listed under ``not_run``. The rest escalates the
+    ``inconclusive`` checks: each is re-run on the rows that would likely decide it (a new check;
+    the inconclusive one stays in the record)."""
     from compliance.services.governance import detect_failure_modes
 
     pairs = due_pairs(session, at)
+    if budget is not None:
+        pairs = debt_order(session, at, pairs)
     if dry_run:
         return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
+    if budget is not None:
+        ran, not_run = _run_budgeted(session, pairs, budget, progress)
+        if progress:
+            progress(len(pairs), len(pairs), {})
+        opened = detect_failure_modes(session, at)
+        return {"at": at, "due": pairs, "ran": ran, "not_run": not_run, "failure_modes_opened": opened}
     ran = []
     deferred = session.info.get("defer_detection")
     session.info["defer_detection"] = True  # one detection for the batch, below, in the same transaction
@@ -121,4 +138,80 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
     if progress:
         progress(len(pairs), len(pairs), {})
     opened = detect_failure_modes(session, at)
-    return {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
+    out = {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
+    if budget is not None:
+        out.update(budget=budget.to_dict(), not_run=not_run)
+    return out
+
+
+def debt_order(session: Session, at: datetime, pairs: list[dict]) -> list[dict]:
+    """Due pairs, highest tier-weighted outstanding debt of their model first (ties: model, artifact)."""
+    if not pairs:
+        return pairs
+    from compliance.analysis.calendar import quarter_of
+    from compliance.services.analysis import analyse
+
+    qa = analyse(session, str(quarter_of(at)), at)
+    debt = {r["model_id"]: float(r.get("weighted_debt_outstanding") or 0.0) for r in qa["by_model"]}
+    for p in pairs:
+        p["weighted_debt_outstanding"] = debt.get(p["model_id"], 0.0)
+    return sorted(pairs, key=lambda p: (-p["weighted_debt_outstanding"], p["model_id"], p["artifact_id"]))
+
+
+def _run_budgeted(session: Session, pairs: list[dict], budget, progress) -> tuple[list[dict], list[dict]]:
+    import time as _time
+
+    from compliance.checks.intervals import INCONCLUSIVE, Budget
+    from compliance.services.budgeted import BUDGETABLE
+
+    used_rows = 0
+
+    def left() -> tuple[float | None, int | None]:
+        s = None if budget.seconds is None else budget.seconds - (_time.perf_counter() - budget.t0)
+        r = None if budget.rows is None else budget.rows - used_rows
+        return s, r
+
+    def spent(s, r) -> bool:
+        return (s is not None and s < 1.0) or (r is not None and r < 1)
+
+    def one(p, seconds, rows, seed, escalated=False):
+        nonlocal used_rows
+        c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True,
+                         budget=Budget(seconds=seconds, rows=rows, seed=seed))
+        used_rows += int((c.get("parameters") or {}).get("rows_used") or 0)
+        return {**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"],
+                "rows_used": (c.get("parameters") or {}).get("rows_used"), "escalated": escalated,
+                "rows_to_decide": (c.get("metrics") or {}).get("rows_to_decide")}
+
+    todo = [p for p in pairs if p["kind"] in BUDGETABLE]
+    not_run = [{**p, "why": f"{p['kind']} artifacts are not checked under a budget"} for p in pairs
+               if p["kind"] not in BUDGETABLE]
+    ran = []
+    # the first pass spends at most FIRST_PASS of the budget; the rest is kept for escalation
+    hold_s = None if budget.seconds is None else (1 - FIRST_PASS) * budget.seconds
+    hold_r = None if budget.rows is None else int((1 - FIRST_PASS) * budget.rows)
+    for i, p in enumerate(todo):
+        s, r = left()
+        s = None if s is None else s - hold_s
+        r = None if r is None else r - hold_r
+        if spent(s, r):
+            not_run.extend({**q, "why": "budget spent"} for q in todo[i:])
+            break
+        if progress:
+            progress(i, len(todo), p)
+        k = len(todo) - i
+        ran.append(one(p, None if s is None else s / k, None if r is None else max(1, r // k), budget.seed + i))
+    # escalation: what is left goes to the inconclusive checks, each up to the rows that would decide it
+    pending = [x for x in ran if x["status"] == INCONCLUSIVE]
+    for j, x in enumerate(pending):
+        s, r = left()
+        if spent(s, r):
+            break
+        k = len(pending) - j
+        rows = x.get("rows_to_decide") or None
+        if r is not None:
+            rows = min(rows or r, r)
+        p = {key: x[key] for key in ("artifact_id", "kind", "model_id", "version", "version_id",
+                                     "weighted_debt_outstanding") if key in x}
+        ran.append(one(p, None if s is None else s / k, rows, budget.seed + 100_003 + j, escalated=True))
+    return ran, not_run

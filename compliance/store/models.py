@@ -175,7 +175,7 @@ class Check(Evidence, Base):
     input_hashes: Mapped[dict[str, Any]] = mapped_column(JSON)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(10))  # pass | warn | fail | error
+    status: Mapped[str] = mapped_column(String(20))  # pass | warn | fail | error | inconclusive
     reasons: Mapped[list[Any]] = mapped_column(JSON)
     flags: Mapped[list[Any]] = mapped_column(JSON)  # failure-mode codes this check revealed
     explained_variance: Mapped[float | None] = mapped_column(Float)
@@ -203,7 +203,7 @@ class CheckFeature(Evidence, Base):
     wasserstein: Mapped[float | None] = mapped_column(Float)
     js_distance: Mapped[float | None] = mapped_column(Float)
     chi2_pvalue: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
 
 
 class FailureMode(Evidence, Base):

@@ -1,0 +1,53 @@
+"""check status `inconclusive` (budgeted checks, DESIGN §9): widen the status columns
+
+Revision ID: 0006_inconclusive_status
+Revises: 0005_narrative
+Create Date: 2026-11-29
+
+``check_run.status`` and ``check_feature.status`` were VARCHAR(10); ``inconclusive`` has 12
+characters. Widening a VARCHAR on PostgreSQL changes only the catalog (no row is rewritten, the
+append-only triggers stay). SQLite does not enforce VARCHAR lengths (the column's affinity is
+TEXT either way), but the declared schema is kept equal to the models. A batch copy of
+``check_run`` is impossible there (``check_feature`` references it and foreign keys cannot be
+switched off inside the migration's transaction), so the declared type is rewritten in
+``sqlite_schema`` (``PRAGMA writable_schema``, the schema cookie bumped): a change SQLite documents
+as safe when it does not alter the on-disk format. No row is touched; every ledger payload still
+verifies.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = "0006_inconclusive_status"
+down_revision = "0005_narrative"
+branch_labels = None
+depends_on = None
+
+TABLES = ("check_run", "check_feature")
+
+
+def _widen(old: int, new: int) -> None:
+    conn = op.get_bind()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA writable_schema=ON")
+        for t in TABLES:
+            conn.exec_driver_sql(
+                "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = ?",
+                (f"status VARCHAR({old})", f"status VARCHAR({new})", t))
+        version = conn.exec_driver_sql("PRAGMA schema_version").scalar()
+        conn.exec_driver_sql(f"PRAGMA schema_version={int(version) + 1}")
+        conn.exec_driver_sql("PRAGMA writable_schema=OFF")
+        return
+    for t in TABLES:
+        op.alter_column(t, "status", existing_type=sa.String(length=old), type_=sa.String(length=new),
+                        existing_nullable=False)
+
+
+def upgrade() -> None:
+    _widen(10, 20)
+
+
+def downgrade() -> None:
+    _widen(20, 10)
