@@ -49,7 +49,8 @@ def budgeted_fidelity(session: Session, st, a, v, coder, policy: dict, hashes: d
     else:
         model = C.version_model(session, v)
         hashes["weights"] = v.weights_sha256
-        path, hashes["data"], st.window = C.data_for(session, a.model_id, st.started_at, data)
+        ref = C.data_for(session, a.model_id, st.started_at, data)
+        path, hashes["data"], st.window = ref.path, ref.sha256, ref.window
         params["data"] = path.name
         frame = C._frame(path, None)
         n_total = len(frame)
@@ -130,8 +131,8 @@ def budgeted_drift_result(ref: Path, cur: Path, *, features, categorical, policy
         per_deadline = None if t_end is None else time.perf_counter() + max(0.0, t_end - time.perf_counter()) / max(
             1, len(res.features) - len(cis))
         if f.kind == "numeric":
-            r, _ = _numeric_values(rs[f.feature])
-            c, _ = _numeric_values(cs[f.feature])
+            r = _numeric_values(rs[f.feature])[0]
+            c = _numeric_values(cs[f.feature])[0]
             ivs = I.bootstrap_numeric_drift(r, c, rng, n_total=(n_ref_total, n_cur_total), deadline=per_deadline,
                                             hard_deadline=t_end)
         else:

@@ -123,7 +123,8 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
         if progress:
             progress(len(pairs), len(pairs), {})
         opened = detect_failure_modes(session, at)
-        return {"at": at, "due": pairs, "ran": ran, "not_run": not_run, "failure_modes_opened": opened}
+        return {"at": at, "due": pairs, "ran": ran, "not_run": not_run, "budget": budget.to_dict(),
+                "failure_modes_opened": opened}
     ran = []
     deferred = session.info.get("defer_detection")
     session.info["defer_detection"] = True  # one detection for the batch, below, in the same transaction

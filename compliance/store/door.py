@@ -39,7 +39,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
 }
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("deployment_event", "action"): ("deploy", "retire"),
-    ("check_run", "status"): ("pass", "warn", "fail", "error"),
+    ("check_run", "status"): ("pass", "warn", "fail", "error", "inconclusive"),
     ("correction", "action"): ("void", "supersede"),
 }
 

@@ -45,9 +45,29 @@ def _widen(old: int, new: int) -> None:
                         existing_nullable=False)
 
 
+_STATUS_CK = "ck_check_run_status"  # the door's status check of 0003_door_checks
+
+
+def _status_check(statuses: tuple[str, ...]) -> None:
+    """Re-create the door's check on ``check_run.status`` for the given statuses."""
+    conn = op.get_bind()
+    allowed = ", ".join(f"'{x}'" for x in statuses)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE check_run DROP CONSTRAINT IF EXISTS {_STATUS_CK}")
+        conn.exec_driver_sql(f"ALTER TABLE check_run ADD CONSTRAINT {_STATUS_CK} CHECK (status IN ({allowed})) NOT VALID")
+    else:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_STATUS_CK}")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {_STATUS_CK} BEFORE INSERT ON check_run "
+            f"WHEN NOT coalesce((NEW.status IN ({allowed})), 0) BEGIN "
+            f"SELECT RAISE(ABORT, 'CHECK constraint failed: {_STATUS_CK}'); END")
+
+
 def upgrade() -> None:
     _widen(10, 20)
+    _status_check(("pass", "warn", "fail", "error", "inconclusive"))
 
 
 def downgrade() -> None:
+    _status_check(("pass", "warn", "fail", "error"))
     _widen(20, 10)
