@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from compliance import __version__
 from compliance.errors import ComplianceError, NotFound, SchemaOutOfDate, UsageError, InputError
-from compliance.timeutil import iso, utcnow
+from compliance.timeutil import iso, parse_datetime, utcnow
 from compliance.web import pages, params as P
 from compliance.web.config import WebConfig, readonly_url
 
@@ -90,6 +90,7 @@ def create_app(cfg: WebConfig) -> Starlette:
     url = readonly_url(cfg.db_url)
     env = make_environment()
     css = (templates_dir() / "web" / "web.css").read_bytes()
+    icon = (templates_dir() / "web" / "favicon.svg").read_bytes()
 
     def session():
         return session_scope(url, readonly=True)
@@ -104,7 +105,7 @@ def create_app(cfg: WebConfig) -> Starlette:
 
         return {"title": title, "path": request.url.path, "user": request.scope.get("state", {}).get("user"),
                 "version": __version__, "link": link, "sel_quarter": quarter or keep.get("quarter", ""),
-                "sel_as_of": keep.get("as_of", ""), "as_of_shown": iso(as_of) if as_of else "now", "red": pages.RED,
+                "sel_as_of": keep.get("as_of", ""), "as_of_shown": iso(as_of) if as_of else "now", "shown_quarter": quarter or "", "red": pages.RED,
                 "entity_pages": pages.ENTITY_PAGES}
 
     def render(template: str, ctx: dict, status: int = 200) -> HTMLResponse:
@@ -135,7 +136,8 @@ def create_app(cfg: WebConfig) -> Starlette:
                 if template is None:
                     return data if isinstance(data, Response) else _json(data)
                 name = title(data) if callable(title) else title
-                return render(template, {**base_ctx(request, name, data.get("quarter") or quarter, as_of), **data})
+                shown_as_of = as_of if as_of is not None else (parse_datetime(data["as_of"]) if data.get("as_of") else None)
+                return render(template, {**base_ctx(request, name, data.get("quarter") or quarter, shown_as_of), **data})
             except ComplianceError as exc:
                 status = next((c for t, c in STATUS_OF if isinstance(exc, t)), 500)
                 return error(request, status, str(exc))
@@ -228,6 +230,8 @@ def create_app(cfg: WebConfig) -> Starlette:
         Route("/reports", view(QA, lambda s, r, q, t: pages.reports_page(s, t, cfg.reports_dir), "reports.html.j2", "Reports")),
         Route("/reports/{run_id}/files/{name}", view(set(), download)),
         Route("/static/web.css", css_response),
+        Route("/static/favicon.svg", lambda _r: Response(icon, media_type="image/svg+xml")),
+        Route("/favicon.ico", lambda _r: Response(icon, media_type="image/svg+xml")),
         # JSON twins: the services' own results, as the CLI prints them with --json
         Route("/api/status", view(QA, lambda s, r, q, t: pages.status_twin(s, q, t))),
         Route("/api/models", view(set(), lambda s, r, q, t: registry.list_models(s))),

@@ -49,7 +49,7 @@ def dashboard_page(session: Session, quarter: str | None, as_of: datetime | None
     d = dashboard(session, quarter=quarter, as_of=as_of)
     worst = sorted(d["by_model"], key=lambda m: (m.get("verdict") != "not fit", -(m.get("weighted_debt_outstanding") or 0),
                                                  m["model_id"]))
-    return {"status": d, "models": worst}
+    return {"status": d, "models": worst, "quarter": d["quarter"], "as_of": d["as_of"]}
 
 
 def status_twin(session: Session, quarter: str | None, as_of: datetime | None) -> dict:
