@@ -48,3 +48,16 @@ def entry_seq_for(session: Session, entity_type: str, entity_id: str) -> int | N
     """The sequence number of the ledger entry that inserted the row (None when there is none)."""
     return session.scalar(select(func.min(LedgerEntry.seq)).where(
         LedgerEntry.entity_type == entity_type, LedgerEntry.entity_id == str(entity_id)))
+
+
+def head_at(session: Session, as_of: datetime) -> tuple[int, str]:
+    """(seq, hash) of the last entry recorded at or before ``as_of``."""
+    return head_as_of(session, as_of)
+
+
+def last_recorded_at(session: Session) -> datetime | None:
+    """When the last ledger entry was recorded (UTC), or None for an empty ledger."""
+    from datetime import timezone
+
+    t = session.scalar(select(LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1))
+    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t

@@ -22,6 +22,52 @@ SEVERITIES = ("critical", "high", "medium", "low")
 RED = ("fail", "error", "broken", "missing", "not fit", "open")
 
 
+class _AnalysisCache:
+    """Recent analyses, keyed by store, quarter, as-of and the ledger head at that as-of: every write is
+    a ledger entry, so the same key means the same evidence and the same figures. A page and the
+    next page a person clicks (same quarter and as-of) share one analysis."""
+
+    def __init__(self, size: int = 4):
+        import threading
+        from collections import OrderedDict
+
+        self.size, self.lock, self.items = size, threading.Lock(), OrderedDict()
+
+    def get(self, session: Session, quarter: str, as_of: datetime) -> dict:
+        from compliance.services.analysis import analyse
+        from compliance.services.ledger_view import head_at
+
+        key = (str(session.get_bind().url), quarter, iso(as_of), head_at(session, as_of))
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        a = analyse(session, quarter, as_of)
+        with self.lock:
+            self.items[key] = a
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return a
+
+
+ANALYSES = _AnalysisCache()
+
+
+def resolve(session: Session, quarter: str | None, as_of: datetime | None) -> tuple[str, datetime]:
+    """The quarter and as-of a page shows. As-of "now" is the start of the current minute, or the time
+    of the last ledger entry when that is later: every piece of evidence recorded so far is in view,
+    and pages opened one after the other show the same figures (and share one analysis)."""
+    from compliance.services.dashboard import resolve_quarter_as_of
+    from compliance.services.ledger_view import last_recorded_at
+    from compliance.timeutil import utcnow
+
+    if as_of is None:
+        as_of = utcnow().replace(second=0, microsecond=0)
+        last = last_recorded_at(session)
+        as_of = max(as_of, last) if last is not None else as_of
+    return resolve_quarter_as_of(quarter, as_of)
+
+
 def paginate(rows: list, page: int, per_page: int) -> dict:
     pages = max(1, -(-len(rows) // per_page))
     if page > pages:
@@ -46,7 +92,8 @@ def _before(rows: list[dict], key: str, t: datetime) -> list[dict]:
 def dashboard_page(session: Session, quarter: str | None, as_of: datetime | None) -> dict:
     from compliance.services.dashboard import dashboard
 
-    d = dashboard(session, quarter=quarter, as_of=as_of)
+    q, t = resolve(session, quarter, as_of)
+    d = dashboard(session, quarter=q, as_of=t, analysis=ANALYSES.get(session, q, t))
     worst = sorted(d["by_model"], key=lambda m: (m.get("verdict") != "not fit", -(m.get("weighted_debt_outstanding") or 0),
                                                  m["model_id"]))
     return {"status": d, "models": worst, "quarter": d["quarter"], "as_of": d["as_of"]}
@@ -63,14 +110,12 @@ def model_page(session: Session, model_id: str, quarter: str | None, as_of: date
     from compliance.report.charts import coverage_timeline
     from compliance.report.context import TimelineSeries
     from compliance.services import registry
-    from compliance.services.analysis import analyse
     from compliance.services.checks import list_checks
-    from compliance.services.dashboard import resolve_quarter_as_of
     from compliance.services.governance import list_failure_modes, list_findings
 
     m = registry.show_model(session, model_id)
-    q, t = resolve_quarter_as_of(quarter, as_of)
-    a = analyse(session, q, t)
+    q, t = resolve(session, quarter, as_of)
+    a = ANALYSES.get(session, q, t)
     row = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
     days = [r for r in a["timeline_by_model"] if r.get("model_id") == model_id]
     series = [TimelineSeries(label=model_id, dates=[str(r["day"]) for r in days],
@@ -108,13 +153,11 @@ def artifact_page(session: Session, artifact_id: str, quarter: str | None, as_of
     from compliance.report.charts import fidelity_by_version
     from compliance.report.context import FidelityRow
     from compliance.services import registry
-    from compliance.services.analysis import analyse
     from compliance.services.checks import list_checks
-    from compliance.services.dashboard import resolve_quarter_as_of
     from compliance.services.policy import policy_at
 
     d = registry.show_artifact(session, artifact_id)
-    q, t = resolve_quarter_as_of(quarter, as_of)
+    q, t = resolve(session, quarter, as_of)
     if d.get("recorded_at") and str(d["recorded_at"]) > iso(t):
         raise NotFound(f"artifact {artifact_id} was registered after the as-of {iso(t)}")
     members = [m["id"] for m in d.get("member_artifacts", [])] if d.get("is_set") else [artifact_id]
@@ -133,7 +176,7 @@ def artifact_page(session: Session, artifact_id: str, quarter: str | None, as_of
     survival = [c for c in checks if c["kind"] == "alignment"]
     survival += [c for c in _before(list_checks(session, model_id=d["model_id"], kind="alignment"), "recorded_at", t)
                  if c.get("other_artifact_id") == artifact_id and c not in survival]
-    a = analyse(session, q, t)
+    a = ANALYSES.get(session, q, t)
     return {"artifact": d, "quarter": q, "as_of": iso(t), "checks": checks, "fidelity_chart": _svg(chart),
             "survival": survival, "lineage": _lineage(_before(registry.list_artifacts(session, d["model_id"]), "recorded_at", t),
                                                       artifact_id),
