@@ -55,7 +55,7 @@ def main() -> None:
         return dt
 
     cold = timed(f"/?{qa}")
-    models = c.get(f"/api/models").json()
+    models = c.get("/api/models").json()
     mid = models[len(models) // 2]["id"]
     rows = {"dashboard (cold: analysis runs)": [cold],
             "dashboard (warm)": [timed(f"/?{qa}") for _ in range(args.repeat)],

@@ -68,7 +68,7 @@ def web(cli, tmp_path: Path):
         assert head(s) == before, "serving changed the ledger"
 
 
-PAGES = ["/", "/?quarter=2026Q1", "/models/retail-pd", "/models/card-fraud?quarter=2026Q1", "/artifacts/pd-sae-v1",
+PAGES = ["/", "/?quarter=2026Q1", "/?quarter=2026Q1&page=1", "/models/retail-pd", "/models/card-fraud?quarter=2026Q1", "/artifacts/pd-sae-v1",
          "/failure-modes", "/failure-modes?status=open&code=FM-DECAY", "/failure-modes?page=2", "/findings",
          "/findings?severity=high&model=retail-pd", "/ledger", "/ledger?entity_type=check_run", "/ledger?page=2", "/ledger/1",
          "/reports", "/static/web.css"]
@@ -137,7 +137,7 @@ def test_json_twins_equal_the_cli(web):
 
 BAD = [("/?quarter=2026Q5", 400), ("/?quarter=20x6Q1", 400), ("/?quarter=" + "9" * 500, 400), ("/?as_of=yesterday", 400),
        ("/?as_of=2999-01-01", 400), ("/?as_of=2026-13-01", 400), ("/?quarter=2026Q1&quarter=2026Q2", 400),
-       ("/?colour=red", 400), ("/models/nope", 404), ("/models/..%2F..%2Fetc%2Fpasswd", 404), ("/models/%00", 404),
+       ("/?colour=red", 400), ("/?page=9", 404), ("/models/nope", 404), ("/models/..%2F..%2Fetc%2Fpasswd", 404), ("/models/%00", 404),
        ("/artifacts/nope", 404), ("/checks/0", 404), ("/checks/abc", 404), ("/checks/99999999999999999999999", 404),
        ("/checks/999999", 404), ("/ledger/0", 404), ("/ledger/10000000", 404), ("/ledger?page=-1", 400),
        ("/ledger?page=999", 404), ("/ledger?entity_type=%27%3B%20drop", 400), ("/failure-modes?status=bogus", 400),
@@ -232,3 +232,10 @@ def test_help_and_serve_help_do_not_import_the_web_stack():
              "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_serve_refuses_bad_settings_in_one_line(cli, tmp_path):
+    for args, text in [(["--trusted-proxy", "proxy.bank"], "not an IP address"), (["--require-user"], "needs at least one"),
+                       (["--reports-dir", str(tmp_path / "nowhere")], "is not a folder"), (["--port", "0"], "")]:
+        code, out, err = cli("serve", *args)
+        assert code == 2 and text in err and "Traceback" not in err, (args, err)

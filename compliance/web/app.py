@@ -213,7 +213,9 @@ def create_app(cfg: WebConfig) -> Starlette:
         return list_findings(s, open_only=r.query_params.get("open") in ("1", "true"), as_of=t)
 
     routes = [
-        Route("/", view(QA, lambda s, r, q, t: pages.dashboard_page(s, q, t), "dashboard.html.j2", "Portfolio")),
+        Route("/", view(QA | {"page"}, lambda s, r, q, t: pages.dashboard_page(s, q, t, page=P.page(r.query_params.get("page")),
+                                                                               per_page=2 * pp),
+                        "dashboard.html.j2", "Portfolio")),
         Route("/models/{model_id}", view(QA, lambda s, r, q, t: pages.model_page(s, mid(r), q, t), "model.html.j2",
                                          lambda d: f"Model {d['model']['id']}")),
         Route("/artifacts/{artifact_id}", view(QA, lambda s, r, q, t: pages.artifact_page(s, aid(r), q, t), "artifact.html.j2",

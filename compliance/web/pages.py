@@ -89,14 +89,15 @@ def _before(rows: list[dict], key: str, t: datetime) -> list[dict]:
 
 
 # ------------------------------------------------------------------ dashboard
-def dashboard_page(session: Session, quarter: str | None, as_of: datetime | None) -> dict:
+def dashboard_page(session: Session, quarter: str | None, as_of: datetime | None, *, page: int = 1,
+                   per_page: int = 100) -> dict:
     from compliance.services.dashboard import dashboard
 
     q, t = resolve(session, quarter, as_of)
     d = dashboard(session, quarter=q, as_of=t, analysis=ANALYSES.get(session, q, t))
     worst = sorted(d["by_model"], key=lambda m: (m.get("verdict") != "not fit", -(m.get("weighted_debt_outstanding") or 0),
                                                  m["model_id"]))
-    return {"status": d, "models": worst, "quarter": d["quarter"], "as_of": d["as_of"]}
+    return {"status": d, "models": paginate(worst, page, per_page), "quarter": d["quarter"], "as_of": d["as_of"]}
 
 
 def status_twin(session: Session, quarter: str | None, as_of: datetime | None) -> dict:
