@@ -70,7 +70,7 @@ def web(cli, tmp_path: Path):
 
 PAGES = ["/", "/?quarter=2026Q1", "/?quarter=2026Q1&page=1", "/models/retail-pd", "/models/card-fraud?quarter=2026Q1", "/artifacts/pd-sae-v1",
          "/failure-modes", "/failure-modes?status=open&code=FM-DECAY", "/failure-modes?page=2", "/findings",
-         "/findings?severity=high&model=retail-pd", "/ledger", "/ledger?entity_type=check_run", "/ledger?page=2", "/ledger/1",
+         "/findings?severity=high&model=retail-pd", "/ledger", "/ledger?entity_type=check_run", "/ledger?page=2", "/ledger/1", "/ledger/verify",
          "/reports", "/static/web.css"]
 
 
@@ -106,8 +106,10 @@ def test_pages_show_the_evidence_behind_the_figures(web):
         e = ledger_entry(s, entry_seq_for(s, "check_run", str(cid)))["entry"]
     assert e["entity_type"] == "check_run" and f'id="entry-hash">{e["hash"]}<' in page
     assert f'href="/ledger/{e["seq"] - 1}"' in page and f'href="/ledger/{e["seq"] + 1}"' in page
+    assert "has not been verified by this server yet" in c.get("/ledger").text
+    assert "ledger OK" in c.get("/ledger/verify").text
     ledger = c.get("/ledger").text
-    assert "ledger OK" in ledger
+    assert "ledger OK" in ledger and "verified at" in ledger and "grown since" not in ledger
 
 
 def _cli_json(cli, *args):

@@ -181,11 +181,12 @@ def create_app(cfg: WebConfig) -> Starlette:
         return P.int_id(r.path_params["seq"], "ledger entry")
 
     def ledger_html(s, r, q, t):
-        from compliance.services.verification import verify_store
-
         d = pages.ledger_page(s, t or utcnow(), **lg_args(r))
-        d["verify"] = verify_store(s)
+        d["verify"] = pages.VERIFIED.last(s)
         return d
+
+    def verify_html(s, r, q, t):
+        return {"verify": pages.VERIFIED.run(s)}
 
     def download(s, r, q, t):
         run_id = P.entity_id(r.path_params["run_id"], "report run")
@@ -227,6 +228,7 @@ def create_app(cfg: WebConfig) -> Starlette:
         Route("/findings", view(fd_keys, lambda s, r, q, t: pages.findings_page(s, t, **fd_args(r)), "findings.html.j2",
                                 "Findings")),
         Route("/ledger", view(lg_keys, ledger_html, "ledger.html.j2", "Ledger")),
+        Route("/ledger/verify", view(set(), verify_html, "verify.html.j2", "Verify the ledger")),
         Route("/ledger/{seq}", view(QA, lambda s, r, q, t: ledger_entry(s, seq(r)), "entry.html.j2",
                                     lambda d: f"Ledger entry {d['entry']['seq']}")),
         Route("/reports", view(QA, lambda s, r, q, t: pages.reports_page(s, t, cfg.reports_dir), "reports.html.j2", "Reports")),
@@ -244,7 +246,7 @@ def create_app(cfg: WebConfig) -> Starlette:
         Route("/api/findings", view({"as_of", "open"}, fd_twin)),
         Route("/api/ledger", view(lg_keys, lambda s, r, q, t: ledger_page(s, as_of=t or utcnow(), **lg_args(r)))),
         Route("/api/ledger/{seq}", view(set(), lambda s, r, q, t: ledger_entry(s, seq(r)))),
-        Route("/api/verify", view(set(), lambda s, r, q, t: pages.verify_twin(s))),
+        Route("/api/verify", view(set(), lambda s, r, q, t: pages.VERIFIED.run(s))),
         Route("/api/reports", view(set(), lambda s, r, q, t: list_reports(s))),
     ]
 

@@ -233,10 +233,37 @@ def ledger_page(session: Session, as_of: datetime, *, entity_type=None, entity_i
     return d
 
 
-def verify_twin(session: Session) -> dict:
-    from compliance.services.verification import verify_store
+class _Verified:
+    """`compliance verify` run on request (it reads every evidence row: seconds to minutes on a big
+    store), and its last result per store, shown on the ledger page with the time it was run and
+    whether the ledger has grown since."""
 
-    return verify_store(session)
+    def __init__(self):
+        import threading
+
+        self.lock, self.results = threading.Lock(), {}
+
+    def run(self, session: Session) -> dict:
+        from compliance.services.verification import verify_store
+        from compliance.timeutil import utcnow
+
+        r = verify_store(session)
+        with self.lock:
+            self.results[str(session.get_bind().url)] = dict(r, verified_at=iso(utcnow()))
+        return r
+
+    def last(self, session: Session) -> dict | None:
+        from compliance.services.ledger_view import head_at
+        from compliance.timeutil import utcnow
+
+        with self.lock:
+            r = self.results.get(str(session.get_bind().url))
+        if r is None:
+            return None
+        return dict(r, current=r["head"] == head_at(session, utcnow())[1])
+
+
+VERIFIED = _Verified()
 
 
 ENTITY_PAGES = {"check_run": "/checks/{}", "model": "/models/{}", "artifact": "/artifacts/{}", "artifact_set": "/artifacts/{}",
