@@ -87,6 +87,8 @@ def create_app(cfg: WebConfig) -> Starlette:
     from compliance.report.render import make_environment, templates_dir
     from compliance.store.engine import session_scope
 
+    import compliance.report.charts  # noqa: F401 - matplotlib loads once, at start-up, not in the first request
+
     url = readonly_url(cfg.db_url)
     env = make_environment()
     css = (templates_dir() / "web" / "web.css").read_bytes()

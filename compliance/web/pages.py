@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -33,16 +34,19 @@ class _AnalysisCache:
 
         self.size, self.lock, self.items = size, threading.Lock(), OrderedDict()
 
-    def get(self, session: Session, quarter: str, as_of: datetime) -> dict:
+    def get(self, session: Session, quarter: str, as_of: datetime, what: str = "analysis") -> dict:
+        """``what``: 'analysis' (services.analysis.analyse) or 'status' (services.dashboard.dashboard)."""
         from compliance.services.analysis import analyse
+        from compliance.services.dashboard import dashboard
         from compliance.services.ledger_view import head_at
 
-        key = (str(session.get_bind().url), quarter, iso(as_of), head_at(session, as_of))
+        key = (str(session.get_bind().url), quarter, iso(as_of), head_at(session, as_of), what)
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
                 return self.items[key]
-        a = analyse(session, quarter, as_of)
+        a = (analyse(session, quarter, as_of) if what == "analysis" else
+             dashboard(session, quarter=quarter, as_of=as_of, analysis=self.get(session, quarter, as_of)))
         with self.lock:
             self.items[key] = a
             while len(self.items) > self.size:
@@ -76,6 +80,15 @@ def paginate(rows: list, page: int, per_page: int) -> dict:
             "per_page": per_page}
 
 
+@lru_cache(maxsize=256)
+def _timeline_uri(label: str, dates: tuple, values: tuple, title: str) -> str:
+    """The pack's coverage chart for one model (deterministic: the same figures give the same SVG, kept)."""
+    from compliance.report.charts import coverage_timeline
+    from compliance.report.context import TimelineSeries
+
+    return _svg(coverage_timeline([TimelineSeries(label=label, dates=list(dates), values=list(values))], title=title))
+
+
 def _svg(svg: str) -> str:
     from compliance.report.charts import svg_data_uri
 
@@ -91,25 +104,23 @@ def _before(rows: list[dict], key: str, t: datetime) -> list[dict]:
 # ------------------------------------------------------------------ dashboard
 def dashboard_page(session: Session, quarter: str | None, as_of: datetime | None, *, page: int = 1,
                    per_page: int = 100) -> dict:
-    from compliance.services.dashboard import dashboard
 
     q, t = resolve(session, quarter, as_of)
-    d = dashboard(session, quarter=q, as_of=t, analysis=ANALYSES.get(session, q, t))
+    d = ANALYSES.get(session, q, t, "status")
     worst = sorted(d["by_model"], key=lambda m: (m.get("verdict") != "not fit", -(m.get("weighted_debt_outstanding") or 0),
                                                  m["model_id"]))
     return {"status": d, "models": paginate(worst, page, per_page), "quarter": d["quarter"], "as_of": d["as_of"]}
 
 
 def status_twin(session: Session, quarter: str | None, as_of: datetime | None) -> dict:
-    from compliance.services.dashboard import dashboard
+    """What `compliance status --json` prints for the same quarter and as-of."""
 
-    return dashboard(session, quarter=quarter, as_of=as_of)
+    q, t = resolve(session, quarter, as_of)
+    return ANALYSES.get(session, q, t, "status")
 
 
 # ------------------------------------------------------------------ model
 def model_page(session: Session, model_id: str, quarter: str | None, as_of: datetime | None) -> dict:
-    from compliance.report.charts import coverage_timeline
-    from compliance.report.context import TimelineSeries
     from compliance.services import registry
     from compliance.services.checks import list_checks
     from compliance.services.governance import list_failure_modes, list_findings
@@ -119,8 +130,6 @@ def model_page(session: Session, model_id: str, quarter: str | None, as_of: date
     a = ANALYSES.get(session, q, t)
     row = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
     days = [r for r in a["timeline_by_model"] if r.get("model_id") == model_id]
-    series = [TimelineSeries(label=model_id, dates=[str(r["day"]) for r in days],
-                             values=[r.get("share") for r in days])]
     stale = [s for s in a["staleness"] if s.get("model_id") == model_id]
     state = {}
     for s in stale:
@@ -128,10 +137,11 @@ def model_page(session: Session, model_id: str, quarter: str | None, as_of: date
     m["versions"] = _before(m["versions"], "recorded_at", t)
     m["deployments"] = _before(m["deployments"], "recorded_at", t)
     m["artifacts"] = _before(m["artifacts"], "recorded_at", t)
-    checks = _before(list_checks(session, model_id=model_id), "recorded_at", t)
+    checks = list_checks(session, model_id=model_id, as_of=t, limit=50)
     return {"model": m, "row": row, "quarter": q, "as_of": iso(t), "staleness": stale, "artifact_state": state,
-            "timeline_chart": _svg(coverage_timeline(series, title=f"Daily explanation coverage of {model_id}, {q}")),
-            "checks": checks[:50], "n_checks": len(checks), "policy": a["policy"],
+            "timeline_chart": _timeline_uri(model_id, tuple(str(r["day"]) for r in days), tuple(r.get("share") for r in days),
+                                            f"Daily explanation coverage of {model_id}, {q}"),
+            "checks": checks, "policy": a["policy"],
             "required": a["policy"]["required_groups"].get(str(m["tier"]), []),
             "failure_modes": [f for f in list_failure_modes(session, as_of=t) if f["model_id"] == model_id],
             "findings": [f for f in list_findings(session, as_of=t) if f["model_id"] == model_id]}
