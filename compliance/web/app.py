@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -261,11 +263,26 @@ def create_app(cfg: WebConfig) -> Starlette:
     return Guard(app, cfg)
 
 
+def _prewarm(cfg: WebConfig) -> None:  # pragma: no cover - exercised by the browser test
+    """Compute the current quarter's dashboard once at start-up, so the first visitor does not wait for the analysis."""
+    from compliance.store.engine import session_scope
+
+    try:
+        t = time.perf_counter()
+        with session_scope(readonly_url(cfg.db_url), readonly=True) as s:
+            pages.dashboard_page(s, None, None)
+        log.info("dashboard of the current quarter computed in %.1fs", time.perf_counter() - t)
+    except Exception:
+        log.exception("pre-computing the dashboard failed (pages compute it on request)")
+
+
 def serve(cfg: WebConfig, host: str, port: int) -> None:  # pragma: no cover - exercised by the browser test
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
+    app = create_app(cfg)
+    threading.Thread(target=_prewarm, args=(cfg,), daemon=True, name="prewarm").start()
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
                 access_log=True)
 
 
