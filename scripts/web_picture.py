@@ -39,7 +39,7 @@ def main() -> None:
             opts.add_argument(a)
         d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
         try:
-            d.get(f"http://127.0.0.1:{port}/?quarter=2026Q3&as_of=2026-09-30T23:59:59Z")
+            d.get(f"http://127.0.0.1:{port}/?quarter=2026Q3&as_of=2026-10-05T00:00:00Z")
             out = ROOT / "docs" / "img" / "web-dashboard.png"
             d.save_screenshot(str(out))
         finally:
