@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System libraries WeasyPrint needs (Pango, HarfBuzz subsetting), the fonts the packs are set in,
-# and poppler-utils (PDF → PNG for visual checks). Installs only what is missing; needs root + apt.
+# poppler-utils (PDF → PNG for visual checks), and Debian's chromium with its driver (the web view's
+# browser test drives it with Selenium; nothing downloads a browser build). Installs only what is missing; needs root + apt.
 set -euo pipefail
-pkgs=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+pkgs=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

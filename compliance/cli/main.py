@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds
+from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds, web_cmds
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -68,6 +68,7 @@ app.command("report")(report_cmds.report)
 app.command("export")(report_cmds.export)
 app.command("reports")(report_cmds.report_list)
 app.command("demo")(report_cmds.demo)
+app.command("serve")(web_cmds.serve)
 
 
 def run() -> None:

@@ -697,8 +697,11 @@ def _drift_roles(cur: DataRef, ref: DataRef) -> tuple[dict, str, list[str]]:
 
 # ------------------------------------------------------------------ queries
 def list_checks(session: Session, *, model_id: str | None = None, artifact_id: str | None = None,
-                kind: str | None = None, limit: int | None = None) -> list[dict]:
+                kind: str | None = None, limit: int | None = None, as_of: datetime | None = None) -> list[dict]:
+    """Recorded checks, newest first (``as_of``: only those recorded at or before it)."""
     q = select(Check, ModelVersion.label).outerjoin(ModelVersion, ModelVersion.id == Check.version_id)
+    if as_of is not None:
+        q = q.where(Check.recorded_at <= as_of)
     if model_id:
         q = q.where(Check.model_id == model_id)
     if artifact_id:

@@ -20,9 +20,12 @@ def resolve_quarter_as_of(quarter: str | None, as_of: datetime | None) -> tuple[
     return q, as_of
 
 
-def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime | None = None) -> dict:
+def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime | None = None,
+              analysis: dict | None = None) -> dict:
+    """``analysis``: ``analyse(session, quarter, as_of)`` already computed for the same quarter and as-of
+    (the web view keeps recent ones; the figures are the same)."""
     q, t = resolve_quarter_as_of(quarter, as_of)
-    a = analyse(session, q, t)
+    a = analysis if analysis is not None else analyse(session, q, t)
     due_at = min(t, datetime.combine(parse_quarter(q).end, datetime.max.time(), tzinfo=timezone.utc))
     return {
         "quarter": q, "as_of": iso(t), "portfolio": a["portfolio"], "by_tier": a["by_tier"], "by_model": a["by_model"],
