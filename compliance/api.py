@@ -142,6 +142,22 @@ class Store:
         with self.session() as s:
             return run_drift(s, model_id, version, reference=reference, current=current, window=parse_window(window), **_budget_kw(kw))
 
+    def check_performance(self, model_id: str, version: str, *, data: str | Path, **kw: Any) -> dict:
+        """Outcomes analysis of a version on labelled data (``target``, ``score``, ``weight``,
+        ``timestamp``, ``threshold``, ``maturity_days``, ``reference``, ``calibration`` as on the CLI)."""
+        from compliance.services.outcomes import run_performance
+
+        with self.session() as s:
+            return run_performance(s, model_id, version, data=data, **kw)
+
+    def check_fairness(self, model_id: str, version: str, *, data: str | Path, protected: list[str] | None = None,
+                       **kw: Any) -> dict:
+        """Group fairness of a version's decisions (``protected`` attributes; other options as on the CLI)."""
+        from compliance.services.outcomes import run_fairness
+
+        with self.session() as s:
+            return run_fairness(s, model_id, version, data=data, protected=protected, **kw)
+
     def run_due(self, *, at: str | datetime | None = None, dry_run: bool = False, progress=None,
                 budget: str | float | None = None, budget_rows: int | None = None, seed: int | None = None) -> dict:
         """Run the due checks (each committed on its own); with ``budget`` (seconds or "5m") /

@@ -9,6 +9,11 @@ from .data import QUARTER_END, QUARTER_START, QUARTERS  # noqa: F401
 QUARTER_FILES = {"loans": "data/loans_{q}.parquet", "cards": "data/cards_{q}.parquet", "sme": "data/sme_{q}.parquet"}
 MONTH_FILES = {"loans": "data/loans_{m}.parquet", "cards": "data/cards_{m}.parquet", "sme": "data/sme_{m}.parquet"}
 DEV_FILE = "data/{domain}_dev_{q0}_{q1}.parquet"  # a version's development data (its training quarters)
+# What the bank knows of a period's outcomes on a given day (sample_data/outcomes.py): labels whose
+# window has not closed by ``known`` are blank. One snapshot per outcome check: never a later one.
+OUTCOME_FILE = "outcomes/{population}_{period}.known-{known}.parquet"
+OUTCOME_LABEL = {"retail-pd": ("loans", "default_12m", "applied_on", 365),
+                 "card-fraud": ("cards", "is_fraud", "timestamp", 60)}
 
 
 @dataclass
@@ -161,6 +166,17 @@ def artifact_entry(a: ArtifactSpec) -> dict:
             "registered_at": a.registered_at}
 
 
+def outcome_snapshots(events: list[dict]) -> list[tuple[str, str, str, str]]:
+    """``(path, population, period, known_by)`` of every outcome file the story's checks read."""
+    out = set()
+    for e in events:
+        if e["do"] in ("performance", "fairness"):
+            population = OUTCOME_LABEL[e["model"]][0]
+            period = e["data"].split("/")[-1].split(".known-")[0][len(population) + 1:]
+            out.add((e["data"], population, period, e["at"][:10]))
+    return sorted(out)
+
+
 def last_closed_quarter(at: str) -> str:
     """The latest quarter whose data is complete at ``at`` (it ended before at's day)."""
     day = at[:10]
@@ -191,6 +207,17 @@ def story_events() -> list[dict]:
         """A validator (not the owner or a developer) accepts the latest warn fidelity check."""
         add({"at": at, "do": "accept", "artifact": art, "version": version, "rationale": rationale,
              "actor": "carol.validator"})
+
+    def outcome_check(at, do, model, version, period, **kw):
+        """An outcome check on what the bank knows of ``period`` at the check's time (label lag applied)."""
+        population, target, timestamp, days = OUTCOME_LABEL[model]
+        add({"at": at, "do": do, "model": model, "version": version,
+             "data": OUTCOME_FILE.format(population=population, period=period, known=at[:10]),
+             "target": target, "timestamp": timestamp, "maturity_days": days, **kw})
+
+    def fairness(at, version, period):
+        """MRM's quarterly fair-lending review of retail-pd's decisions (age band, and region as a proxy)."""
+        outcome_check(at, "fairness", "retail-pd", version, period, protected=["age_band", "region"])
 
     july = {"retail-pd": MONTH_FILES["loans"], "card-fraud": MONTH_FILES["cards"],
             "sme-limit": MONTH_FILES["sme"]}
@@ -239,6 +266,7 @@ def story_events() -> list[dict]:
          "due": "2026-03-31"})
     # quarter-close sweeps run at 00:00 of the next quarter, once the quarter's data is complete
     add({"at": _t("2026-01-01"), "do": "due_checks"})
+    fairness(_t("2026-01-02"), "v1", "2025Q4")
     # ---- 2026Q1: retail-pd v2 (deep retrain) and card-fraud v2; the v1 SAE is re-validated on v2, the baseline is not
     deploy_all(_t("2026-01-05"))
     validate(_t("2026-01-08"), "retail-pd-sae-l1-v1", "v2")
@@ -248,6 +276,7 @@ def story_events() -> list[dict]:
     add({"at": _t("2026-02-16"), "do": "finding", "model": "retail-pd", "severity": "medium",
          "title": "Plan a retrained SAE for retail-pd after the v2 deep retrain", "owner": "alice.chen", "due": "2026-04-30"})
     add({"at": _t("2026-04-01"), "do": "due_checks"})
+    fairness(_t("2026-04-02"), "v2", "2026Q1")
     # retail-pd v2's first quarter in production against its development data (the default reference)
     add({"at": _t("2026-04-01"), "do": "drift", "model": "retail-pd", "version": "v2",
          "current": "data/loans_2026Q1.parquet"})
@@ -267,12 +296,17 @@ def story_events() -> list[dict]:
     validate(_t("2026-04-10", 4), "card-fraud-sae-l2-v3", "v3")
     overhead(_t("2026-04-10", 5), "card-fraud-sae-l2-v3", "v3")
     # a validator reviews the new fraud SAE's warning (dense features) and accepts it
+    # back-test of retail-pd v3 on the oldest cohort: only applications up to mid-April 2025 have a
+    # known 12-month outcome on 15 April 2026 (the rest is counted, not judged)
+    outcome_check(_t("2026-04-15"), "performance", "retail-pd", "v3", "2025Q2",
+                  reference=DEV_FILE.format(domain="loans", q0="2025Q4", q1="2026Q1"))
     accept(_t("2026-04-14"), "card-fraud-sae-l2-v3", "v3",
            "Dense features reviewed: they track transaction amount bands and are documented; adequate for reason codes.")
     add({"at": _t("2026-05-04"), "do": "finding", "model": "sme-limit", "severity": "low",
          "title": "Wide SAE exceeds the latency budget; use offline only", "owner": "chloe.martin",
          "due": "2026-09-30"})
     add({"at": _t("2026-07-01"), "do": "due_checks"})
+    fairness(_t("2026-07-02", 3), "v3", "2026Q2")
     # ---- 2026Q3: retail-pd v4 and sme-limit v3; crypto-exchange traffic arrives in card data
     deploy_all(_t("2026-07-01"))
     # overhead is re-measured after every retrain (DESIGN §3); MRM asks whether v4 still encodes age
@@ -282,6 +316,9 @@ def story_events() -> list[dict]:
     accept(_t("2026-07-06"), "retail-pd-sae-l1-v3", "v4",
            "v4 is a light refresh; EV 0.97 on v4 with the dense features already reviewed on v3. Accepted until the "
            "next retrain.")
+    # outcomes analysis of the new version on the latest fully matured cohort (2025Q2: 12 months closed)
+    outcome_check(_t("2026-07-08"), "performance", "retail-pd", "v4", "2025Q2",
+                  reference=DEV_FILE.format(domain="loans", q0="2026Q1", q1="2026Q2"))
     # July's extract is complete on 1 August: the drift checks against each version's development
     # data come first; the fidelity check that follows on the drifted window is what reveals
     # FM-DRIFT-BRITTLE (explanations confident and wrong under shift)
@@ -299,11 +336,17 @@ def story_events() -> list[dict]:
          "due": "2026-10-31"})
     add({"at": _t("2026-08-03"), "do": "finding", "model": "retail-pd", "severity": "medium",
          "title": "Attribution baseline not re-validated since v1", "owner": "alice.chen", "due": "2026-08-31"})
+    # July's decisions under the monthly fair-lending review: the North region's approval rate falls
+    fairness(_t("2026-08-04", 2), "v4", "2026-07")
+    # fraud labels mature 60 days after the transaction: the 2026Q2 outcomes are complete by 30 August
+    outcome_check(_t("2026-08-31"), "performance", "card-fraud", "v3", "2026Q2",
+                  reference=DEV_FILE.format(domain="cards", q0="2025Q4", q1="2026Q1"))
     # a misconfigured nightly job points the sme-limit validation at the retail loans extract:
     # the check cannot run and is recorded as an error (FM-ERROR) -- absence of evidence is evidence
     add({"at": _t("2026-08-12"), "do": "validate", "artifact": "sme-limit-sae-wide-v2", "version": "v3",
          "data": "data/loans_2026Q2.parquet"})
     add({"at": _t("2026-10-01"), "do": "due_checks"})
+    fairness(_t("2026-10-01", 1), "v4", "2026Q3")
     if deploys:  # pragma: no cover - every deploy date must appear above
         raise AssertionError(f"deploy dates not in the story: {sorted(deploys)}")
     ev.sort(key=lambda e: e["at"])  # stable: events at the same time keep their written order

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,17 @@ import torch
 import yaml
 
 from . import artifacts as A
-from .book import ARTIFACTS, DEV_FILE, MODELS, MONTH_FILES, QUARTER_FILES, artifact_entry, story_events
+from .book import ARTIFACTS, DEV_FILE, MODELS, MONTH_FILES, QUARTER_FILES, artifact_entry, outcome_snapshots, story_events
 from .data import MONTH_EXTRACTS, QUARTER_END, QUARTER_START, QUARTERS, SCHEMA, column_roles, generate, month_rows
+from .outcomes import outcome_frame
 from .models import Encoding, ResidualMLP, save_model, train
 
-GENERATOR_VERSION = "sample-bank/3"  # 3: development data per version, July extracts, column roles
+GENERATOR_VERSION = "sample-bank/4"  # 3: development data per version, July extracts, column roles; 4: outcome snapshots
 DEFAULT_SEED = 20251001
 ROWS_PER_QUARTER = 20_000
 BUILD_THREADS = 1  # small matmuls gain little from threads; one thread is robust on a busy machine
 DEFAULT_OUT = Path(__file__).resolve().parent / "generated"
-_OUTPUT_DIRS = ("data", "models", "artifacts")
+_OUTPUT_DIRS = ("data", "outcomes", "models", "artifacts")
 _OUTPUT_FILES = ("manifest.yaml", "story.yaml", "BUILD.json")
 
 
@@ -144,6 +146,13 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
                 if not p.exists():
                     pd.concat([frames[spec.domain][q] for q in vspec.train_quarters], ignore_index=True) \
                         .to_parquet(p, index=False, compression="zstd")
+        for path, population, period, known in outcome_snapshots(story_events()):
+            src = frames[population].get(period)
+            if src is None:  # a month's extract
+                src = month_rows(population, frames[population][MONTH_EXTRACTS[period]], period)
+            p = out / path
+            p.parent.mkdir(parents=True, exist_ok=True)
+            outcome_frame(src, population, date.fromisoformat(known)).to_parquet(p, index=False, compression="zstd")
         say(f"data written ({time.perf_counter() - t0:.1f}s)")
         # ---- models
         trained: dict[tuple[str, str], tuple[ResidualMLP, Encoding, pd.DataFrame]] = {}

@@ -26,7 +26,7 @@ from sample_data.build import GENERATOR_VERSION, build
 pytestmark = pytest.mark.slow
 
 STORY_ACTIONS = {"register_version", "deploy", "retire", "register_artifact", "validate", "drift", "overhead",
-                 "alignment", "activation_drift", "finding", "due_checks", "accept"}
+                 "alignment", "activation_drift", "finding", "due_checks", "accept", "performance", "fairness"}
 KINDS = {"sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_labels"}
 
 
@@ -149,13 +149,21 @@ def test_story_never_looks_ahead_and_registers_roles(bank, manifest):
     windows = {d["path"]: d["window"] for d in manifest["datasets"]}
     events = yaml.safe_load((bank / "story.yaml").read_text())["events"]
     named = 0
+    quarter_end = {Path(d["path"]).stem.split("_")[1]: d["window"].split("..")[1] for d in manifest["datasets"]
+                   if not d.get("version")}
+    snapshots = 0
     for e in events:
         for key in ("data", "reference", "current"):
-            if key in e:
+            if key in e and e[key].startswith("outcomes/"):
+                # an outcome snapshot: what the bank knew on the event's own day, of a period that had ended
+                period, known = Path(e[key]).name.removesuffix(".parquet").split("_", 1)[1].split(".known-")
+                assert known == e["at"][:10] and quarter_end[period] < known, (e, period)
+                snapshots += 1
+            elif key in e:
                 end = windows[e[key]].split("..")[1]
                 assert end < e["at"][:10], (e, end)
                 named += 1
-    assert named >= 20
+    assert named >= 20 and snapshots >= 8
     labels = {"loans": "default_12m", "cards": "is_fraud", "sme": "limit_breach_12m"}
     for d in manifest["datasets"]:
         domain = Path(d["path"]).name.split("_")[0]

@@ -119,3 +119,31 @@ def test_due_checks_dry_run_and_dashboard_cli(story_store):
     assert all(d["kind"] in ("sae", "transcoder", "clt", "attribution_baseline") for d in due)
     r = CliRunner().invoke(app, ["--db", story_store, "status", "--quarter", "2026Q3", "--as-of", AS_OF.isoformat()])
     assert r.exit_code == 0 and "2026Q3" in r.stdout and "FM-DRIFT-BRITTLE" in r.stdout
+
+
+def test_outcomes_and_fairness_over_the_year(story_store):
+    """Outcome checks see only what the bank knew at their time (label lag), the North region's
+    adverse impact ratio falls quarter by quarter until it fails, and the fail opens FM-PROTECTED
+    naming the attribute and the ratio."""
+    with session_scope(story_store, readonly=True) as s:
+        perf = {(c.model_id, c.started_at.date().isoformat()): c for c in s.scalars(select(Check).where(Check.kind == "performance"))}
+        early = perf[("retail-pd", "2026-04-15")]  # 2025Q2 applications: 12-month outcomes only partly known
+        m = early.metrics
+        # the snapshot blanks what the bank did not know yet: counted as without an outcome, not judged
+        assert 0 < m["n_matured"] < m["n_rows_file"]
+        assert m["n_unlabelled"] + m["n_not_matured"] + m["n_matured"] == m["n_rows_file"] and m["n_unlabelled"] > 0
+        later = perf[("retail-pd", "2026-07-08")].metrics  # the same cohort, now complete
+        assert later["n_matured"] == later["n_rows_file"] and later["baseline_source"].startswith("reference")
+        assert perf[("card-fraud", "2026-08-31")].metrics["n_matured"] > 0
+        fair = sorted(s.scalars(select(Check).where(Check.kind == "fairness")), key=lambda c: c.started_at)
+        north = []
+        for c in fair:
+            (region,) = [a for a in c.metrics["attributes"] if a["attribute"] == "region"]
+            north.append(next(g["air"] for g in region["groups"] if g["group"] == "North"))
+        assert len(north) >= 5 and north == sorted(north, reverse=True) and north[0] >= 0.7 > north[-1]
+        assert fair[0].status != "fail" and fair[-1].status == "fail" and fair[-1].flags == ["FM-PROTECTED"]
+    from compliance.services.governance import list_failure_modes
+
+    with session_scope(story_store, readonly=True) as s:
+        occ = [o for o in list_failure_modes(s, as_of=AS_OF) if o["code"] == "FM-PROTECTED" and o["artifact_id"] is None]
+    assert occ and all("region=North adverse impact ratio" in o["detail"] for o in occ), occ

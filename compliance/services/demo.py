@@ -229,6 +229,17 @@ def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel,
         c = store.check_activation_drift(e["artifact"], str(e["version"]) if e.get("version") else None,
                                          reference=rel(e["reference"]), current=rel(e["current"]) if e.get("current") else None)
         return _brief(c)
+    if do in ("performance", "fairness"):
+        opts = {k: e[k] for k in ("target", "timestamp", "maturity_days") if e.get(k) is not None}
+        if do == "performance":
+            c = store.check_performance(e["model"], str(e["version"]), data=rel(e["data"]),
+                                        reference=rel(e["reference"]) if e.get("reference") else None, **opts)
+            m = c["metrics"]
+            return (f"{c['status']} (AUC {m['auc']:.3f}; {m['n_matured']} of {m['n_rows_file']} rows matured)")
+        c = store.check_fairness(e["model"], str(e["version"]), data=rel(e["data"]), protected=e.get("protected"), **opts)
+        worst = min((g["air"] for a in c["metrics"]["attributes"] for g in a["groups"] if g.get("air") is not None),
+                    default=None)
+        return f"{c['status']}" + (f" (lowest adverse impact ratio {worst:.2f})" if worst is not None else "")
     if do == "accept":
         from compliance.services.checks import list_checks
 

@@ -15,6 +15,7 @@ from compliance.services.registry import get_model, plain
 from compliance.store.ledger import record, record_many
 from compliance.store.models import (
     Attestation,
+    Check,
     DeploymentEvent,
     FailureMode,
     FailureModeOccurrence,
@@ -40,15 +41,32 @@ def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     new = [d for d in detect(session, at) if d.cause_key not in known]
     labels = {vid: f"{m} {label}" for vid, m, label in session.execute(
         select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label))}
+    why = _check_reasons(session, [d.check_id for d in new if d.cause_key == f"{d.code}:check={d.check_id}"])
     occs = record_many(session, [FailureModeOccurrence(code=d.code, cause_key=d.cause_key, model_id=d.model_id,
                                                        version_id=d.version_id, artifact_id=d.artifact_id,
-                                                       check_id=d.check_id, detail=_readable(d.detail, labels),
+                                                       check_id=d.check_id,
+                                                       detail=_readable(d.detail, labels) + why.get(d.check_id, ""),
                                                        detected_at=at)
                                  for d in new])
     record_many(session, [FailureModeStatusEvent(occurrence_id=o.id, status="open", rationale="detected automatically")
                           for o in occs])
     close_retired_occurrences(session, at)
     return [plain(o) for o in occs]
+
+
+def _check_reasons(session: Session, check_ids: list[int]) -> dict[int, str]:
+    """``": <reasons>"`` of each check that opened an occurrence, its fail reasons first, so the
+    register names what was found (e.g. the attribute and ratio of a fairness fail), not only where."""
+    if not check_ids:
+        return {}
+    out = {}
+    for cid, reasons in session.execute(select(Check.id, Check.reasons).where(Check.id.in_(set(check_ids)))):
+        rs = [str(r) for r in reasons or []]
+        rs = [r for r in rs if r.startswith("fail")] or rs
+        if rs:
+            text = "; ".join(rs)
+            out[cid] = ": " + (text if len(text) <= 240 else text[:239] + "…")
+    return out
 
 
 SYSTEM_ACTOR = "system"
