@@ -37,7 +37,9 @@ DECISIONS = ("approve", "approve_with_conditions", "reject")
 def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     """Open an occurrence for every detection whose cause has none yet (idempotent)."""
     known = set(session.scalars(select(FailureModeOccurrence.cause_key)))
-    new = [d for d in detect(session, at) if d.cause_key not in known]
+    from compliance.services.plans import missed_detections
+
+    new = [d for d in detect(session, at) + missed_detections(session, at) if d.cause_key not in known]
     labels = {vid: f"{m} {label}" for vid, m, label in session.execute(
         select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label))}
     occs = record_many(session, [FailureModeOccurrence(code=d.code, cause_key=d.cause_key, model_id=d.model_id,
