@@ -148,6 +148,7 @@ def plan_adherence(session: Session, at: datetime, model_ids: list[str] | None =
                                      at=at, grace_days=int(plan["document"].get("grace_days", 1)))
             row = a.to_dict()
             row.update(model_id=v.model_id, version=v.label, cadence=kp.cadence_text(), explicit=plan["explicit"],
+                       alert=plan["document"].get("alert") or {},
                        plan_version=plan["version"], data=kp.data, budget=kp.budget, reference=kp.reference)
             out.append(row)
     return out
