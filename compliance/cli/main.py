@@ -11,6 +11,7 @@ import typer
 
 from compliance import __version__
 from compliance.cli import (
+    alert_cmds,
     check_cmds,
     correction_cmds,
     db_cmds,
@@ -65,6 +66,7 @@ app.add_typer(registry_cmds.volume_app, name="volume")
 app.command("import")(registry_cmds.import_cmd)
 app.add_typer(check_cmds.check_app, name="check")
 app.add_typer(plan_cmds.plan_app, name="plan")
+app.add_typer(alert_cmds.alerts_app, name="alerts")
 app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")

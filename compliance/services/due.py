@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError
+from compliance.services.alerts import verdict_alerts, verdicts_at
 from compliance.services.checks import run_fidelity
 from compliance.services.policy import policy_at
 from compliance.store.models import Artifact, Check, DeploymentEvent, Model, ModelVersion
@@ -100,6 +101,8 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
         tasks, not_run = plan_tasks(s, at)
     if dry_run:
         return {"at": at, "due": pairs, "planned": tasks, "not_run": not_run, "ran": [], "failure_modes_opened": []}
+    with open_session(readonly=True) as s:
+        before = verdicts_at(s, at)
     ran = []
     for i, p in enumerate(pairs):
         if progress:
@@ -117,6 +120,7 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
         progress(len(pairs), len(pairs), {})
     with open_session(short_writes=True) as s:
         opened = detect_failure_modes(s, at)
+        verdict_alerts(s, before, verdicts_at(s, at), at)
     return {"at": at, "due": pairs, "planned": tasks, "not_run": not_run, "ran": ran, "failure_modes_opened": opened}
 
 
@@ -169,6 +173,7 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
     if dry_run:
         return {"at": at, "due": pairs, "planned": tasks, "not_run": plan_not_run, "ran": [],
                 "failure_modes_opened": []}
+    before = verdicts_at(session, at)
     if budget is not None:
         ran, not_run = _run_budgeted(session, pairs, budget, progress)
         not_run += plan_not_run + [{**t, "why": "a shared --budget runs fidelity only; planned checks run without it"}
@@ -176,6 +181,7 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
         if progress:
             progress(len(pairs), len(pairs), {})
         opened = detect_failure_modes(session, at)
+        verdict_alerts(session, before, verdicts_at(session, at), at)
         return {"at": at, "due": pairs, "planned": tasks, "ran": ran, "not_run": not_run, "budget": budget.to_dict(),
                 "failure_modes_opened": opened}
     ran = []
@@ -197,6 +203,7 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
     if progress:
         progress(len(pairs), len(pairs), {})
     opened = detect_failure_modes(session, at)
+    verdict_alerts(session, before, verdicts_at(session, at), at)
     return {"at": at, "due": pairs, "planned": tasks, "ran": ran, "not_run": plan_not_run,
             "failure_modes_opened": opened}
 

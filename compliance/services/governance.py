@@ -50,7 +50,13 @@ def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     record_many(session, [FailureModeStatusEvent(occurrence_id=o.id, status="open", rationale="detected automatically")
                           for o in occs])
     close_retired_occurrences(session, at)
-    return [plain(o) for o in occs]
+    opened = [plain(o) for o in occs]
+    if opened:  # the outbox, in this transaction: delivered after the commit (services.alerts)
+        from compliance.services.alerts import occurrence_alerts
+
+        cat = {f.code: (f.title, f.severity) for f in session.scalars(select(FailureMode))}
+        occurrence_alerts(session, [o for o in opened if o["version_id"] not in retired_version_ids(session, at)], cat)
+    return opened
 
 
 SYSTEM_ACTOR = "system"
