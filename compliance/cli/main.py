@@ -16,6 +16,7 @@ from compliance.cli import (
     correction_cmds,
     db_cmds,
     gov_cmds,
+    integration_cmds,
     narrative_cmds,
     plan_cmds,
     registry_cmds,
@@ -67,6 +68,8 @@ app.command("import")(registry_cmds.import_cmd)
 app.add_typer(check_cmds.check_app, name="check")
 app.add_typer(plan_cmds.plan_app, name="plan")
 app.add_typer(alert_cmds.alerts_app, name="alerts")
+app.add_typer(integration_cmds.sync_app, name="sync")
+app.command("gate")(integration_cmds.gate_cmd)
 app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")

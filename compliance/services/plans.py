@@ -191,7 +191,7 @@ def plan_tasks(session: Session, at: datetime) -> tuple[list[dict], list[dict]]:
     arts: dict[str, list[Artifact]] = {}
     all_arts = [a for a in session.scalars(select(Artifact).where(Artifact.recorded_at <= at).order_by(Artifact.id))
                 if a.id not in void]
-    replaced = {a.replaces for a in all_arts if a.replaces}
+    replaced = {a.replaces_id for a in all_arts if a.replaces_id}
     for a in all_arts:
         if a.kind in ("sae", "transcoder", "clt") and a.id not in replaced:
             arts.setdefault(a.model_id, []).append(a)
