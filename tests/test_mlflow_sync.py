@@ -128,6 +128,11 @@ def test_sync_models_versions_aliases_and_stages_then_gate(cli, tmp_path):
     assert c.get_model_version("Retail PD", "2").tags["compliance.gate"] == "pass"
     code, out, _ = cli("alerts", "list", "--json")
     assert [a["event"] for a in json.loads(out) if a["event"] == "gate_refused"] == ["gate_refused"]
+    # v2 went live in the registry before any gate passed: FM-UNVALIDATED (once, whatever rule saw it)
+    code, out, _ = cli("failure-modes", "detect", "--json")
+    code, out, _ = cli("failure-modes", "list", "--json")
+    unval = [o for o in json.loads(out) if o["code"] == "FM-UNVALIDATED" and o["version_id"] == vs["v2"]["id"]]
+    assert len(unval) == 1
     # MLflow was written only through the gate's tags
     assert set(c.get_model_version("Retail PD", "1").tags) == set()
 

@@ -174,3 +174,24 @@ def test_plan_set_is_versioned_and_cli_shows_it(cli, tmp_path):
     assert code != 0 and "unknown cadence" in err and "Traceback" not in err
     code, out, _ = cli("plan", "show", "retail-pd", "--json")
     assert json.loads(out)["version"] == 1
+
+
+def test_manifest_plans_section(cli, tmp_path):
+    from helpers import small_manifest
+
+    m = small_manifest(tmp_path)
+    doc = yaml.safe_load(m.read_text())
+    (tmp_path / "fraud-plan.yaml").write_text("checks: {overhead: {cadence: after_retrain}}\n")
+    doc["plans"] = [{"model": "retail-pd", "plan": {"checks": {"data_drift": {"cadence": "weekly"}}}},
+                    {"model": "card-fraud", "file": "fraud-plan.yaml"}]
+    m.write_text(yaml.safe_dump(doc))
+    code, out, err = cli("import", m)
+    assert code == 0, err
+    import json
+
+    code, out, _ = cli("plan", "show", "card-fraud", "--json")
+    assert json.loads(out)["document"]["checks"]["overhead"]["after_retrain"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"plans": [{"model": "retail-pd", "plan": {"checks": {"data_drift": {"cadence": "hourly"}}}}]}))
+    code, out, err = cli("import", bad)
+    assert code != 0 and "plans[0]" in err and "unknown cadence" in err

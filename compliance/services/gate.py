@@ -109,3 +109,38 @@ def latest_pass(session: Session, version_id: int, at: datetime) -> GateDecision
     return session.scalars(select(GateDecision).where(GateDecision.version_id == version_id,
                                                       GateDecision.decision == "pass", GateDecision.recorded_at <= at)
                            .order_by(GateDecision.id.desc()).limit(1)).first()
+
+
+def ungated_detections(session: Session, at: datetime) -> list:
+    """``FM-UNVALIDATED`` for a deploy recorded by a registry sync (a promotion managed in the
+    registry, where the gate is the control) of a version of an in-scope model with no passing gate
+    decision recorded at or before it. Same key as the evidence rule of the analysis (one cause: the
+    deploy), so a deploy both ungated and unevidenced opens one occurrence."""
+    import pandas as pd
+
+    from compliance.analysis.failure_modes import Detection
+    from compliance.services.corrections import corrected_ids
+    from compliance.store.models import DeploymentEvent, Model, ModelVersion, RegistryLink
+
+    synced = {int(e) for e in session.scalars(select(RegistryLink.entity_id).where(
+        RegistryLink.entity_type == "deployment_event", RegistryLink.recorded_at <= at))}
+    if not synced:
+        return []
+    void = corrected_ids(session, "deployment", at)
+    pol = policy_record_at(session, at)["document"]
+    groups = pol.get("required_groups") or {}
+    out = []
+    for e, v, m in session.execute(select(DeploymentEvent, ModelVersion, Model)
+                                   .join(ModelVersion, ModelVersion.id == DeploymentEvent.version_id)
+                                   .join(Model, Model.id == ModelVersion.model_id)
+                                   .where(DeploymentEvent.id.in_(synced), DeploymentEvent.action == "deploy",
+                                          DeploymentEvent.effective_at <= at, DeploymentEvent.recorded_at <= at)):
+        if e.id in void or not groups.get(str(m.tier)):
+            continue
+        if latest_pass(session, v.id, e.effective_at) is not None:
+            continue
+        when = pd.Timestamp(e.effective_at).tz_convert("UTC").isoformat()
+        out.append(Detection("FM-UNVALIDATED", m.id, v.id, None, None, f"FM-UNVALIDATED:version={v.id}:deployed={when}",
+                             f"version {v.id} went live at {when} (registry) with no passing pre-promotion gate "
+                             "decision"))
+    return out

@@ -37,9 +37,11 @@ DECISIONS = ("approve", "approve_with_conditions", "reject")
 def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     """Open an occurrence for every detection whose cause has none yet (idempotent)."""
     known = set(session.scalars(select(FailureModeOccurrence.cause_key)))
+    from compliance.services.gate import ungated_detections
     from compliance.services.plans import missed_detections
 
-    new = [d for d in detect(session, at) + missed_detections(session, at) if d.cause_key not in known]
+    found = detect(session, at) + missed_detections(session, at) + ungated_detections(session, at)
+    new = list({d.cause_key: d for d in reversed(found) if d.cause_key not in known}.values())[::-1]
     labels = {vid: f"{m} {label}" for vid, m, label in session.execute(
         select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label))}
     occs = record_many(session, [FailureModeOccurrence(code=d.code, cause_key=d.cause_key, model_id=d.model_id,
