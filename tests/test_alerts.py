@@ -161,3 +161,53 @@ def test_email_goes_to_a_real_smtp_server(cli, tmp_path, monkeypatch):
     assert "Subject: [compliance]" in content and "retail-pd" in content
     email_rows = [d for a in _alerts(cli) for d in a["deliveries"] if d["channel"] == "email"]
     assert email_rows and all(d["outcome"] == "delivered" for d in email_rows)
+
+
+def test_email_over_starttls_with_auth(cli, tmp_path, monkeypatch):
+    """STARTTLS against a real SMTP server with a certificate from a private CA (cafile), login required."""
+    import shutil
+    import ssl
+    import subprocess
+
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.smtp import AuthResult
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            got.append((envelope.rcpt_tos, session.ssl is not None, session.authenticated))
+            return "250 OK"
+
+    def auth(server, session, envelope, mechanism, data):
+        return AuthResult(success=data.login == b"compliance" and data.password == b"pw")
+
+    port = _free_port()
+    ctl = aiosmtpd.Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
+                              authenticator=auth, auth_require_tls=True)
+    ctl.start()
+    try:
+        code, _, err = cli("import", small_manifest(tmp_path))
+        assert code == 0, err
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(yaml.safe_dump({"checks": {}, "alert": {"email": ["mrm@bank.example"]}}))
+        assert cli("plan", "set", "retail-pd", "--file", plan)[0] == 0
+        monkeypatch.setenv("COMPLIANCE_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("COMPLIANCE_SMTP_PORT", str(port))
+        monkeypatch.setenv("COMPLIANCE_SMTP_USER", "compliance")
+        monkeypatch.setenv("COMPLIANCE_SMTP_PASSWORD", "pw")
+        monkeypatch.setenv("COMPLIANCE_SMTP_CAFILE", str(cert))
+        monkeypatch.delenv("COMPLIANCE_ALERTS_CONFIG", raising=False)
+        code, out, err = cli("failure-modes", "detect")
+        assert code == 0, err
+    finally:
+        ctl.stop()
+    assert got and all(r == ["mrm@bank.example"] and tls and authed for r, tls, authed in got)

@@ -13,7 +13,7 @@ Configuration: a YAML file named by ``--config`` or ``COMPLIANCE_ALERTS_CONFIG``
 
 or environment variables alone: ``COMPLIANCE_WEBHOOK_URL`` + ``COMPLIANCE_WEBHOOK_SECRET`` (a
 webhook named ``default``), ``COMPLIANCE_SMTP_HOST`` / ``_PORT`` / ``_USER`` / ``_PASSWORD`` /
-``_FROM`` / ``_STARTTLS`` (1/0) / ``_SSL``, ``COMPLIANCE_ALERT_EMAIL`` (default recipients,
+``_FROM`` / ``_STARTTLS`` (1/0) / ``_SSL`` / ``_CAFILE``, ``COMPLIANCE_ALERT_EMAIL`` (default recipients,
 comma-separated). Secrets are read from the environment, never stored in the database.
 
 Each webhook request carries ``X-Compliance-Signature: sha256=<hex>`` = HMAC-SHA256(secret,
@@ -67,6 +67,7 @@ class Smtp:
     username: str | None = None
     password: str | None = None
     sender: str = "compliance@localhost"
+    cafile: str | None = None  # a private CA bundle to verify the server's certificate
 
 
 @dataclass
@@ -129,7 +130,8 @@ def load_config(path: str | Path | None = None, env: dict | None = None) -> Aler
             pw = os.environ.get(str(s["password_env"])) if s.get("password_env") else s.get("password")
             cfg.smtp = Smtp(host=str(s["host"]), port=int(s.get("port", 587)), starttls=bool(s.get("starttls", True)),
                             ssl=bool(s.get("ssl", False)), username=s.get("username"), password=pw,
-                            sender=str(s.get("from", "compliance@localhost")))
+                            sender=str(s.get("from", "compliance@localhost")),
+                            cafile=str(s["cafile"]) if s.get("cafile") else None)
         d = doc.get("default") or {}
         cfg.default_email = [str(x) for x in d.get("email") or []]
         cfg.default_webhook = [str(x) for x in d.get("webhook") or []]
@@ -147,7 +149,8 @@ def load_config(path: str | Path | None = None, env: dict | None = None) -> Aler
         cfg.smtp = Smtp(host=env["COMPLIANCE_SMTP_HOST"], port=int(env.get("COMPLIANCE_SMTP_PORT", 587)),
                         starttls=env.get("COMPLIANCE_SMTP_STARTTLS", "1") == "1", ssl=env.get("COMPLIANCE_SMTP_SSL") == "1",
                         username=env.get("COMPLIANCE_SMTP_USER"), password=env.get("COMPLIANCE_SMTP_PASSWORD"),
-                        sender=env.get("COMPLIANCE_SMTP_FROM", "compliance@localhost"))
+                        sender=env.get("COMPLIANCE_SMTP_FROM", "compliance@localhost"),
+                        cafile=env.get("COMPLIANCE_SMTP_CAFILE"))
     if env.get("COMPLIANCE_ALERT_EMAIL"):
         cfg.default_email = [x.strip() for x in env["COMPLIANCE_ALERT_EMAIL"].split(",") if x.strip()]
     return cfg
@@ -192,10 +195,12 @@ def send_email(smtp: Smtp, alert: dict, to: list[str], timeout: float) -> str:
              f"recorded: {alert['recorded_at']}", ""] + [f"{k}: {v}" for k, v in sorted(p.items())
                                                          if k not in ("event", "model_id")]
     msg.set_content("\n".join(lines) + "\n")
-    cls = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
-    with cls(smtp.host, smtp.port, timeout=timeout) as c:
+    tls = ssl.create_default_context(cafile=smtp.cafile)
+    c = (smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=tls) if smtp.ssl
+         else smtplib.SMTP(smtp.host, smtp.port, timeout=timeout))
+    with c:
         if smtp.starttls and not smtp.ssl:
-            c.starttls(context=ssl.create_default_context())
+            c.starttls(context=tls)
         if smtp.username:
             c.login(smtp.username, smtp.password or "")
         refused = c.send_message(msg)
