@@ -211,3 +211,24 @@ def test_email_over_starttls_with_auth(cli, tmp_path, monkeypatch):
     finally:
         ctl.stop()
     assert got and all(r == ["mrm@bank.example"] and tls and authed for r, tls, authed in got)
+
+
+def test_verdict_worsening_alerts_once_and_improvement_does_not(db_url, tmp_path):
+    from datetime import datetime, timezone
+
+    from compliance.services import registry
+    from compliance.services.alerts import list_alerts, verdict_alerts
+    from compliance.store.engine import session_scope
+
+    at = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    with session_scope(db_url, actor="t") as s:
+        registry.add_model(s, "m1", name="M1", owner="o", tier=1, use="u")
+        registry.add_model(s, "m2", name="M2", owner="o", tier=1, use="u")
+        before = {"m1": {"verdict": "fit"}, "m2": {"verdict": "not fit"}}
+        after = {"m1": {"verdict": "not fit", "reasons": ["slot stale"]}, "m2": {"verdict": "fit with conditions"}}
+        made = verdict_alerts(s, before, after, at)
+        assert [a["model_id"] for a in made] == ["m1"] and made[0]["payload"]["to"] == "not fit"
+        assert verdict_alerts(s, before, after, at) == []  # same cause: written once
+    with session_scope(db_url, readonly=True) as s:
+        rows = list_alerts(s)
+    assert [(a["event"], a["state"]) for a in rows] == [("verdict_worsened", "no channel")]
