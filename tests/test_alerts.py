@@ -124,6 +124,8 @@ def test_receiver_down_keeps_the_write_and_retries_later(cli, tmp_path, monkeypa
     assert made and all(m["outcome"] == "delivered" and m["attempt"] == 3 for m in made)
     assert len(_Hook.received) == len(rows)
     assert all(a["state"] == "delivered" for a in _alerts(cli) if a["model_id"] == "retail-pd")
+    code, out, _ = cli("verify", "--json")  # outbox and attempts are ledgered evidence like any other
+    assert code == 0 and json.loads(out)["ok"]
 
 
 def test_email_goes_to_a_real_smtp_server(cli, tmp_path, monkeypatch):
