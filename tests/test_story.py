@@ -26,7 +26,7 @@ def test_every_slot_state_and_failure_mode_occurs(story_store):
     codes = Counter(f["code"] for f in st["failure_modes"])
     # open on deployed versions at the as-of (v2: occurrences on retired versions are closed by the system)
     assert set(codes) == {"FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
-                          "FM-DECISION", "FM-ERROR", "FM-PROTECTED", "FM-UNVALIDATED"}, codes
+                          "FM-DECISION", "FM-ERROR", "FM-PROTECTED", "FM-UNVALIDATED", "FM-MISSED"}, codes
     from compliance.services.governance import list_failure_modes
 
     with session_scope(story_store, readonly=True) as s:
@@ -119,3 +119,23 @@ def test_due_checks_dry_run_and_dashboard_cli(story_store):
     assert all(d["kind"] in ("sae", "transcoder", "clt", "attribution_baseline") for d in due)
     r = CliRunner().invoke(app, ["--db", story_store, "status", "--quarter", "2026Q3", "--as-of", AS_OF.isoformat()])
     assert r.exit_code == 0 and "2026Q3" in r.stdout and "FM-DRIFT-BRITTLE" in r.stdout
+
+
+def test_plans_adherence_and_alerts_in_the_story(story_store):
+    """Issue 16: every model has a plan from mid-June; the misses the story contains are FM-MISSED
+    with their due dates, each opening wrote an alert to the outbox."""
+    from compliance.services.alerts import list_alerts
+    from compliance.services.plans import plan_adherence
+
+    with session_scope(story_store, readonly=True) as s:
+        rows = plan_adherence(s, AS_OF)
+        alerts = list_alerts(s)
+    assert {r["model_id"] for r in rows} == {"retail-pd", "card-fraud", "sme-limit"}
+    assert all(r["explicit"] for r in rows)
+    missed = {(r["model_id"], r["kind"], m["due"].date().isoformat()) for r in rows for m in r["missed"]}
+    assert ("retail-pd", "data_drift", "2026-07-31") in missed  # monthly drift, first run 4 August
+    assert ("retail-pd", "overhead", "2026-07-01") in missed  # v4 went live with no overhead measured
+    st = Store(story_store).status(quarter="2026Q3", as_of=AS_OF)
+    assert len([f for f in st["failure_modes"] if f["code"] == "FM-MISSED"]) == len(missed)
+    assert {a["event"] for a in alerts} >= {"occurrence_opened", "check_missed"}
+

@@ -33,8 +33,10 @@ def alerts_list(ctx: typer.Context, config: ConfigOpt = None,
         rows = list_alerts(s, targets_of=cfg.targets, state=state, limit=limit)
 
     def human(rows):
+        from rich.markup import escape
+
         table(f"{len(rows)} alert(s)", ["id", "recorded", "event", "model", "subject", "attempts", "state"],
-              [[a["id"], a["recorded_at"][:16], a["event"], a["model_id"] or "", a["subject"], len(a["deliveries"]),
+              [[a["id"], a["recorded_at"][:16], a["event"], a["model_id"] or "", escape(a["subject"]), len(a["deliveries"]),
                 a["state"]] for a in rows])
 
     emit(rows, as_json, human)
