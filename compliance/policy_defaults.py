@@ -55,6 +55,14 @@ DEFAULT_POLICY: dict[str, Any] = {
         "3": [],
     },
     "tier_weights": {"1": 3, "2": 2, "3": 1},
+    # Default monitoring plan per tier (DESIGN §10): what `check run --due` follows for a model with no
+    # plan of its own (`compliance plan set`). Misses against a default plan are shown, not opened as
+    # FM-MISSED: the commitment an examiner holds a bank to is the plan it recorded.
+    "monitoring": {
+        "1": {"checks": {"fidelity": {"cadence": ["after_retrain", {"every": "90d"}]}}},
+        "2": {"checks": {"fidelity": {"cadence": ["after_retrain", {"every": "90d"}]}}},
+        "3": {},
+    },
     # Per-tier overrides of the threshold sections (fidelity, drift, activation_drift, overhead, probe,
     # performance, fairness)
     # and of validity_days, e.g. {"1": {"fidelity": {"flip_fail": 0.02}}}.

@@ -347,6 +347,22 @@ def story_events() -> list[dict]:
          "data": "data/loans_2026Q2.parquet"})
     add({"at": _t("2026-10-01"), "do": "due_checks"})
     fairness(_t("2026-10-01", 1), "v4", "2026Q3")
+    # mid-June the model-risk committee adopts a monitoring plan per model (DESIGN §10): from then
+    # on a required check that does not run on time opens FM-MISSED, and the pack shows adherence
+    mrm = {"email": ["mrm@bank.example"], "webhook": ["mrm-hook"]}
+    for mid, plan in (
+            ("retail-pd", {"checks": {"fidelity": {"cadence": ["after_retrain", {"every": "90d"}]},
+                                      "data_drift": {"cadence": "monthly"},
+                                      "overhead": {"cadence": "after_retrain"}}, "alert": mrm, "grace": "3d"}),
+            ("card-fraud", {"checks": {"fidelity": {"cadence": ["after_retrain", {"every": "90d"}]},
+                                       "data_drift": {"cadence": "monthly"},
+                                       "overhead": {"cadence": "after_retrain"}}, "alert": mrm, "grace": "3d"}),
+            ("sme-limit", {"checks": {"fidelity": {"cadence": ["after_retrain", {"every": "90d"}]},
+                                      "data_drift": {"cadence": "quarterly"},
+                                      "overhead": {"cadence": "after_retrain"}}, "alert": mrm, "grace": "3d"}),
+            ("collections-priority", {"checks": {"data_drift": {"cadence": "quarterly", "required": False}},
+                                      "alert": {"email": ["collections-owner@bank.example"]}})):
+        add({"at": _t("2026-06-15"), "do": "plan", "model": mid, "plan": plan})
     if deploys:  # pragma: no cover - every deploy date must appear above
         raise AssertionError(f"deploy dates not in the story: {sorted(deploys)}")
     ev.sort(key=lambda e: e["at"])  # stable: events at the same time keep their written order

@@ -19,7 +19,7 @@ from report_fixtures import make_context
 
 CHAPTERS = ["Executive summary", "Inventory in scope", "Change log", "Explanation coverage",
             "Interpretability debt", "Fidelity results", "Drift results", "Outcomes and performance", "Fairness",
-            "Compute budget", "Reasons of warn, fail and error checks", "Failure-mode register", "Findings and exceptions",
+            "Compute budget", "Monitoring plans and gate", "Reasons of warn, fail and error checks", "Failure-mode register", "Findings and exceptions",
             "Validator's conclusion, limitations and conditions", "Attestation", "Appendix"]
 
 

@@ -26,7 +26,7 @@ def test_every_slot_state_and_failure_mode_occurs(story_store):
     codes = Counter(f["code"] for f in st["failure_modes"])
     # open on deployed versions at the as-of (v2: occurrences on retired versions are closed by the system)
     assert set(codes) == {"FM-STALE", "FM-DECAY", "FM-DRIFT-BRITTLE", "FM-SILENT", "FM-OVERHEAD", "FM-DEAD",
-                          "FM-DECISION", "FM-ERROR", "FM-PROTECTED", "FM-UNVALIDATED"}, codes
+                          "FM-DECISION", "FM-ERROR", "FM-PROTECTED", "FM-UNVALIDATED", "FM-MISSED"}, codes
     from compliance.services.governance import list_failure_modes
 
     with session_scope(story_store, readonly=True) as s:
@@ -147,3 +147,21 @@ def test_outcomes_and_fairness_over_the_year(story_store):
     with session_scope(story_store, readonly=True) as s:
         occ = [o for o in list_failure_modes(s, as_of=AS_OF) if o["code"] == "FM-PROTECTED" and o["artifact_id"] is None]
     assert occ and all("region=North adverse impact ratio" in o["detail"] for o in occ), occ
+def test_plans_adherence_and_alerts_in_the_story(story_store):
+    """Issue 16: every model has a plan from mid-June; the misses the story contains are FM-MISSED
+    with their due dates, each opening wrote an alert to the outbox."""
+    from compliance.services.alerts import list_alerts
+    from compliance.services.plans import plan_adherence
+
+    with session_scope(story_store, readonly=True) as s:
+        rows = plan_adherence(s, AS_OF)
+        alerts = list_alerts(s)
+    assert {r["model_id"] for r in rows} == {"retail-pd", "card-fraud", "sme-limit"}
+    assert all(r["explicit"] for r in rows)
+    missed = {(r["model_id"], r["kind"], m["due"].date().isoformat()) for r in rows for m in r["missed"]}
+    assert ("retail-pd", "data_drift", "2026-07-31") in missed  # monthly drift, first run 4 August
+    assert ("retail-pd", "overhead", "2026-07-01") in missed  # v4 went live with no overhead measured
+    st = Store(story_store).status(quarter="2026Q3", as_of=AS_OF)
+    assert len([f for f in st["failure_modes"] if f["code"] == "FM-MISSED"]) == len(missed)
+    assert {a["event"] for a in alerts} >= {"occurrence_opened", "check_missed"}
+

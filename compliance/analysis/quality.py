@@ -235,6 +235,8 @@ def screen_policy(doc: dict[str, Any] | None, defaults: dict[str, Any], ranges: 
         for k, v in d.items():
             name = f"{path}.{k}" if path else str(k)
             ref = dflt.get(k) if isinstance(dflt, dict) else None
+            if k == "monitoring" and not path:
+                continue  # default monitoring plans: validated as plans (analysis.plans), not as thresholds
             if isinstance(v, dict) and k not in ("required_groups", "key_drivers"):
                 out[k] = walk(v, defaults if path == "tiers" else (ref if isinstance(ref, dict) else {}), name)
             elif isinstance(v, (int, float)) and not isinstance(v, bool) and k != "methodology":

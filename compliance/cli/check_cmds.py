@@ -392,7 +392,9 @@ def run(
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the due fidelity checks through each model's adapter, then detect failure modes.
+    """Run the due fidelity checks through each model's adapter and the checks each model's
+    monitoring plan makes due (data drift, overhead, activation drift; see `compliance plan show`),
+    then detect failure modes (a check the plan required that did not run on time opens FM-MISSED).
 
     Schedule it: `0 3 * * * compliance --db $URL check run --due`.
     Example: compliance check run --due --dry-run
@@ -441,14 +443,20 @@ def run(
 
     def human(o):
         if dry_run:
-            table(f"Due at {when.isoformat()}", ["artifact", "kind", "model", "version"],
-                  [[p["artifact_id"], p["kind"], p["model_id"], p["version"]] for p in o["due"]])
-            return
-        table(f"Ran {len(o['ran'])} due checks", ["check", "artifact", "version", "EV", "status"],
-              [[r["check_id"], r["artifact_id"], r["version"], _fmt(r["explained_variance"]), r["status"]] for r in o["ran"]],
-              status_col="status")
+            table(f"Due at {when.isoformat()}", ["check", "artifact", "kind", "model", "version"],
+                  [["fidelity", p["artifact_id"], p["kind"], p["model_id"], p["version"]] for p in o["due"]]
+                  + [[p["kind"], p.get("artifact_id") or "", "", p["model_id"], p["version"]]
+                     for p in o.get("planned") or []])
+        else:
+            table(f"Ran {len(o['ran'])} due checks", ["check", "kind", "artifact", "version", "EV", "status"],
+                  [[r["check_id"], r.get("kind") if r.get("kind") in ("data_drift", "overhead", "activation_drift")
+                    else "fidelity", r.get("artifact_id") or "", r["version"], _fmt(r.get("explained_variance")),
+                    r["status"]] for r in o["ran"]], status_col="status")
         for p in o.get("not_run") or []:
-            typer.echo(f"not run: {p['artifact_id']} on {p['version']} ({p['why']})")
+            what = p.get("artifact_id") or f"{p['kind']} of {p['model_id']}"
+            typer.echo(f"not run: {what} on {p['version']} ({p['why']})")
+        if dry_run:
+            return
         typer.echo(f"{len(o['failure_modes_opened'])} failure-mode occurrence(s) opened")
 
     emit(out, as_json, human)

@@ -124,7 +124,14 @@ class ErrorMappingGroup(TyperGroup):
         import os
 
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:  # alerts written by a committed command go out now (never changes its outcome)
+                _outbox = sys.modules.get("compliance.services.alerts")  # not imported: nothing written
+                if _outbox is not None and _outbox.ENQUEUED:
+                    from compliance.cli.alert_cmds import deliver_after_command
+
+                    deliver_after_command(ctx)
         except ComplianceError as exc:
             typer.echo(f"error: {escape_controls(str(exc))}", err=True)
             ctx.exit(exc.exit_code)

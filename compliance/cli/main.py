@@ -10,7 +10,19 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds, web_cmds
+from compliance.cli import (
+    alert_cmds,
+    check_cmds,
+    correction_cmds,
+    db_cmds,
+    gov_cmds,
+    integration_cmds,
+    narrative_cmds,
+    plan_cmds,
+    registry_cmds,
+    report_cmds,
+    web_cmds,
+)
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -55,6 +67,10 @@ app.add_typer(registry_cmds.data_app, name="data")
 app.add_typer(registry_cmds.volume_app, name="volume")
 app.command("import")(registry_cmds.import_cmd)
 app.add_typer(check_cmds.check_app, name="check")
+app.add_typer(plan_cmds.plan_app, name="plan")
+app.add_typer(alert_cmds.alerts_app, name="alerts")
+app.add_typer(integration_cmds.sync_app, name="sync")
+app.command("gate")(integration_cmds.gate_cmd)
 app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")

@@ -433,6 +433,42 @@ class ComputeBudgetSection:
 
 
 @dataclass
+class PlanRow:
+    """One check kind of the monitoring plan in force for one deployed version, and how the plan was kept."""
+
+    model_id: str = _f("Model id.")
+    version: str = _f("Deployed version label.")
+    plan: str = _f("'plan vN' (recorded by the bank) or 'tier default' (from the policy; misses not opened).")
+    kind: str = _f("Check kind the plan requires.")
+    cadence: str = _f("Cadence in words, e.g. 'after every retrain and at least every 30 days'.")
+    alerted: str = _f("Who the plan alerts (e-mail addresses and webhook names), or '—'.")
+    last_check: Optional[str] = _f("Date of the latest check of that kind on the version (ISO), if any.")
+    next_due: Optional[str] = _f("Date the next check is due (ISO); null when nothing more is due.")
+    missed: list[str] = _f("Due dates missed (each opened FM-MISSED under a recorded plan).", factory=list)
+    state: str = _f("on time | due | overdue, at the as-of.", default="on time")
+
+
+@dataclass
+class GateRow:
+    """One pre-promotion gate decision recorded in the quarter."""
+
+    model_id: str = _f("Model id.")
+    version: str = _f("Version label.")
+    date: str = _f("Date of the decision (ISO).")
+    decision: str = _f("pass | refuse.")
+    actor: str = _f("Who asked for the decision.")
+    reasons: list[str] = _f("Why it refused (empty on pass).", factory=list)
+
+
+@dataclass
+class MonitoringSection:
+    """Monitoring plans and their adherence at the as-of, and the quarter's gate decisions (DESIGN §10)."""
+
+    plans: list[PlanRow] = _f("Plan rows by model, version and check kind.", factory=list)
+    gates: list[GateRow] = _f("Gate decisions of the quarter, by date.", factory=list)
+
+
+@dataclass
 class CheckReasonRow:
     """One recorded reason of a check that warned, failed or errored in the quarter."""
 
@@ -750,6 +786,8 @@ class ReportContext:
     appendix: Appendix = _f("Appendix.", factory=Appendix)
     outcomes: OutcomesSection = _f("Outcomes and performance (performance checks).", factory=OutcomesSection)
     fairness: FairnessSection = _f("Fairness (fairness checks).", factory=FairnessSection)
+    monitoring: MonitoringSection = _f("Monitoring plans, their adherence and gate decisions.",
+                                       factory=MonitoringSection)
     model_detail: Optional[ModelDetail] = _f("Per-model detail; null in a portfolio pack.",
                                              default=None)
 

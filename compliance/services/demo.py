@@ -258,6 +258,12 @@ def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel,
         return f"{len(out['ran'])} due checks, {len(out['failure_modes_opened'])} failure modes opened"
     if do == "detect":
         return f"{len(store.detect_failure_modes(at=at))} failure modes opened"
+    if do == "plan":
+        from compliance.services.plans import set_plan
+
+        with store.session() as s:
+            p = set_plan(s, e["model"], e["plan"], source="story.yaml")
+        return f"monitoring plan v{p['version']}"
     if do == "volume":
         return f"{store.add_volumes([(e['model'], str(e['version']), d, v) for d, v in (e.get('days') or {}).items()])} volumes"
     raise InputError(f"story.yaml: unknown event {do!r}")

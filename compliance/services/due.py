@@ -17,6 +17,8 @@ from datetime import datetime, time, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from compliance.errors import ComplianceError
+from compliance.services.alerts import verdict_alerts, verdicts_at
 from compliance.services.checks import run_fidelity
 from compliance.services.policy import policy_at
 from compliance.store.models import Artifact, Check, DeploymentEvent, Model, ModelVersion
@@ -46,17 +48,28 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
     policy = policy_at(session, at)
     groups = policy.get("required_groups") or {}
     # Validity counts whole UTC days (DESIGN §4): a check finished on day d - validity_days still counts on day d.
-    first_day = at.astimezone(timezone.utc).date() - timedelta(days=int(policy.get("validity_days", 90)))
-    since = datetime.combine(first_day, time.min, tzinfo=timezone.utc)
+    # A monitoring plan can only tighten it: fidelity every N days < validity_days (DESIGN §10).
+    validity = int(policy.get("validity_days", 90))
     tiers = {m.id: m.tier for m in session.scalars(select(Model))}
     from compliance.services.corrections import corrected_ids
+    from compliance.services.plans import fidelity_every
+
+    def since_for(model_id: str) -> datetime:
+        days = min(validity, fidelity_every(session, model_id, at, policy, tiers[model_id]) or validity)
+        first_day = at.astimezone(timezone.utc).date() - timedelta(days=days)
+        return datetime.combine(first_day, time.min, tzinfo=timezone.utc)
 
     void_checks = corrected_ids(session, "check", at)
     void_artifacts = corrected_ids(session, "artifact", at)
-    recent = {(a, v) for cid, a, v in session.execute(
-        select(Check.id, Check.artifact_id, Check.version_id).where(
-            Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")),
-            Check.finished_at <= at, Check.finished_at >= since)) if cid not in void_checks}
+    latest: dict[tuple[str, int], datetime] = {}
+    for cid, a, v, fin in session.execute(
+            select(Check.id, Check.artifact_id, Check.version_id, Check.finished_at).where(
+                Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at)):
+        if cid not in void_checks and (latest.get((a, v)) is None or fin > latest[(a, v)]):
+            latest[(a, v)] = fin
+    model_of = {vid: mid for vid, mid in session.execute(select(ModelVersion.id, ModelVersion.model_id))}
+    windows = {m: since_for(m) for m in {model_of[v] for _, v in latest}}
+    recent = {(a, v) for (a, v), fin in latest.items() if fin >= windows[model_of[v]]}
     arts: dict[str, list[Artifact]] = {}
     for a in session.scalars(select(Artifact).where(Artifact.recorded_at <= at).order_by(Artifact.id)):
         if a.id in void_artifacts:
@@ -81,10 +94,15 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
     URL, actor and clock)."""
     from compliance.services.governance import detect_failure_modes
 
+    from compliance.services.plans import plan_tasks
+
     with open_session(readonly=True) as s:
         pairs = due_pairs(s, at)
+        tasks, not_run = plan_tasks(s, at)
     if dry_run:
-        return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
+        return {"at": at, "due": pairs, "planned": tasks, "not_run": not_run, "ran": [], "failure_modes_opened": []}
+    with open_session(readonly=True) as s:
+        before = verdicts_at(s, at)
     ran = []
     for i, p in enumerate(pairs):
         if progress:
@@ -92,11 +110,44 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
         with open_session(short_writes=True) as s:
             c = run_fidelity(s, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
         ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+    for t in tasks:
+        try:
+            with open_session(short_writes=True) as s:
+                ran.append(run_plan_task(s, t, at))
+        except ComplianceError as exc:
+            not_run.append({**t, "why": str(exc)})
     if progress:
         progress(len(pairs), len(pairs), {})
     with open_session(short_writes=True) as s:
         opened = detect_failure_modes(s, at)
-    return {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
+        verdict_alerts(s, before, verdicts_at(s, at), at)
+    return {"at": at, "due": pairs, "planned": tasks, "not_run": not_run, "ran": ran, "failure_modes_opened": opened}
+
+
+def run_plan_task(session: Session, t: dict, at: datetime) -> dict:
+    """Run one check a monitoring plan made due (data drift, overhead, activation drift)."""
+    from compliance.checks.intervals import Budget
+    from compliance.services.checks import run_activation_drift, run_drift, run_overhead
+    from compliance.services.plans import resolve_data
+
+    b = t.get("budget") or None
+    budget = Budget(seconds=b.get("seconds"), rows=b.get("rows")) if b else None
+    every = None
+    if t.get("data") and "path" in t["data"]:
+        from compliance.services.plans import plan_in_force
+
+        spec = plan_in_force(session, t["model_id"], at)["document"]["checks"].get(t["kind"]) or {}
+        every = spec.get("every_days")
+    path, window = resolve_data(session, t["model_id"], t.get("data"), every, at)
+    if t["kind"] == "data_drift":
+        c = run_drift(session, t["model_id"], t["version"], current=path, window=window if path else (None, None),
+                      budget=budget)
+    elif t["kind"] == "overhead":
+        c = run_overhead(session, t["artifact_id"], t["version"], data=path)
+    else:
+        c = run_activation_drift(session, t["artifact_id"], t["version"], reference=t["reference"], current=path,
+                                 budget=budget)
+    return {**t, "check_id": c["id"], "status": c["status"], "explained_variance": c.get("explained_variance")}
 
 
 def run_due(session: Session, at: datetime, *, dry_run: bool = False,
@@ -113,17 +164,25 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
     the inconclusive one stays in the record)."""
     from compliance.services.governance import detect_failure_modes
 
+    from compliance.services.plans import plan_tasks
+
     pairs = due_pairs(session, at)
+    tasks, plan_not_run = plan_tasks(session, at)
     if budget is not None:
         pairs = debt_order(session, at, pairs)
     if dry_run:
-        return {"at": at, "due": pairs, "ran": [], "failure_modes_opened": []}
+        return {"at": at, "due": pairs, "planned": tasks, "not_run": plan_not_run, "ran": [],
+                "failure_modes_opened": []}
+    before = verdicts_at(session, at)
     if budget is not None:
         ran, not_run = _run_budgeted(session, pairs, budget, progress)
+        not_run += plan_not_run + [{**t, "why": "a shared --budget runs fidelity only; planned checks run without it"}
+                                   for t in tasks]
         if progress:
             progress(len(pairs), len(pairs), {})
         opened = detect_failure_modes(session, at)
-        return {"at": at, "due": pairs, "ran": ran, "not_run": not_run, "budget": budget.to_dict(),
+        verdict_alerts(session, before, verdicts_at(session, at), at)
+        return {"at": at, "due": pairs, "planned": tasks, "ran": ran, "not_run": not_run, "budget": budget.to_dict(),
                 "failure_modes_opened": opened}
     ran = []
     deferred = session.info.get("defer_detection")
@@ -134,15 +193,19 @@ def run_due(session: Session, at: datetime, *, dry_run: bool = False,
                 progress(i, len(pairs), p)
             c = run_fidelity(session, p["artifact_id"], p["version"], adapter=True, max_rows=max_rows)
             ran.append({**p, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]})
+        for t in tasks:
+            try:  # a plan task refuses bad input (missing data, look-ahead) before it writes anything
+                ran.append(run_plan_task(session, t, at))
+            except ComplianceError as exc:
+                plan_not_run.append({**t, "why": str(exc)})
     finally:
         session.info["defer_detection"] = deferred
     if progress:
         progress(len(pairs), len(pairs), {})
     opened = detect_failure_modes(session, at)
-    out = {"at": at, "due": pairs, "ran": ran, "failure_modes_opened": opened}
-    if budget is not None:
-        out.update(budget=budget.to_dict(), not_run=not_run)
-    return out
+    verdict_alerts(session, before, verdicts_at(session, at), at)
+    return {"at": at, "due": pairs, "planned": tasks, "ran": ran, "not_run": plan_not_run,
+            "failure_modes_opened": opened}
 
 
 def debt_order(session: Session, at: datetime, pairs: list[dict]) -> list[dict]:

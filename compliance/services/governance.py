@@ -38,7 +38,11 @@ DECISIONS = ("approve", "approve_with_conditions", "reject")
 def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     """Open an occurrence for every detection whose cause has none yet (idempotent)."""
     known = set(session.scalars(select(FailureModeOccurrence.cause_key)))
-    new = [d for d in detect(session, at) if d.cause_key not in known]
+    from compliance.services.gate import ungated_detections
+    from compliance.services.plans import missed_detections
+
+    found = detect(session, at) + missed_detections(session, at) + ungated_detections(session, at)
+    new = list({d.cause_key: d for d in reversed(found) if d.cause_key not in known}.values())[::-1]
     labels = {vid: f"{m} {label}" for vid, m, label in session.execute(
         select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label))}
     why = _check_reasons(session, [d.check_id for d in new if d.cause_key == f"{d.code}:check={d.check_id}"])
@@ -51,7 +55,13 @@ def detect_failure_modes(session: Session, at: datetime) -> list[dict]:
     record_many(session, [FailureModeStatusEvent(occurrence_id=o.id, status="open", rationale="detected automatically")
                           for o in occs])
     close_retired_occurrences(session, at)
-    return [plain(o) for o in occs]
+    opened = [plain(o) for o in occs]
+    if opened:  # the outbox, in this transaction: delivered after the commit (services.alerts)
+        from compliance.services.alerts import occurrence_alerts
+
+        cat = {f.code: (f.title, f.severity) for f in session.scalars(select(FailureMode))}
+        occurrence_alerts(session, [o for o in opened if o["version_id"] not in retired_version_ids(session, at)], cat)
+    return opened
 
 
 def _check_reasons(session: Session, check_ids: list[int]) -> dict[int, str]:

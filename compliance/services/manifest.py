@@ -8,6 +8,7 @@ Layout (paths are relative to the manifest file)::
     deployments: [{model, version, action: deploy|retire, at}]
     artifacts:   [{id, model, kind, bound_version, path, hook?, hook_out?, labels?, replaces?}]
     datasets:    [{model, path, window?, role?, columns?: {input: [..], target: [..], ...}, version?}]
+    plans:       [{model, plan: {checks: ..., alert: ...} | file: plans/model.yaml}]   (monitoring plans)
 
 Every entry is validated before anything is written; an error names the section, the entry
 (by index and id) and the field. Extra keys used by the demo replay (``registered_at``) are
@@ -32,6 +33,7 @@ SECTIONS = {
     "deployments": ({"model", "version", "action", "at"}, set()),
     "artifacts": ({"id", "model", "kind", "bound_version", "path"}, {"hook", "hook_out", "labels", "replaces", "registered_at"}),
     "datasets": ({"model", "path"}, {"window", "role", "columns", "version"}),
+    "plans": ({"model"}, {"plan", "file"}),
 }
 
 
@@ -115,7 +117,21 @@ def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
             session, str(e["model"]), path=rel(e["path"]), role=str(e.get("role") or "production"),
             window=parse_window(e.get("window"), what="window"), columns=e.get("columns"),
             version=str(e["version"]) if e.get("version") is not None else None))
+    for i, e in enumerate(doc["plans"]):
+        run("plans", i, e, lambda e=e: _plan(session, e, rel, name))
+    if not counts["plans"]:
+        del counts["plans"]  # a manifest without plans reports what it always did
     return counts
+
+
+def _plan(session: Session, e: dict, rel, name: str) -> None:
+    from compliance.safeyaml import load_yaml_file
+    from compliance.services.plans import set_plan
+
+    if ("plan" in e) == ("file" in e):
+        raise InputError("give the plan inline (plan:) or as a file (file:), not both or neither")
+    doc = e["plan"] if "plan" in e else load_yaml_file(rel(e["file"]))
+    set_plan(session, str(e["model"]), doc or {}, source=f"{name}" if "plan" in e else str(e["file"]))
 
 
 def _int(value: Any, field: str) -> int:

@@ -90,6 +90,14 @@ def _validate(doc: Any, where: str, template: dict = DEFAULT_POLICY, path: str =
             if not isinstance(value, list) or not all(isinstance(m, str) and _MODULE.match(m) for m in value):
                 raise InputError(f"{where}: {ADAPTER_KEY} must be a list of module names like bank.adapters")
             continue
+        if key == "monitoring" and not path:
+            if not isinstance(value, dict) or not set(map(str, value)) <= {"1", "2", "3"}:
+                raise InputError(f"{where}: monitoring must map tiers 1, 2, 3 to default monitoring plans")
+            from compliance.analysis.plans import normalise_plan
+
+            for tier, plan in value.items():
+                normalise_plan(plan or {}, f"{where}: monitoring.{tier}")
+            continue
         if key not in template:
             raise InputError(f"{where}: unknown policy key {name!r}")
         expected = template[key]
@@ -162,7 +170,9 @@ def set_policy_file(session: Session, path: str | Path, *, comment: str | None =
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights",
+        if k == "monitoring" and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}  # a tier's default plan is replaced whole, never merged key by key
+        elif isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("required_groups", "tier_weights",
                                                                                "key_drivers"):
             out[k] = _merge(out[k], v)
         else:

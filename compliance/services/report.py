@@ -432,7 +432,34 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         failure_modes=fms, findings=findings, attestations=atts, narrative=narrative, appendix=appendix,
         model_detail=detail)
     ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
+    ctx.monitoring = monitoring_section(session, as_of, sorted(in_scope), qstart)
     return C.with_context_hash(ctx)
+
+
+def monitoring_section(session: Session, as_of: datetime, model_ids: list[str], qstart: datetime) -> C.MonitoringSection:
+    """Plan and adherence of every deployed version in scope at the as-of; the quarter's gate decisions."""
+    from compliance.services.plans import plan_adherence
+    from compliance.store.models import GateDecision
+
+    def d(x):
+        return x.date().isoformat() if x is not None else None
+
+    plans = []
+    for r in plan_adherence(session, as_of, model_ids):
+        alert = r.get("alert") or {}
+        plans.append(C.PlanRow(model_id=r["model_id"], version=r["version"],
+                               plan=f"plan v{r['plan_version']}" if r["explicit"] else "tier default", kind=r["kind"],
+                               cadence=r["cadence"], alerted=", ".join((alert.get("email") or []) + (alert.get("webhook") or []))
+                               or "—", last_check=d(r["last_check_at"]), next_due=d(r["next_due"]),
+                               missed=[m["due"].date().isoformat() for m in r["missed"]], state=r["state"]))
+    labels = {v.id: v.label for v in session.scalars(select(ModelVersion).where(ModelVersion.model_id.in_(model_ids)))}
+    gates = [C.GateRow(model_id=g.model_id, version=labels.get(g.version_id, str(g.version_id)), date=_d(g.recorded_at),
+                       decision=g.decision, actor=g.actor, reasons=[str(x) for x in g.reasons or []])
+             for g in session.scalars(select(GateDecision).where(GateDecision.model_id.in_(model_ids),
+                                                                 GateDecision.recorded_at >= qstart,
+                                                                 GateDecision.recorded_at <= as_of)
+                                      .order_by(GateDecision.recorded_at, GateDecision.id))]
+    return C.MonitoringSection(plans=plans, gates=gates)
 
 
 # The artifact's own standing on the deployed version (its slot may still be fresh through another artifact).

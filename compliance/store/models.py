@@ -333,6 +333,75 @@ class Correction(Evidence, Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class MonitoringPlan(Evidence, Base):
+    """One version of a model's monitoring plan (DESIGN §10, migration 0009): which check kinds run,
+    how often, on which data, under which budget, and who is alerted. The latest version recorded
+    at or before T is the plan in force at T; a model without one follows its tier's default."""
+
+    __tablename__ = "monitoring_plan"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(300))  # the file (or manifest) it came from
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+
+class Alert(Evidence, Base):
+    """An alert in the outbox, written in the transaction of the event that caused it (so it is
+    never lost); delivery attempts are :class:`AlertDelivery` rows written afterwards."""
+
+    __tablename__ = "alert"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event: Mapped[str] = mapped_column(String(40))  # occurrence_opened | verdict_worsened | gate_refused | check_missed
+    cause_key: Mapped[str] = mapped_column(String(400), unique=True)
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("model.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recipients: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"email": [...], "webhook": [...]} from the plan
+
+
+class AlertDelivery(Evidence, Base):
+    """One delivery attempt of one alert on one channel, and its outcome."""
+
+    __tablename__ = "alert_delivery"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))  # webhook | email
+    target: Mapped[str] = mapped_column(String(500))
+    attempt: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))  # delivered | failed
+    detail: Mapped[str] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class GateDecision(Evidence, Base):
+    """A pre-promotion gate decision on one version: pass or refuse, the reasons, the evidence."""
+
+    __tablename__ = "gate_decision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(20))  # pass | refuse
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)  # group -> artifact / check ids relied on
+    policy_version: Mapped[int] = mapped_column(Integer)
+
+
+class RegistryLink(Evidence, Base):
+    """What a registry sync recorded for one external object (an MLflow model, version or
+    alias/stage event): the key that makes a re-sync idempotent and incremental."""
+
+    __tablename__ = "registry_link"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registry_uri: Mapped[str] = mapped_column(String(500))  # e.g. mlflow:<tracking uri>
+    external_key: Mapped[str] = mapped_column(String(500))
+    entity_type: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (UniqueConstraint("registry_uri", "external_key"),)
+
+
 class LedgerEntry(Base):
     """One entry per write, hash-chained: hash = SHA-256(prev_hash ‖ canonical entry)."""
 
@@ -369,6 +438,11 @@ EVIDENCE_MODELS: tuple[type[Base], ...] = (
     Acceptance,
     Correction,
     Narrative,
+    MonitoringPlan,
+    Alert,
+    AlertDelivery,
+    GateDecision,
+    RegistryLink,
 )
 # Columns added to existing tables after 0001_initial: ledger payloads written before the
 # migration that added them lack the key, which ``verify`` reads as NULL (and only as NULL).
