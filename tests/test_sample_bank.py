@@ -26,7 +26,8 @@ from sample_data.build import GENERATOR_VERSION, build
 pytestmark = pytest.mark.slow
 
 STORY_ACTIONS = {"register_version", "deploy", "retire", "register_artifact", "validate", "drift", "overhead",
-                 "alignment", "activation_drift", "finding", "due_checks", "accept", "performance", "fairness"}
+                 "alignment", "activation_drift", "finding", "due_checks", "accept", "performance", "fairness",
+                 "plan"}
 KINDS = {"sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_labels"}
 
 
