@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds
+from compliance.cli import adapt_cmds, check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -55,6 +55,8 @@ app.add_typer(registry_cmds.data_app, name="data")
 app.add_typer(registry_cmds.volume_app, name="volume")
 app.command("import")(registry_cmds.import_cmd)
 app.add_typer(check_cmds.check_app, name="check")
+app.command("adapt")(adapt_cmds.adapt)
+app.command("adaptations")(adapt_cmds.adaptations)
 app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")

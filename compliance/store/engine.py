@@ -24,7 +24,7 @@ from compliance.timeutil import utcnow
 
 DEFAULT_DB_URL = "sqlite:///compliance.db"
 # The Alembic head this code expects; a test keeps it equal to migrations/ head.
-SCHEMA_HEAD = "0006_inconclusive_status"
+SCHEMA_HEAD = "0008_adaptation"
 
 
 def default_actor() -> str:
