@@ -158,3 +158,66 @@ def test_same_seed_data_and_steps_give_the_same_weights(tmp_path):
     # the parent is untouched and the child keeps its architecture and width
     child = adapted_coder(parent, runs[0])
     assert child.W_enc_t.shape == parent.W_enc_t.shape and child.activation == parent.activation
+
+
+# ---------------------------------------------------------------- on the sample bank, through the adapter
+HOOK = "blocks.1.hook_resid_pre"
+
+
+@pytest.fixture
+def pd_store(cli, bank, tmp_path):
+    import shutil
+
+    sae = tmp_path / "sae-l1-v1"  # a copy: the adapted files are written beside the parent
+    shutil.copytree(bank / "artifacts/retail-pd/sae-l1-v1", sae)
+    assert cli("model", "add", "retail-pd", "--name", "Retail PD", "--owner", "alice", "--tier", "1", "--use", "PD",
+               "--adapter", "sample_data.adapter:load")[0] == 0
+    for v in ("v1", "v4"):
+        rc, _, err = cli("version", "add", "retail-pd", v, "--weights", bank / f"models/retail-pd/{v}.safetensors")
+        assert rc == 0, err
+    rc, _, err = cli("artifact", "add", "retail-pd", "--kind", "sae", "--bound-version", "v1", "--labels",
+                     sae / "labels.json", "--path", sae, "--id", "pd-sae", "--hook", HOOK)
+    assert rc == 0, err
+    rc, _, err = cli("data", "add", "retail-pd", "--path", bank / "data/loans_2026Q2.parquet",
+                     "--window", "2026-04-01..2026-06-30")
+    assert rc == 0, err
+    assert cli("deploy", "retail-pd", "v4", "--at", "2026-07-01T00:00:00Z")[0] == 0
+    return cli
+
+
+@pytest.mark.slow
+def test_due_adapt_adapts_the_stale_sae_then_validates(pd_store, tmp_path):
+    cli = pd_store
+    code, out, err = cli("check", "run", "--due", "--adapt", "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert [(p["artifact_id"], p["version"], p["state"]) for p in plan["adapt"]] == [("pd-sae", "v4", "stale")]
+    code, out, err = cli("check", "run", "--due", "--adapt", "--budget", "60s", "--seed", "3", "--json")
+    assert code == 0, err
+    o = json.loads(out)
+    assert len(o["adapted"]) == 1, [x["why"] for x in o["not_adapted"]]
+    (a,) = o["adapted"]
+    assert a["status"] == "succeeded" and a["child_artifact_id"] == "pd-sae-adapted-v4"
+    assert a["explained_variance_before"] < 0.95 <= a["explained_variance_after"]
+    # then validated: the parent's due check ran on v4 and is its own evidence; the child is not due
+    assert [(r["artifact_id"], r["version"]) for r in o["ran"]] == [("pd-sae", "v4")]
+    ad = json.loads(cli("adaptations", "--model", "retail-pd", "--json")[1])[0]
+    assert ad["metrics"]["held_out"]["decision_flip_rate"] is not None  # spliced through the model
+    assert ad["input_hashes"]["weights"] and ad["input_hashes"]["data"]
+    # a second run finds nothing left to adapt
+    assert json.loads(cli("check", "run", "--due", "--adapt", "--dry-run", "--json")[1])["adapt"] == []
+    assert cli("verify")[0] == 0
+
+
+@pytest.mark.slow
+def test_due_adapt_respects_the_tier_policy(pd_store, tmp_path):
+    cli = pd_store
+    f = tmp_path / "p.yaml"
+    f.write_text("tiers:\n  '1':\n    adaptation:\n      allowed: false\n")
+    assert cli("policy", "set", "--file", f)[0] == 0
+    code, out, err = cli("check", "run", "--due", "--adapt", "--json")
+    assert code == 0, err
+    o = json.loads(out)
+    assert o["adapted"] == [] and "does not allow" in o["not_adapted"][0]["why"]
+    code, _, err = cli("adapt", "pd-sae", "--to-version", "v4", "--steps", "5")
+    assert code != 0 and "does not allow adaptation" in err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,107 @@ def list_adaptations(session: Session, *, model_id: str | None = None, artifact_
     if at is not None:
         q = q.where(Adaptation.recorded_at <= at)
     return [adaptation_view(session, r) for r in session.scalars(q.order_by(Adaptation.finished_at, Adaptation.id))]
+
+
+# ------------------------------------------------------------------ check run --due --adapt
+def adaptation_candidates(session: Session, at) -> list[dict]:
+    """Stale or broken SAEs/transcoders/CLTs of deployed versions whose tier's policy allows adaptation.
+
+    An artifact is a candidate for version v (deployed at ``at``) when its kind is required for its
+    model's tier, it is not an artifact-set member and has not been replaced by another artifact,
+    it is stale or broken for v at ``at`` (DESIGN §4: its latest fidelity check on v within the
+    validity window is neither a pass nor a warn — accepted, or pending a validator), and no adaptation of it to v has been recorded
+    yet (a failed one is not retried on its own: the debt stays visible until someone acts)."""
+    from datetime import time, timedelta, timezone
+
+    from compliance.services.corrections import corrected_ids
+    from compliance.services.due import FIDELITY_KINDS, deployed_versions
+    from compliance.store.models import Acceptance, Check, Model
+
+    policy = policy_at(session, at)
+    groups = policy.get("required_groups") or {}
+    void_checks = corrected_ids(session, "check", at)
+    void_artifacts = corrected_ids(session, "artifact", at)
+    replaced = {r for r in session.scalars(select(Artifact.replaces_id).where(
+        Artifact.replaces_id.is_not(None), Artifact.recorded_at <= at))}
+    accepted = set(session.scalars(select(Acceptance.check_id).where(
+        Acceptance.check_id.is_not(None), Acceptance.recorded_at <= at)))
+    done = {(p, v) for p, v in session.execute(select(Adaptation.parent_artifact_id, Adaptation.version_id)
+                                               .where(Adaptation.recorded_at <= at))}
+    tiers = {m.id: m.tier for m in session.scalars(select(Model))}
+    out = []
+    for v in deployed_versions(session, at):
+        tier = tiers.get(v.model_id)
+        tier_policy = policy_for_tier(policy, tier)
+        section = dict(DEFAULT_POLICY["adaptation"], **(tier_policy.get("adaptation") or {}))
+        required = {k for g in groups.get(str(tier), []) for k in g} & FIDELITY_KINDS & set(ADAPTABLE_KINDS)
+        first_day = at.astimezone(timezone.utc).date() - timedelta(days=int(tier_policy.get("validity_days", 90)))
+        since = datetime.combine(first_day, time.min, tzinfo=timezone.utc)
+        arts = session.scalars(select(Artifact).where(
+            Artifact.model_id == v.model_id, Artifact.kind.in_(sorted(required)), Artifact.set_id.is_(None),
+            Artifact.recorded_at <= at).order_by(Artifact.id))
+        for a in arts:
+            if a.id in void_artifacts or a.id in replaced or (a.id, v.id) in done:
+                continue
+            checks = [c for c in session.scalars(select(Check).where(
+                Check.kind == "fidelity", Check.artifact_id == a.id, Check.version_id == v.id,
+                Check.finished_at <= at, Check.status != "inconclusive").order_by(Check.finished_at.desc(),
+                                                                                  Check.id.desc()))
+                      if c.id not in void_checks]
+            last = checks[0] if checks else None
+            valid = last is not None and last.finished_at >= since and (
+                last.status == "pass" or (last.status == "warn" and (
+                    last.id in accepted or not tier_policy.get("warn_needs_acceptance", True))))
+            pending = last is not None and last.finished_at >= since and last.status == "warn"
+            if valid or pending:  # fresh, or waiting for a validator's acceptance: nothing to adapt
+                continue
+            state = "broken" if last is not None and last.status in ("fail", "error") else "stale"
+            item = {"artifact_id": a.id, "kind": a.kind, "model_id": v.model_id, "version": v.label,
+                    "state": state, "allowed": bool(section.get("allowed", True))}
+            out.append(item)
+    return out
+
+
+def run_due_adapt(session: Session, at, *, seconds: float | None = None, seed: int | None = None,
+                  dry_run: bool = False, device: str | None = None, steps: int | None = None) -> dict:
+    """``check run --due --adapt``: adapt every candidate the policy allows (each on an equal share
+    of ``seconds``, or its own default budget), through the model adapter on the latest registered
+    production window, in the caller's transaction; then the due validations run (``run_due``).
+    A candidate that cannot be adapted (no adapter, no data...) is listed with the reason; a
+    failed adaptation is recorded as such and its parent stays stale or broken."""
+    from compliance.errors import ComplianceError
+    from compliance.services.due import run_due
+
+    cands = adaptation_candidates(session, at)
+    allowed = [c for c in cands if c["allowed"]]
+    skipped = [{**c, "why": "the policy does not allow adaptation for this tier"} for c in cands if not c["allowed"]]
+    if dry_run:
+        due = run_due(session, at, dry_run=True)
+        return {**due, "adapt": allowed, "adapted": [], "not_adapted": skipped}
+    adapted = []
+    for i, c in enumerate(allowed):
+        share = None if seconds is None else seconds / (len(allowed) - i)
+        t0 = _clock_now()
+        try:
+            with session.begin_nested():
+                r = adapt(session, c["artifact_id"], c["version"], adapter=True, budget=share, steps=steps,
+                          seed=None if seed is None else seed + i, device=device)
+            adapted.append({**c, "adaptation_id": r["id"], "status": r["status"],
+                            "child_artifact_id": r["child_artifact_id"],
+                            "explained_variance_before": r["metrics"]["explained_variance_before"],
+                            "explained_variance_after": r["metrics"]["explained_variance_after"]})
+        except ComplianceError as exc:
+            skipped.append({**c, "why": str(exc)})
+        if seconds is not None:
+            seconds = max(0.0, seconds - (_clock_now() - t0))
+            if seconds < 1.0:
+                skipped.extend({**x, "why": "budget spent"} for x in allowed[i + 1:])
+                break
+    due = run_due(session, at)
+    return {**due, "adapted": adapted, "not_adapted": skipped}
+
+
+def _clock_now() -> float:
+    import time as _t
+
+    return _t.perf_counter()
