@@ -47,7 +47,7 @@ def adapt(
         typer.echo(f"  held-out EV {_f(m.get('explained_variance_before'))} → {_f(m.get('explained_variance_after'))}; "
                    f"{surv.get('n_survived')}/{surv.get('n_old')} features survive "
                    f"({surv.get('n_carried_labels', 0)} labels carried)")
-        typer.echo(f"  {m['steps']} steps ({m['stop_reason']}), {m['seconds']:.1f} s, {m['flops']:.3g} FLOP, "
+        typer.echo(f"  {m['steps']} steps ({m['stop_reason']}), {_f(m.get('seconds'))} s, {m['flops']:.3g} FLOP, "
                    f"final loss {_f(m.get('final_loss'))}, seed {r['parameters']['seed']}")
         if r.get("child_artifact_id"):
             typer.echo(f"  registered {r['child_artifact_id']} (check {r['check_id']}: {r['check']['status']})")

@@ -221,6 +221,10 @@ def adapt(session: Session, artifact_id: str, to_version: str, *, activations: s
                if ev_after is not None and ev_after < ev_floor else f"held-out fidelity check {status}")
         outcome_reasons.insert(0, f"adaptation failed: {why} after {result.steps} steps ({result.stop_reason})")
     summary = result.summary()
+    if session.info.get("replay"):  # a replayed history records no wall times (as checks do not)
+        result.seconds = None
+        for point in summary["curve"]:
+            point.pop("seconds", None)
     ad_metrics = {
         "steps": result.steps, "seconds": result.seconds, "stop_reason": result.stop_reason,
         "final_loss": result.final_loss, "final_recon_loss": result.final_recon_loss,

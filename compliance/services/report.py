@@ -153,12 +153,6 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
             changes.append(C.ChangeRow(date=_d(x.recorded_at), event="artifact_registered", model_id=x.model_id,
                                        version=label.get(x.bound_version_id), artifact_id=x.id,
                                        detail=f"{x.kind} ({x.format}{', replaces ' + x.replaces_id if x.replaces_id else ''})"))
-    adaptations = _adaptations(session, as_of, in_scope, qstart, period_end, label, artifacts)
-    for r in adaptations:
-        changes.append(C.ChangeRow(
-            date=r.date, event="artifact_adapted" if r.status == "succeeded" else "adaptation_failed",
-            model_id=r.model_id, version=r.version, artifact_id=r.child_artifact_id or r.parent_artifact_id,
-            detail=_adaptation_detail(r)))
     changes.sort(key=lambda r: (r.date, r.model_id, r.event, r.version or "", r.artifact_id or ""))
 
     # -- coverage and debt (from the analysis)
