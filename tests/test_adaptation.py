@@ -128,6 +128,7 @@ def test_failed_adaptation_registers_nothing_but_is_recorded(cli, world):
     (("sae1", "--to-version", "v2", "--activations", "{acts}", "--budget", "0s"), "positive"),
     (("sae1", "--to-version", "v2", "--activations", "{acts}", "--steps", "0"), "positive"),
     (("sae1", "--to-version", "v9", "--activations", "{acts}", "--steps", "5"), "unknown version"),
+    (("sae1", "--to-version", "v2", "--activations", "{acts}", "--steps", "5", "--device", "tpu"), "cpu or cuda"),
 ])
 def test_bad_input_one_line_nothing_registered(cli, world, args, needle):
     before = _state(cli.url)

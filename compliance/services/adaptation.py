@@ -184,6 +184,7 @@ def adapt(session: Session, artifact_id: str, to_version: str, *, activations: s
         write_manifest,
     )
 
+    _check_device(device)
     coder = _load(a)
     adaptable(coder)
     hashes: dict[str, Any] = {"parent": a.sha256}
@@ -274,6 +275,17 @@ def adapt(session: Session, artifact_id: str, to_version: str, *, activations: s
 
         out_view["check"] = check_view(session, session.get(Check, check_id))
     return out_view
+
+
+def _check_device(device: str | None) -> None:
+    import torch
+
+    if device is None or device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise UsageError(f"--device must be cpu or cuda, got {device!r}")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available")
 
 
 def _flags(metrics: dict, policy: dict) -> list[str]:
