@@ -222,3 +222,48 @@ def test_due_adapt_respects_the_tier_policy(pd_store, tmp_path):
     assert o["adapted"] == [] and "does not allow" in o["not_adapted"][0]["why"]
     code, _, err = cli("adapt", "pd-sae", "--to-version", "v4", "--steps", "5")
     assert code != 0 and "does not allow adaptation" in err
+
+
+@pytest.mark.parametrize("fmt", ["saelens-topk", "saelens-jumprelu", "ct-transcoder", "ct-clt"])
+def test_adapted_weights_are_saved_in_the_parents_own_format(tmp_path, fmt):
+    """Every writable format round-trips: the files load as the parent's format with the trained
+    tensors, thresholds and k kept, configs copied byte for byte."""
+    import torch
+
+    from compliance.interp.adapt import AdaptData, AdaptSettings, fine_tune, write_like_parent
+    from compliance.interp.fidelity import batch_widths
+    from compliance.interp.loaders import load_artifact
+    from compliance.interp.synthetic import write_circuit_tracer_transcoder, write_clt, write_saelens
+
+    rng = np.random.default_rng(5)
+    src = tmp_path / "parent"
+    if fmt == "saelens-topk":
+        write_saelens(src, rng, 8, 16, architecture="topk", k=3)
+    elif fmt == "saelens-jumprelu":
+        write_saelens(src, rng, 8, 16, architecture="jumprelu")
+    elif fmt == "ct-transcoder":
+        src = tmp_path / "layer_0.safetensors"
+        write_circuit_tracer_transcoder(src, rng, 8, 16)
+    else:
+        write_clt(src, rng, 3, 8, 16)
+    parent = load_artifact(src)
+    widths = batch_widths(parent)
+    data = AdaptData({k: torch.from_numpy(rng.standard_normal((200, w)).astype(np.float32)) for k, w in widths.items()})
+    res = fine_tune(parent, data, AdaptSettings(seed=2, max_steps=5, lr=1e-2), device="cpu")
+    out = write_like_parent(parent, res, tmp_path / "child")
+    child = load_artifact(out)
+    assert child.info.format == parent.info.format and type(child) is type(parent)
+    if fmt == "ct-clt":
+        assert all(torch.allclose(child.W_enc_t[i], res.tensors[f"W_enc_t_{i}"]) for i in range(3))
+        assert all(torch.allclose(child.W_dec[i], res.tensors[f"W_dec_{i}"]) for i in range(3))
+        assert not torch.equal(child.W_dec[0], parent.W_dec[0])
+    else:
+        assert torch.allclose(child.W_enc_t, res.tensors["W_enc_t"]) and torch.allclose(child.W_dec, res.tensors["W_dec"])
+        assert not torch.equal(child.W_dec, parent.W_dec)
+        assert child.activation == parent.activation and child.k == parent.k
+        if parent.threshold is not None:
+            assert torch.equal(child.threshold, parent.threshold)  # JumpReLU thresholds are kept
+    if src.is_dir():
+        for f in src.iterdir():
+            if f.suffix in (".json", ".yaml"):
+                assert (out / f.name).read_bytes() == f.read_bytes()
