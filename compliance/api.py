@@ -116,6 +116,19 @@ class Store:
         with self.session() as s:
             return run_fidelity(s, artifact_id, version, **_budget_kw(kw))
 
+    def adapt(self, artifact_id: str, to_version: str, **kw: Any) -> dict:
+        """Adapt a stale SAE/transcoder/CLT to ``to_version`` (see ``compliance adapt``)."""
+        from compliance.services.adaptation import adapt
+
+        with self.session() as s:
+            return adapt(s, artifact_id, to_version, **kw)
+
+    def adaptations(self, **kw: Any) -> list[dict]:
+        from compliance.services.adaptation import list_adaptations
+
+        with self.session(readonly=True) as s:
+            return list_adaptations(s, **kw)
+
     def check_alignment(self, **kw: Any) -> dict:
         from compliance.services.checks import run_alignment
 

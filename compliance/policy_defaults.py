@@ -49,6 +49,10 @@ DEFAULT_POLICY: dict[str, Any] = {
                  "calibration_gap_warn": 0.05,  # |a group's (observed - predicted) - the reference's| above
                  "min_group_size": 50},  # smaller groups are reported, not judged
     "alignment": {"survival_cosine": 0.7, "min_survival": 0.5, "survival_fail": None, "min_cka": 0.5},
+    # Adaptation (DESIGN §9): whether a stale or broken SAE/transcoder/CLT of the tier may be adapted
+    # (warm-started and fine-tuned on the deployed version) instead of retrained, and the share of the
+    # adaptation data held out for its fidelity check. Per tier: tiers.<t>.adaptation.allowed.
+    "adaptation": {"allowed": True, "holdout_share": 0.2},
     "required_groups": {
         "1": [["sae", "transcoder", "clt"], ["attribution_baseline"]],
         "2": [["sae", "transcoder", "clt"]],
@@ -86,7 +90,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
 }
 SHARE: tuple[float, float, bool] = (0.0, 1.0, False)
 TIER_OVERRIDABLE = ("validity_days", "fidelity", "drift", "activation_drift", "overhead", "probe", "performance",
-                    "fairness")
+                    "fairness", "adaptation")
 
 
 def default_policy() -> dict[str, Any]:

@@ -311,6 +311,15 @@ def story_events() -> list[dict]:
     deploy_all(_t("2026-07-01"))
     # overhead is re-measured after every retrain (DESIGN §3); MRM asks whether v4 still encodes age
     overhead(_t("2026-07-02"), "sme-limit-sae-wide-v2", "v3")
+    # the sme-limit retrain left everything bound to v1/v2 stale: the layer-1 transcoder is adapted to
+    # v3 (warm start from its own weights, a small step budget) on the last closed quarter and checked
+    # on held-out rows; the validator reviews the child's warning (dense features, as its parent's) the
+    # same day, so the model's coverage recovers from 8 July
+    add({"at": _t("2026-07-08"), "do": "adapt", "artifact": "sme-limit-tc-l1-v1", "version": "v3",
+         "data": "data/sme_2026Q2.parquet", "steps": 150, "seed": 20260708})
+    accept(_t("2026-07-08", 2), "sme-limit-tc-l1-v1-adapted-v3", "v3",
+           "Adapted transcoder reviewed: EV on held-out v3 rows restored, dense features the same as its "
+           "parent's (accepted at launch). Accepted until the next retrain.")
     validate(_t("2026-07-02", 1), "retail-pd-probe-age-v1", "v4")
     validate(_t("2026-07-03"), "retail-pd-sae-l1-v3", "v4")
     accept(_t("2026-07-06"), "retail-pd-sae-l1-v3", "v4",
@@ -327,6 +336,11 @@ def story_events() -> list[dict]:
     validate(_t("2026-08-03", 1), "card-fraud-sae-l2-v3", "v3", july["card-fraud"].format(m="2026-07"))
     add({"at": _t("2026-08-03", 2), "do": "activation_drift", "artifact": "card-fraud-sae-l2-v3", "version": "v3",
          "reference": "data/cards_2026Q2.parquet", "current": july["card-fraud"].format(m="2026-07")})
+    # the nightly job tries to adapt the broken fraud SAE to July's drifted traffic with a one-step
+    # budget: it does not reach the fidelity floor on held-out rows, is recorded as a failed
+    # adaptation, registers nothing, and the SAE stays broken (the debt stays visible)
+    add({"at": _t("2026-08-03", 3), "do": "adapt", "artifact": "card-fraud-sae-l2-v3", "version": "v3",
+         "data": july["card-fraud"].format(m="2026-07"), "steps": 1, "seed": 20260806})
     add({"at": _t("2026-08-04"), "do": "drift", "model": "retail-pd", "version": "v4",
          "current": july["retail-pd"].format(m="2026-07")})
     add({"at": _t("2026-08-04", 1), "do": "drift", "model": "sme-limit", "version": "v3",

@@ -57,7 +57,27 @@ def _complete(out: Path, seed: int) -> bool:
         return False
     if info.get("generator") != GENERATOR_VERSION or info.get("seed") != seed:
         return False
-    return all((out / rel).is_file() and (out / rel).stat().st_size == size for rel, size in info["sizes"].items())
+    return all((out / rel).is_file() and (rel == "story.yaml" or (out / rel).stat().st_size == size)
+               for rel, size in info["sizes"].items())
+
+
+def _story_text() -> str:
+    return yaml.safe_dump({"events": story_events()}, sort_keys=False, width=120)
+
+
+def _refresh_story(out: Path) -> None:
+    """The story is declarative (book.py), nothing in it is trained: a complete bank whose story.yaml
+    differs from the current story gets it rewritten in place (and BUILD.json updated), not rebuilt."""
+    text = _story_text()
+    p = out / "story.yaml"
+    if p.is_file() and p.read_text() == text:
+        return
+    p.write_text(text)
+    marker = out / "BUILD.json"
+    info = json.loads(marker.read_text())
+    info["sha256"]["story.yaml"] = _sha256(p)
+    info["sizes"]["story.yaml"] = p.stat().st_size
+    marker.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 class _Determinism:
@@ -120,6 +140,7 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
     out = Path(out)
     say = progress or (lambda msg: None)
     if not force and _complete(out, seed):
+        _refresh_story(out)
         say(f"sample bank already built in {out}")
         return out / "manifest.yaml"
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +199,7 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
     # ---- manifest + story
     manifest = _manifest(out)
     (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
-    (out / "story.yaml").write_text(yaml.safe_dump({"events": story_events()}, sort_keys=False, width=120))
+    (out / "story.yaml").write_text(_story_text())
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "BUILD.json"
                    and p.relative_to(out).parts[0] in _OUTPUT_DIRS + _OUTPUT_FILES)
     info = {"generator": GENERATOR_VERSION, "seed": seed, "rows_per_quarter": ROWS_PER_QUARTER,

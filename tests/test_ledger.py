@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from compliance.store.engine import make_engine, session_scope
 from compliance.store.ledger import record, verify
 from compliance.store.models import (
+    Adaptation,
     Narrative,
     Acceptance,
     Artifact,
@@ -73,6 +74,12 @@ def populate(url: str, tmp_path: Path) -> None:
         record(s, Acceptance(check_id=chk.id, rationale="reviewed: within tolerance for this use"))
         record(s, Correction(entity_type="decision_volume", entity_id="1", action="void", reason="duplicate import"))
         record(s, Narrative(quarter="2026Q3", model_id="retail-pd", section="conclusion", text="fit", rating="fit"))
+        record(s, Adaptation(model_id="retail-pd", parent_artifact_id="pd-sae-v1", version_id=vid,
+                             child_artifact_id=None, check_id=None, status="failed", path="/x/adapted",
+                             files={"lineage.json": "3" * 64}, input_hashes={"parent": "4" * 64},
+                             parameters={"seed": 1, "budget_steps": 5}, metrics={"steps": 5, "final_loss": 0.2},
+                             reasons=["adaptation failed: held-out explained variance 0.7 below the floor 0.8"],
+                             started_at=T0, finished_at=T0 + timedelta(seconds=2), tool_version="0.1.0"))
 
 
 def _mutant(col, value):

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 STORY_ACTIONS = {"register_version", "deploy", "retire", "register_artifact", "validate", "drift", "overhead",
                  "alignment", "activation_drift", "finding", "due_checks", "accept", "performance", "fairness",
-                 "plan"}
+                 "plan", "adapt"}
 KINDS = {"sae", "transcoder", "clt", "probe", "attribution_baseline", "feature_labels"}
 
 
@@ -129,6 +129,11 @@ def test_story_is_ordered_and_refers_to_the_book(bank, manifest):
     arts = {a["id"] for a in manifest["artifacts"]}
     versions = {(v["model"], v["version"]) for v in manifest["versions"]}
     art_model = {a["id"]: a["model"] for a in manifest["artifacts"]}
+    for e in events:  # an adaptation registers its child under a known id, usable by later events
+        if e["do"] == "adapt":
+            child = f"{e['artifact']}-adapted-{e['version']}"
+            arts.add(child)
+            art_model[child] = art_model[e["artifact"]]
     for e in events:
         assert e["do"] in STORY_ACTIONS
         for key in ("artifact", "old", "new"):

@@ -165,3 +165,31 @@ def test_plans_adherence_and_alerts_in_the_story(story_store):
     assert len([f for f in st["failure_modes"] if f["code"] == "FM-MISSED"]) == len(missed)
     assert {a["event"] for a in alerts} >= {"occurrence_opened", "check_missed"}
 
+def test_adaptation_recovers_sme_limit_from_that_day_and_a_failed_one_stays_visible(story_store):
+    """After the July retrain, sme-limit's layer-1 transcoder is adapted to v3 on 8 July (warn: dense
+    features, accepted the same day) and the model's coverage recovers from that day; the one-step
+    adaptation of the broken fraud SAE on July's drift fails, registers nothing, and the SAE stays broken."""
+    from compliance.services.adaptation import list_adaptations
+
+    with session_scope(story_store, readonly=True) as s:
+        by = {r["parent_artifact_id"]: r for r in list_adaptations(s)}
+        ok, bad = by["sme-limit-tc-l1-v1"], by["card-fraud-sae-l2-v3"]
+        assert ok["status"] == "succeeded" and ok["child_artifact_id"] == "sme-limit-tc-l1-v1-adapted-v3"
+        assert ok["version"] == "v3" and ok["parent_bound_version"] == "v1" and ok["check_id"] is not None
+        m = ok["metrics"]
+        assert m["explained_variance_after"] >= 0.8 > m["explained_variance_before"]
+        assert m["steps"] == 150 and ok["parameters"]["seed"] == 20260708 and m["survival"]["n_old"] == 64
+        assert bad["status"] == "failed" and bad["child_artifact_id"] is None and bad["check_id"] is None
+        assert bad["metrics"]["explained_variance_after"] < 0.8 and "fidelity floor" in bad["reasons"][0]
+        child_checks = s.scalars(select(Check).where(Check.artifact_id == "sme-limit-tc-l1-v1-adapted-v3")).all()
+        assert [c.finished_at.date().isoformat() for c in child_checks][:1] == ["2026-07-08"]
+
+        def sme(as_of):
+            return {r["model_id"]: r for r in analyse(s, "2026Q3", as_of)["by_model"]}["sme-limit"]
+
+        before = sme(datetime(2026, 7, 7, 23, tzinfo=timezone.utc))
+        after = sme(datetime(2026, 7, 9, 12, tzinfo=timezone.utc))
+        assert before["covered_version_days"] == 0 and before["stale_slot_days"] > 0
+        assert after["covered_version_days"] > 0  # covered from 8 July
+        card = {r["model_id"]: r for r in analyse(s, "2026Q3", AS_OF)["by_model"]}["card-fraud"]
+        assert card["broken_slot_days"] > 0  # the failed adaptation did not hide the debt

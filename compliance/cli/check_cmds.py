@@ -390,6 +390,7 @@ def run(
     budget: Annotated[str | None, typer.Option("--budget", help="Total time budget shared by all due checks (e.g. 5m), spent on the highest tier-weighted outstanding debt first; leftover budget escalates inconclusive checks.")] = None,
     budget_rows: Annotated[int | None, typer.Option("--budget-rows", help="Total row budget shared by all due checks.")] = None,
     seed: SeedOpt = None,
+    adapt: Annotated[bool, typer.Option("--adapt", help="First adapt every stale or broken SAE/transcoder/CLT whose tier's policy allows it (adaptation.allowed), sharing --budget between the adaptations; then run the due validations.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the due fidelity checks through each model's adapter and the checks each model's
@@ -399,7 +400,6 @@ def run(
     Schedule it: `0 3 * * * compliance --db $URL check run --due`.
     Example: compliance check run --due --dry-run
     """
-    b = _budget(budget, budget_rows, seed)
     from compliance.errors import UsageError
     from compliance.services.due import run_due_each
     from compliance.timeutil import parse_datetime, utcnow
@@ -407,6 +407,9 @@ def run(
     if not due:
         raise UsageError("nothing to run: pass --due")
     when = parse_datetime(at, what="--at") if at else utcnow()
+    if adapt:
+        return _run_adapt(ctx, when, budget, budget_rows, seed, dry_run, as_json)
+    b = _budget(budget, budget_rows, seed)
     bar = None
     if not as_json and not dry_run:
         from rich.progress import Progress
@@ -458,6 +461,37 @@ def run(
         if dry_run:
             return
         typer.echo(f"{len(o['failure_modes_opened'])} failure-mode occurrence(s) opened")
+
+    emit(out, as_json, human)
+
+
+def _run_adapt(ctx, when, budget, budget_rows, seed, dry_run, as_json) -> None:
+    """`check run --due --adapt`: adaptations, then the due validations, in one transaction."""
+    from compliance.checks.intervals import parse_duration
+    from compliance.errors import UsageError
+    from compliance.services.adaptation import run_due_adapt
+
+    if budget_rows is not None:
+        raise UsageError("--budget-rows does not apply to --adapt: give a time budget (--budget 5m)")
+    seconds = parse_duration(budget) if budget is not None else None
+    with session(ctx) as s:
+        out = run_due_adapt(s, when, seconds=seconds, seed=seed, dry_run=dry_run)
+
+    def human(o):
+        if dry_run:
+            table(f"To adapt at {when.isoformat()}", ["artifact", "kind", "model", "version", "state"],
+                  [[p["artifact_id"], p["kind"], p["model_id"], p["version"], p["state"]] for p in o["adapt"]])
+        else:
+            table(f"Adapted {len(o['adapted'])} artifact(s)", ["adaptation", "parent", "version", "child", "EV before",
+                                                                 "EV after", "status"],
+                  [[r["adaptation_id"], r["artifact_id"], r["version"], r["child_artifact_id"] or "—",
+                    _fmt(r["explained_variance_before"]), _fmt(r["explained_variance_after"]), r["status"]]
+                   for r in o["adapted"]])
+            table(f"Ran {len(o['ran'])} due checks", ["check", "artifact", "version", "EV", "status"],
+                  [[r["check_id"], r["artifact_id"], r["version"], _fmt(r["explained_variance"]), r["status"]]
+                   for r in o["ran"]], status_col="status")
+        for p in o.get("not_adapted") or []:
+            typer.echo(f"not adapted: {p['artifact_id']} on {p['version']} ({p['why']})")
 
     emit(out, as_json, human)
 

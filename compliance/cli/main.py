@@ -11,6 +11,7 @@ import typer
 
 from compliance import __version__
 from compliance.cli import (
+    adapt_cmds,
     alert_cmds,
     check_cmds,
     correction_cmds,
@@ -71,6 +72,8 @@ app.add_typer(plan_cmds.plan_app, name="plan")
 app.add_typer(alert_cmds.alerts_app, name="alerts")
 app.add_typer(integration_cmds.sync_app, name="sync")
 app.command("gate")(integration_cmds.gate_cmd)
+app.command("adapt")(adapt_cmds.adapt)
+app.command("adaptations")(adapt_cmds.adaptations)
 app.add_typer(gov_cmds.policy_app, name="policy")
 app.add_typer(gov_cmds.fm_app, name="failure-modes")
 app.add_typer(gov_cmds.finding_app, name="finding")

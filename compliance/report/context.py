@@ -80,6 +80,8 @@ class CheckOutcomeRow:
     warned: int = _f("Checks with status warn.")
     failed: int = _f("Checks with status fail.")
     errored: int = _f("Checks with status error (could not run).")
+    inconclusive: int = _f("Budgeted checks whose intervals could not decide (DESIGN §9): not valid.",
+                           default=0)
 
 
 @dataclass
@@ -169,12 +171,38 @@ class ChangeRow:
     """One change in the quarter."""
 
     date: str = _f("Effective date (ISO).")
-    event: str = _f("version_trained, version_deployed, version_retired, artifact_registered "
-                    "or artifact_affected.")
+    event: str = _f("version_trained, version_deployed, version_retired, artifact_registered, "
+                    "artifact_status_changed, artifact_adapted or adaptation_failed.")
     model_id: str = _f("Model id.")
     version: Optional[str] = _f("Model version label, if any.", default=None)
     artifact_id: Optional[str] = _f("Artifact id, if any.", default=None)
     detail: str = _f("One-line description.", default="")
+
+
+@dataclass
+class AdaptationRow:
+    """One adaptation of a stale artifact (DESIGN §9): parent → child, figures on held-out rows."""
+
+    adaptation_id: str = _f("Adaptation record id.")
+    date: str = _f("Date the adaptation finished (ISO).")
+    model_id: str = _f("Model id.")
+    parent_artifact_id: str = _f("The artifact adapted (its evidence is kept as it is).")
+    parent_bound_version: str = _f("The parent's bound version.")
+    version: str = _f("The version adapted to.")
+    child_artifact_id: Optional[str] = _f("The registered adapted artifact; null when the adaptation failed.")
+    status: str = _f("succeeded (child registered and validated on held-out rows) or failed (nothing registered).")
+    ev_before: Optional[float] = _f("The parent's explained variance on the held-out rows.")
+    ev_after: Optional[float] = _f("The adapted weights' explained variance on the same rows.")
+    survival_share: Optional[float] = _f("Share of the parent's features that survive (matched cosine > "
+                                         "threshold on decoder and encoder).")
+    labels_carried: int = _f("Feature labels carried to the child (survivors only).", default=0)
+    steps: int = _f("Optimiser steps taken.", default=0)
+    seconds: Optional[float] = _f("Wall seconds of the fine-tune.", default=None)
+    flops: Optional[float] = _f("Compute spent (≈ 3 × forward FLOPs per row × rows seen).", default=None)
+    stop_reason: str = _f("steps, time or converged.", default="")
+    seed: Optional[int] = _f("Seed of the split and minibatches.", default=None)
+    check_id: Optional[str] = _f("The child's held-out fidelity check, when registered.", default=None)
+    reason: str = _f("Why it failed (the first recorded reason), else empty.", default="")
 
 
 # --------------------------------------------------------------------------- coverage
@@ -731,6 +759,8 @@ class LineageRow:
     replaces: Optional[str] = _f("Artifact it replaces, if any.")
     survival: Optional[float] = _f("Feature survival from the replaced artifact.")
     sha256: str = _f("SHA-256 of the artifact file.")
+    adapted_from: Optional[str] = _f("The parent artifact it was adapted from (DESIGN §9), if any.",
+                                     default=None)
 
 
 @dataclass
@@ -766,6 +796,8 @@ class ReportContext:
     summary: ExecutiveSummary = _f("Executive summary.")
     inventory: list[ModelRow] = _f("Models in scope.", factory=list)
     changes: list[ChangeRow] = _f("Change log of the quarter, by date.", factory=list)
+    adaptations: list[AdaptationRow] = _f("Adaptations of stale artifacts finished in the quarter "
+                                          "(succeeded and failed), by date.", factory=list)
     coverage: CoverageSection = _f("Explanation coverage.", factory=CoverageSection)
     debt: DebtSection = _f("Interpretability debt.", factory=DebtSection)
     fidelity: FidelitySection = _f("Fidelity results.", factory=FidelitySection)

@@ -64,7 +64,7 @@ def run_demo(out_dir: str | Path = "compliance-demo", *, fresh: bool = False, sa
     db = out / "compliance.db"
     url = f"sqlite:///{db}"
     marker = out / ".replayed"
-    stamp = sha256_file(manifest)
+    stamp = sha256_file(manifest) + "/" + sha256_file(manifest.parent / "story.yaml")  # a new story replays again
     replayed = False
     if fresh or not (db.exists() and marker.exists() and marker.read_text().strip() == stamp):
         say(f"[2/4] fresh store {db}; replaying the year 2025Q4 → 2026Q3")
@@ -111,9 +111,18 @@ def _load(manifest: Path) -> tuple[dict, list[dict]]:
     return doc, events
 
 
-def replay(url: str, manifest: Path, *, say: Say = print) -> None:
+def replay(url: str, manifest: Path, *, say: Say = print, adapted_dir: Path | None = None) -> None:
+    """Replay the story into a fresh store at ``url``. Adapted artifacts are written under
+    ``adapted_dir`` (default: ``adapted/`` beside a SQLite store, else beside the manifest), which
+    the replay empties first: it is the replay's own output, never the bank's."""
+    import shutil
+
     doc, events = _load(manifest)
     base = manifest.parent
+    if adapted_dir is None:
+        db = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+        adapted_dir = (Path(db).resolve().parent if db else manifest.parent.parent) / "adapted"
+    shutil.rmtree(adapted_dir, ignore_errors=True)
     start = min([e["_at"] for e in events] or [DEMO_AS_OF]) - timedelta(days=1)
     clock = SimClock(start)
     store = Store(url, actor="ml-platform", clock=clock, replay=True)
@@ -187,12 +196,13 @@ def replay(url: str, manifest: Path, *, say: Say = print) -> None:
         clock.at(at)
         do = e["do"]
         label = f"{at.date()} {do} " + " ".join(str(e[k]) for k in ("model", "artifact", "version", "old", "new") if e.get(k))
-        result = _apply(store, e, do, ensure_version, ensure_artifact, rel, at)
+        result = _apply(store, e, do, ensure_version, ensure_artifact, rel, at, adapted_dir)
         say(f"      [{i:>3}/{n}] {label}{(' → ' + result) if result else ''}")
     feed_data(DEMO_AS_OF)
 
 
-def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel, at: datetime) -> str:
+def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel, at: datetime,
+           adapted_dir: Path) -> str:
     if do == "register_version":
         ensure_version(e["model"], str(e["version"]), at)
         return ""
@@ -219,6 +229,14 @@ def _apply(store: Store, e: dict, do: str, ensure_version, ensure_artifact, rel,
         c = store.check_overhead(e["artifact"], str(e["version"]) if e.get("version") else None,
                                  data=rel(e["data"]) if e.get("data") else None)
         return f"{c['status']} (overhead {100 * (c['metrics'].get('overhead_ratio') or 0):.0f}%)"
+    if do == "adapt":  # warm start + a small step budget on CPU: deterministic, seconds
+        ensure_artifact(e["artifact"], at)
+        new_id = f"{e['artifact']}-adapted-{e['version']}"
+        r = store.adapt(e["artifact"], str(e["version"]), adapter=True, data=rel(e["data"]), steps=int(e["steps"]),
+                        seed=int(e["seed"]), new_id=new_id, out=adapted_dir / new_id, device="cpu")
+        m = r["metrics"]
+        return (f"{r['status']} (held-out EV {m['explained_variance_before']:.3f} → {m['explained_variance_after']:.3f}, "
+                f"survival {m['survival']['survival_share']:.0%}, {m['steps']} steps)")
     if do == "alignment":
         ensure_artifact(e["old"], at)
         ensure_artifact(e["new"], at)

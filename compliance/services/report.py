@@ -292,6 +292,12 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                      for c in checks if c.status in ("warn", "fail", "error")
                      for r in (c.reasons or ["(no reason recorded)"])]
     changes += _status_changes(session, as_of, scope, qstart, period_end, label)
+    adaptations = _adaptations(session, as_of, in_scope, qstart, period_end, label, artifacts)
+    for r in adaptations:
+        changes.append(C.ChangeRow(
+            date=r.date, event="artifact_adapted" if r.status == "succeeded" else "adaptation_failed",
+            model_id=r.model_id, version=r.version, artifact_id=r.child_artifact_id or r.parent_artifact_id,
+            detail=_adaptation_detail(r)))
     changes.sort(key=lambda r: (r.date, r.model_id, r.event, r.version or "", r.artifact_id or ""))
 
     # -- failure modes, findings, attestations
@@ -346,8 +352,9 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         deployed_versions=sum(len(r.deployed_versions) for r in inventory),
         open_failure_modes=[C.CountRow(code=k[0], title=k[1], severity=k[2], count=n) for k, n in sorted(open_fm.items())],
         check_outcomes=[C.CheckOutcomeRow(kind=k, passed=outcomes[(k, "pass")], warned=outcomes[(k, "warn")],
-                                          failed=outcomes[(k, "fail")], errored=outcomes[(k, "error")])
-                        for k in kinds if any(outcomes[(k, s)] for s in ("pass", "warn", "fail", "error"))],
+                                          failed=outcomes[(k, "fail")], errored=outcomes[(k, "error")],
+                                          inconclusive=outcomes[(k, "inconclusive")])
+                        for k in kinds if any(outcomes[(k, s)] for s in ("pass", "warn", "fail", "error", "inconclusive"))],
         open_findings=sum(1 for f in findings if f.status not in ("closed", "accepted", "remediated")),
         overdue_findings=sum(1 for f in findings if f.overdue_days > 0), signoff_state=signoff_state,
         models_covered=models_covered, not_required=not_required, debt_outstanding=head_out[0],
@@ -422,7 +429,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         report_id=rid, tool_version=__version__, ledger_head_hash=head, context_hash="", model_id=model_id)
     ctx = C.ReportContext(
         schema_version=C.SCHEMA_VERSION, kind=kind, cover=cover, summary=summary,
-        inventory=inventory, changes=changes,
+        inventory=inventory, changes=changes, adaptations=adaptations,
         coverage=C.CoverageSection(per_tier=per_tier, per_model=per_model_cov, timeline=timeline),
         debt=C.DebtSection(per_model=per_model_debt, staleness=staleness, trend=trend),
         fidelity=C.FidelitySection(checks=fid_rows, clt_layers=clt_rows),
@@ -652,6 +659,44 @@ def _compute_budget(session: Session, as_of: datetime, scope: list[str], label: 
                                   checks=rows)
 
 
+def _adaptations(session: Session, as_of: datetime, in_scope: set, start: datetime, end: datetime, label: dict,
+                 artifacts: dict) -> list[C.AdaptationRow]:
+    """Adaptations finished in the period (DESIGN §9), both outcomes, as the ledger knew them at as_of."""
+    from compliance.store.models import Adaptation
+
+    rows = []
+    for x in session.scalars(select(Adaptation).where(Adaptation.recorded_at <= as_of, Adaptation.finished_at >= start,
+                                                      Adaptation.finished_at < end)
+                             .order_by(Adaptation.finished_at, Adaptation.id)):
+        if x.model_id not in in_scope or x.parent_artifact_id not in artifacts:
+            continue
+        m, p = x.metrics or {}, x.parameters or {}
+        surv = m.get("survival") or {}
+        parent = artifacts[x.parent_artifact_id]
+        rows.append(C.AdaptationRow(
+            adaptation_id=str(x.id), date=_d(x.finished_at), model_id=x.model_id,
+            parent_artifact_id=x.parent_artifact_id, parent_bound_version=label.get(parent.bound_version_id, "—"),
+            version=label.get(x.version_id, "—"),
+            child_artifact_id=x.child_artifact_id if x.child_artifact_id in artifacts else None, status=x.status,
+            ev_before=_f(m.get("explained_variance_before")), ev_after=_f(m.get("explained_variance_after")),
+            survival_share=_f(surv.get("survival_share")), labels_carried=_i(surv.get("n_carried_labels")),
+            steps=_i(m.get("steps")), seconds=_f(m.get("seconds")), flops=_f(m.get("flops")),
+            stop_reason=str(m.get("stop_reason") or ""),
+            seed=int(p["seed"]) if isinstance(p.get("seed"), int) else None,
+            check_id=None if x.check_id is None else str(x.check_id),
+            reason="" if x.status == "succeeded" else str((x.reasons or [""])[0])))
+    return rows
+
+
+def _adaptation_detail(r: C.AdaptationRow) -> str:
+    ev = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    surv = "—" if r.survival_share is None else f"{100 * r.survival_share:.0f}%"
+    flops = "" if r.flops is None else f", {r.flops:.2g} FLOP"
+    head = f"{r.parent_artifact_id} → {r.child_artifact_id}" if r.child_artifact_id else f"{r.parent_artifact_id} (nothing registered)"
+    return (f"{head}: EV {ev(r.ev_before)} → {ev(r.ev_after)} on held-out {r.version} rows, survival {surv}, "
+            f"{r.steps} steps{flops}")
+
+
 def _status_changes(session: Session, as_of: datetime, scope: list[str], start: datetime, end: datetime,
                     label: dict) -> list[C.ChangeRow]:
     """Artifacts whose fidelity status changed in the period (against their previous check)."""
@@ -705,8 +750,16 @@ def _model_detail(session: Session, m: Model, versions: dict, events, artifacts:
                                                  Check.recorded_at <= as_of, Check.artifact_id.is_not(None))
                              .order_by(Check.finished_at, Check.id)):
         survival[c.artifact_id] = _f((c.metrics or {}).get("survival_share"))
+    from compliance.store.models import Adaptation
+
+    adapted_from = {}
+    for x in session.scalars(select(Adaptation).where(Adaptation.model_id == m.id, Adaptation.recorded_at <= as_of,
+                                                      Adaptation.child_artifact_id.is_not(None))):
+        adapted_from[x.child_artifact_id] = x.parent_artifact_id
+        survival[x.child_artifact_id] = _f(((x.metrics or {}).get("survival") or {}).get("survival_share"))
     lineage = [C.LineageRow(artifact_id=x.id, kind=x.kind, bound_version=versions[x.bound_version_id].label,
-                            registered=_d(x.recorded_at), replaces=x.replaces_id, survival=survival.get(x.id), sha256=x.sha256)
+                            registered=_d(x.recorded_at), replaces=x.replaces_id, survival=survival.get(x.id), sha256=x.sha256,
+                            adapted_from=adapted_from.get(x.id))
                for x in sorted(artifacts.values(), key=lambda x: (x.recorded_at, x.id)) if x.model_id == m.id]
     # the baseline (first check on the bound version) beside the latest check, per artifact, from
     # one query: how the feature-density distribution moved

@@ -41,6 +41,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("deployment_event", "action"): ("deploy", "retire"),
     ("check_run", "status"): ("pass", "warn", "fail", "error", "inconclusive"),
     ("correction", "action"): ("void", "supersede"),
+    ("adaptation", "status"): ("succeeded", "failed"),
 }
 
 

@@ -400,6 +400,29 @@ class RegistryLink(Evidence, Base):
     entity_id: Mapped[str] = mapped_column(String(200))
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     __table_args__ = (UniqueConstraint("registry_uri", "external_key"),)
+class Adaptation(Evidence, Base):
+    """One adaptation of an SAE, transcoder or CLT to a newer version or data (DESIGN §9, migration
+    0008): warm-started from ``parent_artifact_id``, fine-tuned under a budget, checked on held-out
+    rows. ``succeeded``: the child is registered (``child_artifact_id``) with its held-out fidelity
+    check (``check_id``); ``failed``: nothing registered, the figures and reasons are kept here."""
+
+    __tablename__ = "adaptation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id"), index=True)
+    parent_artifact_id: Mapped[str] = mapped_column(ForeignKey("artifact.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))  # the version adapted to
+    child_artifact_id: Mapped[str | None] = mapped_column(ForeignKey("artifact.id"))
+    check_id: Mapped[int | None] = mapped_column(ForeignKey("check_run.id"))
+    status: Mapped[str] = mapped_column(String(20))  # succeeded | failed
+    path: Mapped[str | None] = mapped_column(Text)  # where the adapted files were written
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)  # relative path -> SHA-256 (also when failed)
+    input_hashes: Mapped[dict[str, Any]] = mapped_column(JSON)  # parent, data, weights, held-out rows
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # seed, budget, learning rate, batch, split
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # steps, seconds, final loss, EV before/after, survival
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    tool_version: Mapped[str] = mapped_column(String(40))
 
 
 class LedgerEntry(Base):
@@ -443,6 +466,7 @@ EVIDENCE_MODELS: tuple[type[Base], ...] = (
     AlertDelivery,
     GateDecision,
     RegistryLink,
+    Adaptation,
 )
 # Columns added to existing tables after 0001_initial: ledger payloads written before the
 # migration that added them lack the key, which ``verify`` reads as NULL (and only as NULL).

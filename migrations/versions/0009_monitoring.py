@@ -1,7 +1,7 @@
 """monitoring plans, the alert outbox, pre-promotion gate decisions and registry-sync links (DESIGN §10)
 
 Revision ID: 0009_monitoring
-Revises: 0006_inconclusive_status
+Revises: 0008_adaptation
 Create Date: 2026-11-29
 
 Five new append-only tables, each written through the ledger: ``monitoring_plan`` (versions of a
@@ -18,7 +18,7 @@ from alembic import op
 from compliance.store.triggers import create_append_only_triggers, drop_append_only_triggers
 
 revision = "0009_monitoring"
-down_revision = "0006_inconclusive_status"
+down_revision = "0008_adaptation"
 branch_labels = None
 depends_on = None
 
