@@ -194,3 +194,26 @@ def test_with_the_store_each_cited_entry_must_be_the_stores(pack, tmp_path):
     with session_scope(url, readonly=True) as s:
         bad, problem, _ = check_pack_against_store(s, ok)
     assert bad == "cited.jsonl" and f"entry {e['seq']}" in problem
+
+
+def test_the_standalone_verifier_checks_cited_entries(pack, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_docs import _snippet
+
+    z, _ = pack
+    script = tmp_path / "verify_pack_standalone.py"
+    script.write_text(_snippet(), encoding="utf-8")
+
+    def run(p: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-I", "-S", str(script), str(p)], capture_output=True, text=True,
+                              timeout=60)
+
+    ok = run(z)
+    assert ok.returncode == 0 and ok.stdout.startswith("OK:"), ok.stdout + ok.stderr
+    files = _files(z)
+    cited = _lines(files["cited.jsonl"])
+    files["cited.jsonl"] = b"".join(_canon(e) + b"\n" for e in cited[1:])
+    bad = run(_rewrite(files, tmp_path / "removed.zip"))
+    assert bad.returncode == 1 and f"ledger entry {cited[0]['seq']} is missing or altered" in bad.stderr, bad.stderr
