@@ -139,8 +139,11 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
 
     # -- inventory and change log
     deployed_in_q: dict[str, set[str]] = defaultdict(set)
+    events_of: dict[int, list] = defaultdict(list)  # grouped once: scanning every event per version is quadratic
+    for e in events:
+        events_of[e.version_id].append(e)
     for vid, v in versions.items():
-        if _deployed_during(events, vid, qstart, period_end):
+        if _deployed_during(events_of.get(vid, ()), vid, qstart, period_end):
             deployed_in_q[v.model_id].add(v.label)
     inventory = [C.ModelRow(model_id=m.id, name=m.name, owner=m.owner, tier=m.tier, business_use=m.business_use,
                             tags=list(m.tags or []), deployed_versions=sorted(deployed_in_q.get(m.id, set())))
