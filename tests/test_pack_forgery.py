@@ -105,8 +105,9 @@ def standalone(tmp_path: Path, pack: Path) -> subprocess.CompletedProcess:
 def rebuilt(files: dict, ctx: C.ReportContext, pdf: bytes) -> dict:
     """A fully consistent pack around ``ctx`` and ``pdf`` (CSVs, manifest re-made)."""
     man = json.loads(files["manifest.json"])
+    cited = [json.loads(x) for x in files["cited.jsonl"].splitlines()] if "cited.jsonl" in files else None
     data, _ = export.build_export(ctx, ledger_excerpt=ledger_lines(files), ledger_start=man["ledger_start_entry"],
-                                  pdf=pdf)
+                                  cited=cited, pdf=pdf)
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         return {n: z.read(n) for n in z.namelist()}
 

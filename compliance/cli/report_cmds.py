@@ -67,7 +67,8 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the regulator bundle: PDF/A-3 (context JSON attached), CSV per table, context JSON,
-    the quarter's ledger excerpt and a manifest with every file's SHA-256.
+    the quarter's ledger excerpt, the older ledger entries the evidence index cites (cited.jsonl)
+    and a manifest with every file's SHA-256.
 
     Example: compliance export --quarter 2026Q3 --out pack.zip   (then: compliance verify --pack pack.zip)
     """

@@ -888,6 +888,73 @@ def _to_plain(tp: Any, value: Any, path: str) -> Any:
     raise InputError(f"report context: {path} has an unsupported type {tp!r}")
 
 
+class _Slow(Exception):
+    """The fast conversion met a value it does not take as is: convert with ``_to_plain``."""
+
+
+_FAST: dict[Any, Any] = {}
+
+
+def _fast(tp: Any):
+    """A converter for ``tp`` compiled once (no type inspection per value). It returns exactly
+    what ``_to_plain`` returns for well-typed values and raises ``_Slow`` on anything else, so
+    the slow path produces the same value or names the bad field."""
+    conv = _FAST.get(tp)
+    if conv is not None:
+        return conv
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = _fast([a for a in typing.get_args(tp) if a is not type(None)][0])
+
+        def conv(v):
+            return None if v is None else inner(v)
+    elif origin is list:
+        (arg,) = typing.get_args(tp)
+        if arg in (str, int, bool):
+            def conv(v, arg=arg):
+                if type(v) is not list or any(type(x) is not arg for x in v):
+                    raise _Slow
+                return list(v)
+        else:
+            item = _fast(arg)
+
+            def conv(v):
+                if type(v) is not list:
+                    raise _Slow
+                return [item(x) for x in v]
+    elif dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        names = [f.name for f in dataclasses.fields(tp)]
+        convs = [(n, _fast(hints[n])) for n in names]
+
+        def conv(v):
+            if type(v) is not tp:
+                raise _Slow
+            return {n: c(getattr(v, n)) for n, c in convs}
+    elif tp is float:
+        isfinite = math.isfinite
+
+        def conv(v):
+            t = type(v)
+            if t is float:
+                if not isfinite(v):
+                    raise _Slow
+                return v
+            if t is int:
+                return float(v)
+            raise _Slow
+    elif tp in (int, str, bool):
+        def conv(v, tp=tp):
+            if type(v) is not tp:
+                raise _Slow
+            return v
+    else:
+        def conv(v):
+            raise _Slow
+    _FAST[tp] = conv
+    return conv
+
+
 def context_to_dict(ctx: ReportContext) -> dict:
     """The context as plain dicts/lists (what the JSON holds), type-checked.
 
@@ -895,14 +962,20 @@ def context_to_dict(ctx: ReportContext) -> dict:
     """
     if not isinstance(ctx, ReportContext):
         raise InputError(f"expected a ReportContext, got {type(ctx).__name__}")
-    return _to_plain(ReportContext, ctx, "$")
+    try:
+        return _fast(ReportContext)(ctx)
+    except _Slow:
+        return _to_plain(ReportContext, ctx, "$")
 
 
 def canonical_json(obj: Any) -> bytes:
     """Canonical JSON: sorted keys, UTF-8, no insignificant whitespace, NaN forbidden."""
-    _check_plain(obj, "$")
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                      allow_nan=False).encode("utf-8")
+    try:
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        _check_plain(obj, "$")  # names the NaN/inf
+        raise
+    return text.encode("utf-8")
 
 
 def context_to_json(ctx: ReportContext) -> bytes:
@@ -919,8 +992,20 @@ def context_hash(ctx: ReportContext) -> str:
 
 def with_context_hash(ctx: ReportContext) -> ReportContext:
     """A copy of ``ctx`` whose cover carries its own context hash."""
-    return dataclasses.replace(
-        ctx, cover=dataclasses.replace(ctx.cover, context_hash=context_hash(ctx)))
+    return hashed_context(ctx)[0]
+
+
+def hashed_context(ctx: ReportContext) -> tuple[ReportContext, bytes]:
+    """``with_context_hash`` and the context's canonical JSON, from ONE conversion to plain data
+    (the costly step on a large estate): the hash is taken over the JSON with the hash field
+    blank, then the same plain data is written again with the hash in it."""
+    _validate_shapes(ctx)
+    plain = context_to_dict(ctx)
+    plain["cover"]["context_hash"] = ""
+    digest = hashlib.sha256(canonical_json(plain)).hexdigest()
+    plain["cover"]["context_hash"] = digest
+    out = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=digest))
+    return out, canonical_json(plain)
 
 
 def json_context_hash(data: bytes) -> str:
@@ -1124,7 +1209,12 @@ def _cell(value: Any) -> Any:
 
 
 def _rows_of(items: list) -> list[dict]:
-    return [{k: _cell(v) for k, v in dataclasses.asdict(it).items()} for it in items]
+    if not items:
+        return []
+    names = [f.name for f in dataclasses.fields(items[0])]
+    # rows hold scalars and lists of scalars (read as asdict would, without its deep copy)
+    return [{k: _cell(v) if not dataclasses.is_dataclass(v) else dataclasses.asdict(v)
+             for k, v in ((n, getattr(it, n)) for n in names)} for it in items]
 
 
 def _is_row_list(tp: Any) -> bool:

@@ -4,6 +4,8 @@ Layout (entries sorted, timestamps = the report's as-of, permissions 0644)::
 
     context.json          canonical context JSON (what the context hash is computed over)
     ledger.jsonl          the quarter's ledger excerpt, one canonical JSON object per line
+    cited.jsonl           the ledger entries the evidence index cites that are OLDER than the
+                          excerpt (baselines, earlier checks, artifacts, datasets), by seq
     manifest.json         SHA-256 and size of every other file, tool version, as-of, hashes, and
                           the ledger entry the excerpt starts from (``ledger_start_entry``)
     report.pdf            PDF/A-3u with context.json attached
@@ -33,7 +35,7 @@ from compliance.report.context import (
     context_hash,
     context_tables,
     context_to_json,
-    with_context_hash,
+    hashed_context,
 )
 from compliance.report.render import (
     DEFAULT_ROW_LIMIT,
@@ -46,6 +48,7 @@ PACK_FORMAT = "compliance-pack/2"
 PDF_NAME = "report.pdf"
 CONTEXT_NAME = "context.json"
 LEDGER_NAME = "ledger.jsonl"
+CITED_NAME = "cited.jsonl"
 MANIFEST_NAME = "manifest.json"
 _TABLE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -141,26 +144,36 @@ def manifest_bytes(manifest: dict) -> bytes:
 
 
 def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
-                 ledger_start: Optional[dict] = None,
+                 ledger_start: Optional[dict] = None, cited: Optional[list[dict]] = None,
                  extra_tables: Optional[dict[str, list[dict]]] = None,
                  pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
-                 progress: Optional[Callable[[str, float], None]] = None
-                 ) -> tuple[bytes, dict]:
-    """The export zip as bytes and its manifest (see ``write_export``)."""
-    if not ctx.cover.context_hash:
-        ctx = with_context_hash(ctx)
+                 progress: Optional[Callable[[str, float], None]] = None,
+                 ctx_json: Optional[bytes] = None) -> tuple[bytes, dict]:
+    """The export zip as bytes and its manifest (see ``write_export``).
+
+    ``ctx_json``: the context's canonical JSON as ``hashed_context`` gave it together with
+    ``ctx`` (saves converting a large context again); it must carry the cover's context hash."""
+    validated = ctx_json is not None
+    if ctx_json is not None:
+        if not ctx.cover.context_hash or f'"context_hash":"{ctx.cover.context_hash}"'.encode() not in ctx_json:
+            raise InputError("ctx_json is not the JSON of this context (its hash differs from the cover's)")
+    elif not ctx.cover.context_hash:
+        ctx, ctx_json = hashed_context(ctx)
     elif ctx.cover.context_hash != context_hash(ctx):
         raise InputError("cover.context_hash does not match the context; build the context "
                          "again or call with_context_hash")
-    ctx_json = context_to_json(ctx)
+    else:
+        ctx_json = context_to_json(ctx)
     if pdf is None:
         pdf = render_pdf_bytes(ctx, attachments=[(CONTEXT_NAME, ctx_json)], row_limit=row_limit,
-                               progress=progress)
+                               progress=progress, validated=validated)
     files: dict[str, bytes] = {
         CONTEXT_NAME: ctx_json,
         LEDGER_NAME: ledger_jsonl(ledger_excerpt),
         PDF_NAME: pdf,
     }
+    if cited is not None:
+        files[CITED_NAME] = ledger_jsonl(sorted(cited, key=lambda e: e["seq"]))
     for name, (cols, rows) in context_tables(ctx).items():
         files[f"tables/{name}.csv"] = table_csv(cols, rows)
     for name, rows in sorted((extra_tables or {}).items()):
@@ -181,7 +194,7 @@ def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
 
 
 def write_export(ctx: ReportContext, out_zip: Path, *, ledger_excerpt: list[dict],
-                 ledger_start: Optional[dict] = None,
+                 ledger_start: Optional[dict] = None, cited: Optional[list[dict]] = None,
                  extra_tables: Optional[dict[str, list[dict]]] = None,
                  pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
                  progress: Optional[Callable[[str, float], None]] = None) -> dict:
@@ -191,7 +204,7 @@ def write_export(ctx: ReportContext, out_zip: Path, *, ledger_excerpt: list[dict
     context as an attachment, or the pack will not verify); otherwise it is rendered here.
     The same inputs always give a byte-identical zip.
     """
-    data, manifest = build_export(ctx, ledger_excerpt=ledger_excerpt, ledger_start=ledger_start,
+    data, manifest = build_export(ctx, ledger_excerpt=ledger_excerpt, ledger_start=ledger_start, cited=cited,
                                   extra_tables=extra_tables, pdf=pdf, row_limit=row_limit,
                                   progress=progress)
     atomic_write(Path(out_zip), data)

@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 
 from compliance.text import escape_controls
 from compliance.errors import InputError, UsageError
-from compliance.report.context import REPORT_KINDS, ReportContext, context_to_json, validate_context
+from compliance.report.context import REPORT_KINDS, ReportContext, _validate_shapes, context_to_json, validate_context
 
 #: Rows shown per long table in the PDF/HTML; the export CSVs and the attached JSON hold all rows.
 DEFAULT_ROW_LIMIT = 250
@@ -183,18 +183,24 @@ def make_environment(user_templates: Optional[Path] = None) -> jinja2.Environmen
 
 def render_html(ctx: ReportContext, kind: Optional[str] = None, *,
                 user_templates: Optional[Path] = None, row_limit: int = DEFAULT_ROW_LIMIT,
-                progress: Optional[Progress] = None, chart_uris: Optional[dict[str, str]] = None) -> str:
+                progress: Optional[Progress] = None, chart_uris: Optional[dict[str, str]] = None,
+                validated: bool = False) -> str:
     """The pack as one self-contained HTML document (CSS inline, charts as data: URIs).
 
     ``kind`` is 'portfolio' or 'model' (default: ``ctx.kind``); a 'model' review needs
     ``ctx.model_detail``. Long tables show ``row_limit`` rows and say where the rest is.
+    ``validated``: the caller has just converted this very context to its JSON
+    (``hashed_context``), which type-checks every field: it is not converted again.
     """
     kind = kind or ctx.kind
     if kind not in REPORT_KINDS:
         raise UsageError(f"report kind must be one of {REPORT_KINDS}, got {kind!r}")
     if row_limit < 1:
         raise UsageError("row_limit must be at least 1")
-    validate_context(ctx)
+    if validated:
+        _validate_shapes(ctx)
+    else:
+        validate_context(ctx)
     if kind == "model" and ctx.model_detail is None:
         raise InputError("a per-model review needs model_detail in the context")
     from compliance.report import charts as charts_mod  # matplotlib: only when rendering
@@ -283,12 +289,13 @@ def render_pdf_bytes(ctx: ReportContext, *, kind: Optional[str] = None,
                      attachments: Optional[Sequence[tuple[str, bytes]]] = None,
                      user_templates: Optional[Path] = None,
                      row_limit: int = DEFAULT_ROW_LIMIT,
-                     progress: Optional[Progress] = None) -> bytes:
-    """The PDF as bytes. ``attachments`` defaults to ``[('context.json', context_to_json(ctx))]``."""
+                     progress: Optional[Progress] = None, validated: bool = False) -> bytes:
+    """The PDF as bytes. ``attachments`` defaults to ``[('context.json', context_to_json(ctx))]``.
+    ``validated``: see ``render_html`` (the caller passes the context JSON as the attachment)."""
     import weasyprint
 
     html = render_html(ctx, kind, user_templates=user_templates, row_limit=row_limit,
-                       progress=progress)
+                       progress=progress, validated=validated)
     if attachments is None:
         attachments = [("context.json", context_to_json(ctx))]
     names = [n for n, _ in attachments]

@@ -17,7 +17,13 @@ Checks, in order, and names the first bad file:
    every link is checked, the first one against ``ledger_start_hash`` (whose entry, carried in the
    manifest, is re-hashed and must be recorded before the quarter); ``seq`` is contiguous,
    ``recorded_at`` never decreases, lies in the quarter and not after the as-of; the excerpt ends
-   at ``ledger_head_hash``.
+   at ``ledger_head_hash``;
+7. every evidence row of the context that cites a ledger entry finds it in the excerpt or, when it is
+   older than the quarter, in ``cited.jsonl``: each cited entry is re-hashed on its own (every field,
+   canonical form), lies before the excerpt (seq and time), is linked wherever its neighbour is in
+   the pack (consecutive cited entries, the start entry), is cited by some row, and records that
+   row (entity type and id) with the SHA-256 the row shows. The chain *between* an older entry and
+   the excerpt is not in the pack: ``--db`` checks each cited entry against the store's.
 
 What this cannot check without the store (``verify --pack --db`` does, see
 :mod:`compliance.services.verification`): that the store recorded this report run with this PDF,
@@ -43,6 +49,7 @@ from compliance.text import escape_controls
 from compliance.hashing import GENESIS_HASH, ledger_entry_hash
 from compliance.report.context import canonical_json, context_from_json, context_tables, json_context_hash
 from compliance.report.export import (
+    CITED_NAME,
     CONTEXT_NAME,
     LEDGER_NAME,
     MANIFEST_NAME,
@@ -84,6 +91,7 @@ class PackReport:
     problems: list[str] = field(default_factory=list)
     file_sha256: dict[str, str] = field(default_factory=dict)
     ledger: list[dict] = field(default_factory=list)
+    cited: list[dict] = field(default_factory=list)
 
     def fail(self, name: str, message: str) -> "PackReport":
         name = escape_controls(name)  # names come from the pack: never echo them raw
@@ -268,8 +276,15 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def check_entry(e: Any, where: str) -> dict:
+def check_entry(e: Any, where: str, name: str = LEDGER_NAME) -> dict:
     """One ledger entry with every field, each of its type, and a hash that matches its content."""
+    try:
+        return _check_entry(e, where)
+    except _Bad as bad:
+        raise _Bad(name, bad.args[1]) from None
+
+
+def _check_entry(e: Any, where: str) -> dict:
     if not isinstance(e, dict):
         raise _Bad(LEDGER_NAME, f"{where} is not a JSON object")
     missing = [k for k in LEDGER_FIELDS if k not in e]
@@ -471,7 +486,7 @@ def _verify(zip_path: Path, report: PackReport) -> None:
                 raise _Bad(name, "SHA-256 does not match the manifest")
             report.file_sha256[name] = digest
             report.files_checked += 1
-            if name in (CONTEXT_NAME, LEDGER_NAME, PDF_NAME) or name.startswith("tables/"):
+            if name in (CONTEXT_NAME, LEDGER_NAME, PDF_NAME, CITED_NAME) or name.startswith("tables/"):
                 kept[name] = data
         report.file_sha256[MANIFEST_NAME] = hashlib.sha256(
             _read(zf, infos[MANIFEST_NAME], MAX_MANIFEST_BYTES)).hexdigest()
@@ -518,6 +533,7 @@ def _verify(zip_path: Path, report: PackReport) -> None:
 
     report.ledger = check_ledger(kept[LEDGER_NAME], manifest)
     report.ledger_entries = len(report.ledger)
+    report.cited = check_cited(kept.get(CITED_NAME), ctx_json, report.ledger, manifest)
 
 
 def verify_pack(zip_path: Path) -> PackReport:
@@ -544,49 +560,93 @@ def _evidence_file_hash(kind: str, payload: dict) -> Optional[str]:
     return payload.get("sha256")
 
 
-def _check_cited_entries(report: PackReport, ctx_json: bytes, ledger: bytes) -> None:
-    """Every evidence row of the context cites a ledger entry present in the excerpt, whose hash
-    recomputes (checked by ``_check_ledger``) and whose payload gives the row's SHA-256; and the
-    quarter's run of entries, from ``appendix.ledger_from_seq`` to the head, has no gap."""
-    entries = {}
-    for line in ledger.splitlines():
-        e = json.loads(line)
-        if isinstance(e, dict) and "seq" in e:
-            entries[e["seq"]] = e
+def _row_entity_ok(row: dict, e: dict, payload: dict) -> bool:
+    """Whether ledger entry ``e`` records the very row the evidence index names."""
+    kind, ref, eid = row.get("kind"), str(row.get("ref")), e["entity_id"]
+    if kind == "check":
+        return ref.startswith(f"check {eid} ")
+    if kind == "dataset":
+        return ref == f"dataset {eid}"
+    if kind == "artifact":
+        return ref == eid
+    if kind == "model_version":
+        return ref == f"{payload.get('model_id')} {payload.get('label')}"
+    return False
+
+
+def check_cited(data: Optional[bytes], ctx_json: bytes, excerpt: list[dict], manifest: dict) -> list[dict]:
+    """Rule 7 (see the module): the older entries the evidence index cites, each verified on its
+    own, and every cited entry (older or in the excerpt) against the row that cites it."""
+    start = manifest["ledger_start_entry"]
+    qstart = quarter_start(manifest["quarter"])
+    first = excerpt[0]["seq"] if excerpt else (start["seq"] + 1 if start else 1)
+    cited: list[dict] = []
+    if data and not data.endswith(b"\n"):
+        raise _Bad(CITED_NAME, "does not end with a newline")
+    prev: Optional[dict] = None
+    for n, line in enumerate(data.split(b"\n")[:-1] if data else [], 1):
+        where = f"line {n}"
+        try:
+            e = json.loads(line)
+        except ValueError:
+            raise _Bad(CITED_NAME, f"{where} is not JSON") from None
+        check_entry(e, where, CITED_NAME)
+        if canonical_json(e) != line:
+            raise _Bad(CITED_NAME, f"{where} is not in canonical form")
+        if e["seq"] >= first or _instant(e["recorded_at"]) >= qstart:
+            raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}) is not older than the quarter's excerpt "
+                                   f"(it starts at entry {first})")
+        if prev is not None:
+            if e["seq"] <= prev["seq"]:
+                raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}): entries are not in increasing seq order")
+            if e["seq"] == prev["seq"] + 1 and e["prev_hash"] != prev["hash"]:
+                raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}): prev_hash does not link to entry {prev['seq']}")
+            if e["recorded_at"] < prev["recorded_at"]:
+                raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}): recorded_at goes back in time")
+        if start is not None:
+            if e["seq"] == start["seq"] and e != start:
+                raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}) differs from the manifest's ledger_start_entry")
+            if e["seq"] == start["seq"] - 1 and start["prev_hash"] != e["hash"]:
+                raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}): ledger_start_entry does not link to it")
+            if e["recorded_at"] > start["recorded_at"]:
+                raise _Bad(CITED_NAME, f"{where} (entry {e['seq']}): recorded after ledger_start_entry")
+        cited.append(e)
+        prev = e
     try:
-        appendix = json.loads(ctx_json)["appendix"]
-        evidence = appendix.get("evidence") or []
-        from_seq = appendix.get("ledger_from_seq")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        report.fail(CONTEXT_NAME, f"malformed appendix ({exc})")
-        return
-    if isinstance(from_seq, int) and from_seq > 0 and entries:
-        head = max(entries)
-        gap = next((q for q in range(from_seq, head + 1) if q not in entries), None)
-        if gap is not None:
-            report.fail(LEDGER_NAME, f"ledger entry {gap} of the quarter is missing")
-            return
+        evidence = json.loads(ctx_json)["appendix"]["evidence"]
+        if not isinstance(evidence, list):
+            raise TypeError("appendix.evidence is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _Bad(CONTEXT_NAME, f"malformed appendix ({str(exc)[:120]})") from None
+    older = {e["seq"]: e for e in cited}
+    inside = {e["seq"]: e for e in excerpt}
+    used: set[int] = set()
     for row in evidence:
-        seq = row.get("ledger_seq")
+        seq = row.get("ledger_seq") if isinstance(row, dict) else None
         if seq is None:
             continue
-        name = f"{row.get('kind')} {row.get('ref')} (ledger entry {seq})"
-        e = entries.get(seq)
+        label = f"evidence row {row.get('kind')} {row.get('ref')!s}"
+        home = LEDGER_NAME if seq >= first else CITED_NAME
+        e = (inside if seq >= first else older).get(seq)
         if e is None:
-            report.fail(name, "cited by the evidence index but missing from ledger.jsonl")
-            return
-        if e.get("hash") != row.get("ledger_hash"):
-            report.fail(name, "ledger entry hash differs from the evidence index")
-            return
-        if e.get("entity_type") != _ENTITY.get(row.get("kind")):
-            report.fail(name, f"ledger entry records a {e.get('entity_type')}, not a {row.get('kind')}")
-            return
+            raise _Bad(home, f"{label} cites ledger entry {seq}, which is missing")
+        used.add(seq)
+        if e["hash"] != row.get("ledger_hash"):
+            raise _Bad(home, f"entry {seq}: its hash is not the one {label} cites")
+        if e["entity_type"] != _ENTITY.get(row.get("kind")):
+            raise _Bad(home, f"entry {seq} records a {e['entity_type']}, not the {row.get('kind')} of {label}")
         try:
-            payload = json.loads(e["payload"]) if isinstance(e.get("payload"), str) else e.get("payload")
-            shown = _evidence_file_hash(row.get("kind"), payload or {})
-        except (ValueError, TypeError, AttributeError) as exc:
-            report.fail(name, f"ledger payload is malformed ({exc})")
-            return
+            payload = json.loads(e["payload"])
+            if not isinstance(payload, dict):
+                raise TypeError("payload is not an object")
+            shown = _evidence_file_hash(row.get("kind"), payload)
+        except (ValueError, TypeError) as exc:
+            raise _Bad(home, f"entry {seq}: payload is malformed ({str(exc)[:80]})") from None
+        if not _row_entity_ok(row, e, payload):
+            raise _Bad(home, f"entry {seq} records {e['entity_type']} {e['entity_id']}, not {label}")
         if shown != row.get("sha256"):
-            report.fail(name, "SHA-256 in the evidence index differs from the ledger payload")
-            return
+            raise _Bad(home, f"entry {seq}: its payload's SHA-256 differs from the one {label} shows")
+    extra = sorted(set(older) - used)
+    if extra:
+        raise _Bad(CITED_NAME, f"entry {extra[0]} is cited by no row of the evidence index")
+    return cited

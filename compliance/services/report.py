@@ -31,7 +31,7 @@ from compliance.services.corrections import corrections
 from compliance.services.governance import list_findings
 from compliance.services.outcomes_report import outcome_sections
 from compliance.services.policy import policy_record_at
-from compliance.store.ledger import entries_between, entry_at, head_as_of, record
+from compliance.store.ledger import entries_at, entries_between, entry_at, head_as_of, record
 from compliance.store.models import (
     Artifact,
     Attestation,
@@ -74,6 +74,13 @@ def report_id_for(kind: str, quarter: str, model_id: str | None, as_of: datetime
 
 def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: str | None = None,
                   organisation: str | None = None) -> C.ReportContext:
+    """The report context of a quarter as of a time (with its context hash)."""
+    return build_context_json(session, quarter, as_of, model_id=model_id, organisation=organisation)[0]
+
+
+def build_context_json(session: Session, quarter: str, as_of: datetime, *, model_id: str | None = None,
+                       organisation: str | None = None) -> tuple[C.ReportContext, bytes]:
+    """``build_context`` and the context's canonical JSON, converted to plain data once."""
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
     qend = datetime(q.end.year, q.end.month, q.end.day, tzinfo=timezone.utc) + timedelta(days=1)
@@ -132,8 +139,11 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
 
     # -- inventory and change log
     deployed_in_q: dict[str, set[str]] = defaultdict(set)
+    events_of: dict[int, list] = defaultdict(list)  # grouped once: scanning every event per version is quadratic
+    for e in events:
+        events_of[e.version_id].append(e)
     for vid, v in versions.items():
-        if _deployed_during(events, vid, qstart, period_end):
+        if _deployed_during(events_of.get(vid, ()), vid, qstart, period_end):
             deployed_in_q[v.model_id].add(v.label)
     inventory = [C.ModelRow(model_id=m.id, name=m.name, owner=m.owner, tier=m.tier, business_use=m.business_use,
                             tags=list(m.tags or []), deployed_versions=sorted(deployed_in_q.get(m.id, set())))
@@ -440,7 +450,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         model_detail=detail)
     ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
     ctx.monitoring = monitoring_section(session, as_of, sorted(in_scope), qstart)
-    return C.with_context_hash(ctx)
+    return C.hashed_context(ctx)
 
 
 def monitoring_section(session: Session, as_of: datetime, model_ids: list[str], qstart: datetime) -> C.MonitoringSection:
@@ -588,7 +598,8 @@ def _relied_checks(session: Session, as_of: datetime, scope: list[str], qstart: 
 
 
 def cited_entries(session: Session, as_of: datetime, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
-    """(entity_type, entity_id) → (seq, hash) of the ledger entry that inserted the row."""
+    """(entity_type, entity_id) → (seq, hash) of the ledger entry that inserted the row (an insert
+    written by a replay is marked ``replay`` in the chain: it inserted the row all the same)."""
     out: dict[tuple[str, str], tuple[int, str]] = {}
     by_type: dict[str, list[str]] = defaultdict(list)
     for t, i in keys:
@@ -598,7 +609,8 @@ def cited_entries(session: Session, as_of: datetime, keys: list[tuple[str, str]]
             for seq_, h, eid in session.execute(
                     select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.entity_id)
                     .where(LedgerEntry.entity_type == t, LedgerEntry.entity_id.in_(ids[j:j + 500]),
-                           LedgerEntry.action == "insert", LedgerEntry.recorded_at <= as_of)):
+                           LedgerEntry.action.in_(("insert", "replay")), LedgerEntry.recorded_at <= as_of)
+                    .order_by(LedgerEntry.seq)):
                 out.setdefault((t, eid), (int(seq_), h))
     return out
 
@@ -846,15 +858,15 @@ def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *,
     if fmt not in ("pdf", "html", "docx"):
         raise UsageError("--format must be pdf, html or docx")
     _refuse_future(session, as_of)
-    ctx = build_context(session, quarter, as_of, model_id=model_id, organisation=organisation)
+    ctx, ctx_json = build_context_json(session, quarter, as_of, model_id=model_id, organisation=organisation)
     if fmt == "pdf":
-        data = render_pdf_bytes(ctx, progress=progress)
+        data = render_pdf_bytes(ctx, progress=progress, attachments=[("context.json", ctx_json)], validated=True)
     elif fmt == "docx":
         from compliance.report.docx_render import render_docx_bytes
 
         data = render_docx_bytes(ctx)
     else:
-        data = render_html(ctx).encode("utf-8")
+        data = render_html(ctx, validated=True).encode("utf-8")
     digest = sha256_bytes(data)
     run = record_run(session, ctx, "model" if model_id else "portfolio", {out.name: digest})
     session.flush()
@@ -878,12 +890,16 @@ def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, o
     from compliance.report.export import build_export
 
     _refuse_future(session, as_of)
-    ctx = build_context(session, quarter, as_of, organisation=organisation)
+    ctx, ctx_json = build_context_json(session, quarter, as_of, organisation=organisation)
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
     excerpt = entries_between(session, qstart, as_of)
     start = entry_at(session, excerpt[0]["seq"] - 1) if excerpt else entry_at(session, head_as_of(session, as_of)[0])
-    data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, progress=progress)
+    # the entries the evidence index cites from before the excerpt: each verified on its own
+    first = excerpt[0]["seq"] if excerpt else (start["seq"] + 1 if start else 1)
+    older = sorted({r.ledger_seq for r in ctx.appendix.evidence if r.ledger_seq is not None and r.ledger_seq < first})
+    data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, cited=entries_at(session, older),
+                                  progress=progress, ctx_json=ctx_json)
     zip_sha = sha256_bytes(data)
     with zipfile.ZipFile(BytesIO(data)) as z:
         members = {f"{PACK_OUTPUT_PREFIX}{n}": sha256_bytes(z.read(n)) for n in z.namelist()}

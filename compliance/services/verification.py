@@ -13,6 +13,7 @@ NOT_CHECKED_WITHOUT_DB = [
     "that the store recorded this report run with this PDF and every file's SHA-256",
     "that the store recorded this context hash and ledger head for the run",
     "that the ledger excerpt and its start hash are the store's own entries",
+    "that the older ledger entries the evidence index cites (cited.jsonl) are the store's own, and the chain between them and the excerpt",
 ]
 
 
@@ -75,8 +76,16 @@ def check_pack_against_store(session: Session, rep) -> tuple[str | None, str | N
         return MANIFEST_NAME, "ledger_start_hash is not the store's entry before the excerpt", ""
     if head_as_of(session, as_of)[1] != rep.ledger_head_hash:
         return MANIFEST_NAME, "ledger_head_hash is not the store's head as of the pack's as-of", ""
+    if rep.cited:
+        from compliance.report.export import CITED_NAME
+        from compliance.store.ledger import entries_at
+
+        mine = {e["seq"]: e["hash"] for e in entries_at(session, [e["seq"] for e in rep.cited])}
+        for e in rep.cited:
+            if mine.get(e["seq"]) != e["hash"]:
+                return CITED_NAME, f"entry {e['seq']} is not the store's entry {e['seq']}", ""
     detail = (f"matches report run {matched.id} recorded in the store (PDF and every file's SHA-256, context hash, "
-              f"ledger head); the excerpt is the store's entries; store ledger verified ({store.entries} entries)")
+              f"ledger head); the excerpt and the cited older entries are the store's entries; store ledger verified ({store.entries} entries)")
     return None, None, detail
 
 
