@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 
 from compliance import __version__
-from compliance.cli import check_cmds, correction_cmds, db_cmds, gov_cmds, narrative_cmds, registry_cmds, report_cmds
+from compliance.cli import (
+    check_cmds,
+    correction_cmds,
+    db_cmds,
+    gov_cmds,
+    identity_cmds,
+    narrative_cmds,
+    registry_cmds,
+    report_cmds,
+)
 from compliance.cli.common import ErrorMappingGroup, Settings
 
 app = typer.Typer(
@@ -37,10 +46,15 @@ def main(
     db: Annotated[str | None, typer.Option("--db", envvar="COMPLIANCE_DB_URL",
                                            help="Database URL (default sqlite:///compliance.db; PostgreSQL: postgresql+psycopg://user@host/db).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", envvar="COMPLIANCE_ACTOR",
-                                              help="Who is writing (recorded with every entry; default: the OS user).")] = None,
+                                              help="Replays only (with --replay): the historical actor to record. "
+                                                   "Otherwise entries record who is authenticated: the PostgreSQL "
+                                                   "role, or the OS user on SQLite.")] = None,
+    replay: Annotated[bool, typer.Option("--replay", envvar="COMPLIANCE_REPLAY",
+                                         help="This command replays history (e.g. an import of historical records): "
+                                              "--actor may name another person; every entry is marked 'replay'.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    ctx.obj = Settings(db_url=db, actor=actor)
+    ctx.obj = Settings(db_url=db, actor=actor, replay=replay)
 
 
 app.command("init")(db_cmds.init)
@@ -68,6 +82,10 @@ app.command("report")(report_cmds.report)
 app.command("export")(report_cmds.export)
 app.command("reports")(report_cmds.report_list)
 app.command("demo")(report_cmds.demo)
+app.add_typer(identity_cmds.person_app, name="person")
+app.add_typer(identity_cmds.role_app, name="role")
+app.add_typer(identity_cmds.key_app, name="key")
+app.command("anchor")(identity_cmds.anchor)
 
 
 def run() -> None:

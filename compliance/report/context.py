@@ -488,6 +488,9 @@ class AttestationRow:
     decision: str = _f("approve, approve_with_conditions or reject.")
     comment: str = _f("Comment / conditions.")
     date: str = _f("Date signed (ISO).")
+    key_fingerprint: str = _f("SHA-256 fingerprint of the Ed25519 key that signed (report id, "
+                              "context hash, decision, comment, time); empty when not signed with a key.",
+                              default="")
 
 
 @dataclass
@@ -842,8 +845,11 @@ def context_to_json(ctx: ReportContext) -> bytes:
 
 
 def context_hash(ctx: ReportContext) -> str:
-    """SHA-256 (hex) of the canonical JSON of the context with ``cover.context_hash`` = ''."""
-    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""))
+    """SHA-256 (hex) of the canonical JSON of the context with ``cover.context_hash`` = '' and the
+    sign-off left out (``attestations`` empty, ``summary.signoff_state`` blank): the hash names the
+    evidence a sign-off approves, so signing never changes it (DESIGN §7)."""
+    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""), attestations=[],
+                                summary=dataclasses.replace(ctx.summary, signoff_state=""))
     return hashlib.sha256(context_to_json(blank)).hexdigest()
 
 
@@ -858,6 +864,8 @@ def json_context_hash(data: bytes) -> str:
     try:
         obj = json.loads(data)
         obj["cover"]["context_hash"] = ""
+        obj["attestations"] = []
+        obj["summary"]["signoff_state"] = ""
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"context JSON is malformed: {exc}") from exc
     return hashlib.sha256(canonical_json(obj)).hexdigest()

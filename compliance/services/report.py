@@ -9,6 +9,8 @@ and bytes; rendering the same report twice records one report run.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from collections import Counter, defaultdict
@@ -321,13 +323,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
                                      owner=f["owner"], due=f["due_date"], status=f["status"],
                                      age_days=max(0, (as_of - opened).days),
                                      overdue_days=max(0, (asof_day - due).days) if f["is_open"] else 0))
-    runs = [r.id for r in session.scalars(select(ReportRun).where(ReportRun.quarter == str(q), ReportRun.recorded_at <= as_of,
-                                                                   ReportRun.model_id.is_(None) if not model_id else ReportRun.model_id == model_id))]
-    atts = [C.AttestationRow(reviewer=x.reviewer, role=x.role, decision=x.decision, comment=x.comment or "", date=_d(x.recorded_at))
-            for x in session.scalars(select(Attestation).where(Attestation.report_run_id.in_(runs or [""]),
-                                                               Attestation.recorded_at <= as_of).order_by(Attestation.id))]
-    signoff_state = {"approve": "approved", "approve_with_conditions": "approved with conditions",
-                     "reject": "rejected"}.get(atts[-1].decision, "not signed") if atts else "not signed"
+    signoff_state = "not signed"  # set by _bind_attestations once the evidence hash is known
 
     from compliance.services.narrative import narratives_at
 
@@ -429,10 +425,25 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, label_shift=label_rows, psi_matrix=psi_matrix,
                              psi_matrix_total=psi_total),
         compute=compute, check_reasons=check_reasons,
-        failure_modes=fms, findings=findings, attestations=atts, narrative=narrative, appendix=appendix,
+        failure_modes=fms, findings=findings, attestations=[], narrative=narrative, appendix=appendix,
         model_detail=detail)
     ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
-    return C.with_context_hash(ctx)
+    return _bind_attestations(session, C.with_context_hash(ctx))
+
+
+SIGNOFF_STATES = {"approve": "approved", "approve_with_conditions": "approved with conditions", "reject": "rejected"}
+
+
+def _bind_attestations(session: Session, ctx: C.ReportContext) -> C.ReportContext:
+    """DESIGN §7: a sign-off belongs to the exact evidence it approved. The context hash leaves
+    the sign-off out (``context.context_hash``), so the attestations shown are those recorded on
+    this hash -- whenever they were made; a pack with different evidence starts unsigned."""
+    rows = session.scalars(select(Attestation).where(Attestation.context_sha256 == ctx.cover.context_hash)
+                           .order_by(Attestation.id)).all()
+    atts = [C.AttestationRow(reviewer=x.reviewer, role=x.role, decision=x.decision, comment=x.comment or "",
+                             date=_d(x.recorded_at), key_fingerprint=x.key_fingerprint or "") for x in rows]
+    state = SIGNOFF_STATES.get(atts[-1].decision, "not signed") if atts else "not signed"
+    return dataclasses.replace(ctx, attestations=atts, summary=dataclasses.replace(ctx.summary, signoff_state=state))
 
 
 # The artifact's own standing on the deployed version (its slot may still be fresh through another artifact).
