@@ -78,6 +78,9 @@ def pg_login(url: str, role: str) -> str:
                     pass
             c.execute(text(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{q}"'))
             c.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{q}"'))
+            # tables a later migration (re)creates in this test are readable and appendable too
+            c.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO "{q}"'))
+            c.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{q}"'))
         eng.dispose()
         _LOGINS.add((url, role))
     return make_url(url).set(username=role).render_as_string(hide_password=False)

@@ -11,6 +11,10 @@ fingerprint and the signature; older payloads lack them and verify as NULL, see
 ``session_user`` and enforce segregation of duties (``store.triggers``). The upgrade writes an
 ``identity_epoch`` row -- entries before it were written before identity was enforced -- and makes
 whoever runs it the first admin.
+
+The downgrade drops only the PostgreSQL identity triggers: the tables, their rows and the new
+columns are evidence with ledger entries, so they stay (an upgrade again finds them and creates
+only what is missing; a downgrade to base drops them with the ledger, in 0001).
 """
 from __future__ import annotations
 
@@ -18,12 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from compliance.store.seed import seed_identity
-from compliance.store.triggers import (
-    create_append_only_triggers,
-    create_identity_triggers,
-    drop_append_only_triggers,
-    drop_identity_triggers,
-)
+from compliance.store.triggers import create_append_only_triggers, create_identity_triggers, drop_identity_triggers
 
 revision = "0007_identity"
 down_revision = "0006_inconclusive_status"
@@ -31,7 +30,6 @@ branch_labels = None
 depends_on = None
 
 NEW_TABLES = ["person", "role_grant", "signing_key", "identity_epoch", "anchor"]
-ATTESTATION_COLUMNS = ["context_sha256", "signed_at", "key_fingerprint", "signature"]
 
 
 def _evidence() -> list[sa.Column]:
@@ -40,6 +38,23 @@ def _evidence() -> list[sa.Column]:
 
 
 def upgrade() -> None:
+    conn = op.get_bind()
+    present = set(sa.inspect(conn).get_table_names())
+    if "person" not in present:
+        _create_tables()
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("attestation")}
+    if "context_sha256" not in columns:
+        op.add_column("attestation", sa.Column("context_sha256", sa.String(length=64), nullable=True))
+        op.add_column("attestation", sa.Column("signed_at", sa.String(length=40), nullable=True))
+        op.add_column("attestation", sa.Column("key_fingerprint", sa.String(length=64), nullable=True))
+        op.add_column("attestation", sa.Column("signature", sa.Text(), nullable=True))
+        op.create_index(op.f("ix_attestation_context_sha256"), "attestation", ["context_sha256"])
+    create_identity_triggers(conn)
+    attrs = op.get_context().config.attributes
+    seed_identity(conn, attrs.get("clock"), attrs.get("admin"))
+
+
+def _create_tables() -> None:
     op.create_table(
         "person",
         sa.Column("id", sa.String(length=200), nullable=False),
@@ -91,25 +106,8 @@ def upgrade() -> None:
         op.create_index(op.f(f"ix_{t}_recorded_at"), t, ["recorded_at"])
     op.create_index(op.f("ix_role_grant_person_id"), "role_grant", ["person_id"])
     op.create_index(op.f("ix_signing_key_fingerprint"), "signing_key", ["fingerprint"])
-    op.add_column("attestation", sa.Column("context_sha256", sa.String(length=64), nullable=True))
-    op.add_column("attestation", sa.Column("signed_at", sa.String(length=40), nullable=True))
-    op.add_column("attestation", sa.Column("key_fingerprint", sa.String(length=64), nullable=True))
-    op.add_column("attestation", sa.Column("signature", sa.Text(), nullable=True))
-    op.create_index(op.f("ix_attestation_context_sha256"), "attestation", ["context_sha256"])
-    conn = op.get_bind()
-    create_append_only_triggers(conn, NEW_TABLES)
-    create_identity_triggers(conn)
-    attrs = op.get_context().config.attributes
-    seed_identity(conn, attrs.get("clock"), attrs.get("admin"))
+    create_append_only_triggers(op.get_bind(), NEW_TABLES)
 
 
 def downgrade() -> None:
-    conn = op.get_bind()
-    drop_identity_triggers(conn)
-    drop_append_only_triggers(conn, NEW_TABLES)
-    op.drop_index(op.f("ix_attestation_context_sha256"), table_name="attestation")
-    with op.batch_alter_table("attestation") as batch:
-        for c in ATTESTATION_COLUMNS:
-            batch.drop_column(c)
-    for t in reversed(NEW_TABLES):
-        op.drop_table(t)
+    drop_identity_triggers(op.get_bind())
