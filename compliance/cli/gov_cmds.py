@@ -106,7 +106,7 @@ def fm_accept(ctx: typer.Context, occurrence: int,
               as_json: JsonOpt = False) -> None:
     """Accept a failure-mode occurrence (a validator; not the model's owner or developer).
 
-    Example: compliance --actor carol failure-modes accept 7 --rationale "manual review of every decline until retrain"
+    Example: compliance failure-modes accept 7 --rationale "manual review of every decline until retrain"
     """
     from compliance.services.acceptance import accept_occurrence
 
