@@ -196,6 +196,28 @@ def test_signoff_is_bound_to_the_context_hash_and_signed(bank, tmp_path):
     assert code == 0 and json.loads(out)["signatures"] == []  # the first pack's signature still verifies
 
 
+
+def test_the_export_carries_signatures_and_anchors_and_verify_pack_checks_them(bank, tmp_path):
+    import zipfile
+
+    key, org = _key(bank, tmp_path, "carol"), _key(bank, tmp_path, None)
+    assert bank("anchor", "--key", org, "--out", tmp_path / "a.json", actor=bank.admin)[0] == 0
+    as_of = iso(utcnow())
+    zip_path = tmp_path / "pack.zip"
+    code, out, err = bank("export", "--quarter", "2026Q1", "--as-of", as_of, "--out", zip_path, "--json")
+    assert code == 0, err
+    rid = json.loads(out)["report_id"]
+    assert bank("signoff", rid, "--decision", "approve", "--key", key, actor="carol")[0] == 0
+    signed = tmp_path / "signed.zip"
+    code, out, err = bank("export", "--quarter", "2026Q1", "--as-of", as_of, "--out", signed, "--json")
+    assert code == 0, err
+    with zipfile.ZipFile(signed) as z:
+        sigs = z.read("tables/signatures.csv").decode()
+        assert "carol" in sigs and "tables/anchors.csv" in z.namelist()
+    code, out, err = bank("verify", "--pack", signed)
+    assert code == 0, err
+
+
 def _forge(url: str, *, signer_key: Path | None, fingerprint: str, at_offset: int = 0) -> None:
     """An attestation written through the ledger (as by a forger with write access, or a tool bug)."""
     from compliance.identity import keys

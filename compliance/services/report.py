@@ -814,7 +814,10 @@ def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, o
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
     excerpt = entries_between(session, qstart, as_of)
     start = entry_at(session, excerpt[0]["seq"] - 1) if excerpt else entry_at(session, head_as_of(session, as_of)[0])
-    data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, progress=progress)
+    from compliance.services.signing import export_tables
+
+    extra = export_tables(session, ctx.cover.context_hash, head_as_of(session, as_of)[0])
+    data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, extra_tables=extra, progress=progress)
     zip_sha = sha256_bytes(data)
     with zipfile.ZipFile(BytesIO(data)) as z:
         members = {f"{PACK_OUTPUT_PREFIX}{n}": sha256_bytes(z.read(n)) for n in z.namelist()}

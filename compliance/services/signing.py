@@ -8,6 +8,7 @@ against anchor files kept outside the database.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -152,3 +153,58 @@ def verify_anchors(session: Session, files: list[Path]) -> list[dict]:
 def anchors_up_to(session: Session, seq: int) -> list[dict]:
     """The anchor documents recorded at or before ledger entry ``seq`` (for an export)."""
     return [a.document for a in session.scalars(select(Anchor).where(Anchor.head_seq <= seq).order_by(Anchor.id))]
+
+
+# ---------------------------------------------------------------- in the regulator export
+SIGNATURES_TABLE, ANCHORS_TABLE = "signatures", "anchors"
+_SIG_COLS = ("report_id", "context_sha256", "decision", "comment", "signed_at", "reviewer", "key_fingerprint",
+             "public_key", "signature")
+
+
+def export_tables(session: Session, context_hash: str, head_seq: int) -> dict[str, list[dict]]:
+    """The export carries the signed attestations on its context hash (with the public keys, so
+    they verify without the store) and the anchors up to its head (DESIGN §8); absent when none."""
+    public = {k.fingerprint: k.public_key for k in session.scalars(select(SigningKey))}
+    sigs = [dict(report_id=a.report_run_id, context_sha256=a.context_sha256, decision=a.decision, comment=a.comment or "",
+                 signed_at=a.signed_at, reviewer=a.reviewer, key_fingerprint=a.key_fingerprint,
+                 public_key=public.get(a.key_fingerprint, ""), signature=a.signature)
+            for a in session.scalars(select(Attestation).where(Attestation.context_sha256 == context_hash,
+                                                               Attestation.signature.is_not(None)).order_by(Attestation.id))]
+    anchors = [{k: d[k] for k in anchor_doc.FIELDS + ("signature",)} for d in anchors_up_to(session, head_seq)]
+    return {name: rows for name, rows in ((SIGNATURES_TABLE, sigs), (ANCHORS_TABLE, anchors)) if rows}
+
+
+def verify_pack_signatures(pack: Path, context_hash: str) -> list[str]:
+    """Check the signatures and anchors an export carries (after the pack itself verified): each
+    signature over its fields with the public key it names, on this pack's context hash; each
+    anchor's signature, and its anchored entry's hash when the ledger excerpt contains it."""
+    import csv
+    import io
+    import zipfile
+
+    problems: list[str] = []
+    with zipfile.ZipFile(pack) as z:
+        names = set(z.namelist())
+
+        def rows(name: str) -> list[dict]:
+            path = f"tables/{name}.csv"
+            return list(csv.DictReader(io.StringIO(z.read(path).decode("utf-8")))) if path in names else []
+
+        sigs, anchors = rows(SIGNATURES_TABLE), rows(ANCHORS_TABLE)
+        ledger = {json.loads(line)["seq"]: json.loads(line)["hash"]
+                  for line in z.read("ledger.jsonl").decode("utf-8").splitlines() if line.strip()} if anchors else {}
+    for i, r in enumerate(sigs, 1):
+        fields = keys.attestation_fields(r["report_id"], r["context_sha256"], r["decision"], r["comment"], r["signed_at"])
+        if r["context_sha256"] != context_hash:
+            problems.append(f"signatures.csv line {i}: signed another context hash")
+        elif not r["public_key"] or keys.fingerprint(r["public_key"]) != r["key_fingerprint"]:
+            problems.append(f"signatures.csv line {i}: the public key is not the one fingerprinted")
+        elif not keys.verify(r["public_key"], fields, r["signature"]):
+            problems.append(f"signatures.csv line {i}: the signature of {r['reviewer']} does not verify")
+    for i, r in enumerate(anchors, 1):
+        doc = dict(r, head_seq=int(r["head_seq"]))
+        if not anchor_doc.signature_ok(doc):
+            problems.append(f"anchors.csv line {i}: the anchor's signature does not verify")
+        elif doc["head_seq"] in ledger and ledger[doc["head_seq"]] != doc["head_hash"]:
+            problems.append(f"anchors.csv line {i}: ledger entry {doc['head_seq']} is not the anchored one")
+    return problems

@@ -141,6 +141,12 @@ def verify_pack_cli(pack: Path, db_url: str | None) -> dict:
     if not rep.ok:
         out["summary"] = f"pack BROKEN: {rep.problems[0] if rep.problems else 'unknown problem'}"
         return out
+    from compliance.services.signing import verify_pack_signatures
+
+    signed = verify_pack_signatures(pack, rep.context_hash)
+    if signed:
+        out.update(ok=False, problems=signed, summary=f"pack BROKEN: {signed[0]}")
+        return out
     base = (f"pack OK: {rep.files_checked} files verified, {rep.ledger_entries} ledger entries re-hashed and chained "
             f"from {rep.ledger_start_hash[:16]}… to head {rep.ledger_head_hash}, report {rep.report_id}, "
             f"context {rep.context_hash}")
