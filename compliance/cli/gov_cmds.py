@@ -184,9 +184,9 @@ def signoff(ctx: typer.Context, report_id: str,
 
     passphrase = None
     if key is not None:
-        from compliance.cli.identity_cmds import _passphrase
+        from compliance.cli.identity_cmds import read_passphrase
 
-        passphrase = _passphrase(False)
+        passphrase = read_passphrase(False)
     with session(ctx) as s:
         a = do(s, report_id, decision=decision, role=role, comment=comment, key=key, passphrase=passphrase)
     emit(a, as_json, lambda a: typer.echo(f"{a['reviewer']} ({a['role']}) recorded {a['decision']} on {report_id}"

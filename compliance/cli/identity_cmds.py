@@ -84,7 +84,7 @@ def role_list(ctx: typer.Context, person: Annotated[str | None, typer.Option(hel
                                            r["granted_at"]] for r in rs]))
 
 
-def _passphrase(confirm: bool) -> str:
+def read_passphrase(confirm: bool) -> str:
     from compliance.identity.keys import passphrase_from_env
 
     return passphrase_from_env() or typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
@@ -100,7 +100,7 @@ def key_generate(out: Annotated[Path, typer.Option("--out", help="Private key fi
     """
     from compliance.identity.keys import fingerprint, generate
 
-    pub = generate(out, _passphrase(True))
+    pub = generate(out, read_passphrase(True))
     pub_path = out.with_name(out.name + ".pub")
     pub_path.write_text(pub + "\n", encoding="utf-8")
     data = {"private_key": str(out), "public_key_file": str(pub_path), "public_key": pub, "fingerprint": fingerprint(pub)}
@@ -161,5 +161,5 @@ def anchor(ctx: typer.Context,
     from compliance.services.signing import make_anchor
 
     with session(ctx) as s:
-        doc = make_anchor(s, key, _passphrase(False), out, organisation=organisation)
+        doc = make_anchor(s, key, read_passphrase(False), out, organisation=organisation)
     emit(doc, as_json, lambda d: typer.echo(f"anchor of entry {d['head_seq']} ({d['head_hash']}) written to {out}"))
