@@ -15,6 +15,10 @@ Every method returns plain dicts (JSON-safe); errors are :mod:`compliance.errors
 records) and is refused unless ``replay=True`` is passed too. Every ledger entry written under
 it has the action ``replay`` instead of ``insert``, so a replayed entry is never mistaken for
 one recorded when it says.
+
+Identity (DESIGN §7): entries record who is authenticated -- the PostgreSQL role of the
+connection, or the operating-system user on SQLite. ``actor`` may name someone else only with
+``replay=True`` (a replay of history or an import of historical records).
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ class Store:
         self.url = resolve_url(url)
         self.actor = actor
         self.clock = clock
+        self.replay = replay
 
     # -- plumbing
     def session(self, *, readonly: bool = False, actor: str | None = None, short_writes: bool = False):
         return session_scope(self.url, actor=actor or self.actor, readonly=readonly, clock=self.clock,
-                             replay=self.clock is not None, short_writes=short_writes)
+                             replay=self.replay, short_writes=short_writes)
 
     def now(self) -> datetime:
         return self.clock() if self.clock else utcnow()
@@ -51,7 +56,7 @@ class Store:
     def init(self) -> str | None:
         from compliance.store import migrate
 
-        return migrate.upgrade(self.url, clock=self.clock)
+        return migrate.upgrade(self.url, clock=self.clock, admin=self.actor if self.replay else None)
 
     def verify(self) -> dict:
         from compliance.services.verification import verify_store
@@ -214,12 +219,34 @@ class Store:
             return add_finding(s, model_id=model_id, severity=severity, title=title, owner=owner, due=parse_date(due),
                                description=description)
 
-    def signoff(self, report_id: str, *, decision: str, role: str = "validator", comment: str | None = None,
-                actor: str | None = None) -> dict:
+    def signoff(self, report_id: str, *, decision: str, role: str | None = None, comment: str | None = None,
+                actor: str | None = None, key: str | Path | None = None, passphrase: str | None = None) -> dict:
+        """Sign off a report run (validator or approver; segregation of duties); with ``key`` (a
+        private key file from ``compliance key generate``) the attestation is signed."""
         from compliance.services.governance import signoff
 
         with self.session(actor=actor) as s:
-            return signoff(s, report_id, decision=decision, role=role, comment=comment)
+            return signoff(s, report_id, decision=decision, role=role, comment=comment,
+                           key=Path(key) if key else None, passphrase=passphrase)
+
+    # -- people and roles (admin)
+    def add_person(self, person_id: str, *, name: str | None = None) -> dict:
+        from compliance.services.people import add_person
+
+        with self.session() as s:
+            return add_person(s, person_id, name=name)
+
+    def grant_role(self, person_id: str, role: str, *, model_id: str | None = None) -> dict:
+        from compliance.services.people import grant_role
+
+        with self.session() as s:
+            return grant_role(s, person_id, role, model_id=model_id)
+
+    def revoke_role(self, person_id: str, role: str, *, model_id: str | None = None) -> dict:
+        from compliance.services.people import revoke_role
+
+        with self.session() as s:
+            return revoke_role(s, person_id, role, model_id=model_id)
 
     def set_policy(self, document: dict, *, comment: str | None = None) -> dict:
         from compliance.services.policy import set_policy

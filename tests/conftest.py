@@ -8,6 +8,7 @@ explicitly (for a laptop without PostgreSQL; CI never sets it).
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from contextlib import contextmanager
@@ -58,20 +59,84 @@ def empty_db_url(request, tmp_path: Path):
     return f"sqlite:///{tmp_path / 'empty.db'}"
 
 
+_LOGINS: set[tuple[str, str]] = set()
+
+
+def pg_login(url: str, role: str) -> str:
+    """``url`` (a PostgreSQL test database) as the login role ``role``: the role is created if
+    needed (roles are cluster-wide) and may read and append to every table of that database."""
+    from sqlalchemy.engine import make_url
+
+    if (url, role) not in _LOGINS:
+        eng = create_engine(url, isolation_level="AUTOCOMMIT")
+        q = role.replace('"', '""')
+        with eng.connect() as c:
+            if c.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is None:
+                try:
+                    c.execute(text(f'CREATE ROLE "{q}" LOGIN'))
+                except Exception:  # noqa: BLE001 - another worker created it meanwhile
+                    pass
+            c.execute(text(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{q}"'))
+            c.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{q}"'))
+            # tables a later migration (re)creates in this test are readable and appendable too
+            c.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO "{q}"'))
+            c.execute(text(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{q}"'))
+        eng.dispose()
+        _LOGINS.add((url, role))
+    return make_url(url).set(username=role).render_as_string(hide_password=False)
+
+
+def login_url(url: str, person: str) -> tuple[str, dict]:
+    """(URL, environment) under which a command runs as ``person``: a PostgreSQL login role, or
+    on SQLite the OS user (``getpass`` reads LOGNAME / USER)."""
+    if url.startswith("postgresql"):
+        return pg_login(url, person), {"COMPLIANCE_ACTOR": None}
+    return url, {"LOGNAME": person, "USER": person, "COMPLIANCE_ACTOR": None}
+
+
+def initialiser(url: str) -> str:
+    """Who initialised a test store (its first admin): postgres, or the OS user running pytest."""
+    import getpass
+
+    return "postgres" if url.startswith("postgresql") else getpass.getuser()
+
+
 @pytest.fixture
 def cli(db_url):
-    """Invoke the CLI against the test store: returns (exit_code, stdout, stderr)."""
+    """Invoke the CLI against the test store as a person: returns (exit_code, stdout, stderr).
+
+    ``actor`` is who is authenticated (a PostgreSQL login role, or the OS user on SQLite);
+    ``replay=True`` passes ``--replay --actor`` instead (a replay of history names its actor).
+    ``cli.grant(person, role, model=None)`` registers the person and grants the role as the
+    store's first admin (its initialiser)."""
     from typer.testing import CliRunner
 
     from compliance.cli.main import app
 
     runner = CliRunner()
 
-    def invoke(*args: str, actor: str = "tester"):
-        r = runner.invoke(app, ["--db", db_url, "--actor", actor, *map(str, args)], catch_exceptions=False)
+    def invoke(*args: str, actor: str = "tester", replay: bool = False, input: str | None = None):
+        if replay:
+            url, env = login_url(db_url, invoke.admin)
+            argv = ["--db", url, "--replay", "--actor", actor, *map(str, args)]
+        else:
+            url, env = login_url(db_url, actor)
+            argv = ["--db", url, *map(str, args)]
+        r = runner.invoke(app, argv, catch_exceptions=False, env=env, input=input)
         return r.exit_code, r.stdout, r.stderr
 
+    def grant(person: str, role: str, model: str | None = None) -> None:
+        login_url(db_url, person)  # the login exists before the person is added
+        code, out, err = invoke("person", "list", "--json", actor=invoke.admin)
+        if person not in {p["id"] for p in json.loads(out)}:
+            code, out, err = invoke("person", "add", person, actor=invoke.admin)
+            assert code == 0, err
+        code, out, err = invoke("role", "grant", person, role, *(["--model", model] if model else []), actor=invoke.admin)
+        assert code == 0, err
+
     invoke.url = db_url
+    invoke.admin = initialiser(db_url)
+    invoke.grant = grant
     return invoke
 
 

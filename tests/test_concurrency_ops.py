@@ -29,7 +29,7 @@ UTC = timezone.utc
 
 @pytest.fixture
 def store(db_url, tmp_path: Path) -> Store:
-    s = Store(db_url, actor="ops")
+    s = Store(db_url)
     s.import_manifest(small_manifest(tmp_path / "bank"))
     return s
 
@@ -177,7 +177,7 @@ def test_a_crash_keeps_the_due_checks_that_finished(due_store, monkeypatch):
 # ---------------------------------------------------------------- fork
 def _child_writes(url: str, k: int, q) -> None:
     try:
-        store = Store(url, actor=f"child-{k}")
+        store = Store(url)
         for i in range(5):
             _finding(store, k * 10 + i)
         q.put(("ok", k))

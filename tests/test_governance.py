@@ -69,8 +69,12 @@ def test_signoff_four_eyes(cli, tmp_path: Path):
     code, o, err = cli("report", "--quarter", "2026Q1", "--format", "html", "--out", out, "--json")
     assert code == 0, err
     rid = json.loads(o)["report_id"]
+    cli.grant("alice", "validator")
     code, _, err = cli("signoff", rid, "--decision", "approve", actor="alice")  # alice owns retail-pd
-    assert code == 1 and "four-eyes" in err
+    assert code == 1 and "segregation of duties: alice owns retail-pd" in err
+    code, _, err = cli("signoff", rid, "--decision", "approve", actor="carol")  # no reviewer role yet
+    assert code == 1 and "needs the validator or approver role" in err
+    cli.grant("carol", "validator")
     code, _, err = cli("signoff", rid, "--decision", "approve_with_conditions", actor="carol")
     assert code == 2 and "comment" in err
     code, o, err = cli("signoff", rid, "--decision", "approve_with_conditions", "--comment", "retrain by Q2", "--json", actor="carol")

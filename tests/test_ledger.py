@@ -28,9 +28,13 @@ from compliance.store.models import (
     FailureModeOccurrence,
     FailureModeStatusEvent,
     Finding,
+    Anchor,
     FindingEvent,
     LedgerEntry,
+    Person,
     ReportRun,
+    RoleGrant,
+    SigningKey,
     UTCDateTime,
 )
 from compliance.store.triggers import drop_append_only_triggers
@@ -42,7 +46,7 @@ T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
 
 def populate(url: str, tmp_path: Path) -> None:
     """At least one row in every evidence table, all written through the ledger."""
-    with session_scope(url, actor="tester") as s:
+    with session_scope(url) as s:
         import_manifest(s, small_manifest(tmp_path / "bank"))
         vid = s.scalar(select(text("id")).select_from(text("model_version")).limit(1))
         chk = record(s, Check(kind="fidelity", model_id="retail-pd", version_id=vid, artifact_id="pd-sae-v1",
@@ -63,7 +67,6 @@ def populate(url: str, tmp_path: Path) -> None:
         rr = record(s, ReportRun(id="RPT-1", kind="portfolio", quarter="2026Q3", model_id=None, scope=["retail-pd"],
                                  as_of=T0, context_sha256="cd" * 32, outputs={"pack.pdf": "ef" * 32},
                                  ledger_head="00" * 32, tool_version="0.1.0"))
-        record(s, Attestation(report_run_id=rr.id, reviewer="carol", role="validator", decision="approve", comment="ok"))
         record(s, DecisionVolume(version_id=vid, day=date(2026, 7, 1), volume=1200))
         record(s, ArtifactSet(id="pd-tc", model_id="retail-pd", kind="transcoder", bound_version_id=vid,
                               format="circuit-tracer-set", path="/x", sha256="0" * 64, files={"layer_0.safetensors": "1" * 64},
@@ -71,7 +74,6 @@ def populate(url: str, tmp_path: Path) -> None:
         record(s, Artifact(id="pd-tc/layer_0", model_id="retail-pd", kind="transcoder", bound_version_id=vid,
                            format="circuit-tracer", path="/x/layer_0.safetensors", sha256="2" * 64, files={}, extra={},
                            set_id="pd-tc", set_member="layer_0"))
-        record(s, Acceptance(check_id=chk.id, rationale="reviewed: within tolerance for this use"))
         record(s, Correction(entity_type="decision_volume", entity_id="1", action="void", reason="duplicate import"))
         record(s, Narrative(quarter="2026Q3", model_id="retail-pd", section="conclusion", text="fit", rating="fit"))
         record(s, Adaptation(model_id="retail-pd", parent_artifact_id="pd-sae-v1", version_id=vid,
@@ -80,6 +82,18 @@ def populate(url: str, tmp_path: Path) -> None:
                              parameters={"seed": 1, "budget_steps": 5}, metrics={"steps": 5, "final_loss": 0.2},
                              reasons=["adaptation failed: held-out explained variance 0.7 below the floor 0.8"],
                              started_at=T0, finished_at=T0 + timedelta(seconds=2), tool_version="0.1.0"))
+        record(s, Person(id="carol", name="Carol"))
+        record(s, RoleGrant(person_id="carol", role="validator", model_id=None, action="grant"))
+        record(s, SigningKey(fingerprint="ab" * 32, person_id="carol", public_key="A" * 44, action="register"))
+        record(s, Anchor(head_seq=1, head_hash="cd" * 32, document={"format": "compliance-anchor/1"}))
+        rr_id, chk_id = rr.id, chk.id
+    # a judgement by someone other than the importer (segregation of duties, enforced by the
+    # database on PostgreSQL): written as a replay naming carol
+    with session_scope(url, actor="carol", replay=True) as s:
+        record(s, Attestation(report_run_id=rr_id, reviewer="carol", role="validator", decision="approve", comment="ok",
+                              context_sha256="cd" * 32, signed_at="2026-07-01T00:00:00Z", key_fingerprint="ab" * 32,
+                              signature="c2ln"))
+        record(s, Acceptance(check_id=chk_id, rationale="reviewed: within tolerance for this use"))
 
 
 def _mutant(col, value):
@@ -193,7 +207,7 @@ def _writer(url: str, worker: int, n: int) -> None:
     from compliance.services import registry
 
     for i in range(n):
-        with session_scope(url, actor=f"worker-{worker}") as s:
+        with session_scope(url) as s:
             registry.add_model(s, f"m-{worker}-{i}", name="x", owner="o", tier=3, use="u")
     make_engine(url).dispose()
 

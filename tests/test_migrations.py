@@ -33,4 +33,4 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert migrate.upgrade(db_url) == SCHEMA_HEAD  # idempotent
     with session_scope(db_url, readonly=True) as s:
         r = verify(s)
-    assert r.ok and r.entries == 13  # 9 + 3 (v2) failure modes + policy v1, through the ledger
+    assert r.ok and r.entries == 16  # 9 + 3 (v2) failure modes + policy v1 + identity epoch, first admin and its grant (0007)

@@ -18,19 +18,19 @@ def test_narrative_set_versioned_and_printed(cli, tmp_path: Path):
     assert cli("import", small_manifest(tmp_path / "bank"))[0] == 0
     f = tmp_path / "c.md"
     f.write_text("First draft.", encoding="utf-8")
-    code, out, err = cli("--actor", "carol", "narrative", "set", "--quarter", "2026Q4", "--model", "retail-pd",
-                         "--section", "conclusion", "--file", f, "--rating", "not fit", "--json")
+    code, out, err = cli("narrative", "set", "--quarter", "2026Q4", "--model", "retail-pd",
+                         "--section", "conclusion", "--file", f, "--rating", "not fit", "--json", actor="carol")
     assert code == 0, err
     assert json.loads(out)["version"] == 1
     f.write_text("The SAE is **stale** on v2 <script>alert(1)</script>.\n\n- retrain by Q1\n- re-validate", encoding="utf-8")
-    code, out, err = cli("--actor", "carol", "narrative", "set", "--quarter", "2026Q4", "--model", "retail-pd",
-                         "--section", "conclusion", "--file", f, "--rating", "fit with conditions", "--json")
+    code, out, err = cli("narrative", "set", "--quarter", "2026Q4", "--model", "retail-pd",
+                         "--section", "conclusion", "--file", f, "--rating", "fit with conditions", "--json", actor="carol")
     assert code == 0, err
     assert json.loads(out)["version"] == 2
     lim = tmp_path / "l.md"
     lim.write_text("Not for adverse-action reasons.", encoding="utf-8")
-    assert cli("--actor", "carol", "narrative", "set", "--quarter", "2026Q4", "--section", "limitations",
-               "--file", lim)[0] == 0
+    assert cli("narrative", "set", "--quarter", "2026Q4", "--section", "limitations",
+               "--file", lim, actor="carol")[0] == 0
     html = tmp_path / "r.html"
     code, out, err = cli("report", "--quarter", "2026Q4", "--as-of", _as_of(), "--out", html, "--format", "html")
     assert code == 0, err
@@ -47,14 +47,14 @@ def test_narrative_refuses_owner_bad_section_and_rating(cli, tmp_path: Path):
     assert cli("import", small_manifest(tmp_path / "bank"))[0] == 0
     f = tmp_path / "c.md"
     f.write_text("text", encoding="utf-8")
-    code, out, err = cli("--actor", "alice", "narrative", "set", "--quarter", "2026Q4", "--model", "retail-pd",
-                         "--section", "conclusion", "--file", f)
+    code, out, err = cli("narrative", "set", "--quarter", "2026Q4", "--model", "retail-pd",
+                         "--section", "conclusion", "--file", f, actor="alice")
     assert code != 0 and "four-eyes" in err
-    code, _, err = cli("--actor", "carol", "narrative", "set", "--quarter", "2026Q4", "--section", "summary", "--file", f)
+    code, _, err = cli("narrative", "set", "--quarter", "2026Q4", "--section", "summary", "--file", f, actor="carol")
     assert code != 0 and "--section" in err
-    code, _, err = cli("--actor", "carol", "narrative", "set", "--quarter", "2026Q4", "--section", "conclusion",
-                       "--file", f, "--rating", "great")
+    code, _, err = cli("narrative", "set", "--quarter", "2026Q4", "--section", "conclusion",
+                       "--file", f, "--rating", "great", actor="carol")
     assert code != 0 and "--rating" in err
-    code, _, err = cli("--actor", "carol", "narrative", "set", "--quarter", "2026Q4", "--section", "limitations",
-                       "--file", f, "--rating", "fit")
+    code, _, err = cli("narrative", "set", "--quarter", "2026Q4", "--section", "limitations",
+                       "--file", f, "--rating", "fit", actor="carol")
     assert code != 0 and "conclusion" in err

@@ -108,7 +108,7 @@ def test_label_lag_with_a_replayed_clock(db_url, bank):
 
 
 def test_registered_column_roles_are_used(cli, bank):
-    with session_scope(cli.url, actor="tester") as s:
+    with session_scope(cli.url) as s:
         from compliance.hashing import sha256_file
 
         record(s, Dataset(model_id="m", role="production", path=str(bank["path"]), sha256=sha256_file(bank["path"]),

@@ -386,7 +386,7 @@ def test_a_failed_export_or_report_writes_nothing(real, tmp_path):
     out = tmp_path / "out"
     for fn, name in ((export_pack, "other.zip"), (render_report, "other.pdf")):
         with pytest.raises(Conflict, match="different context"):
-            with session_scope(curl, actor="mrm") as s:
+            with session_scope(curl) as s:
                 fn(s, "2026Q1", at(2026, 4, 1), out / name, organisation="Someone Else")
         assert not (out / name).exists()
         assert not out.exists() or list(out.iterdir()) == []  # no temp file left behind either

@@ -120,7 +120,7 @@ def test_policy_tier_override_accepted(bank, tmp_path):
 
 @pytest.mark.parametrize("tier", [1.5, 0, 4, True, "1"])
 def test_tier_must_be_an_integer_1_to_3_everywhere(db_url, tmp_path, tier):
-    store = Store(db_url, actor="tester")
+    store = Store(db_url)
     before = snapshot(db_url)
     with pytest.raises((UsageError, InputError)):
         store.add_model("m1", name="M", owner="o", tier=tier, use="u")
@@ -179,7 +179,7 @@ def test_api_clock_only_for_replays(db_url):
             pass
     store = Store(db_url, actor="history", clock=lambda: t, replay=True)
     store.add_model("m1", name="M", owner="o", tier=2, use="u")
-    Store(db_url, actor="live").add_model("m2", name="M2", owner="o", tier=2, use="u")
+    Store(db_url).add_model("m2", name="M2", owner="o", tier=2, use="u")
     with session_scope(db_url, readonly=True) as s:
         acts = {e.entity_id: (e.action, e.recorded_at) for e in s.scalars(select(LedgerEntry).where(LedgerEntry.entity_type == "model"))}
     assert acts["m1"] == ("replay", t)  # marked in the chain (the hash covers the action)
@@ -197,7 +197,7 @@ def _old_release(url: str, write) -> None:
     saved = ledger.check_row
     ledger.check_row = lambda obj, now: None
     try:
-        with session_scope(url, actor="release-0.2", check=False) as s:
+        with session_scope(url, actor="release-0.2", replay=True, check=False) as s:
             write(s)
     finally:
         ledger.check_row = saved

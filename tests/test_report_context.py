@@ -80,9 +80,15 @@ def test_context_hash_excludes_itself_and_detects_changes():
     raw = make_context(5, hashed=False)
     assert raw.cover.context_hash == ""
     hashed = c.with_context_hash(raw)
-    expected = hashlib.sha256(c.context_to_json(raw)).hexdigest()
+    # the hash names the evidence: the sign-off (attestations, signoff state) is left out of it
+    unsigned = dataclasses.replace(raw, attestations=[], summary=dataclasses.replace(raw.summary, signoff_state=""))
+    expected = hashlib.sha256(c.context_to_json(unsigned)).hexdigest()
     assert hashed.cover.context_hash == expected == c.context_hash(hashed)
     assert c.json_context_hash(c.context_to_json(hashed)) == expected
+    signed = dataclasses.replace(hashed, attestations=[c.AttestationRow(reviewer="carol", role="validator",
+                                                                        decision="approve", comment="", date="2026-10-01")],
+                                 summary=dataclasses.replace(hashed.summary, signoff_state="approved"))
+    assert c.context_hash(signed) == expected  # signing never changes the hash it signs
     changed = dataclasses.replace(hashed, summary=dataclasses.replace(
         hashed.summary, debt_slot_days=hashed.summary.debt_slot_days + 1))
     assert c.context_hash(changed) != expected

@@ -165,7 +165,7 @@ def test_model_review_variant(weasy_warnings):
         assert v.sha256 in text.replace("\n", "")
     for f in ctx.drift.features[:3]:
         assert f.feature in text
-    assert "No attestation has been recorded" in text and "Signature and date" in text
+    assert "Not signed: no sign-off has been recorded on this context hash" in text and "Signature and date" in text
 
 
 def test_long_tables_span_pages_without_overflow(weasy_warnings):

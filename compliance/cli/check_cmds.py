@@ -503,7 +503,7 @@ def accept_cmd(ctx: typer.Context, check_id: int,
     """Accept a warn fidelity check of an artifact (a validator; not the model's owner or developer).
 
     An accepted warn makes the artifact valid for that version (methodology v2).
-    Example: compliance --actor carol check accept 42 --rationale "EV 0.78 on a tier-2 model: adequate for reason codes"
+    Example: compliance check accept 42 --rationale "EV 0.78 on a tier-2 model: adequate for reason codes"
     """
     from compliance.services.acceptance import accept_check
 

@@ -23,6 +23,7 @@ AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Use only evidence 
 class Settings:
     db_url: str | None
     actor: str | None
+    replay: bool = False
 
 
 def when(value: str | None, what: str = "--at"):
@@ -52,7 +53,7 @@ def session(ctx: typer.Context, *, readonly: bool = False, short_writes: bool = 
     from compliance.store.engine import session_scope
 
     s = settings(ctx)
-    return session_scope(s.db_url, actor=s.actor, readonly=readonly, short_writes=short_writes)
+    return session_scope(s.db_url, actor=s.actor, readonly=readonly, short_writes=short_writes, replay=s.replay)
 
 
 def console():

@@ -48,6 +48,8 @@ def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def verify(
     ctx: typer.Context,
     pack: Path | None = typer.Option(None, "--pack", help="Verify an export bundle (zip) instead of / as well as the store."),
+    anchor: list[Path] = typer.Option([], "--anchor", help="An anchor file (`compliance anchor`); repeatable: the chain "
+                                                           "must still contain every anchored entry."),
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute the ledger's hash chain and compare every evidence row with its ledger entry.
@@ -58,8 +60,14 @@ def verify(
     summary says what could not be checked.
 
     \b
+    Every signed attestation is checked against its reviewer's registered key (unknown, revoked
+    or tampered: broken). A chain rewritten and re-hashed by someone with write access verifies on
+    its own; with --anchor it is checked against checkpoints kept outside the database.
+
+    \b
     Examples:
       compliance verify
+      compliance verify --anchor anchors/2026-06-30.json --anchor anchors/2026-09-30.json
       compliance verify --pack pack.zip
     """
     from compliance.services.verification import verify_pack_cli, verify_store
@@ -68,7 +76,7 @@ def verify(
         result = verify_pack_cli(pack, settings(ctx).db_url if _db_given(ctx) else None)
     else:
         with session(ctx, readonly=True) as s:
-            result = verify_store(s)
+            result = verify_store(s, anchors=anchor)
     if as_json:
         print_json(result)
     else:

@@ -106,7 +106,7 @@ def fm_accept(ctx: typer.Context, occurrence: int,
               as_json: JsonOpt = False) -> None:
     """Accept a failure-mode occurrence (a validator; not the model's owner or developer).
 
-    Example: compliance --actor carol failure-modes accept 7 --rationale "manual review of every decline until retrain"
+    Example: compliance failure-modes accept 7 --rationale "manual review of every decline until retrain"
     """
     from compliance.services.acceptance import accept_occurrence
 
@@ -169,18 +169,28 @@ def finding_update(ctx: typer.Context, finding_id: int,
 
 def signoff(ctx: typer.Context, report_id: str,
             decision: Annotated[str, typer.Option(help="approve | approve_with_conditions | reject")],
-            role: Annotated[str, typer.Option(help="Reviewer's role.")] = "validator",
+            role: Annotated[str | None, typer.Option(help="validator or approver (default: the role you hold).")] = None,
             comment: Annotated[str | None, typer.Option(help="Comment / conditions.")] = None,
+            key: Annotated[Path | None, typer.Option("--key", help="Your private key file: sign (report id, context "
+                                                     "hash, decision, comment, time). Passphrase: "
+                                                     "COMPLIANCE_KEY_PASSPHRASE or a prompt.")] = None,
             as_json: JsonOpt = False) -> None:
-    """Sign off a report run (four eyes: the actor may not own a model in its scope).
+    """Sign off the evidence of a report run: you need the validator or approver role and may not
+    own or develop a model in its scope; the sign-off is bound to the run's context hash.
 
-    Example: compliance --actor carol signoff RPT-2026Q3-1a2b3c4d --decision approve_with_conditions --comment "retrain fraud SAE by Q4"
+    Example: compliance signoff RPT-2026Q3-1a2b3c4d --decision approve_with_conditions --comment "retrain fraud SAE by Q4" --key carol.key
     """
     from compliance.services.governance import signoff as do
 
+    passphrase = None
+    if key is not None:
+        from compliance.cli.identity_cmds import read_passphrase
+
+        passphrase = read_passphrase(False)
     with session(ctx) as s:
-        a = do(s, report_id, decision=decision, role=role, comment=comment)
-    emit(a, as_json, lambda a: typer.echo(f"{a['reviewer']} recorded {a['decision']} on {report_id}"))
+        a = do(s, report_id, decision=decision, role=role, comment=comment, key=key, passphrase=passphrase)
+    emit(a, as_json, lambda a: typer.echo(f"{a['reviewer']} ({a['role']}) recorded {a['decision']} on {report_id}"
+                                          + (f", signed with key {a['key_fingerprint'][:16]}…" if a["key_fingerprint"] else "")))
 
 
 def status(ctx: typer.Context, quarter: QuarterOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:

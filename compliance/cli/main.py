@@ -17,6 +17,7 @@ from compliance.cli import (
     correction_cmds,
     db_cmds,
     gov_cmds,
+    identity_cmds,
     integration_cmds,
     narrative_cmds,
     plan_cmds,
@@ -50,10 +51,15 @@ def main(
     db: Annotated[str | None, typer.Option("--db", envvar="COMPLIANCE_DB_URL",
                                            help="Database URL (default sqlite:///compliance.db; PostgreSQL: postgresql+psycopg://user@host/db).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", envvar="COMPLIANCE_ACTOR",
-                                              help="Who is writing (recorded with every entry; default: the OS user).")] = None,
+                                              help="Replays only (with --replay): the historical actor to record. "
+                                                   "Otherwise entries record who is authenticated: the PostgreSQL "
+                                                   "role, or the OS user on SQLite.")] = None,
+    replay: Annotated[bool, typer.Option("--replay", envvar="COMPLIANCE_REPLAY",
+                                         help="This command replays history (e.g. an import of historical records): "
+                                              "--actor may name another person; every entry is marked 'replay'.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    ctx.obj = Settings(db_url=db, actor=actor)
+    ctx.obj = Settings(db_url=db, actor=actor, replay=replay)
 
 
 app.command("init")(db_cmds.init)
@@ -88,6 +94,10 @@ app.command("export")(report_cmds.export)
 app.command("reports")(report_cmds.report_list)
 app.command("demo")(report_cmds.demo)
 app.command("serve")(web_cmds.serve)
+app.add_typer(identity_cmds.person_app, name="person")
+app.add_typer(identity_cmds.role_app, name="role")
+app.add_typer(identity_cmds.key_app, name="key")
+app.command("anchor")(identity_cmds.anchor)
 
 
 def run() -> None:

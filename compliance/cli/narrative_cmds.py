@@ -26,7 +26,7 @@ def narrative_set(ctx: typer.Context,
                   as_json: JsonOpt = False) -> None:
     """Record a new version of one section of the validator's narrative.
 
-    Example: compliance --actor carol narrative set --quarter 2026Q3 --model retail-pd --section conclusion --file conclusion.md --rating "fit with conditions"
+    Example: compliance narrative set --quarter 2026Q3 --model retail-pd --section conclusion --file conclusion.md --rating "fit with conditions"
     """
     from compliance.services.narrative import set_narrative
 

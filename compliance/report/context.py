@@ -552,6 +552,9 @@ class AttestationRow:
     decision: str = _f("approve, approve_with_conditions or reject.")
     comment: str = _f("Comment / conditions.")
     date: str = _f("Date signed (ISO).")
+    key_fingerprint: str = _f("SHA-256 fingerprint of the Ed25519 key that signed (report id, "
+                              "context hash, decision, comment, time); empty when not signed with a key.",
+                              default="")
 
 
 @dataclass
@@ -985,8 +988,11 @@ def context_to_json(ctx: ReportContext) -> bytes:
 
 
 def context_hash(ctx: ReportContext) -> str:
-    """SHA-256 (hex) of the canonical JSON of the context with ``cover.context_hash`` = ''."""
-    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""))
+    """SHA-256 (hex) of the canonical JSON of the context with ``cover.context_hash`` = '' and the
+    sign-off left out (``attestations`` empty, ``summary.signoff_state`` blank): the hash names the
+    evidence a sign-off approves, so signing never changes it (DESIGN §7)."""
+    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""), attestations=[],
+                                summary=dataclasses.replace(ctx.summary, signoff_state=""))
     return hashlib.sha256(context_to_json(blank)).hexdigest()
 
 
@@ -995,16 +1001,24 @@ def with_context_hash(ctx: ReportContext) -> ReportContext:
     return hashed_context(ctx)[0]
 
 
-def hashed_context(ctx: ReportContext) -> tuple[ReportContext, bytes]:
+def hashed_context(ctx: ReportContext, bind=None) -> tuple[ReportContext, bytes]:
     """``with_context_hash`` and the context's canonical JSON, from ONE conversion to plain data
-    (the costly step on a large estate): the hash is taken over the JSON with the hash field
-    blank, then the same plain data is written again with the hash in it."""
+    (the costly step on a large estate): the hash is taken over the JSON with the hash field and
+    the sign-off blank (as :func:`context_hash`), then the same plain data is written again with
+    the hash in it. ``bind(ctx) -> ctx``, given the hashed context, may attach the sign-off
+    recorded on that hash (attestations and ``summary.signoff_state``): it is written into the
+    JSON without converting the rest again."""
     _validate_shapes(ctx)
     plain = context_to_dict(ctx)
-    plain["cover"]["context_hash"] = ""
+    signoff = plain["attestations"], plain["summary"]["signoff_state"]
+    plain["cover"]["context_hash"], plain["attestations"], plain["summary"]["signoff_state"] = "", [], ""
     digest = hashlib.sha256(canonical_json(plain)).hexdigest()
     plain["cover"]["context_hash"] = digest
     out = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=digest))
+    if bind is not None:
+        out = bind(out)
+        signoff = [dataclasses.asdict(a) for a in out.attestations], out.summary.signoff_state
+    plain["attestations"], plain["summary"]["signoff_state"] = signoff
     return out, canonical_json(plain)
 
 
@@ -1013,6 +1027,8 @@ def json_context_hash(data: bytes) -> str:
     try:
         obj = json.loads(data)
         obj["cover"]["context_hash"] = ""
+        obj["attestations"] = []
+        obj["summary"]["signoff_state"] = ""
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"context JSON is malformed: {exc}") from exc
     return hashlib.sha256(canonical_json(obj)).hexdigest()

@@ -1,12 +1,11 @@
 """Acceptances (DESIGN §2/§4): a validator accepts one ``warn`` check, or a failure-mode occurrence,
 with a rationale. Segregation of duties: nobody accepts the evidence about their own model.
 
-Until identities are authenticated (a later issue), "who" is the actor name of the session:
-
-- the model's **owner** is ``model.owner``;
-- a **developer** of the model is an actor who recorded any version or artifact of it.
-
-Neither may accept; the attempt is refused with one line and nothing is written.
+"Who" is the authenticated person of the session (DESIGN §7); the rule is
+``services.people.conflict``: the model's owner (``model.owner`` or an ``owner`` grant) and its
+developers (a ``developer`` grant, or whoever recorded a version or artifact of it) may not
+accept; the attempt is refused with one line and nothing is written (on PostgreSQL a database
+trigger refuses a direct insert too).
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.errors import Conflict, NotFound, UsageError
+from compliance.services.people import refuse_conflicted
 from compliance.services.registry import get_model, plain
 from compliance.store.ledger import record
 from compliance.store.models import (
     Acceptance,
-    Artifact,
     Check,
     FailureModeOccurrence,
     FailureModeStatusEvent,
-    ModelVersion,
 )
 
 # Check kinds whose warn may be accepted: the fidelity of an artifact (SAE, transcoder, CLT,
@@ -31,21 +29,9 @@ from compliance.store.models import (
 ACCEPTABLE_KINDS = ("fidelity",)
 
 
-def developers(session: Session, model_id: str) -> set[str]:
-    """Actors who recorded a version or an artifact of the model."""
-    return set(session.scalars(select(ModelVersion.actor).where(ModelVersion.model_id == model_id))) | \
-        set(session.scalars(select(Artifact.actor).where(Artifact.model_id == model_id)))
-
-
 def _refuse_own(session: Session, model_id: str, what: str) -> str:
-    actor = session.info["actor"]
-    m = get_model(session, model_id)
-    if actor == m.owner:
-        raise Conflict(f"segregation of duties: {actor} owns {model_id} and cannot accept {what}")
-    if actor in developers(session, model_id):
-        raise Conflict(f"segregation of duties: {actor} is a developer of {model_id} (recorded a version or "
-                       f"artifact of it) and cannot accept {what}")
-    return actor
+    get_model(session, model_id)
+    return refuse_conflicted(session, [model_id], f"accept {what}")
 
 
 def _rationale(text: str | None) -> str:

@@ -81,7 +81,7 @@ def run_demo(out_dir: str | Path = "compliance-demo", *, fresh: bool = False, sa
     outputs = render_demo_outputs(url, out, DEMO_QUARTER, DEMO_AS_OF, say=say)
     if replayed:
         store = Store(url, actor=VALIDATOR, clock=SimClock(DEMO_AS_OF + timedelta(days=1)), replay=True)
-        store.signoff(outputs["pack_report_id"], decision="approve_with_conditions", role="model validator (2nd line)",
+        store.signoff(outputs["pack_report_id"], decision="approve_with_conditions",
                       comment="Approved on condition that the stale and broken explanations are re-validated "
                               "or retrained before 2026-12-31 (findings raised).")
     say("[4/4] done")
@@ -126,7 +126,9 @@ def replay(url: str, manifest: Path, *, say: Say = print, adapted_dir: Path | No
     start = min([e["_at"] for e in events] or [DEMO_AS_OF]) - timedelta(days=1)
     clock = SimClock(start)
     store = Store(url, actor="ml-platform", clock=clock, replay=True)
-    store.init()
+    store.init()  # ml-platform initialises the store: its first admin (DESIGN §7)
+    store.add_person(VALIDATOR, name="Carol (model validation, 2nd line)")
+    store.grant_role(VALIDATOR, "validator")
     rel = lambda p: base / p  # noqa: E731
     versions = {(v["model"], str(v["version"])): v for v in doc.get("versions") or []}
     artifacts = {a["id"]: a for a in doc.get("artifacts") or []}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.errors import Conflict, NotFound, UsageError
+from compliance.services import people
 from compliance.services.analysis import detect, fm_occurrences
 from compliance.services.registry import get_model, plain
 from compliance.store.ledger import record, record_many
@@ -22,14 +24,15 @@ from compliance.store.models import (
     FailureModeStatusEvent,
     Finding,
     FindingEvent,
-    Model,
     ModelVersion,
     ReportRun,
 )
 from compliance.timeutil import iso
 
 FM_STATUSES = ("mitigated", "accepted", "closed")
-FINDING_STATUSES = ("open", "in_progress", "remediated", "accepted", "closed")
+FINDING_STATUSES = ("open", "in_progress", "remediated", "verified", "accepted", "closed")
+# Statuses that judge a finding: refused to its model's owners and developers (DESIGN §7).
+JUDGING_STATUSES = ("verified", "accepted", "closed")
 SEVERITIES = ("low", "medium", "high", "critical")
 DECISIONS = ("approve", "approve_with_conditions", "reject")
 
@@ -186,7 +189,7 @@ def list_findings(session: Session, *, open_only: bool = False, overdue_at: date
     for f in session.scalars(q):
         ev = last.get(f.id)
         status = ev.status if ev else "open"
-        is_open = status not in ("closed", "accepted", "remediated")
+        is_open = status not in ("closed", "accepted", "remediated", "verified")
         if open_only and not is_open:
             continue
         if overdue_at is not None and not (is_open and f.due_date < overdue_at):
@@ -200,29 +203,62 @@ def update_finding(session: Session, finding_id: int, *, status: str, note: str)
         raise UsageError(f"status must be one of {', '.join(FINDING_STATUSES)}")
     if not note or not note.strip():
         raise UsageError("a note is required for every status change")
-    if session.get(Finding, finding_id) is None:
+    f = session.get(Finding, finding_id)
+    if f is None:
         raise NotFound(f"unknown finding {finding_id}")
+    if status in JUDGING_STATUSES:
+        people.refuse_conflicted(session, [f.model_id], f"mark finding {finding_id} {status}")
+    if status == "verified":
+        people.require_reviewer(session, [f.model_id], f"verifying finding {finding_id}")
+    if status == "closed":
+        last = session.scalars(select(FindingEvent).where(FindingEvent.finding_id == finding_id)
+                               .order_by(FindingEvent.id.desc()).limit(1)).first()
+        if last is None or last.status != "verified":
+            raise Conflict(f"finding {finding_id} is closed only after a validator verifies it "
+                           f"(status {last.status if last else 'open'}; `finding update {finding_id} --status verified`)")
     return plain(record(session, FindingEvent(finding_id=finding_id, status=status, note=note.strip())))
 
 
 # ------------------------------------------------------------------ attestation
-def signoff(session: Session, report_id: str, *, decision: str, role: str = "validator",
-            comment: str | None = None) -> dict:
-    """Four eyes: the reviewer (the actor) may not own any model in the report's scope."""
+def signoff(session: Session, report_id: str, *, decision: str, role: str | None = None,
+            comment: str | None = None, key: Path | None = None, passphrase: str | None = None) -> dict:
+    """Sign off a report run (DESIGN §7). The reviewer is the authenticated person; they hold the
+    validator or approver role (globally or on every model in scope) and own or develop none of
+    them. ``approve`` after an ``approve_with_conditions`` on the same evidence needs a second,
+    distinct person (four eyes). The attestation is bound to the run's context hash; with ``key``
+    it is signed (Ed25519) over (report id, context hash, decision, comment, time)."""
     if decision not in DECISIONS:
         raise UsageError(f"decision must be one of {', '.join(DECISIONS)}")
     run = session.get(ReportRun, report_id)
     if run is None:
         raise NotFound(f"unknown report {report_id!r} (see `compliance report list`)")
-    reviewer = session.info["actor"]
-    owners = {m.id: m.owner for m in session.scalars(select(Model).where(Model.id.in_(list(run.scope or []))))}
-    owned = sorted(mid for mid, owner in owners.items() if owner == reviewer)
-    if owned:
-        raise Conflict(f"four-eyes rule: {reviewer} owns {', '.join(owned)} in this report's scope and cannot sign it off")
+    scope = sorted(run.scope or [])
+    reviewer = people.refuse_conflicted(session, scope, f"sign off {report_id}")
+    people.require_reviewer(session, scope, "a sign-off")
+    if role is not None and role not in ("validator", "approver"):
+        raise UsageError("--role is the reviewer role the sign-off is made in: validator or approver")
+    if role is not None:
+        people.require_reviewer(session, scope, f"a sign-off as {role}", roles=(role,))
     if decision == "approve_with_conditions" and not (comment or "").strip():
         raise UsageError("approve_with_conditions needs a --comment stating the conditions")
-    a = record(session, Attestation(report_run_id=report_id, reviewer=reviewer, role=role, decision=decision,
-                                    comment=comment))
+    earlier = session.scalars(select(Attestation).where(Attestation.context_sha256 == run.context_sha256)
+                              .order_by(Attestation.id)).all()
+    if decision == "approve" and any(a.decision == "approve_with_conditions" for a in earlier):
+        conditional = {a.reviewer for a in earlier if a.decision == "approve_with_conditions"}
+        if conditional == {reviewer}:
+            raise Conflict(f"four eyes: {reviewer} approved this evidence with conditions; the final approval "
+                           "needs a second, distinct person")
+    signed_at = iso(session.info["clock"]())
+    sig: dict = {}
+    if key is not None:
+        from compliance.identity.keys import attestation_fields
+        from compliance.services.signing import signed_attestation
+
+        fields = attestation_fields(report_id, run.context_sha256, decision, comment, signed_at)
+        sig = signed_attestation(session, key, passphrase or "", fields)
+    a = record(session, Attestation(report_run_id=report_id, reviewer=reviewer,
+                                    role=role or people.reviewer_role(session, reviewer, scope), decision=decision,
+                                    comment=comment, context_sha256=run.context_sha256, signed_at=signed_at, **sig))
     return plain(a)
 
 

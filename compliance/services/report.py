@@ -9,6 +9,8 @@ and bytes; rendering the same report twice records one report run.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from collections import Counter, defaultdict
@@ -337,13 +339,7 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
                                      owner=f["owner"], due=f["due_date"], status=f["status"],
                                      age_days=max(0, (as_of - opened).days),
                                      overdue_days=max(0, (asof_day - due).days) if f["is_open"] else 0))
-    runs = [r.id for r in session.scalars(select(ReportRun).where(ReportRun.quarter == str(q), ReportRun.recorded_at <= as_of,
-                                                                   ReportRun.model_id.is_(None) if not model_id else ReportRun.model_id == model_id))]
-    atts = [C.AttestationRow(reviewer=x.reviewer, role=x.role, decision=x.decision, comment=x.comment or "", date=_d(x.recorded_at))
-            for x in session.scalars(select(Attestation).where(Attestation.report_run_id.in_(runs or [""]),
-                                                               Attestation.recorded_at <= as_of).order_by(Attestation.id))]
-    signoff_state = {"approve": "approved", "approve_with_conditions": "approved with conditions",
-                     "reject": "rejected"}.get(atts[-1].decision, "not signed") if atts else "not signed"
+    signoff_state = "not signed"  # set by _bind_attestations once the evidence hash is known
 
     from compliance.services.narrative import narratives_at
 
@@ -446,11 +442,11 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, label_shift=label_rows, psi_matrix=psi_matrix,
                              psi_matrix_total=psi_total),
         compute=compute, check_reasons=check_reasons,
-        failure_modes=fms, findings=findings, attestations=atts, narrative=narrative, appendix=appendix,
+        failure_modes=fms, findings=findings, attestations=[], narrative=narrative, appendix=appendix,
         model_detail=detail)
     ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
     ctx.monitoring = monitoring_section(session, as_of, sorted(in_scope), qstart)
-    return C.hashed_context(ctx)
+    return C.hashed_context(ctx, bind=lambda c: _bind_attestations(session, c))
 
 
 def monitoring_section(session: Session, as_of: datetime, model_ids: list[str], qstart: datetime) -> C.MonitoringSection:
@@ -477,6 +473,21 @@ def monitoring_section(session: Session, as_of: datetime, model_ids: list[str], 
                                                                  GateDecision.recorded_at <= as_of)
                                       .order_by(GateDecision.recorded_at, GateDecision.id))]
     return C.MonitoringSection(plans=plans, gates=gates)
+
+
+SIGNOFF_STATES = {"approve": "approved", "approve_with_conditions": "approved with conditions", "reject": "rejected"}
+
+
+def _bind_attestations(session: Session, ctx: C.ReportContext) -> C.ReportContext:
+    """DESIGN §7: a sign-off belongs to the exact evidence it approved. The context hash leaves
+    the sign-off out (``context.context_hash``), so the attestations shown are those recorded on
+    this hash -- whenever they were made; a pack with different evidence starts unsigned."""
+    rows = session.scalars(select(Attestation).where(Attestation.context_sha256 == ctx.cover.context_hash)
+                           .order_by(Attestation.id)).all()
+    atts = [C.AttestationRow(reviewer=x.reviewer, role=x.role, decision=x.decision, comment=x.comment or "",
+                             date=_d(x.recorded_at), key_fingerprint=x.key_fingerprint or "") for x in rows]
+    state = SIGNOFF_STATES.get(atts[-1].decision, "not signed") if atts else "not signed"
+    return dataclasses.replace(ctx, attestations=atts, summary=dataclasses.replace(ctx.summary, signoff_state=state))
 
 
 # The artifact's own standing on the deployed version (its slot may still be fresh through another artifact).
@@ -898,8 +909,11 @@ def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, o
     # the entries the evidence index cites from before the excerpt: each verified on its own
     first = excerpt[0]["seq"] if excerpt else (start["seq"] + 1 if start else 1)
     older = sorted({r.ledger_seq for r in ctx.appendix.evidence if r.ledger_seq is not None and r.ledger_seq < first})
+    from compliance.services.signing import export_tables
+
+    extra = export_tables(session, ctx.cover.context_hash, head_as_of(session, as_of)[0])
     data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, cited=entries_at(session, older),
-                                  progress=progress, ctx_json=ctx_json)
+                                  extra_tables=extra, progress=progress, ctx_json=ctx_json)
     zip_sha = sha256_bytes(data)
     with zipfile.ZipFile(BytesIO(data)) as z:
         members = {f"{PACK_OUTPUT_PREFIX}{n}": sha256_bytes(z.read(n)) for n in z.namelist()}

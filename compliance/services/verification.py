@@ -17,15 +17,34 @@ NOT_CHECKED_WITHOUT_DB = [
 ]
 
 
-def verify_store(session: Session) -> dict:
+def verify_store(session: Session, anchors: list[Path] | None = None) -> dict:
     """Verify the ledger and every evidence row, read in ONE snapshot: on PostgreSQL the
     transaction is REPEATABLE READ (set before its first statement), so rows and ledger entries
     committed by concurrent writers while it reads are all invisible to it, never half visible
     (which would read as tampering). SQLite's read transaction is a snapshot already (WAL)."""
+    from compliance.services.signing import verify_anchors, verify_signatures
+
     snapshot(session)
     r = verify(session)
-    return {"ok": r.ok, "entries": r.entries, "head": r.head_hash, "broken_seq": r.seq, "problem": r.problem,
-            "summary": r.summary()}
+    out = {"ok": r.ok, "entries": r.entries, "head": r.head_hash, "broken_seq": r.seq, "problem": r.problem,
+           "summary": r.summary(), "signatures": [], "anchors": []}
+    if not r.ok:
+        return out
+    sigs = verify_signatures(session)
+    checked = verify_anchors(session, list(anchors or []))
+    out.update(signatures=sigs, anchors=checked)
+    lines = [r.summary()]
+    if sigs:
+        out.update(ok=False, problem=f"attestation {sigs[0]['attestation']}: {sigs[0]['problem']}")
+        lines.append(f"signature BROKEN: attestation {sigs[0]['attestation']}: {sigs[0]['problem']}")
+    bad = [a for a in checked if not a["ok"]]
+    if bad:
+        out.update(ok=False, broken_seq=bad[0]["head_seq"], problem=bad[0]["problem"])
+        lines.append(f"anchor BROKEN ({bad[0]['anchor']}): {bad[0]['problem']}")
+    elif checked:
+        lines.append(f"{len(checked)} anchor(s) verified: the chain still contains every anchored entry")
+    out["summary"] = "\n".join(lines)
+    return out
 
 
 def check_pack_against_store(session: Session, rep) -> tuple[str | None, str | None, str]:
@@ -130,6 +149,12 @@ def verify_pack_cli(pack: Path, db_url: str | None) -> dict:
                                          "problems")}
     if not rep.ok:
         out["summary"] = f"pack BROKEN: {rep.problems[0] if rep.problems else 'unknown problem'}"
+        return out
+    from compliance.services.signing import verify_pack_signatures
+
+    signed = verify_pack_signatures(pack, rep.context_hash)
+    if signed:
+        out.update(ok=False, problems=signed, summary=f"pack BROKEN: {signed[0]}")
         return out
     base = (f"pack OK: {rep.files_checked} files verified, {rep.ledger_entries} ledger entries re-hashed and chained "
             f"from {rep.ledger_start_hash[:16]}… to head {rep.ledger_head_hash}, report {rep.report_id}, "

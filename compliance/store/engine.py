@@ -42,6 +42,34 @@ def resolve_actor(actor: str | None) -> str:
     return actor or os.environ.get("COMPLIANCE_ACTOR") or default_actor()
 
 
+def authenticated_login(session: Session) -> str:
+    """Who is writing (DESIGN §7): the PostgreSQL role of the connection (``session_user``), which
+    the database also enforces on every ledger append; on SQLite (a single-user file, no
+    authentication) the operating-system user."""
+    if session.get_bind().dialect.name == "postgresql":
+        return str(session.execute(text("SELECT session_user")).scalar())
+    return default_actor()
+
+
+def _identify(session: Session, actor: str | None, *, readonly: bool, replay: bool) -> None:
+    """Set the session's identities: ``login`` (authenticated), ``actor`` (recorded in the rows:
+    the login, or in a replay the named historical actor) and ``ledger_actor`` (recorded in the
+    ledger: on PostgreSQL always the login; on SQLite the login, or the named actor in a replay,
+    which is marked ``replay`` in the chain)."""
+    named = actor or os.environ.get("COMPLIANCE_ACTOR")
+    if readonly:
+        session.info["actor"] = named or default_actor()
+        return
+    login = authenticated_login(session)
+    if named and named != login and not replay:
+        raise UsageError(f"--actor/COMPLIANCE_ACTOR names {named!r}, but you are {login!r}: naming another actor is "
+                         "allowed only for replays of history (--replay); entries record who is authenticated")
+    session.info["login"] = login
+    session.info["actor"] = named if replay and named else login
+    pg = session.get_bind().dialect.name == "postgresql"
+    session.info["ledger_actor"] = login if pg or not (replay and named) else named
+
+
 _ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
@@ -142,6 +170,8 @@ def session_scope(url: str | None = None, *, actor: str | None = None, readonly:
 
     ``clock`` replaces the system clock for ``recorded_at``: only for replaying history, so it
     must come with ``replay=True``; every ledger entry written under it has the action ``replay``.
+    ``replay`` (with or without a clock) also lets ``actor`` name someone other than the
+    authenticated login (a replay of history, an import of historical records); see ``_identify``.
     """
     if clock is not None and not replay:
         raise UsageError("a caller's clock is for replaying history only: pass replay=True "
@@ -153,10 +183,10 @@ def session_scope(url: str | None = None, *, actor: str | None = None, readonly:
             engine.execution_options(compliance_short_writes=True) if short_writes else engine)
     session = Session(bind=bind, expire_on_commit=False, autoflush=False)
     session.info["short_writes"] = short_writes and not readonly
-    session.info["actor"] = resolve_actor(actor)
     session.info["clock"] = clock or utcnow
-    session.info["replay"] = clock is not None
+    session.info["replay"] = replay
     try:
+        _identify(session, actor, readonly=readonly, replay=replay)
         yield session
         if readonly:
             session.rollback()

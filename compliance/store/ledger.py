@@ -79,6 +79,10 @@ def _lock_and_head(session: Session) -> tuple[int, str]:
     begin_writing(session)  # a short-writes session takes the write lock only now
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        if "ledger_actor" not in session.info:  # e.g. a migration's seeding session
+            session.info["ledger_actor"] = str(session.execute(text("SELECT session_user")).scalar())
+        if session.info.get("replay"):  # the database's identity rules read it (store.triggers)
+            session.execute(text("SELECT set_config('compliance.replay', 'on', true)"))
     row = session.execute(
         select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1)
     ).first()
@@ -86,6 +90,11 @@ def _lock_and_head(session: Session) -> tuple[int, str]:
     session.info[_HEAD] = head
     session.info[_HEAD_AT] = row.recorded_at if row else None
     return head
+
+
+def locked_head(session: Session) -> tuple[int, str]:
+    """The ledger head under the append lock (no other writer can append before this transaction ends)."""
+    return _lock_and_head(session)
 
 
 def record(session: Session, obj: Base, *, action: str = "insert") -> Base:
@@ -104,6 +113,7 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
     if session.info.get("replay") and action == "insert":
         action = "replay"  # written under a caller's clock: marked in the chain (issue 21)
     seq, prev = _lock_and_head(session)
+    who = session.info.get("ledger_actor") or actor  # the authenticated writer (engine._identify)
     last_at = session.info.get(_HEAD_AT)
     if last_at is not None and now < last_at:
         if session.info.get("replay"):
@@ -123,8 +133,8 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
         payload = canonical_json(row_payload(obj))
         etype = obj.__tablename__
         eid = entity_id_of(obj)
-        h = entry_hash(prev, seq, stamp, actor, action, etype, eid, payload)
-        entries.append(dict(seq=seq, recorded_at=now, actor=actor, action=action, entity_type=etype,
+        h = entry_hash(prev, seq, stamp, who, action, etype, eid, payload)
+        entries.append(dict(seq=seq, recorded_at=now, actor=who, action=action, entity_type=etype,
                             entity_id=eid, payload=payload, prev_hash=prev, hash=h))
         prev = h
     session.execute(LedgerEntry.__table__.insert(), entries)

@@ -30,20 +30,23 @@ def script_head() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def _run(step, url: str | None, revision: str, clock=None) -> str | None:
+def _run(step, url: str | None, revision: str, clock=None, admin: str | None = None) -> str | None:
     url = resolve_url(url)
     engine = make_engine(url)
     cfg = alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         cfg.attributes["clock"] = clock
+        cfg.attributes["admin"] = admin
         step(cfg, revision)
     return current_revision(engine)
 
 
-def upgrade(url: str | None = None, revision: str = "head", *, clock=None) -> str | None:
-    """Create or upgrade the schema. ``clock`` stamps the seeded rows (replays only)."""
-    return _run(command.upgrade, url, revision, clock)
+def upgrade(url: str | None = None, revision: str = "head", *, clock=None, admin: str | None = None) -> str | None:
+    """Create or upgrade the schema. ``clock`` stamps the seeded rows (replays only). Whoever
+    initialises the store is its first admin (migration 0007): the authenticated login, or
+    ``admin`` when a replay names its historical administrator."""
+    return _run(command.upgrade, url, revision, clock, admin)
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> str | None:

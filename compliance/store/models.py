@@ -278,6 +278,12 @@ class Attestation(Evidence, Base):
     role: Mapped[str] = mapped_column(String(100))
     decision: Mapped[str] = mapped_column(String(40))
     comment: Mapped[str | None] = mapped_column(Text)
+    # Identity (migration 0007): the evidence the sign-off approves and the author's signature over
+    # (report id, context hash, decision, comment, signed_at) -- see compliance.identity.keys.
+    context_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    signed_at: Mapped[str | None] = mapped_column(String(40))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(Text)
 
 
 class Policy(Evidence, Base):
@@ -423,6 +429,58 @@ class Adaptation(Evidence, Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
     tool_version: Mapped[str] = mapped_column(String(40))
+class Person(Evidence, Base):
+    """A person who may act on the store (migration 0007). ``id`` is their login: the PostgreSQL
+    role they connect as (``session_user``), or their operating-system user on SQLite."""
+
+    __tablename__ = "person"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+
+
+class RoleGrant(Evidence, Base):
+    """A grant or revocation of a role (admin, owner, developer, validator, approver), global when
+    ``model_id`` is null; the latest event per (person, role, model) is in force."""
+
+    __tablename__ = "role_grant"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("model.id"))
+    action: Mapped[str] = mapped_column(String(10))  # grant | revoke
+
+
+class SigningKey(Evidence, Base):
+    """A public Ed25519 key registered (or revoked) for a person or for the organisation
+    (``person_id`` null). The private key never enters the store."""
+
+    __tablename__ = "signing_key"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("person.id"))
+    public_key: Mapped[str] = mapped_column(Text)  # base64 of the raw 32-byte Ed25519 public key
+    action: Mapped[str] = mapped_column(String(10))  # register | revoke
+
+
+class IdentityEpoch(Evidence, Base):
+    """Where authenticated identity starts in the chain (migration 0007): entries before this
+    row's ledger entry were written before identity was enforced."""
+
+    __tablename__ = "identity_epoch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mode: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text)
+
+
+class Anchor(Evidence, Base):
+    """A signed checkpoint of the ledger head (``compliance anchor``); the file is kept outside
+    the database, this row lets an export carry the anchors up to its head."""
+
+    __tablename__ = "anchor"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    head_seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)  # the anchor file's content
 
 
 class LedgerEntry(Base):
@@ -467,12 +525,18 @@ EVIDENCE_MODELS: tuple[type[Base], ...] = (
     GateDecision,
     RegistryLink,
     Adaptation,
+    Person,
+    RoleGrant,
+    SigningKey,
+    IdentityEpoch,
+    Anchor,
 )
 # Columns added to existing tables after 0001_initial: ledger payloads written before the
 # migration that added them lack the key, which ``verify`` reads as NULL (and only as NULL).
 ADDED_COLUMNS: dict[str, frozenset[str]] = {
     "artifact": frozenset({"set_id", "set_member"}),
     "dataset": frozenset({"columns", "version_id"}),
+    "attestation": frozenset({"context_sha256", "signed_at", "key_fingerprint", "signature"}),
 }
 EVIDENCE_TABLES: tuple[str, ...] = tuple(m.__tablename__ for m in EVIDENCE_MODELS)
 APPEND_ONLY_TABLES: tuple[str, ...] = EVIDENCE_TABLES + ("ledger_entry",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -109,4 +110,30 @@ def seed_methodology_v2(conn: Connection, clock=None) -> None:
         rows.append(Policy(version=latest.version + 1, document=upgrade_policy_document(latest.document),
                            comment="methodology v2 keys added by migration 0002 (earlier values kept)"))
     record_many(session, rows)
+    session.flush()
+
+
+IDENTITY_NOTE = ("identity enforced from this entry on: earlier entries were written before identity was "
+                 "authenticated (their actor is the name the client gave)")
+
+
+def seed_identity(conn: Connection, clock=None, admin: str | None = None) -> None:
+    """Migration 0007: the identity epoch (where authenticated identity starts in the chain) and
+    the first admin -- whoever initialises or upgrades the store (``admin``: a replay's named
+    admin; default the authenticated login)."""
+    from sqlalchemy import select
+
+    from compliance.store.engine import default_actor
+    from compliance.store.models import IdentityEpoch, Person, RoleGrant
+
+    session = _session(conn, clock)
+    if admin is None:
+        admin = (str(session.execute(text("SELECT session_user")).scalar()) if conn.dialect.name == "postgresql"
+                 else default_actor())
+    rows: list = [IdentityEpoch(mode="authenticated", note=IDENTITY_NOTE)]
+    if session.get(Person, admin) is None:
+        rows.append(Person(id=admin, name=admin))
+    record_many(session, rows)
+    if not session.scalars(select(RoleGrant).where(RoleGrant.role == "admin").limit(1)).first():
+        record_many(session, [RoleGrant(person_id=admin, role="admin", model_id=None, action="grant")])
     session.flush()

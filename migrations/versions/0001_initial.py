@@ -350,6 +350,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Tables that a later migration keeps on its own downgrade (0007_identity: evidence is dropped
+    # only here, at base, with the ledger itself).
+    for t in ("anchor", "identity_epoch", "signing_key", "role_grant", "person"):
+        op.execute(f"DROP TABLE IF EXISTS {t}")
     drop_append_only_triggers(op.get_bind(), APPEND_ONLY, drop_function=True)
 
     with op.batch_alter_table('fm_status_event', schema=None) as batch_op:

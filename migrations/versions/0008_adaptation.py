@@ -1,7 +1,7 @@
 """adaptation: warm-started fine-tunes of stale SAEs, transcoders and CLTs (DESIGN §9)
 
 Revision ID: 0008_adaptation
-Revises: 0006_inconclusive_status
+Revises: 0007_identity
 Create Date: 2026-11-29
 
 One new append-only table. Each row is one adaptation of a parent artifact to a version: its
@@ -18,7 +18,7 @@ from alembic import op
 from compliance.store.triggers import create_append_only_triggers, drop_append_only_triggers
 
 revision = "0008_adaptation"
-down_revision = "0006_inconclusive_status"
+down_revision = "0007_identity"
 branch_labels = None
 depends_on = None
 
