@@ -15,6 +15,11 @@ from compliance.store.engine import make_engine, session_scope
 from compliance.store.ledger import record, verify
 from compliance.store.models import (
     Adaptation,
+    Alert,
+    AlertDelivery,
+    GateDecision,
+    MonitoringPlan,
+    RegistryLink,
     Narrative,
     Acceptance,
     Artifact,
@@ -82,6 +87,16 @@ def populate(url: str, tmp_path: Path) -> None:
                              parameters={"seed": 1, "budget_steps": 5}, metrics={"steps": 5, "final_loss": 0.2},
                              reasons=["adaptation failed: held-out explained variance 0.7 below the floor 0.8"],
                              started_at=T0, finished_at=T0 + timedelta(seconds=2), tool_version="0.1.0"))
+        record(s, MonitoringPlan(model_id="retail-pd", version=1, source="plan.yaml",
+                                 document={"checks": {"fidelity": {"cadence": "after_retrain"}}}))
+        alert = record(s, Alert(event="occurrence_opened", cause_key="occ:1", model_id="retail-pd", subject="FM-DECAY",
+                                payload={"occurrence": 1}, recipients={"email": ["mrm@bank.example"]}))
+        record(s, AlertDelivery(alert_id=alert.id, channel="email", target="mrm@bank.example", attempt=1,
+                                outcome="failed", detail="connection refused", next_attempt_at=T0 + timedelta(minutes=5)))
+        record(s, GateDecision(model_id="retail-pd", version_id=vid, decision="refuse", reasons=["SAE stale"],
+                               evidence={"sae": "pd-sae-v1"}, policy_version=1))
+        record(s, RegistryLink(registry_uri="mlflow:file:///x", external_key="model:retail-pd", entity_type="model",
+                               entity_id="retail-pd", state={"tags": {}}))
         record(s, Person(id="carol", name="Carol"))
         record(s, RoleGrant(person_id="carol", role="validator", model_id=None, action="grant"))
         record(s, SigningKey(fingerprint="ab" * 32, person_id="carol", public_key="A" * 44, action="register"))
