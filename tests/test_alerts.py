@@ -223,7 +223,7 @@ def test_verdict_worsening_alerts_once_and_improvement_does_not(db_url, tmp_path
     from compliance.store.engine import session_scope
 
     at = datetime(2026, 7, 1, tzinfo=timezone.utc)
-    with session_scope(db_url, actor="t") as s:
+    with session_scope(db_url) as s:
         registry.add_model(s, "m1", name="M1", owner="o", tier=1, use="u")
         registry.add_model(s, "m2", name="M2", owner="o", tier=1, use="u")
         before = {"m1": {"verdict": "fit"}, "m2": {"verdict": "not fit"}}

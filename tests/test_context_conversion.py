@@ -24,11 +24,28 @@ def test_fast_conversion_equals_the_generic_walk(kind):
 
 def test_hashed_context_is_with_context_hash_plus_its_json():
     ctx = make_context(12)
+    assert ctx.attestations  # the fixture is signed: the hash must leave the sign-off out
     hashed, data = C.hashed_context(ctx)
-    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""))
+    blank = dataclasses.replace(ctx, cover=dataclasses.replace(ctx.cover, context_hash=""), attestations=[],
+                                summary=dataclasses.replace(ctx.summary, signoff_state=""))
     assert hashed.cover.context_hash == hashlib.sha256(C.canonical_json(C._to_plain(C.ReportContext, blank, "$"))).hexdigest()
+    assert hashed.cover.context_hash == C.context_hash(ctx)
     assert data == C.context_to_json(hashed)
     assert C.json_context_hash(data) == hashed.cover.context_hash
+
+
+def test_a_bound_sign_off_is_in_the_json_and_not_in_the_hash():
+    ctx = dataclasses.replace(make_context(12), attestations=[])
+    row = C.AttestationRow(reviewer="carol", role="validator", decision="approve", comment="ok", date="2026-10-06",
+                           key_fingerprint="ab" * 32)
+
+    def bind(c):
+        return dataclasses.replace(c, attestations=[row], summary=dataclasses.replace(c.summary, signoff_state="approved"))
+
+    plain_hashed, _ = C.hashed_context(ctx)
+    bound, data = C.hashed_context(ctx, bind=bind)
+    assert bound.cover.context_hash == plain_hashed.cover.context_hash and bound.attestations == [row]
+    assert data == C.context_to_json(bound)
 
 
 def test_ints_in_float_fields_and_subclasses_convert_as_before():

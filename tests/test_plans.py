@@ -101,7 +101,7 @@ def _store(url: str, root: Path) -> datetime:
     now = utcnow()
     today = now.date()
     roles = {"input": ["income", "utilisation"], "target": ["default"]}
-    with session_scope(url, actor="ml-eng") as s:
+    with session_scope(url) as s:
         registry.add_model(s, "retail-pd", name="Retail PD", owner="alice", tier=1, use="PD")
         registry.add_version(s, "retail-pd", "v1", weights=weights_file(root / "w1.safetensors"),
                              data_window=(date(2025, 1, 1), date(2025, 12, 31)))
@@ -125,24 +125,24 @@ def test_due_runs_the_planned_drift_and_a_missed_week_opens_one_fm_missed(db_url
     from compliance.timeutil import utcnow
 
     t0 = _store(db_url, tmp_path)
-    with session_scope(db_url, actor="sched") as s:
+    with session_scope(db_url) as s:
         out = run_due(s, utcnow())
     drift = [r for r in out["ran"] if r["kind"] == "data_drift"]
     assert len(drift) == 1 and drift[0]["status"] in ("pass", "warn", "fail"), out
     assert not [o for o in out["failure_modes_opened"] if o["code"] == "FM-MISSED"]
-    with session_scope(db_url, actor="sched") as s:
+    with session_scope(db_url) as s:
         assert run_due(s, t0 + timedelta(days=3), dry_run=True)["planned"] == []  # ran today: not due
         assert len(run_due(s, t0 + timedelta(days=8), dry_run=True)["planned"]) == 1  # a week later: due
     # the week passes with no check: due 7 days after the check, grace 1 day
     later = t0 + timedelta(days=9)
-    with session_scope(db_url, actor="sched") as s:
+    with session_scope(db_url) as s:
         opened = detect_failure_modes(s, later)
         rows = plan_adherence(s, later)
     missed = [o for o in opened if o["code"] == "FM-MISSED"]
     assert len(missed) == 1, opened
     assert rows[0]["state"] == "overdue" and rows[0]["explicit"]
     assert f"due {rows[0]['missed'][0]['due'].date().isoformat()}" in missed[0]["detail"]
-    with session_scope(db_url, actor="sched") as s:
+    with session_scope(db_url) as s:
         again = detect_failure_modes(s, later + timedelta(days=1))
         assert not [o for o in again if o["code"] == "FM-MISSED"]
         assert len([o for o in list_failure_modes(s) if o["code"] == "FM-MISSED"]) == 1

@@ -61,7 +61,7 @@ def served(request, tmp_path: Path):
     worst = next(m for m in status["by_model"] if m["verdict"] == "not fit")
     reports = tmp_path / "reports"
     reports.mkdir()
-    review = json.loads(_cli(url, "--actor", "mrm-reporting", "report", "--quarter", "2026Q3", "--model", worst["model_id"],
+    review = json.loads(_cli(url, "report", "--quarter", "2026Q3", "--model", worst["model_id"],
                              "--format", "html", "--out", str(reports / f"review-{worst['model_id']}.html"), "--json"))
     verify_before = json.loads(_cli(url, "verify", "--json"))
     port = _free_port()
