@@ -27,17 +27,22 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="pdf, html or docx (Word; needs the docx extra).")] = "pdf",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: audit-pack-QUARTER.pdf / review-MODEL-QUARTER.pdf).")] = None,
     organisation: OrgOpt = None,
+    sign_pdf: Annotated[Path | None, typer.Option(
+        "--sign-pdf", help="PKCS#12 file (.p12/.pfx) of the signer: adds a PAdES signature to the PDF. Passphrase: "
+                           "COMPLIANCE_PDF_PASSPHRASE or a prompt (never on the command line). Needs the sign extra.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Render the quarterly audit pack (or a per-model review) and record the report run.
 
-    The same store, quarter, as-of and tool version always give byte-identical output.
+    The same store, quarter, as-of and tool version always give byte-identical output (unsigned:
+    a PAdES signature carries its signing time).
 
     \b
     Examples:
       compliance report --quarter 2026Q3
       compliance report --quarter 2026Q3 --model retail-pd --format html --out review.html
       compliance report --quarter 2026Q2 --as-of 2026-07-05T00:00:00Z
+      COMPLIANCE_PDF_PASSPHRASE=... compliance report --quarter 2026Q3 --sign-pdf mrm-signing.p12
     """
     from compliance.services.dashboard import resolve_quarter_as_of
     from compliance.services.report import render_report
@@ -45,17 +50,29 @@ def report(
 
     q, t = resolve_quarter_as_of(quarter, parse_datetime(as_of, what="--as-of") if as_of else None)
     target = out or Path(f"{'review-' + model + '-' if model else 'audit-pack-'}{q}.{fmt}")
+    signing = {"sign_pdf": sign_pdf, "passphrase": _pdf_passphrase()} if sign_pdf is not None else {}
     with session(ctx) as s:
         if as_json:
-            r = render_report(s, q, t, target, model_id=model, fmt=fmt, organisation=organisation)
+            r = render_report(s, q, t, target, model_id=model, fmt=fmt, organisation=organisation, **signing)
         else:
             with _progress() as bar:
                 task = bar.add_task("rendering", total=1.0)
-                r = render_report(s, q, t, target, model_id=model, fmt=fmt, organisation=organisation,
+                r = render_report(s, q, t, target, model_id=model, fmt=fmt, organisation=organisation, **signing,
                                   progress=lambda stage, f: bar.update(task, completed=f, description=stage))
     emit(r, as_json, lambda r: typer.echo(
         f"wrote {r['path']} (report {r['report_id']}, sha256 {r['sha256'][:16]}…): coverage {fmt_pct(r['coverage'])}, "
-        f"debt {r['debt']} slot-days (weighted {r['weighted_debt']})"))
+        f"debt {r['debt']} slot-days (weighted {r['weighted_debt']})"
+        + (f"; PAdES-signed by {r['pades']['subject']} (certificate sha256 {r['pades']['certificate_sha256'][:16]}…)"
+           if r.get("pades") else "")))
+
+
+def _pdf_passphrase() -> str:
+    """The PKCS#12 passphrase: COMPLIANCE_PDF_PASSPHRASE, else a hidden prompt (empty for an unencrypted file)."""
+    from compliance.identity.keys import passphrase_from_env
+    from compliance.report.pades import PASSPHRASE_ENV
+
+    return passphrase_from_env(PASSPHRASE_ENV) or typer.prompt("PKCS#12 passphrase", hide_input=True, default="",
+                                                               show_default=False)
 
 
 def export(

@@ -814,7 +814,10 @@ def record_run(session: Session, ctx: C.ReportContext, kind: str, outputs: dict[
         if existing.context_sha256 != ctx.cover.context_hash:
             raise Conflict(f"report {ctx.cover.report_id} was recorded with a different context")
         merged = dict(existing.outputs or {})
-        if kind != existing.kind or any(merged.get(k) not in (None, v) for k, v in outputs.items()):
+        # a signed file is always recorded with its signer (a signature makes every render unique)
+        signed = any(k.startswith(PADES_OUTPUT_PREFIX) for k in outputs)
+        if kind != existing.kind or any(merged.get(k) != v if signed else merged.get(k) not in (None, v)
+                                        for k, v in outputs.items()):
             # same report, another rendering (e.g. HTML after PDF): a new run id keeps both on record
             rid = f"{ctx.cover.report_id}-{kind}-{sha256_bytes(_canon(outputs).encode())[:6]}"
             if session.get(ReportRun, rid) is None:
@@ -862,16 +865,37 @@ def publish_on_commit(session: Session, path: Path, data: bytes) -> None:
 
 def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *, model_id: str | None = None,
                   fmt: str = "pdf", organisation: str | None = None,
-                  progress: Callable[[str, float], None] | None = None) -> dict:
-    """Render, record the run, and write ``out`` when the transaction commits (never on failure)."""
+                  progress: Callable[[str, float], None] | None = None,
+                  sign_pdf: Path | None = None, passphrase: str | None = None) -> dict:
+    """Render, record the run, and write ``out`` when the transaction commits (never on failure).
+
+    ``sign_pdf``: a PKCS#12 file (``passphrase`` opens it): the PDF gets a PAdES signature as an
+    incremental update after the PDF/A render, and the run records the signer's certificate
+    (subject, issuer, SHA-256 fingerprint) under ``pades:<file name>``. The certificate is
+    checked before anything is rendered or recorded.
+    """
     from compliance.report.render import render_html, render_pdf_bytes
 
     if fmt not in ("pdf", "html", "docx"):
         raise UsageError("--format must be pdf, html or docx")
+    ident = None
+    if sign_pdf is not None:
+        if fmt != "pdf":
+            raise UsageError("--sign-pdf signs a PDF: use --format pdf")
+        from compliance.report.pades import load_identity
+        from compliance.timeutil import utcnow
+
+        ident = load_identity(sign_pdf, passphrase, at=utcnow())
     _refuse_future(session, as_of)
     ctx, ctx_json = build_context_json(session, quarter, as_of, model_id=model_id, organisation=organisation)
+    signed: dict[str, Any] = {}
     if fmt == "pdf":
         data = render_pdf_bytes(ctx, progress=progress, attachments=[("context.json", ctx_json)], validated=True)
+        if ident is not None:
+            from compliance.report.pades import sign_pdf as pades_sign
+
+            data = pades_sign(data, ident, reason=f"report {ctx.cover.report_id}, context sha256 {ctx.cover.context_hash}")
+            signed = {f"{PADES_OUTPUT_PREFIX}{out.name}": ident.record()}
     elif fmt == "docx":
         from compliance.report.docx_render import render_docx_bytes
 
@@ -879,16 +903,18 @@ def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *,
     else:
         data = render_html(ctx, validated=True).encode("utf-8")
     digest = sha256_bytes(data)
-    run = record_run(session, ctx, "model" if model_id else "portfolio", {out.name: digest})
+    run = record_run(session, ctx, "model" if model_id else "portfolio", {out.name: digest, **signed})
     session.flush()
     publish_on_commit(session, out, data)
     p = ctx.summary
     return {**run, "path": str(out), "sha256": digest, "context_sha256": ctx.cover.context_hash,
             "ledger_head": ctx.cover.ledger_head_hash, "coverage": p.coverage, "debt": p.debt_slot_days,
-            "weighted_debt": p.weighted_debt}
+            "weighted_debt": p.weighted_debt, **({"pades": next(iter(signed.values()))} if signed else {})}
 
 
 PACK_OUTPUT_PREFIX = "pack:"
+# A report run's ``outputs`` entry for a PAdES-signed file: the signer's certificate (not a file).
+PADES_OUTPUT_PREFIX = "pades:"
 
 
 def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, organisation: str | None = None,

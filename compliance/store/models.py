@@ -265,7 +265,9 @@ class ReportRun(Evidence, Base):
     scope: Mapped[list[Any]] = mapped_column(JSON)  # model ids in scope
     as_of: Mapped[datetime] = mapped_column(UTCDateTime())
     context_sha256: Mapped[str] = mapped_column(String(64))
-    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)  # file name -> SHA-256
+    # file name -> SHA-256; "pack:NAME" -> SHA-256 of a member of an exported zip; "pades:NAME" ->
+    # the certificate (subject, issuer, SHA-256 fingerprint) that PAdES-signed file NAME
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     ledger_head: Mapped[str] = mapped_column(String(64))
     tool_version: Mapped[str] = mapped_column(String(40))
 

@@ -297,14 +297,16 @@ def _file_state(reports_dir: Path | None, name: str, digest: str) -> str:
 
 def reports_page(session: Session, as_of: datetime | None, reports_dir: Path | None) -> dict:
     from compliance.services.governance import attestations
-    from compliance.services.report import PACK_OUTPUT_PREFIX, list_reports
+    from compliance.services.report import PACK_OUTPUT_PREFIX, PADES_OUTPUT_PREFIX, list_reports
 
     runs = _before(list_reports(session), "recorded_at", as_of) if as_of else list_reports(session)
     signs = attestations(session, [r["id"] for r in runs], as_of=as_of) if runs else []
     out = []
     for r in reversed(runs):
-        files = [{"name": n, "sha256": h, "state": _file_state(reports_dir, n, h)}
-                 for n, h in sorted((r.get("outputs") or {}).items()) if not n.startswith(PACK_OUTPUT_PREFIX)]
+        outputs = r.get("outputs") or {}
+        files = [{"name": n, "sha256": h, "state": _file_state(reports_dir, n, h),
+                  "pades": outputs.get(PADES_OUTPUT_PREFIX + n)}
+                 for n, h in sorted(outputs.items()) if not n.startswith((PACK_OUTPUT_PREFIX, PADES_OUTPUT_PREFIX))]
         out.append({"run": r, "files": files, "attestations": [a for a in signs if a["report_run_id"] == r["id"]],
                     "pack_members": sum(1 for n in (r.get("outputs") or {}) if n.startswith(PACK_OUTPUT_PREFIX))})
     return {"runs": out, "reports_dir": str(reports_dir) if reports_dir else None}
@@ -313,13 +315,13 @@ def reports_page(session: Session, as_of: datetime | None, reports_dir: Path | N
 def report_file(session: Session, run_id: str, name: str, reports_dir: Path | None) -> tuple[bytes, str]:
     """The bytes of a recorded output of a report run, only when they have the recorded SHA-256
     (read once, hashed, then served: what is checked is what is sent)."""
-    from compliance.services.report import PACK_OUTPUT_PREFIX, list_reports
+    from compliance.services.report import PACK_OUTPUT_PREFIX, PADES_OUTPUT_PREFIX, list_reports
 
     run = next((r for r in list_reports(session) if r["id"] == run_id), None)
     if run is None:
         raise NotFound(f"no report run {run_id}")
     digest = (run.get("outputs") or {}).get(name)
-    if digest is None or name.startswith(PACK_OUTPUT_PREFIX):
+    if not isinstance(digest, str) or name.startswith((PACK_OUTPUT_PREFIX, PADES_OUTPUT_PREFIX)):
         raise NotFound(f"report run {run_id} has no output {name}")
     if reports_dir is None:
         raise NotFound("no reports folder configured (start the server with --reports-dir)")
