@@ -24,7 +24,8 @@ def narrative_set(ctx: typer.Context,
                   rating: Annotated[str | None, typer.Option("--rating", help="With the conclusion: fit | "
                                                                               "'fit with conditions' | 'not fit'.")] = None,
                   as_json: JsonOpt = False) -> None:
-    """Record a new version of one section of the validator's narrative.
+    """Record a new version of one section of the validator's narrative. Needs the validator or
+    approver role on the model (the portfolio: on every model); its owners and developers may not.
 
     Example: compliance narrative set --quarter 2026Q3 --model retail-pd --section conclusion --file conclusion.md --rating "fit with conditions"
     """

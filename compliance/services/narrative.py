@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.analysis.calendar import parse_quarter
-from compliance.errors import Conflict, NotFound, UsageError
+from compliance.errors import NotFound, UsageError
+from compliance.services import people
 from compliance.store.ledger import record
 from compliance.store.models import Model, Narrative
 
@@ -22,8 +23,11 @@ MAX_CHARS = 20_000
 
 def set_narrative(session: Session, quarter: str, section: str, text: str, *, model_id: str | None = None,
                   rating: str | None = None) -> dict:
-    """Record a new version of one section. The author (the actor) may not own the model (or,
-    for the portfolio narrative, any model): the narrative is the second line's judgement."""
+    """Record a new version of one section. The narrative is the second line's judgement, under
+    the segregation-of-duties rules of :mod:`compliance.services.people`: the author (the actor)
+    may not be conflicted on the model (its owner or developer; for the portfolio narrative, on
+    any model) and needs the ``validator`` or ``approver`` role on it (for the portfolio, on every
+    model: a global grant covers them all)."""
     q = str(parse_quarter(quarter))
     if section not in SECTIONS:
         raise UsageError(f"--section must be one of {', '.join(SECTIONS)}")
@@ -36,16 +40,15 @@ def set_narrative(session: Session, quarter: str, section: str, text: str, *, mo
         raise UsageError("the narrative text is empty")
     if len(text) > MAX_CHARS:
         raise UsageError(f"the narrative text is {len(text):,} characters; at most {MAX_CHARS:,}")
-    author = session.info["actor"]
     if model_id is not None:
-        m = session.get(Model, model_id)
-        if m is None:
+        if session.get(Model, model_id) is None:
             raise NotFound(f"unknown model {model_id!r}")
-        owned = [m.id] if m.owner == author else []
+        scope = [model_id]
     else:
-        owned = sorted(session.scalars(select(Model.id).where(Model.owner == author)))
-    if owned:
-        raise Conflict(f"four-eyes rule: {author} owns {', '.join(owned)} and cannot write the validator's narrative")
+        scope = list(session.scalars(select(Model.id).order_by(Model.id)))
+    what = "write the validator's narrative" + (f" of {model_id}" if model_id else " of the portfolio")
+    people.refuse_conflicted(session, scope, what)
+    people.require_reviewer(session, scope, "the validator's narrative")
     n = record(session, Narrative(quarter=q, model_id=model_id, section=section, text=text, rating=rating))
     version = len(_versions(session, q, model_id, section, None))
     return {"id": n.id, "quarter": q, "model_id": model_id, "section": section, "rating": rating,
