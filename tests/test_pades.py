@@ -268,11 +268,18 @@ def test_report_sign_pdf_bad_input_is_one_line_and_records_nothing(store, pki, t
     assert list(out.iterdir()) == []  # no partial file, no temp file
 
 
-def test_passphrase_is_prompted_when_not_in_the_environment(store, pki, tmp_path, monkeypatch):
+def test_passphrase_is_read_from_standard_input_when_not_in_the_environment(store, pki, tmp_path, monkeypatch):
     monkeypatch.delenv(pades.PASSPHRASE_ENV)
     code, o, err = store("report", "--quarter", "2026Q1", "--out", tmp_path / "p.pdf", "--sign-pdf",
                          pki.issue("Carol Validator"), "--json", input=PASS + "\n")
     assert code == 0, err
+    assert json.loads(o)["pades"]["subject"] == "O=Test Bank,CN=Carol Validator"  # stdout stays JSON
+    assert PASS not in o + err
+    before = _entries(store.url)
+    code, o, err = store("report", "--quarter", "2026Q1", "--out", tmp_path / "q.pdf", "--sign-pdf",
+                         pki.issue("Carol Validator"), input="")
+    assert code == 2 and err.startswith("error: --sign-pdf needs the PKCS#12 passphrase") and err.count("\n") == 1
+    assert _entries(store.url) == before and not (tmp_path / "q.pdf").exists()
     assert validate((tmp_path / "p.pdf").read_bytes(), pki)[1].bottom_line
 
 

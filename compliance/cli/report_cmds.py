@@ -29,7 +29,8 @@ def report(
     organisation: OrgOpt = None,
     sign_pdf: Annotated[Path | None, typer.Option(
         "--sign-pdf", help="PKCS#12 file (.p12/.pfx) of the signer: adds a PAdES signature to the PDF. Passphrase: "
-                           "COMPLIANCE_PDF_PASSPHRASE or a prompt (never on the command line). Needs the sign extra.")] = None,
+                           "COMPLIANCE_PDF_PASSPHRASE, a prompt, or the first line of standard input (never on the "
+                           "command line). Needs the sign extra.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Render the quarterly audit pack (or a per-model review) and record the report run.
@@ -67,12 +68,24 @@ def report(
 
 
 def _pdf_passphrase() -> str:
-    """The PKCS#12 passphrase: COMPLIANCE_PDF_PASSPHRASE, else a hidden prompt (empty for an unencrypted file)."""
+    """The PKCS#12 passphrase: COMPLIANCE_PDF_PASSPHRASE; else a hidden prompt on a terminal, or
+    the first line of standard input when it is not one (empty for an unencrypted file)."""
+    import sys
+
+    from compliance.errors import UsageError
     from compliance.identity.keys import passphrase_from_env
     from compliance.report.pades import PASSPHRASE_ENV
 
-    return passphrase_from_env(PASSPHRASE_ENV) or typer.prompt("PKCS#12 passphrase", hide_input=True, default="",
-                                                               show_default=False)
+    env = passphrase_from_env(PASSPHRASE_ENV)
+    if env:
+        return env
+    if sys.stdin is not None and sys.stdin.isatty():
+        return typer.prompt("PKCS#12 passphrase", hide_input=True, default="", show_default=False, err=True)
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        raise UsageError(f"--sign-pdf needs the PKCS#12 passphrase: set {PASSPHRASE_ENV}, run on a terminal, "
+                         "or give it on standard input")
+    return line.rstrip("\r\n")
 
 
 def export(
