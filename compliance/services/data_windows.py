@@ -34,6 +34,71 @@ class DataRef:
         return {"dataset_id": d.id if d is not None else None, "path": str(self.path), "sha256": self.sha256,
                 "window": [w.isoformat() if w else None for w in self.window]}
 
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def schema(self) -> list[tuple[str, str]]:
+        from compliance.checks.roles import file_schema
+
+        return file_schema(self.path)
+
+
+QUERY_PREFIX = "sql:"
+
+
+def is_query(source) -> bool:
+    """``sql:SELECT …`` (or ``sql:schema.table``): data that stays in a warehouse."""
+    return isinstance(source, str) and source.startswith(QUERY_PREFIX)
+
+
+@dataclass
+class QueryRef:
+    """Data a check reads where it lives (a query on a warehouse): only aggregates leave it, so the
+    evidence is the query text, the warehouse (without its password) and the window, and the
+    hash of the aggregates the check computed from (recorded with the check)."""
+
+    query: str
+    warehouse: str
+    window: tuple[date | None, date | None]
+    dataset: Dataset | None = None
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.query.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        q = " ".join(self.query.split())
+        return QUERY_PREFIX + (q if len(q) <= 60 else q[:57] + "…")
+
+    def describe(self) -> dict:
+        from compliance.checks.drift_sql import redact
+
+        return {"dataset_id": None, "query": self.query, "warehouse": redact(self.warehouse),
+                "query_sha256": self.sha256, "window": [w.isoformat() if w else None for w in self.window]}
+
+    def schema(self) -> list[tuple[str, str]]:
+        from compliance.checks.drift_sql import query_schema
+
+        return query_schema(self.warehouse, self.query)
+
+
+def given_query(at: datetime, source: str, warehouse: str | None, what: str,
+                window: tuple[date | None, date | None] = (None, None)) -> QueryRef:
+    """A ``sql:`` source named by the caller, on ``warehouse``, checked for look-ahead."""
+    from compliance.errors import UsageError
+
+    if not warehouse:
+        raise UsageError(f"the {what} is a sql: query: give --warehouse URL (or set COMPLIANCE_WAREHOUSE_URL)")
+    q = source[len(QUERY_PREFIX):].strip()
+    if not q:
+        raise InputError(f"the {what} query is empty")
+    guard_look_ahead(at, window, what)
+    return QueryRef(q, warehouse, window)
+
 
 def available_at(window_end: date) -> datetime:
     """The first instant at which data of a window ending on ``window_end`` is complete."""
