@@ -621,9 +621,9 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
                         if pol.get(k) is not None})
     pushdown = is_query(reference) or is_query(current)
     if pushdown:
-        if not (is_query(reference) and is_query(current)):
+        if not (is_query(reference) and is_query(current)) or reference.split(":")[0] != current.split(":")[0]:
             raise UsageError("a pushed-down drift check reads both sides where the data lives: give --reference "
-                             "and --current as sql:QUERY")
+                             "and --current both as sql:QUERY or both as spark:QUERY")
         if budget is not None:
             raise UsageError("--budget subsamples files; a sql: check reads only aggregates (leave --budget out)")
         ref = given_query(started, reference, warehouse, "reference")
@@ -645,10 +645,14 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     skipped = sorted({c for r, cols in roles.items() if r != "input" for c in cols} - set(inputs) - set(targets))
     bparams, cis, pushed = {}, None, None
     if pushdown:
-        from compliance.checks.drift_sql import compute_drift_sql
+        from compliance.checks.drift_sql import compute_drift_spark, compute_drift_sql, spark_session
 
-        pushed = compute_drift_sql(warehouse, ref.query, cur.query, features=inputs + targets, categorical=categorical,
-                                   policy=dp)
+        if ref.engine == "spark":
+            pushed = compute_drift_spark(spark_session(warehouse), ref.query, cur.query, features=inputs + targets,
+                                         categorical=categorical, policy=dp)
+        else:
+            pushed = compute_drift_sql(warehouse, ref.query, cur.query, features=inputs + targets,
+                                       categorical=categorical, policy=dp)
         res = pushed.result
     elif budget is not None:  # a seeded subsample with bootstrap intervals, statuses decided by interval
         from compliance.services.budgeted import budgeted_drift_result
