@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance import __version__
-from compliance.errors import ComplianceError, InputError, UsageError
+from compliance.errors import AlreadyRecorded, ComplianceError, InputError, UsageError
 from compliance.hashing import json_safe, sha256_file
 from compliance.policy_defaults import policy_for_tier
 from compliance.services.data_windows import (
@@ -74,6 +74,9 @@ def _finish(session: Session, st: Started, *, status: str, metrics: dict, reason
     # history is reproducible; the measured wall time is kept as a parameter.
     finished = max(_now(session), st.started_at)
     parameters = dict(parameters, wall_seconds=round(time.perf_counter() - st.t0, 3)) if not session.info.get("replay") else parameters
+    key = session.info.get("idempotency_key")  # a distributed task's (artifact or model, version, due day)
+    if key:
+        parameters = dict(parameters, idempotency_key=key)
     c = Check(kind=st.kind, model_id=st.model_id, version_id=st.version_id, artifact_id=st.artifact_id,
               other_artifact_id=st.other_artifact_id, window_start=st.window[0], window_end=st.window[1],
               input_hashes=json_safe(input_hashes), parameters=json_safe(parameters), metrics=json_safe(metrics),
@@ -82,9 +85,22 @@ def _finish(session: Session, st: Started, *, status: str, metrics: dict, reason
               finished_at=finished,
               tool_version=__version__, formula_version=formula_version)
     c = record(session, c)
+    if key:
+        _refuse_duplicate(session, c, key)
     if detect:
         _after_check(session, c)
     return c
+
+
+def _refuse_duplicate(session: Session, c: Check, key: str) -> None:
+    """After the append (which holds the store's write lock, so every earlier commit is visible):
+    if a check with the same idempotency key is already recorded, roll this one back."""
+    q = select(Check.id, Check.parameters).where(Check.kind == c.kind, Check.model_id == c.model_id,
+                                                 Check.version_id == c.version_id, Check.id != c.id)
+    q = q.where(Check.artifact_id == c.artifact_id) if c.artifact_id else q.where(Check.artifact_id.is_(None))
+    for cid, params in session.execute(q):
+        if (params or {}).get("idempotency_key") == key:
+            raise AlreadyRecorded(key, cid)
 
 
 def _after_check(session: Session, c: Check) -> None:
