@@ -112,6 +112,14 @@ class _Warehouse:
     def version(self) -> str:
         raise NotImplementedError
 
+    def grouped(self, src: str, items: list[tuple[int, str, str]]) -> list[tuple]:
+        """Per item ``(k, cell, value)``: ``(k, cell, COUNT, MIN(value), MAX(value))`` over the rows
+        whose cell is not NULL, grouped by cell. Here one ``UNION ALL`` part per item; engines
+        that can unpivot do it in one scan (:meth:`_SqlWarehouse.grouped`, :meth:`_SparkWarehouse.grouped`)."""
+        parts = [f"SELECT {k} AS k, {c} AS cell, COUNT(*) AS n, MIN({v}) AS lo, MAX({v}) AS hi FROM {src} "
+                 f"WHERE {c} IS NOT NULL GROUP BY {c}" for k, c, v in items]
+        return self.rows(" UNION ALL ".join(parts))
+
     def rows(self, sql: str) -> list[tuple]:
         out = self.execute(sql)
         self.statements += 1
@@ -154,6 +162,13 @@ class _SqlWarehouse(_Warehouse):
         """floor of a non-negative finite value (SQLite: CAST truncates; SQLAlchemy's floor() there
         is a Python function per row)."""
         return f"CAST({x} AS INTEGER)" if self.dialect == "sqlite" else f"FLOOR({x})"
+
+    def grouped(self, src: str, items: list[tuple[int, str, str]]) -> list[tuple]:
+        if self.dialect != "postgresql":
+            return super().grouped(src, items)
+        values = ", ".join(f"({k}, CAST({c} AS DOUBLE PRECISION), {v})" for k, c, v in items)
+        return self.rows(f"SELECT u.k, u.cell, COUNT(*), MIN(u.v), MAX(u.v) FROM {src} CROSS JOIN LATERAL "
+                         f"(VALUES {values}) AS u(k, cell, v) WHERE u.cell IS NOT NULL GROUP BY u.k, u.cell")
 
     def execute(self, sql: str) -> list[tuple]:
         try:
@@ -210,6 +225,11 @@ class _SparkWarehouse(_Warehouse):
 
     def num(self, col: str) -> str:
         return f"CAST({self.q(col)} AS DOUBLE)"
+
+    def grouped(self, src: str, items: list[tuple[int, str, str]]) -> list[tuple]:
+        args = ", ".join(f"{k}, CAST({c} AS BIGINT), {v}" for k, c, v in items)
+        return self.rows(f"SELECT k, cell, COUNT(*), MIN(v), MAX(v) FROM (SELECT stack({len(items)}, {args}) AS (k, cell, v) "
+                         f"FROM {src}) u WHERE cell IS NOT NULL GROUP BY k, cell")
 
     def execute(self, sql: str) -> list[tuple]:
         try:
@@ -350,19 +370,22 @@ def _order_stats(wh: _Warehouse, src: str, num: list[str], ref: _Side) -> dict[s
                 todo.append(r)
         if not todo:
             return found
-        parts = []
-        for i, r in enumerate(todo):
-            x = wh.num(r.col)
-            cell = _cell(wh, x, r.a, (r.b - r.a) / RANK_BINS, RANK_BINS)
-            parts.append(f"SELECT {i} AS k, {cell} AS cell, COUNT(*) AS n, MIN({x}) AS lo, MAX({x}) AS hi FROM {src} "
-                         f"WHERE {x} >= {wh.lit(r.a)} AND {x} <= {wh.lit(r.b)} GROUP BY {cell}")
-        rows = wh.rows(" UNION ALL ".join(parts))
+        cols = sorted({r.col for r in todo})
+        ranges = {c: [r for r in todo if r.col == c] for c in cols}  # disjoint: distinct cells of the last level
+        items = []
+        for k, c in enumerate(cols):
+            x = wh.num(c)
+            when = " ".join(f"WHEN {x} >= {wh.lit(r.a)} AND {x} <= {wh.lit(r.b)} THEN "
+                            f"{j * RANK_BINS} + {_cell(wh, x, r.a, (r.b - r.a) / RANK_BINS, RANK_BINS)}"
+                            for j, r in enumerate(ranges[c]))
+            items.append((k, f"(CASE {when} END)", x))
         by: dict[int, list] = {}
-        for k, cell, n, lo, hi in rows:
-            by.setdefault(int(k), []).append((int(cell), int(n), float(lo), float(hi)))
+        for k, cell, n, lo, hi in wh.grouped(src, items):
+            r = ranges[cols[int(k)]][int(cell) // RANK_BINS]
+            by.setdefault(id(r), []).append((int(cell) % RANK_BINS, int(n), float(lo), float(hi)))
         nxt: dict[tuple, _Range] = {}
-        for i, r in enumerate(todo):
-            cells = sorted(by.get(i, []))
+        for r in todo:
+            cells = sorted(by.get(id(r), []))
             cum = np.cumsum([n for _, n, _, _ in cells])
             for local, orig in r.ranks.items():
                 j = int(np.searchsorted(cum, local, side="right"))
@@ -388,20 +411,21 @@ def _std(wh: _Warehouse, src: str, cols: list[str], mean: dict) -> dict[str, flo
 
 
 def _bins_and_grid(wh: _Warehouse, src: str, grid: dict) -> dict[str, dict]:
-    """Per numeric column: counts per (grid cell, decile bin) with each group's minimum and maximum."""
-    parts = []
+    """Per numeric column: counts per (grid cell, decile bin) with each group's minimum and maximum,
+    in one statement (the pair is encoded as ``cell * 16 + bin``: at most 10 bins)."""
     cols = list(grid)
-    for i, c in enumerate(cols):
+    items = []
+    for k, c in enumerate(cols):
         g = grid[c]
         x = wh.num(c)
         b = "CASE " + " ".join(f"WHEN {x} <= {wh.lit(e)} THEN {j}" for j, e in enumerate(g["e"])) + f" ELSE {g['e'].size} END"
         u = f"asinh(({x} - {wh.lit(g['center'])}) / {wh.lit(g['scale'])})"
         cell = _cell(wh, u, g["ulo"], g["du"], g["bins"])
-        parts.append(f"SELECT {i} AS k, {cell} AS g, {b} AS b, COUNT(*) AS n, MIN({x}) AS lo, MAX({x}) AS hi "
-                     f"FROM {src} WHERE {wh.finite(x)} GROUP BY {cell}, {b}")
+        items.append((k, f"(CASE WHEN {wh.finite(x)} THEN {cell} * 16 + {b} END)", x))
     out: dict[str, dict] = {c: {} for c in cols}
-    for k, cell, b, n, lo, hi in wh.rows(" UNION ALL ".join(parts)):
-        out[cols[int(k)]][(int(cell), int(b))] = (int(n), float(lo), float(hi))
+    for k, code, n, lo, hi in wh.grouped(src, items):
+        code = int(code)
+        out[cols[int(k)]][(code // 16, code % 16)] = (int(n), float(lo), float(hi))
     return out
 
 
