@@ -10,8 +10,8 @@ minima, maxima, sums, per-bin counts), each statement a ``GROUP BY`` with a boun
    (:func:`compliance.checks.drift.order_stat_indices`) are located by a ``RANK_BINS``-cell histogram
    of the reference (``GROUP BY`` cell, with each cell's count, minimum and maximum); each rank's cell
    becomes the next range ``[min, max]`` of the values it holds, refined again until it holds one
-   distinct value — the order statistic itself. All pending ranges of all columns go in one
-   statement per level (``UNION ALL``); a handful of levels suffices (each divides the range by
+   distinct value — the order statistic itself. All pending ranges of all columns are counted in
+   one statement per level (one scan where the engine can unpivot); a handful of levels suffices (each divides the range by
    ``RANK_BINS``). The edges are then interpolated exactly as numpy does, so they equal
    ``np.quantile`` bit for bit, and **PSI, JS and chi-square equal the in-memory exact path**.
 3. **Per-bin counts** (one statement per side): each value's decile bin (``CASE`` over the edges,
