@@ -94,7 +94,7 @@ def test_ray_run_equals_the_sequential_run_and_survives_a_killed_worker(db_url, 
     from compliance.integrations.ray_due import run_due_ray
 
     if not db_url.startswith("postgresql"):
-        pytest.skip("the cluster writes to the shared PostgreSQL store; SQLite is covered by the retry test and the CLI")
+        pytest.skip("the cluster writes to the shared PostgreSQL store; the idempotent retry is tested on SQLite too (below)")
     seq = _bank_store(db_url, bank)
     url_b, drop = _second_store(db_url, tmp_path)
     try:
