@@ -39,5 +39,14 @@ class IntegrityFailure(ComplianceError):
     """The ledger or an evidence row does not verify."""
 
 
+class AlreadyRecorded(Conflict):
+    """A check with the same idempotency key is already on record (a retried task): nothing new
+    is written, the earlier check stands."""
+
+    def __init__(self, key: str, check_id: int):
+        super().__init__(f"check {check_id} already records {key}")
+        self.key, self.check_id = key, check_id
+
+
 class LookAhead(Conflict):
     """A check asked to use data whose window ends after the check's time (DESIGN §3: no look-ahead)."""

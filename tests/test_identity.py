@@ -351,7 +351,7 @@ def test_concurrent_writers_under_four_roles_keep_one_chain_and_every_actor(db_u
     else:
         roles = ["w_anna", "w_ben", "w_cleo", "w_dan"]
     urls = [login_url(db_url, r)[0] for r in roles]
-    seconds = float(os.environ.get("COMPLIANCE_CONCURRENCY_SECONDS", "20"))
+    seconds = float(os.environ.get("COMPLIANCE_CONCURRENCY_SECONDS", "8"))
     with session_scope(db_url, readonly=True) as s:
         start = s.scalar(select(LedgerEntry.seq).order_by(LedgerEntry.seq.desc()).limit(1))
     ctx = mp.get_context("spawn")

@@ -215,9 +215,10 @@ def drift(
     ctx: typer.Context,
     model: str,
     version: Annotated[str, typer.Option("--version", "-v", help="Model version the data feeds.")],
-    reference: Annotated[Path | None, typer.Option(help="Reference CSV/Parquet (default: the version's registered development data).")] = None,
-    current: Annotated[Path | None, typer.Option(help="Current CSV/Parquet (default: the latest registered production window that has ended).")] = None,
-    window: Annotated[str | None, typer.Option(help="Window START..END of the --current file (default: its registered window).")] = None,
+    reference: Annotated[str | None, typer.Option(help="Reference CSV/Parquet, or sql:QUERY / spark:QUERY on --warehouse (default: the version's registered development data).")] = None,
+    current: Annotated[str | None, typer.Option(help="Current CSV/Parquet, or sql:QUERY / spark:QUERY on --warehouse (default: the latest registered production window that has ended).")] = None,
+    window: Annotated[str | None, typer.Option(help="Window START..END of the --current data (default: its registered window; a sql: query has none unless given).")] = None,
+    warehouse: Annotated[str | None, typer.Option(envvar="COMPLIANCE_WAREHOUSE_URL", help="Where sql:/spark: queries run: a SQLAlchemy URL (sql:) or a Spark master URL such as local[2] (spark:); only aggregates leave it.")] = None,
     features: Annotated[str | None, typer.Option(help="Comma-separated input columns to judge (default: the inputs of the registered column roles).")] = None,
     categorical: Annotated[str | None, typer.Option(help="Comma-separated features to treat as categorical.")] = None,
     streaming: Annotated[bool | None, typer.Option("--streaming/--in-memory", help="Force bounded-memory Parquet streaming (default: automatic for large files).")] = None,
@@ -232,7 +233,15 @@ def drift(
     failed inputs reaches drift.share_fail; target columns are reported apart as label shift. A
     data window that ends after the check time is refused (no look-ahead).
 
-    Example: compliance check drift retail-pd --version v3 --current q3.parquet
+    With --reference and --current given as sql:QUERY (a SELECT or a table name) the statistics
+    are computed where the data lives, from GROUP BY aggregates on --warehouse: PSI, JS and
+    chi-square equal the in-memory path's, KS and Wasserstein come with error bounds.
+
+    \b
+    Examples:
+      compliance check drift retail-pd --version v3 --current q3.parquet
+      compliance check drift retail-pd --version v4 --warehouse postgresql+psycopg://dwh/risk \\
+          --reference "sql:SELECT * FROM retail_dev" --current "sql:SELECT * FROM retail_2026q3" --window 2026-07-01..2026-09-30
     """
     from compliance.services.checks import run_drift
     from compliance.timeutil import parse_window
@@ -242,7 +251,7 @@ def drift(
     win = parse_window(window, what="--window")
     with session(ctx) as s:
         c = run_drift(s, model, version, reference=reference, current=current, window=win, features=split(features),
-                      categorical=split(categorical), streaming=streaming, budget=b)
+                      categorical=split(categorical), streaming=streaming, budget=b, warehouse=warehouse)
 
     def human(c):
         m = c["metrics"]
@@ -251,7 +260,8 @@ def drift(
         console().print(f"check {c['id']} data_drift {model} {version}: {status_markup(c['status'])} — "
                         f"{m['n_drifted']}/{m['n_features']} inputs drifted (share {_fmt(share)}), "
                         f"{m['n_ref']} vs {m['n_cur']} rows, {m['method']}; reference "
-                        f"{Path(ref.get('path') or '').name} ({'default: ' if ref.get('default') else ''}{ref.get('basis', '')})")
+                        f"{Path(ref.get('path') or '').name or 'sql: ' + str(ref.get('query'))[:40]} "
+                        f"({'default: ' if ref.get('default') else ''}{ref.get('basis', '')})")
         for r in c.get("reasons") or []:
             console().print(f"  {r}")
         table(None, ["feature", "role", "kind", "PSI", "KS", "KS p", "Wass/σ", "JS", "χ² p", "missing", "status"],
@@ -391,6 +401,8 @@ def run(
     budget_rows: Annotated[int | None, typer.Option("--budget-rows", help="Total row budget shared by all due checks.")] = None,
     seed: SeedOpt = None,
     adapt: Annotated[bool, typer.Option("--adapt", help="First adapt every stale or broken SAE/transcoder/CLT whose tier's policy allows it (adaptation.allowed), sharing --budget between the adaptations; then run the due validations.")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run each due check as a task on a Ray cluster (pip install 'compliance[ray]'); workers write to the shared store under your identity, a retried task never records twice.")] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to submit to (e.g. ray://head:10001); default: a local cluster on this machine.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the due fidelity checks through each model's adapter and the checks each model's
@@ -398,7 +410,11 @@ def run(
     then detect failure modes (a check the plan required that did not run on time opens FM-MISSED).
 
     Schedule it: `0 3 * * * compliance --db $URL check run --due`.
-    Example: compliance check run --due --dry-run
+
+    \b
+    Examples:
+      compliance check run --due --dry-run
+      compliance --db postgresql+psycopg://carol@db/compliance check run --due --ray --ray-address ray://head:10001
     """
     from compliance.errors import UsageError
     from compliance.services.due import run_due_each
@@ -410,6 +426,10 @@ def run(
     if adapt:
         return _run_adapt(ctx, when, budget, budget_rows, seed, dry_run, as_json)
     b = _budget(budget, budget_rows, seed)
+    if ray:
+        if b is not None:
+            raise UsageError("--ray runs every due check in full; a shared --budget needs the sequential run")
+        return _run_ray(ctx, when, ray_address, dry_run, as_json)
     bar = None
     if not as_json and not dry_run:
         from rich.progress import Progress
@@ -461,6 +481,41 @@ def run(
         if dry_run:
             return
         typer.echo(f"{len(o['failure_modes_opened'])} failure-mode occurrence(s) opened")
+
+    emit(out, as_json, human)
+
+
+def _run_ray(ctx, when, address, dry_run, as_json) -> None:
+    """`check run --due --ray`: each due check a Ray task (compliance.integrations.ray_due)."""
+    from compliance.cli.common import settings
+    from compliance.integrations.ray_due import run_due_ray
+
+    st = settings(ctx)
+    if as_json or dry_run:
+        out = run_due_ray(st.db_url, when, address=address, actor=st.actor, replay=st.replay, dry_run=dry_run)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=console(), transient=True) as bar:
+            task = bar.add_task("due checks on Ray", total=None)
+
+            def progress(i, n, p):
+                bar.update(task, total=n, completed=i, description=f"{p.get('artifact_id') or p.get('model_id')} on {p.get('version', '')}")
+
+            out = run_due_ray(st.db_url, when, address=address, actor=st.actor, replay=st.replay, progress=progress)
+
+    def human(o):
+        table(f"Ran {len(o['ran'])} due checks on Ray", ["check", "kind", "artifact", "version", "EV", "status"],
+              [[r["check_id"], r.get("kind") if r.get("kind") in ("data_drift", "overhead", "activation_drift")
+                else "fidelity", r.get("artifact_id") or "", r["version"], _fmt(r.get("explained_variance")),
+                r["status"]] for r in o["ran"]], status_col="status")
+        for p in o.get("not_run") or []:
+            typer.echo(f"not run: {p.get('artifact_id') or p['kind'] + ' of ' + p['model_id']} on {p['version']} ({p['why']})")
+        if not dry_run:
+            r = o["ray"]
+            typer.echo(f"{r['tasks']} tasks on {r['worker_processes']} worker process(es) ({r['address']}); "
+                       f"{r['already_recorded']} retried task(s) found their check already recorded; "
+                       f"{len(o['failure_modes_opened'])} failure-mode occurrence(s) opened")
 
     emit(out, as_json, human)
 

@@ -17,13 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance import __version__
-from compliance.errors import ComplianceError, InputError, UsageError
+from compliance.errors import AlreadyRecorded, ComplianceError, InputError, UsageError
 from compliance.hashing import json_safe, sha256_file
 from compliance.policy_defaults import policy_for_tier
 from compliance.services.data_windows import (
     DataRef,
     data_for,
     given_file,
+    given_query,
+    is_query,
     key_drivers,
     production_data,
     reference_for,
@@ -72,6 +74,9 @@ def _finish(session: Session, st: Started, *, status: str, metrics: dict, reason
     # history is reproducible; the measured wall time is kept as a parameter.
     finished = max(_now(session), st.started_at)
     parameters = dict(parameters, wall_seconds=round(time.perf_counter() - st.t0, 3)) if not session.info.get("replay") else parameters
+    key = session.info.get("idempotency_key")  # a distributed task's (artifact or model, version, due day)
+    if key:
+        parameters = dict(parameters, idempotency_key=key)
     c = Check(kind=st.kind, model_id=st.model_id, version_id=st.version_id, artifact_id=st.artifact_id,
               other_artifact_id=st.other_artifact_id, window_start=st.window[0], window_end=st.window[1],
               input_hashes=json_safe(input_hashes), parameters=json_safe(parameters), metrics=json_safe(metrics),
@@ -80,9 +85,22 @@ def _finish(session: Session, st: Started, *, status: str, metrics: dict, reason
               finished_at=finished,
               tool_version=__version__, formula_version=formula_version)
     c = record(session, c)
+    if key:
+        _refuse_duplicate(session, c, key)
     if detect:
         _after_check(session, c)
     return c
+
+
+def _refuse_duplicate(session: Session, c: Check, key: str) -> None:
+    """After the append (which holds the store's write lock, so every earlier commit is visible):
+    if a check with the same idempotency key is already recorded, roll this one back."""
+    q = select(Check.id, Check.parameters).where(Check.kind == c.kind, Check.model_id == c.model_id,
+                                                 Check.version_id == c.version_id, Check.id != c.id)
+    q = q.where(Check.artifact_id == c.artifact_id) if c.artifact_id else q.where(Check.artifact_id.is_(None))
+    for cid, params in session.execute(q):
+        if (params or {}).get("idempotency_key") == key:
+            raise AlreadyRecorded(key, cid)
 
 
 def _after_check(session: Session, c: Check) -> None:
@@ -592,8 +610,13 @@ def run_overhead(session: Session, artifact_id: str, version: str | None = None,
 def run_drift(session: Session, model_id: str, version: str, *, reference: str | Path | None = None,
               current: str | Path | None = None, window: tuple[date | None, date | None] = (None, None),
               features: list[str] | None = None, categorical: list[str] | None = None,
-              streaming: bool | None = None, budget=None) -> dict:
+              streaming: bool | None = None, budget=None, warehouse: str | None = None) -> dict:
     """Input drift by column role between a reference and a current file (DESIGN §3, v2).
+
+    ``reference`` and ``current`` may both be ``sql:QUERY`` on ``warehouse`` (a SQLAlchemy URL):
+    the statistics are then computed from aggregates where the data lives
+    (:mod:`compliance.checks.drift_sql`); the check records the queries, the engine and its
+    version, and the hash of the aggregates.
 
     The reference defaults to the version's development data; the current file to the latest
     production window ended by now. Only ``input`` columns are judged (key-driver and share rule,
@@ -612,22 +635,42 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
     pol = policy.get("drift") or {}
     dp = DriftPolicy(**{k: float(pol[k]) for k in ("psi_warn", "psi_fail", "drift_share", "missing_warn", "missing_fail")
                         if pol.get(k) is not None})
-    ref = (given_file(session, model_id, started, reference, "reference") if reference is not None
-           else reference_for(session, v, started))
-    if current is not None:
-        cur = given_file(session, model_id, started, current, "current", window)
-    elif window != (None, None):
-        raise UsageError("--window describes the --current file: give both, or neither (latest ended window)")
+    pushdown = is_query(reference) or is_query(current)
+    if pushdown:
+        if not (is_query(reference) and is_query(current)) or reference.split(":")[0] != current.split(":")[0]:
+            raise UsageError("a pushed-down drift check reads both sides where the data lives: give --reference "
+                             "and --current both as sql:QUERY or both as spark:QUERY")
+        if budget is not None:
+            raise UsageError("--budget subsamples files; a sql: check reads only aggregates (leave --budget out)")
+        ref = given_query(started, reference, warehouse, "reference")
+        cur = given_query(started, current, warehouse, "current", window)
     else:
-        cur = production_data(session, model_id, started)
+        ref = (given_file(session, model_id, started, reference, "reference") if reference is not None
+               else reference_for(session, v, started))
+        if current is not None:
+            cur = given_file(session, model_id, started, current, "current", window)
+        elif window != (None, None):
+            raise UsageError("--window describes the --current file: give both, or neither (latest ended window)")
+        else:
+            cur = production_data(session, model_id, started)
     roles, role_source, notes = _drift_roles(cur, ref)
     inputs = list(features) if features else list(roles.get("input") or [])
     targets = [c for c in roles.get("target") or [] if c not in inputs]
     if not inputs:
-        raise InputError(f"{cur.path.name}: no input column to judge (column roles: {role_source})")
+        raise InputError(f"{cur.name}: no input column to judge (column roles: {role_source})")
     skipped = sorted({c for r, cols in roles.items() if r != "input" for c in cols} - set(inputs) - set(targets))
-    bparams, cis = {}, None
-    if budget is not None:  # a seeded subsample with bootstrap intervals, statuses decided by interval
+    bparams, cis, pushed = {}, None, None
+    if pushdown:
+        from compliance.checks.drift_sql import compute_drift_spark, compute_drift_sql, spark_session
+
+        if ref.engine == "spark":
+            pushed = compute_drift_spark(spark_session(warehouse), ref.query, cur.query, features=inputs + targets,
+                                         categorical=categorical, policy=dp)
+        else:
+            pushed = compute_drift_sql(warehouse, ref.query, cur.query, features=inputs + targets,
+                                       categorical=categorical, policy=dp)
+        res = pushed.result
+    elif budget is not None:  # a seeded subsample with bootstrap intervals, statuses decided by interval
         from compliance.services.budgeted import budgeted_drift_result
 
         res, cis, bparams = budgeted_drift_result(ref.path, cur.path, features=inputs + targets, categorical=categorical,
@@ -662,13 +705,17 @@ def run_drift(session: Session, model_id: str, version: str, *, reference: str |
             status = "inconclusive"  # a key driver or the share could still fall either side
     st = Started("data_drift", model_id, v.id, None, started, t0, window=cur.window)
     params = {"features": inputs, "targets": targets, "skipped": skipped, "categorical": categorical,
-              "reference": ref.path.name, "current": cur.path.name, "method": res.method,
+              "reference": ref.name, "current": cur.name, "method": res.method,
               "reference_data": dict(ref.describe(), default=reference is None,
                                      basis="development data of " + v.label if reference is None else "given"),
               "current_data": cur.describe(), "column_roles": roles, "column_roles_source": role_source, **bparams}
+    hashes = {"reference": ref.sha256, "current": cur.sha256}
+    if pushed is not None:
+        params["pushdown"] = {k: v for k, v in pushed.evidence().items() if k != "queries"}
+        hashes["aggregates"] = pushed.aggregates_sha256
     c = _finish(session, st, status=status, metrics=metrics, reasons=notes + verdict.reasons + missing_notes + interval_notes,
                 flags=[],
-                input_hashes={"reference": ref.sha256, "current": cur.sha256}, parameters=params, detect=False)
+                input_hashes=hashes, parameters=params, detect=False)
     record_many(session, [CheckFeature(check_id=c.id, feature=f["feature"],
                                        feature_kind="target" if f["role"] == "target" else f["kind"],
                                        n_ref=f["n_ref"], n_cur=f["n_cur"], missing_ref=f["missing_ref"],
@@ -686,12 +733,12 @@ def _drift_roles(cur: DataRef, ref: DataRef) -> tuple[dict, str, list[str]]:
     """Column roles for a drift check: those registered with the current data, else with the
     reference, else inferred from the reference file (and said so in the reasons); a column the
     other file lacks is then an error of the drift computation."""
-    from compliance.checks.roles import file_schema, resolve_roles
+    from compliance.checks.roles import resolve_roles
 
     for ds, name in ((cur.dataset, "current"), (ref.dataset, "reference")):
         if ds is not None and ds.columns:
             return dict(ds.columns), f"registered with the {name} data (dataset {ds.id})", []
-    roles, inferred = resolve_roles(file_schema(ref.path), None, where=ref.path.name)
+    roles, inferred = resolve_roles(ref.schema(), None, where=ref.name)
     return roles, "inferred from names and types", [f"note: column roles inferred ({'; '.join(inferred)})"]
 
 

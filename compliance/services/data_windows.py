@@ -34,6 +34,76 @@ class DataRef:
         return {"dataset_id": d.id if d is not None else None, "path": str(self.path), "sha256": self.sha256,
                 "window": [w.isoformat() if w else None for w in self.window]}
 
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def schema(self) -> list[tuple[str, str]]:
+        from compliance.checks.roles import file_schema
+
+        return file_schema(self.path)
+
+
+QUERY_PREFIXES = ("sql:", "spark:")
+
+
+def is_query(source) -> bool:
+    """``sql:SELECT …`` / ``spark:SELECT …`` (or ``…:schema.table``): data that stays where it lives."""
+    return isinstance(source, str) and source.startswith(QUERY_PREFIXES)
+
+
+@dataclass
+class QueryRef:
+    """Data a check reads where it lives (a query on a warehouse): only aggregates leave it, so the
+    evidence is the query text, the warehouse (without its password) and the window, and the
+    hash of the aggregates the check computed from (recorded with the check)."""
+
+    query: str
+    warehouse: str  # a SQLAlchemy URL, or a Spark master URL for engine 'spark'
+    window: tuple[date | None, date | None]
+    engine: str = "sql"  # 'sql' | 'spark'
+    dataset: Dataset | None = None
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.query.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        q = " ".join(self.query.split())
+        return f"{self.engine}:" + (q if len(q) <= 60 else q[:57] + "…")
+
+    def describe(self) -> dict:
+        from compliance.checks.drift_sql import redact
+
+        return {"dataset_id": None, "engine": self.engine, "query": self.query,
+                "warehouse": redact(self.warehouse) if self.engine == "sql" else self.warehouse,
+                "query_sha256": self.sha256, "window": [w.isoformat() if w else None for w in self.window]}
+
+    def schema(self) -> list[tuple[str, str]]:
+        from compliance.checks.drift_sql import query_schema, spark_query_schema, spark_session
+
+        if self.engine == "spark":
+            return spark_query_schema(spark_session(self.warehouse), self.query)
+        return query_schema(self.warehouse, self.query)
+
+
+def given_query(at: datetime, source: str, warehouse: str | None, what: str,
+                window: tuple[date | None, date | None] = (None, None)) -> QueryRef:
+    """A ``sql:`` source named by the caller, on ``warehouse``, checked for look-ahead."""
+    from compliance.errors import UsageError
+
+    engine, q = source.split(":", 1)
+    if not warehouse:
+        where = "a SQLAlchemy URL" if engine == "sql" else "a Spark master URL such as local[2] or spark://host:7077"
+        raise UsageError(f"the {what} is a {engine}: query: give --warehouse ({where}) or set COMPLIANCE_WAREHOUSE_URL")
+    if not q.strip():
+        raise InputError(f"the {what} query is empty")
+    guard_look_ahead(at, window, what)
+    return QueryRef(q.strip(), warehouse, window, engine)
+
 
 def available_at(window_end: date) -> datetime:
     """The first instant at which data of a window ending on ``window_end`` is complete."""

@@ -92,17 +92,9 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
     are detected in a transaction of their own. ``open_session(short_writes=..., readonly=...)``
     returns a session context (:func:`compliance.store.engine.session_scope` with the command's
     URL, actor and clock)."""
-    from compliance.services.governance import detect_failure_modes
-
-    from compliance.services.plans import plan_tasks
-
-    with open_session(readonly=True) as s:
-        pairs = due_pairs(s, at)
-        tasks, not_run = plan_tasks(s, at)
+    pairs, tasks, not_run, before = due_plan(open_session, at, dry_run=dry_run)
     if dry_run:
         return {"at": at, "due": pairs, "planned": tasks, "not_run": not_run, "ran": [], "failure_modes_opened": []}
-    with open_session(readonly=True) as s:
-        before = verdicts_at(s, at)
     ran = []
     for i, p in enumerate(pairs):
         if progress:
@@ -118,10 +110,35 @@ def run_due_each(open_session: Callable[..., AbstractContextManager[Session]], a
             not_run.append({**t, "why": str(exc)})
     if progress:
         progress(len(pairs), len(pairs), {})
+    return due_finish(open_session, at, pairs, tasks, ran, not_run, before)
+
+
+def due_plan(open_session, at: datetime, *, dry_run: bool = False) -> tuple[list[dict], list[dict], list[dict], dict]:
+    """What is due at ``at`` (fidelity pairs, planned tasks, what the plans cannot run) and the
+    verdicts before running it (for the verdict-change alerts)."""
+    from compliance.services.plans import plan_tasks
+
+    with open_session(readonly=True) as s:
+        pairs = due_pairs(s, at)
+        tasks, not_run = plan_tasks(s, at)
+        before = {} if dry_run else verdicts_at(s, at)
+    return pairs, tasks, not_run, before
+
+
+def due_finish(open_session, at: datetime, pairs: list[dict], tasks: list[dict], ran: list[dict], not_run: list[dict],
+               before: dict) -> dict:
+    """After the due checks: detect failure modes and alert on verdict changes, in one transaction."""
+    from compliance.services.governance import detect_failure_modes
+
     with open_session(short_writes=True) as s:
         opened = detect_failure_modes(s, at)
         verdict_alerts(s, before, verdicts_at(s, at), at)
     return {"at": at, "due": pairs, "planned": tasks, "not_run": not_run, "ran": ran, "failure_modes_opened": opened}
+
+
+def due_key(item: dict, at: datetime) -> str:
+    """Idempotency key of a due check: what it checks, on which version, on which due day."""
+    return f"due:{item.get('kind', 'fidelity')}:{item.get('artifact_id') or item['model_id']}:{item['version']}:{at.date()}"
 
 
 def run_plan_task(session: Session, t: dict, at: datetime) -> dict:

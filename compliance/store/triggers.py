@@ -34,6 +34,29 @@ def create_append_only_triggers(conn: Connection, tables: list[str]) -> None:
                     f"SELECT RAISE(ABORT, 'compliance: {op} on {t} is not allowed: evidence is append-only'); END")
 
 
+def create_door_check(conn: Connection, table: str, name: str, cond: str, *, sqlite_cond: str | None = None,
+                      not_valid: bool = False) -> None:
+    """A row check at the door: a CHECK constraint on PostgreSQL (``NOT VALID`` leaves existing rows
+    alone), a ``BEFORE INSERT`` trigger on SQLite (which cannot add a constraint to a table). The
+    SQLite condition names the new row's columns as ``NEW.col``; ``sqlite_cond`` gives it when it
+    differs from ``cond``. Migrations pass frozen names and conditions: this only spells the DDL."""
+    if conn.dialect.name == "postgresql":
+        suffix = " NOT VALID" if not_valid else ""
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({cond}){suffix}")
+    else:
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
+            f"WHEN NOT coalesce(({sqlite_cond or cond}), 0) BEGIN "
+            f"SELECT RAISE(ABORT, 'CHECK constraint failed: {name}'); END")
+
+
+def drop_door_check(conn: Connection, table: str, name: str) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
+    else:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+
+
 def drop_append_only_triggers(conn: Connection, tables: list[str], *, drop_function: bool = False) -> None:
     if conn.dialect.name == "postgresql":
         for t in tables:

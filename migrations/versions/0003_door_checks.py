@@ -26,6 +26,8 @@ import re
 
 from alembic import op
 
+from compliance.store.triggers import create_door_check, drop_door_check
+
 revision = "0003_door_checks"
 down_revision = "0002_methodology_v2"
 branch_labels = None
@@ -53,21 +55,11 @@ def _sqlite_condition(table: str, cond: str) -> str:
 def upgrade() -> None:
     conn = op.get_bind()
     for table, name, cond in CHECKS:
-        ck = f"ck_{table}_{name}"
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {ck} CHECK ({cond}) NOT VALID")
-        else:
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {ck} BEFORE INSERT ON {table} "
-                f"WHEN NOT coalesce(({_sqlite_condition(table, cond)}), 0) BEGIN "
-                f"SELECT RAISE(ABORT, 'CHECK constraint failed: {ck}'); END")
+        create_door_check(conn, table, f"ck_{table}_{name}", cond, sqlite_cond=_sqlite_condition(table, cond),
+                          not_valid=True)
 
 
 def downgrade() -> None:
     conn = op.get_bind()
     for table, name, _cond in reversed(CHECKS):
-        ck = f"ck_{table}_{name}"
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {ck}")
-        else:
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {ck}")
+        drop_door_check(conn, table, f"ck_{table}_{name}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from compliance.store.triggers import create_door_check, drop_door_check
+
 
 revision = "0006_inconclusive_status"
 down_revision = "0005_narrative"
@@ -52,15 +54,9 @@ def _status_check(statuses: tuple[str, ...]) -> None:
     """Re-create the door's check on ``check_run.status`` for the given statuses."""
     conn = op.get_bind()
     allowed = ", ".join(f"'{x}'" for x in statuses)
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ALTER TABLE check_run DROP CONSTRAINT IF EXISTS {_STATUS_CK}")
-        conn.exec_driver_sql(f"ALTER TABLE check_run ADD CONSTRAINT {_STATUS_CK} CHECK (status IN ({allowed})) NOT VALID")
-    else:
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_STATUS_CK}")
-        conn.exec_driver_sql(
-            f"CREATE TRIGGER {_STATUS_CK} BEFORE INSERT ON check_run "
-            f"WHEN NOT coalesce((NEW.status IN ({allowed})), 0) BEGIN "
-            f"SELECT RAISE(ABORT, 'CHECK constraint failed: {_STATUS_CK}'); END")
+    drop_door_check(conn, "check_run", _STATUS_CK)
+    create_door_check(conn, "check_run", _STATUS_CK, f"status IN ({allowed})",
+                      sqlite_cond=f"NEW.status IN ({allowed})", not_valid=True)
 
 
 def upgrade() -> None:

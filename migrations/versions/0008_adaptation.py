@@ -15,7 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from compliance.store.triggers import create_append_only_triggers, drop_append_only_triggers
+from compliance.store.triggers import (create_append_only_triggers, create_door_check, drop_append_only_triggers,
+                                       drop_door_check)
 
 revision = "0008_adaptation"
 down_revision = "0007_identity"
@@ -61,22 +62,11 @@ def upgrade() -> None:
     op.create_index(op.f("ix_adaptation_parent_artifact_id"), "adaptation", ["parent_artifact_id"])
     op.create_index(op.f("ix_adaptation_recorded_at"), "adaptation", ["recorded_at"])
     create_append_only_triggers(op.get_bind(), NEW_TABLES)
-    conn = op.get_bind()
-    cond = "status IN ('succeeded', 'failed')"
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ALTER TABLE adaptation ADD CONSTRAINT {_STATUS_CK} CHECK ({cond})")
-    else:
-        conn.exec_driver_sql(
-            f"CREATE TRIGGER {_STATUS_CK} BEFORE INSERT ON adaptation "
-            f"WHEN NOT coalesce((NEW.{cond}), 0) BEGIN "
-            f"SELECT RAISE(ABORT, 'CHECK constraint failed: {_STATUS_CK}'); END")
+    create_door_check(op.get_bind(), "adaptation", _STATUS_CK, "status IN ('succeeded', 'failed')",
+                      sqlite_cond="NEW.status IN ('succeeded', 'failed')")
 
 
 def downgrade() -> None:
-    conn = op.get_bind()
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ALTER TABLE adaptation DROP CONSTRAINT IF EXISTS {_STATUS_CK}")
-    else:
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_STATUS_CK}")
+    drop_door_check(op.get_bind(), "adaptation", _STATUS_CK)
     drop_append_only_triggers(op.get_bind(), NEW_TABLES)
     op.drop_table("adaptation")
