@@ -47,9 +47,13 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    """Sorted keys, UTF-8, no insignificant whitespace, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Sorted keys, UTF-8, no insignificant whitespace, no NaN (one encoder, built once:
+    ``json.dumps`` with options builds a new one per call)."""
+    return _CANONICAL.encode(value)
 
 
 GENESIS_HASH = "0" * 64
