@@ -55,6 +55,7 @@ def build_manifest(root: Path, scale: float = 1.0, versions_per_model: int = 10)
     m = root / "manifest.yaml"
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     m.write_text(yaml.dump(doc, Dumper=dumper, sort_keys=False))
+    m.with_suffix(".json").write_text(json.dumps(doc))  # the same manifest as JSON
     return m, len(models) + len(versions) + len(deployments)
 
 
@@ -83,13 +84,13 @@ def timed_import(url: str, manifest: Path, records: int, *, bulk: bool) -> dict:
     from compliance.services.manifest import import_manifest
     from compliance.store.engine import session_scope
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     with session_scope(url) as s:
         counts = import_manifest(s, manifest, bulk=bulk)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     assert sum(counts.values()) == records, counts
     return {"path": "bulk" if bulk else "row-by-row", "records": records, "seconds": round(dt, 3),
-            "records_per_s": round(records / dt)}
+            "records_per_s": round(records / dt), "cpu_s": round(cpu, 3), "records_per_cpu_s": round(records / cpu)}
 
 
 def timed_cli(url: str, manifest: Path, records: int) -> dict:
@@ -155,20 +156,25 @@ def raw_baseline(url: str) -> list[dict]:
                     "records_per_s": round(n / dt)})
         return out
     import psycopg
+    from psycopg.types.json import Json
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    for how in ("executemany", "COPY"):
+    data = {t: [tuple(Json(v) if isinstance(v, (dict, list)) else v for v in r) for r in rows] for t, rows in data.items()}
+    for how in ("executemany", "COPY", "COPY, identity trigger on"):
         with psycopg.connect(dsn) as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS raw_bench")
             for tbl in TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS raw_bench.{tbl}")
                 conn.execute(f"CREATE TABLE raw_bench.{tbl} (LIKE public.{tbl} INCLUDING ALL)")
+            if "trigger" in how:  # the per-row session_user check every ledger append passes (migration 0007)
+                conn.execute("CREATE TRIGGER ledger_entry_identity BEFORE INSERT ON raw_bench.ledger_entry "
+                             "FOR EACH ROW EXECUTE FUNCTION public.compliance_ledger_identity()")
             conn.commit()
             t = time.perf_counter()
             with conn.cursor() as cur:
                 for tbl in TABLES:
                     names = ",".join(cols[tbl])
-                    if how == "COPY":
+                    if how.startswith("COPY"):
                         with cur.copy(f"COPY raw_bench.{tbl} ({names}) FROM STDIN") as cp:
                             for row in data[tbl]:
                                 cp.write_row(row)
@@ -189,17 +195,19 @@ def main() -> None:
     ap.add_argument("--db", required=True)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--work", default=str(ROOT / "bench" / "data" / "import"))
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each bulk import (each into a fresh store)")
     ap.add_argument("--row-by-row", action="store_true", help="also time the row-by-row path (slow)")
     ap.add_argument("--no-cli", action="store_true", help="skip the timed `compliance import` process")
     a = ap.parse_args()
     work = Path(a.work)
     manifest, records = build_manifest(work, a.scale)
     print(json.dumps({"load": os.getloadavg(), "records": records, "manifest_mib": round(manifest.stat().st_size / 2**20, 2)}))
-    runs = [("bulk", True)] + ([("row-by-row", False)] if a.row_by_row else [])
-    for _name, bulk in runs:
-        fresh_store(a.db)
-        r = timed_import(a.db, manifest, records, bulk=bulk)
-        print(json.dumps({**r, **verify(a.db), "load": os.getloadavg()}), flush=True)
+    runs = [(manifest, True), (manifest.with_suffix(".json"), True)] + ([(manifest, False)] if a.row_by_row else [])
+    for path, bulk in runs:
+        for _ in range(a.repeat if bulk else 1):
+            fresh_store(a.db)
+            r = timed_import(a.db, path, records, bulk=bulk)
+            print(json.dumps({**r, "manifest": path.name, **verify(a.db), "load": os.getloadavg()}), flush=True)
     for r in raw_baseline(a.db):
         print(json.dumps({**r, "load": os.getloadavg()}), flush=True)
     if not a.no_cli:

@@ -1,4 +1,5 @@
-"""The one YAML loader for every YAML the tool reads (manifests, policies, the sample story).
+"""The one YAML loader for every YAML the tool reads (manifests, policies, the sample story);
+a manifest named ``*.json`` is read as JSON (YAML's subset) under the same limits.
 
 Safe constructors only (no Python objects), with limits checked on the composed node graph before
 any object is built: the size of the text, the nesting depth, and the number of nodes once every
@@ -151,7 +152,8 @@ def load_yaml(text: str | bytes, *, what: str) -> Any:
             gc.enable()
 
 
-def load_yaml_file(path: str | Path, *, what: str | None = None) -> Any:
+def load_yaml_file(path: str | Path, *, what: str | None = None, json_ok: bool = False) -> Any:
+    """``json_ok``: a ``*.json`` file is parsed as JSON (see :func:`load_json`)."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -165,4 +167,33 @@ def load_yaml_file(path: str | Path, *, what: str | None = None) -> Any:
         raise InputError(f"{what or p.name}: not UTF-8 text") from None
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror}") from None
+    if json_ok and p.suffix.lower() == ".json":
+        return load_json(text, what=what or p.name)
     return load_yaml(text, what=what or p.name)
+
+
+def load_json(text: str, *, what: str) -> Any:
+    """A ``.json`` file (JSON is YAML's fast subset: a manifest written by a program parses ~20x
+    faster), under the same size and depth limits; NaN and Infinity are refused."""
+    import json
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    try:
+        doc = json.loads(text, parse_constant=no_constant)
+    except RecursionError:
+        raise InputError(f"{what}: nested too deeply") from None
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise InputError(f"{what}: not valid JSON" + (f" at line {line}" if line else "")) from None
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"{what}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return doc

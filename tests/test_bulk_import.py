@@ -10,6 +10,7 @@ that cover it, and in nothing else.)
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,3 +159,45 @@ def test_bad_input_is_refused_with_the_row_by_row_message(db_url, tmp_path: Path
         assert snapshot(db_url) == before
     assert errors[0] == errors[1], errors
     assert errors[0][1].startswith(f"{m.name}: "), errors[0]
+
+
+def test_a_json_manifest_reads_as_its_yaml_twin(tmp_path: Path):
+    from compliance.services.manifest import load_manifest
+
+    m = estate(tmp_path / "estate", scale=0.01)
+    j = m.with_suffix(".json")
+    j.write_text(json.dumps(yaml.safe_load(m.read_text())))
+    assert load_manifest(j)[0] == load_manifest(m)[0]
+    for bad, msg in (('{"models": [', "not valid JSON at line 1"), ('{"models": NaN}', "not valid JSON"),
+                     ("[" * 70 + "]" * 70, "nested more than 64 levels deep")):
+        j.write_text(bad)
+        with pytest.raises(ComplianceError, match=msg):
+            load_manifest(j)
+
+
+def test_a_replayed_bulk_import_keeps_the_identity_rules(db_url, cli, tmp_path: Path):
+    """Under --replay the rows name the replayed actor and every entry is marked replay (the
+    PostgreSQL identity trigger checks each appended entry, COPY included); a live import names
+    the login in rows and entries."""
+    m = estate(tmp_path / "estate", scale=0.01)
+    code, _out, err = cli("import", m, actor="historian", replay=True)
+    assert code == 0, err
+    with session_scope(db_url, readonly=True) as s:
+        acts = s.execute(text("SELECT DISTINCT action, actor FROM ledger_entry WHERE entity_type = 'model_version'")).all()
+        rows_by = s.execute(text("SELECT DISTINCT actor FROM model_version")).scalars().all()
+        assert verify(s).ok
+    assert [a for a, _ in acts] == ["replay"] and rows_by == ["historian"]
+    m2 = build_manifest(tmp_path / "more", 0.001)[0]
+    doc = yaml.safe_load(m2.read_text())
+    for e in doc["models"]:
+        e["id"] = "z" + e["id"]
+    for e in doc["versions"] + doc["deployments"]:
+        e["model"] = "z" + e["model"]
+    m2.write_text(yaml.safe_dump(doc))
+    code, _out, err = cli("import", m2, actor="tester")
+    assert code == 0, err
+    with session_scope(db_url, readonly=True) as s:
+        live = s.execute(text("SELECT DISTINCT l.action, l.actor, v.actor FROM ledger_entry l JOIN model_version v "
+                              "ON l.entity_type = 'model_version' AND l.entity_id = CAST(v.id AS TEXT) "
+                              "WHERE v.model_id LIKE 'z%'")).all()
+    assert len(live) == 1 and live[0][0] == "insert" and live[0][1] == live[0][2]

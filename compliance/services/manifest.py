@@ -41,7 +41,7 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"manifest not found: {p}")
-    doc = load_yaml_file(p)
+    doc = load_yaml_file(p, json_ok=True)
     if not isinstance(doc, dict):
         raise InputError(f"{p.name}: expected a mapping with sections {', '.join(SECTIONS)}")
     fmt = doc.get("format", "compliance-manifest/1")
