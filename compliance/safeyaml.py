@@ -187,13 +187,11 @@ def load_json(text: str, *, what: str) -> Any:
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         raise InputError(f"{what}: not valid JSON" + (f" at line {line}" if line else "")) from None
-    stack = [(doc, 1)]
-    while stack:
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
+    while stack:  # containers only: a non-empty one at the limit has values one level deeper
         value, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth > MAX_DEPTH or (depth == MAX_DEPTH and value):
             raise InputError(f"{what}: nested more than {MAX_DEPTH} levels deep")
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        items = value.values() if type(value) is dict else value
+        stack.extend((v, depth + 1) for v in items if type(v) is dict or type(v) is list)
     return doc

@@ -54,7 +54,10 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
         entries = doc.get(section) or []
         if not isinstance(entries, list):
             raise InputError(f"{p.name}: section {section!r} must be a list")
+        allowed = required | optional
         for i, entry in enumerate(entries):
+            if type(entry) is dict and required <= entry.keys() and entry.keys() <= allowed:
+                continue  # the common case, checked without building a label
             label = f"{section}[{i}]"
             if not isinstance(entry, dict):
                 raise InputError(f"{p.name}: {label} must be a mapping")

@@ -60,9 +60,13 @@ def _plan(table) -> list[tuple[Any, str, int]]:
 
 
 def _payload(table, value_of) -> dict[str, Any]:
+    plan = _plan(table)
+    return _payload_values(plan, [value_of(col) for col, _name, _kind in plan])
+
+
+def _payload_values(plan: list[tuple[Any, str, int]], values: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for col, name, kind in _plan(table):
-        value = value_of(col)
+    for (_col, name, kind), value in zip(plan, values):
         if value is None:
             out[name] = None
         elif kind == _FLOAT:
@@ -145,7 +149,7 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
 def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]], *, action: str = "insert",
                 where: Callable[[int], str] | None = None, batch: int = 5_000) -> list[dict[str, Any]]:
     """The bulk path of :func:`record_many` (issue 16): rows given as dicts of column values (every
-    primary key set, see :func:`reserve_ids`), inserted with Core ``executemany`` in batches, one
+    primary key set, see :func:`reserve_ids`), inserted in batches by :func:`insert_rows`, one
     ledger append per batch. Same door, same stamps, same payloads, hashes and chain as
     :func:`record_many` of the same rows would write under the same clock and actor; the rows never
     enter the ORM session. ``where(i)`` names row ``i`` in an error. Returns each row's payload."""
@@ -166,38 +170,41 @@ def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]],
         except ComplianceError as exc:
             raise type(exc)(f"{where(i)}: {exc}" if where else str(exc)) from None
     actor = session.info["actor"]
+    plan = _plan(table)
+    keys = [col.key for col, _name, _kind in plan]
     payloads = []
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
         stamped, act, who, head_ = _open_append(session, now, action)
+        values, out = [], []
         for row in chunk:
             row["recorded_at"] = stamped
             row["actor"] = actor
-        full = [{c.key: row.get(c.key) for c in table.columns} for row in chunk]
-        insert_rows(session, table, full)
-        out = [_payload(table, lambda col, r=r: r[col.key]) for r in full]
+            vals = [row.get(k) for k in keys]
+            values.append(vals)
+            out.append(_payload_values(plan, vals))
+        insert_rows(session, table, values)
         _append(session, head_, stamped, who, act,
-                ((table.name, str(r[key]), canonical_json(p)) for r, p in zip(full, out)), bulk=True)
+                ((table.name, str(r[key]), canonical_json(p)) for r, p in zip(chunk, out)), bulk=True)
         payloads += out
     return payloads
 
 
-def insert_rows(session: Session, table, rows: list[dict[str, Any]]) -> None:
-    """Insert full rows (every column a key) in the session's transaction, at the driver's speed:
+def insert_rows(session: Session, table, rows: list[list[Any]]) -> None:
+    """Insert rows (values in the table's column order) in the session's transaction, at the driver's speed:
     values go through each column type's own bind processor (what a Core insert applies), then
     PostgreSQL takes them by ``COPY`` and SQLite by ``executemany``. Constraints and row triggers
     (append-only, door checks, the identity check on ledger entries) fire as for any insert.
     Other dialects get a Core ``executemany``."""
     conn = session.connection()
     dialect = conn.dialect
+    cols = list(table.columns)
     if dialect.name not in ("postgresql", "sqlite") or not rows:
         if rows:
-            session.execute(table.insert(), rows)
+            session.execute(table.insert(), [{c.key: v for c, v in zip(cols, r)} for r in rows])
         return
-    cols = list(table.columns)
     procs = [c.type._cached_bind_processor(dialect) for c in cols]
-    keys = [c.key for c in cols]
-    data = [tuple(p(r[k]) if p is not None else r[k] for k, p in zip(keys, procs)) for r in rows]
+    data = [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in rows]
     names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in cols)
     raw = conn.connection.driver_connection
     if dialect.name == "postgresql":
@@ -258,7 +265,7 @@ def _append(session: Session, head_: tuple[int, str], now: datetime, who: str, a
                             entity_id=eid, payload=payload, prev_hash=prev, hash=h))
         prev = h
     if bulk:
-        insert_rows(session, LedgerEntry.__table__, entries)
+        insert_rows(session, LedgerEntry.__table__, [[e[c.key] for c in LedgerEntry.__table__.columns] for e in entries])
     else:
         session.execute(LedgerEntry.__table__.insert(), entries)
     session.info[_HEAD] = (seq, prev)
