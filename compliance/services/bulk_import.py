@@ -125,7 +125,8 @@ def add_deployments(session: Session, lookup: Preloaded, entries: list[tuple[int
     wanted = {(m, v) for _i, m, v, _a, _t in entries if (m, v) in lookup.stored_versions}
     stored_ids = sorted(lookup.versions[k] for k in wanted)
     events: dict[int, list[tuple[datetime, int, str]]] = {}
-    for part in _chunks(stored_ids):
+    for part in _chunks(stored_ids):  # each stored version's row locked first, as registry.deploy does
+        session.execute(select(ModelVersion.id).where(ModelVersion.id.in_(part)).with_for_update())
         for vid, at, eid, action in session.execute(
                 select(DeploymentEvent.version_id, DeploymentEvent.effective_at, DeploymentEvent.id, DeploymentEvent.action)
                 .where(DeploymentEvent.version_id.in_(part), DeploymentEvent.id.not_in(_corrected_events()))):

@@ -114,7 +114,9 @@ def import_manifest(session: Session, path: str | Path, *, bulk: bool = True) ->
             raise InputError(f"{name}: deployments[{i}] field 'action' must be deploy or retire, got {e['action']!r}")
     if bulk:
         from compliance.services import bulk_import
+        from compliance.store.ledger import locked_head
 
+        locked_head(session)  # read what exists under the append lock: no other writer can add to it meanwhile
         lookup = bulk_import.Preloaded(session, [str(e["id"]) for e in doc["models"]]
                                        + [str(e["model"]) for e in doc["versions"] + doc["deployments"]])
         models = [_named(label, "models", i, lambda e=e: model_args(e)) for i, e in enumerate(doc["models"])]
