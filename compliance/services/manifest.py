@@ -78,6 +78,15 @@ def import_manifest(session: Session, path: str | Path, *, bulk: bool = True) ->
     """Import a manifest in the caller's transaction. ``bulk`` (the default): models, versions and
     deployments go through :mod:`compliance.services.bulk_import` (same checks, rows and ledger
     entries, written in batches); ``bulk=False``: the row-by-row path, one service call per entry."""
+    if not bulk:
+        return _import(session, path, bulk=False)
+    from compliance.services.bulk_import import gc_paused
+
+    with gc_paused():
+        return _import(session, path, bulk=True)
+
+
+def _import(session: Session, path: str | Path, *, bulk: bool) -> dict[str, int]:
     doc, base = load_manifest(path)
     name = Path(path).name
     counts = {k: 0 for k in SECTIONS}
