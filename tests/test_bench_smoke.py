@@ -48,3 +48,18 @@ def test_the_bench_export_verifies(bench_run):
     rep = verify_pack(out / "pack.zip")
     assert rep.ok, rep.problems
     assert (out / "pack.pdf").stat().st_size > 0
+
+
+def test_the_import_bench_runs_and_its_stores_verify(tmp_path):
+    """bench/bench_import.py at 2 % of its size (20 models, 200 versions, 20 deployments): every
+    import through the bulk path verifies, and the raw baseline wrote the same rows."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_import.py"), "--db", f"sqlite:///{tmp_path / 'i.db'}",
+                        "--scale", "0.02", "--repeat", "1", "--no-cli", "--work", str(tmp_path / "work")],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    runs = [x for x in lines if x.get("path") == "bulk"]
+    assert [x["manifest"] for x in runs] == ["manifest.yaml", "manifest.json"]
+    assert all(x["verify_ok"] and x["records"] == 240 for x in runs)
+    raw = [x for x in lines if x.get("path", "").startswith("raw")]
+    assert len(raw) == 1 and raw[0]["records"] == 240

@@ -324,9 +324,13 @@ def volume_import(ctx: typer.Context, csv_file: Annotated[Path, typer.Argument(h
                                                if d["already_recorded"] else "")))
 
 
-def import_cmd(ctx: typer.Context, manifest: Annotated[Path, typer.Argument(help="Manifest YAML (paths relative to it).")],
+def import_cmd(ctx: typer.Context, manifest: Annotated[Path, typer.Argument(
+               help="Manifest YAML, or JSON when named *.json (paths relative to it).")],
                as_json: JsonOpt = False) -> None:
     """Import a whole inventory (models, versions, deployments, artifacts, datasets) in one transaction.
+
+    Models, versions and deployments are validated a section at a time and written in batches
+    (docs/operations.md, "Import at estate scale"); any bad entry aborts the whole import.
 
     Example: compliance import sample_data/generated/manifest.yaml
     """

@@ -41,7 +41,7 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"manifest not found: {p}")
-    doc = load_yaml_file(p)
+    doc = load_yaml_file(p, json_ok=True)
     if not isinstance(doc, dict):
         raise InputError(f"{p.name}: expected a mapping with sections {', '.join(SECTIONS)}")
     fmt = doc.get("format", "compliance-manifest/1")
@@ -54,7 +54,10 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
         entries = doc.get(section) or []
         if not isinstance(entries, list):
             raise InputError(f"{p.name}: section {section!r} must be a list")
+        allowed = required | optional
         for i, entry in enumerate(entries):
+            if type(entry) is dict and required <= entry.keys() and entry.keys() <= allowed:
+                continue  # the common case, checked without building a label
             label = f"{section}[{i}]"
             if not isinstance(entry, dict):
                 raise InputError(f"{p.name}: {label} must be a mapping")
@@ -71,7 +74,19 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     return doc, p.parent
 
 
-def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
+def import_manifest(session: Session, path: str | Path, *, bulk: bool = True) -> dict[str, int]:
+    """Import a manifest in the caller's transaction. ``bulk`` (the default): models, versions and
+    deployments go through :mod:`compliance.services.bulk_import` (same checks, rows and ledger
+    entries, written in batches); ``bulk=False``: the row-by-row path, one service call per entry."""
+    if not bulk:
+        return _import(session, path, bulk=False)
+    from compliance.services.bulk_import import gc_paused
+
+    with gc_paused():
+        return _import(session, path, bulk=True)
+
+
+def _import(session: Session, path: str | Path, *, bulk: bool) -> dict[str, int]:
     doc, base = load_manifest(path)
     name = Path(path).name
     counts = {k: 0 for k in SECTIONS}
@@ -80,32 +95,55 @@ def import_manifest(session: Session, path: str | Path) -> dict[str, int]:
         q = Path(str(value))
         return q if q.is_absolute() else base / q
 
+    def label(section: str, i: int) -> str:
+        e = doc[section][i]
+        ident = e.get("id") or e.get("version") or e.get("path") or ""
+        return f"{name}: {section}[{i}] {ident}"
+
     def run(section: str, i: int, entry: dict, fn) -> None:
         try:
             fn()
         except ComplianceError as exc:
-            ident = entry.get("id") or entry.get("version") or entry.get("path") or ""
-            raise type(exc)(f"{name}: {section}[{i}] {ident}: {exc}") from None
+            raise type(exc)(f"{label(section, i)}: {exc}") from None
         counts[section] += 1
 
-    for i, e in enumerate(doc["models"]):
-        run("models", i, e, lambda e=e: registry.add_model(
-            session, str(e["id"]), name=str(e["name"]), owner=str(e["owner"]), tier=_int(e["tier"], "tier"),
-            use=str(e["use"]), tags=[str(t) for t in (e.get("tags") or [])], adapter=e.get("adapter")))
-    for i, e in enumerate(doc["versions"]):
-        run("versions", i, e, lambda e=e: registry.add_version(
-            session, str(e["model"]), str(e["version"]), weights=rel(e["weights"]),
-            trained_at=parse_datetime(e["trained_at"], what="trained_at") if e.get("trained_at") else None,
-            data_window=parse_window(e.get("data_window"), what="data_window"),
-            parent=str(e["parent"]) if e.get("parent") else None))
+    def model_args(e: dict) -> dict:
+        return dict(model_id=str(e["id"]), name=str(e["name"]), owner=str(e["owner"]), tier=_int(e["tier"], "tier"),
+                    use=str(e["use"]), tags=[str(t) for t in (e.get("tags") or [])], adapter=e.get("adapter"))
+
+    def version_args(e: dict) -> dict:
+        return dict(model_id=str(e["model"]), label=str(e["version"]), weights=rel(e["weights"]),
+                    trained_at=parse_datetime(e["trained_at"], what="trained_at") if e.get("trained_at") else None,
+                    data_window=parse_window(e.get("data_window"), what="data_window"),
+                    parent=str(e["parent"]) if e.get("parent") else None)
+
     deployments = sorted(enumerate(doc["deployments"]), key=lambda ie: parse_datetime(ie[1]["at"], what="at"))
     for i, e in deployments:
-        action = e["action"]
-        if action not in ("deploy", "retire"):
-            raise InputError(f"{name}: deployments[{i}] field 'action' must be deploy or retire, got {action!r}")
-        fn = registry.deploy if action == "deploy" else registry.retire
-        run("deployments", i, e, lambda e=e, fn=fn: fn(session, str(e["model"]), str(e["version"]),
-                                                       at=parse_datetime(e["at"], what="at")))
+        if e["action"] not in ("deploy", "retire"):
+            raise InputError(f"{name}: deployments[{i}] field 'action' must be deploy or retire, got {e['action']!r}")
+    if bulk:
+        from compliance.services import bulk_import
+        from compliance.store.ledger import locked_head
+
+        locked_head(session)  # read what exists under the append lock: no other writer can add to it meanwhile
+        lookup = bulk_import.Preloaded(session, [str(e["id"]) for e in doc["models"]]
+                                       + [str(e["model"]) for e in doc["versions"] + doc["deployments"]])
+        models = [_named(label, "models", i, lambda e=e: model_args(e)) for i, e in enumerate(doc["models"])]
+        counts["models"] = bulk_import.add_models(session, lookup, models, lambda i: label("models", i))
+        versions = [_named(label, "versions", i, lambda e=e: version_args(e)) for i, e in enumerate(doc["versions"])]
+        counts["versions"] = bulk_import.add_versions(session, lookup, versions, lambda i: label("versions", i))
+        events = [(i, str(e["model"]), str(e["version"]), e["action"], parse_datetime(e["at"], what="at"))
+                  for i, e in deployments]
+        counts["deployments"] = bulk_import.add_deployments(session, lookup, events, lambda i: label("deployments", i))
+    else:
+        for i, e in enumerate(doc["models"]):
+            run("models", i, e, lambda e=e: registry.add_model(session, **model_args(e)))
+        for i, e in enumerate(doc["versions"]):
+            run("versions", i, e, lambda e=e: registry.add_version(session, **version_args(e)))
+        for i, e in deployments:
+            fn = registry.deploy if e["action"] == "deploy" else registry.retire
+            run("deployments", i, e, lambda e=e, fn=fn: fn(session, str(e["model"]), str(e["version"]),
+                                                           at=parse_datetime(e["at"], what="at")))
     for i, e in enumerate(doc["artifacts"]):
         run("artifacts", i, e, lambda e=e: registry.add_artifact(
             session, str(e["model"]), kind=str(e["kind"]), bound_version=str(e["bound_version"]),
@@ -132,6 +170,13 @@ def _plan(session: Session, e: dict, rel, name: str) -> None:
         raise InputError("give the plan inline (plan:) or as a file (file:), not both or neither")
     doc = e["plan"] if "plan" in e else load_yaml_file(rel(e["file"]))
     set_plan(session, str(e["model"]), doc or {}, source=f"{name}" if "plan" in e else str(e["file"]))
+
+
+def _named(label, section: str, i: int, fn):
+    try:
+        return fn()
+    except ComplianceError as exc:
+        raise type(exc)(f"{label(section, i)}: {exc}") from None
 
 
 def _int(value: Any, field: str) -> int:

@@ -90,6 +90,13 @@ def _corrected_events():
 # ---------------------------------------------------------------- models
 def add_model(session: Session, model_id: str, *, name: str, owner: str, tier: int, use: str,
               tags: list[str] | None = None, adapter: str | None = None) -> dict:
+    row = new_model_row(session, model_id, name=name, owner=owner, tier=tier, use=use, tags=tags, adapter=adapter)
+    return plain(record(session, Model(**row)))
+
+
+def new_model_row(session: Session, model_id: str, *, name: str, owner: str, tier: int, use: str,
+                  tags: list[str] | None = None, adapter: str | None = None, lookup: Lookup | None = None) -> dict:
+    """The validated column values of a new model (``lookup``: what exists, for the bulk path)."""
     if not SLUG.match(model_id or ""):
         raise UsageError(f"model id {model_id!r} must be a slug: lowercase letters, digits, '.', '_' or '-'")
     if type(tier) is not int or tier not in (1, 2, 3):
@@ -97,15 +104,39 @@ def add_model(session: Session, model_id: str, *, name: str, owner: str, tier: i
     for field, value in (("name", name), ("owner", owner), ("use", use)):
         if not value or not str(value).strip():
             raise UsageError(f"model {model_id}: --{field} must not be empty")
-    if session.get(Model, model_id) is not None:
+    if (lookup or Lookup(session)).model_exists(model_id):
         raise Conflict(f"model {model_id!r} already exists")
     if adapter is not None:
+        if lookup is None:
+            from compliance.services.policy import check_adapter_allowed
+
+            check_adapter_allowed(session, adapter)
+        else:
+            lookup.check_adapter(adapter)
+    return dict(id=model_id, name=name, owner=owner, tier=int(tier), business_use=use,
+                tags=sorted(set(tags or [])), adapter=adapter)
+
+
+class Lookup:
+    """What the store holds, asked row by row (the bulk import preloads it: services.bulk_import)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def model_exists(self, model_id: str) -> bool:
+        return self.session.get(Model, model_id) is not None
+
+    def version_id(self, model_id: str, label: str) -> int | None:
+        return self.session.scalar(select(ModelVersion.id).where(ModelVersion.model_id == model_id,
+                                                                 ModelVersion.label == label))
+
+    def check_adapter(self, adapter: str) -> None:
         from compliance.services.policy import check_adapter_allowed
 
-        check_adapter_allowed(session, adapter)
-    m = Model(id=model_id, name=name, owner=owner, tier=int(tier), business_use=use,
-              tags=sorted(set(tags or [])), adapter=adapter)
-    return plain(record(session, m))
+        check_adapter_allowed(self.session, adapter)
+
+    def real_path(self, p: Path) -> str:
+        return str(p.resolve())
 
 
 def list_models(session: Session) -> list[dict]:
@@ -128,19 +159,32 @@ def show_model(session: Session, model_id: str) -> dict:
 def add_version(session: Session, model_id: str, label: str, *, weights: str | Path,
                 trained_at: datetime | None = None, data_window: tuple[date | None, date | None] = (None, None),
                 parent: str | None = None) -> dict:
-    get_model(session, model_id)
+    row = new_version_row(Lookup(session), model_id, label, weights=weights, trained_at=trained_at,
+                          data_window=data_window, parent=parent)
+    return plain(record(session, ModelVersion(**row)))
+
+
+def new_version_row(lookup: Lookup, model_id: str, label: str, *, weights: str | Path,
+                    trained_at: datetime | None = None, data_window: tuple[date | None, date | None] = (None, None),
+                    parent: str | None = None) -> dict:
+    """The validated column values of a new version (all but its id)."""
+    if not lookup.model_exists(model_id):
+        raise NotFound(f"unknown model {model_id!r} (see `compliance model list`)")
     if not label or not str(label).strip():
         raise UsageError("version label must not be empty")
-    if session.scalar(select(ModelVersion.id).where(ModelVersion.model_id == model_id, ModelVersion.label == label)):
+    if lookup.version_id(model_id, label) is not None:
         raise Conflict(f"version {label!r} of model {model_id!r} already exists")
-    parent_id = get_version(session, model_id, parent).id if parent else None
+    parent_id = None
+    if parent:
+        parent_id = lookup.version_id(model_id, parent)
+        if parent_id is None:
+            raise NotFound(f"unknown version {parent!r} of model {model_id!r}")
     wpath = Path(weights)
     if not wpath.is_file():
         raise InputError(f"weights file not found: {wpath}")
-    v = ModelVersion(model_id=model_id, label=label, weights_path=str(wpath.resolve()),
-                     weights_sha256=sha256_file(wpath), trained_at=trained_at,
-                     data_window_start=data_window[0], data_window_end=data_window[1], parent_id=parent_id)
-    return plain(record(session, v))
+    return dict(model_id=model_id, label=label, weights_path=lookup.real_path(wpath),
+                weights_sha256=sha256_file(wpath), trained_at=trained_at,
+                data_window_start=data_window[0], data_window_end=data_window[1], parent_id=parent_id)
 
 
 def list_versions(session: Session, model_id: str | None = None) -> list[dict]:

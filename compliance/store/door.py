@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Float, Integer
@@ -45,6 +46,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+@lru_cache(maxsize=1024)
 def window(now: datetime, table: str, column: str) -> tuple[date, date]:
     """The dates a value of ``table.column`` may take when the store's clock reads ``now``."""
     ahead = FUTURE_LONG if (table, column) in LONG_HORIZON_COLUMNS else FUTURE
@@ -81,22 +83,42 @@ def check_number(value: Any, what: str, *, low: float | None = None, high: float
 
 def check_row(obj: Any, now: datetime) -> None:
     """Refuse (``InputError``) a row with a value that analyses could not use."""
-    table = obj.__tablename__
-    for col in obj.__table__.columns:
-        value = getattr(obj, col.key, None)
+    check_values(obj.__table__, lambda key: getattr(obj, key, None), now)
+
+
+def check_values(tbl: Any, value_of: Any, now: datetime) -> None:
+    """:func:`check_row` for a row given as a table and ``value_of(column key)`` (the bulk path's dicts)."""
+    table = tbl.name
+    for ckey, name, kind, rng, choices in _plan(tbl):
+        value = value_of(ckey)
         if value is None:
             continue
-        key = (table, col.name)
-        what = f"{table}.{col.name}"
-        if isinstance(col.type, Float):
-            lo, hi = RANGES.get(key, (None, None))
-            check_number(value, what, low=lo, high=hi)
-        elif isinstance(col.type, Integer) and not col.primary_key:
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise InputError(f"{what} must be an integer, got {value!r}")
-            if key in RANGES:
-                check_number(value, what, low=RANGES[key][0], high=RANGES[key][1], integer=True)
+        if kind == _FLOAT:
+            lo, hi = rng or (None, None)
+            check_number(value, f"{table}.{name}", low=lo, high=hi)
+        elif kind == _INT:
+            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise InputError(f"{table}.{name} must be an integer, got {value!r}")
+            if rng:
+                check_number(value, f"{table}.{name}", low=rng[0], high=rng[1], integer=True)
         elif isinstance(value, (datetime, date)):
-            check_time(value, now, what, table, col.name)
-        if key in CHOICES and value not in CHOICES[key]:
-            raise InputError(f"{what} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+            check_time(value, now, f"{table}.{name}", table, name)
+        if choices and value not in choices:
+            raise InputError(f"{table}.{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+_FLOAT, _INT, _OTHER = range(3)
+_PLANS: dict[Any, list[tuple[str, str, int, Any, Any]]] = {}
+
+
+def _plan(tbl: Any) -> list[tuple[str, str, int, Any, Any]]:
+    """Per column: key, name, kind, range and choices (computed once per table)."""
+    plan = _PLANS.get(tbl)
+    if plan is None:
+        plan = []
+        for col in tbl.columns:
+            kind = (_FLOAT if isinstance(col.type, Float) else
+                    _INT if isinstance(col.type, Integer) and not col.primary_key else _OTHER)
+            plan.append((col.key, col.name, kind, RANGES.get((tbl.name, col.name)), CHOICES.get((tbl.name, col.name))))
+        _PLANS[tbl] = plan
+    return plan

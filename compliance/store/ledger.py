@@ -15,7 +15,8 @@ transaction-scoped advisory lock. The head is then read once per transaction and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError, InputError, UsageError
 from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
-from compliance.store.door import check_row
+from compliance.store.door import check_row, check_values
 from compliance.store.engine import begin_writing
 from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.text import CONTROL as _CONTROL_CHARS
@@ -43,16 +44,40 @@ def row_payload(obj: Base) -> dict[str, Any]:
     return _payload(obj.__table__, lambda col: getattr(obj, col.key))
 
 
+_FLOAT, _INT, _STR, _OTHER = range(4)
+_PLANS: dict[Any, list[tuple[Any, str, int]]] = {}
+
+
+def _plan(table) -> list[tuple[Any, str, int]]:
+    """Each column with how its value becomes JSON (computed once per table: the bulk path and
+    ``verify`` build a payload per row)."""
+    plan = _PLANS.get(table)
+    if plan is None:
+        plan = [(col, col.name, _FLOAT if isinstance(col.type, Float) else _INT if isinstance(col.type, Integer)
+                 else _STR if isinstance(col.type, String) else _OTHER) for col in table.columns]
+        _PLANS[table] = plan
+    return plan
+
+
 def _payload(table, value_of) -> dict[str, Any]:
+    plan = _plan(table)
+    return _payload_values(plan, [value_of(col) for col, _name, _kind in plan])
+
+
+def _payload_values(plan: list[tuple[Any, str, int]], values: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for col in table.columns:
-        value = value_of(col)
-        if value is not None:
-            if isinstance(col.type, Float):
-                value = float(value)
-            elif isinstance(col.type, Integer):
-                value = int(value)
-        out[col.name] = _jsonable(value)
+    for (_col, name, kind), value in zip(plan, values):
+        if value is None:
+            out[name] = None
+        elif kind == _FLOAT:
+            value = float(value)
+            out[name] = value if math.isfinite(value) else None
+        elif kind == _INT:
+            out[name] = int(value)
+        elif kind == _STR and type(value) is str:
+            out[name] = value
+        else:
+            out[name] = _jsonable(value)
     return out
 
 
@@ -105,42 +130,146 @@ def record(session: Session, obj: Base, *, action: str = "insert") -> Base:
 def record_many(session: Session, objs: list[Base], *, action: str = "insert") -> list[Base]:
     if not objs:
         return objs
-    clock = session.info["clock"]
-    actor = session.info["actor"]
-    now = clock()
+    now = session.info["clock"]()
     for obj in objs:
         check_row(obj, now)  # the door: nothing that would poison an analysis gets in
+    now, action, who, head_ = _open_append(session, now, action)
+    actor = session.info["actor"]
+    for obj in objs:
+        _refuse_controls(obj.__table__, lambda key, obj=obj: getattr(obj, key, None))
+        obj.recorded_at = now
+        obj.actor = actor
+    session.add_all(objs)
+    session.flush()
+    _append(session, head_, now, who, action,
+            ((obj.__tablename__, entity_id_of(obj), canonical_json(row_payload(obj))) for obj in objs))
+    return objs
+
+
+def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]], *, action: str = "insert",
+                where: Callable[[int], str] | None = None, batch: int = 5_000) -> list[dict[str, Any]]:
+    """The bulk path of :func:`record_many` (issue 16): rows given as dicts of column values (every
+    primary key set, see :func:`reserve_ids`), inserted in batches by :func:`insert_rows`, one
+    ledger append per batch. Same door, same stamps, same payloads, hashes and chain as
+    :func:`record_many` of the same rows would write under the same clock and actor; the rows never
+    enter the ORM session. ``where(i)`` names row ``i`` in an error. Returns each row's payload."""
+    if not rows:
+        return []
+    table = model.__table__
+    pk = list(table.primary_key.columns)
+    if len(pk) != 1:
+        raise ComplianceError(f"cannot record {model.__name__} in bulk: no single primary key")
+    key = pk[0].key
+    now = session.info["clock"]()
+    for i, row in enumerate(rows):
+        try:
+            if row.get(key) is None:
+                raise ComplianceError(f"cannot record {model.__name__} in bulk without its primary key")
+            check_values(table, row.get, now)
+            _refuse_controls(table, row.get)
+        except ComplianceError as exc:
+            raise type(exc)(f"{where(i)}: {exc}" if where else str(exc)) from None
+    actor = session.info["actor"]
+    plan = _plan(table)
+    keys = [col.key for col, _name, _kind in plan]
+    payloads = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        stamped, act, who, head_ = _open_append(session, now, action)
+        values, out = [], []
+        for row in chunk:
+            row["recorded_at"] = stamped
+            row["actor"] = actor
+            vals = [row.get(k) for k in keys]
+            values.append(vals)
+            out.append(_payload_values(plan, vals))
+        insert_rows(session, table, values)
+        _append(session, head_, stamped, who, act,
+                ((table.name, str(r[key]), canonical_json(p)) for r, p in zip(chunk, out)), bulk=True)
+        payloads += out
+    return payloads
+
+
+def insert_rows(session: Session, table, rows: list[list[Any]]) -> None:
+    """Insert rows (values in the table's column order) in the session's transaction, at the driver's speed:
+    values go through each column type's own bind processor (what a Core insert applies), then
+    PostgreSQL takes them by ``COPY`` and SQLite by ``executemany``. Constraints and row triggers
+    (append-only, door checks, the identity check on ledger entries) fire as for any insert.
+    Other dialects get a Core ``executemany``."""
+    conn = session.connection()
+    dialect = conn.dialect
+    cols = list(table.columns)
+    if dialect.name not in ("postgresql", "sqlite") or not rows:
+        if rows:
+            session.execute(table.insert(), [{c.key: v for c, v in zip(cols, r)} for r in rows])
+        return
+    procs = [c.type._cached_bind_processor(dialect) for c in cols]
+    data = [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in rows]
+    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in cols)
+    raw = conn.connection.driver_connection
+    if dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as cp:
+            for row in data:
+                cp.write_row(row)
+    else:
+        raw.executemany(f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
+                        f"VALUES ({', '.join('?' * len(cols))})", data)
+
+
+def reserve_ids(session: Session, model: type[Base], n: int) -> list[int]:
+    """``n`` fresh integer primary keys for ``model``, the ones the database would give ``n`` inserts
+    now (under the append lock, so no other writer takes them): PostgreSQL draws them from the
+    column's sequence; SQLite continues after the largest key (and ``sqlite_sequence`` if any)."""
+    if n <= 0:
+        return []
+    _lock_and_head(session)
+    table = model.__table__
+    col = list(table.primary_key.columns)[0]
+    if session.get_bind().dialect.name == "postgresql":
+        ids = session.execute(text("SELECT nextval(pg_get_serial_sequence(:t, :c)) FROM generate_series(1, :n)"),
+                              {"t": table.name, "c": col.name, "n": n}).scalars().all()
+        return sorted(int(i) for i in ids)
+    top = session.execute(select(func.max(col))).scalar() or 0
+    has_seq = session.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first()
+    if has_seq:
+        top = max(top, session.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :t"),
+                                       {"t": table.name}).scalar() or 0)
+    return list(range(top + 1, top + 1 + n))
+
+
+def _open_append(session: Session, now: datetime, action: str) -> tuple[datetime, str, str, tuple[int, str]]:
+    """Take the append lock and the head; the stamp, action and ledger actor of the next entries."""
     if session.info.get("replay") and action == "insert":
         action = "replay"  # written under a caller's clock: marked in the chain (issue 21)
-    seq, prev = _lock_and_head(session)
-    who = session.info.get("ledger_actor") or actor  # the authenticated writer (engine._identify)
+    head_ = _lock_and_head(session)
+    who = session.info.get("ledger_actor") or session.info["actor"]  # the authenticated writer (engine._identify)
     last_at = session.info.get(_HEAD_AT)
     if last_at is not None and now < last_at:
         if session.info.get("replay"):
             _refuse_backdating(now, last_at)
         else:
             now = last_at  # the system clock stepped back: recorded_at never decreases along seq
-    for obj in objs:
-        _refuse_controls(obj)
-        obj.recorded_at = now
-        obj.actor = actor
-    session.add_all(objs)
-    session.flush()
+    return now, action, who, head_
+
+
+def _append(session: Session, head_: tuple[int, str], now: datetime, who: str, action: str,
+            items: Iterable[tuple[str, str, str]], *, bulk: bool = False) -> None:
+    """Ledger entries for (entity type, entity id, canonical payload) in order, in one insert."""
+    seq, prev = head_
     entries = []
     stamp = iso(now)
-    for obj in objs:
+    for etype, eid, payload in items:
         seq += 1
-        payload = canonical_json(row_payload(obj))
-        etype = obj.__tablename__
-        eid = entity_id_of(obj)
         h = entry_hash(prev, seq, stamp, who, action, etype, eid, payload)
         entries.append(dict(seq=seq, recorded_at=now, actor=who, action=action, entity_type=etype,
                             entity_id=eid, payload=payload, prev_hash=prev, hash=h))
         prev = h
-    session.execute(LedgerEntry.__table__.insert(), entries)
+    if bulk:
+        insert_rows(session, LedgerEntry.__table__, [[e[c.key] for c in LedgerEntry.__table__.columns] for e in entries])
+    else:
+        session.execute(LedgerEntry.__table__.insert(), entries)
     session.info[_HEAD] = (seq, prev)
     session.info[_HEAD_AT] = now
-    return objs
 
 
 def _refuse_backdating(now: datetime, last_at: datetime) -> None:
@@ -150,12 +279,12 @@ def _refuse_backdating(now: datetime, last_at: datetime) -> None:
                      "replay into a store whose history ends before it")
 
 
-def _refuse_controls(obj: Base) -> None:
+def _refuse_controls(table, value_of: Callable[[str], Any]) -> None:
     """Evidence text never carries control characters (they would reach terminals and PDFs raw)."""
-    for col in obj.__table__.columns:
-        value = getattr(obj, col.key, None)
+    for col in table.columns:
+        value = value_of(col.key)
         if isinstance(value, str) and _CONTROL_CHARS.search(value):
-            raise InputError(f"{obj.__tablename__}.{col.name} contains control characters: "
+            raise InputError(f"{table.name}.{col.name} contains control characters: "
                              f"{escape_controls(value)[:120]!s}")
 
 

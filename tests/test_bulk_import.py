@@ -1,0 +1,203 @@
+"""The bulk path of `compliance import` (issue 16, item 5) against the row-by-row path.
+
+Equivalence is exact: two stores created under the same clock, the same manifest imported under
+the same fixed clock and login, one through the bulk path and one row by row, hold the same
+ledger entry for entry (seq, recorded_at, actor, action, entity, payload, prev_hash, hash) and
+the same rows. (Under the system clock the row-by-row path stamps each row with its own time;
+the bulk path stamps one time per batch: the entries then differ in recorded_at and the hashes
+that cover it, and in nothing else.)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import text
+
+from bench.bench_import import build_manifest
+from compliance.errors import ComplianceError
+from compliance.services.manifest import import_manifest
+from compliance.store import migrate
+from compliance.store.engine import make_engine, session_scope
+from compliance.store.ledger import verify
+from compliance.store.models import EVIDENCE_MODELS
+from tests.conftest import BACKENDS, PG_BASE, _admin_engine
+from tests.test_registry import snapshot
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+T1 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=BACKENDS)
+def twins(request, tmp_path: Path):
+    """Two stores of one backend, migrated under the same clock (identical seeded ledgers)."""
+    urls, names = [], []
+    for k in range(2):
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / f'store{k}.db'}"
+        else:
+            name = f"ct_{uuid.uuid4().hex[:12]}"
+            with _admin_engine().connect() as c:
+                c.execute(text(f'CREATE DATABASE "{name}"'))
+            names.append(name)
+            url = PG_BASE.rsplit("/", 1)[0] + "/" + name
+        migrate.upgrade(url, clock=lambda: T0)
+        urls.append(url)
+    yield urls
+    for url in urls:
+        make_engine(url).dispose()
+    make_engine.cache_clear()
+    with _admin_engine().connect() as c:
+        for name in names:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def estate(root: Path, scale: float = 0.02) -> Path:
+    """The bench's estate, smaller, plus a deploy/retire history on one model."""
+    m, _ = build_manifest(root, scale)
+    doc = yaml.safe_load(m.read_text())
+    doc["deployments"] += [
+        {"model": "m0000", "version": "v1", "action": "deploy", "at": "2025-11-01T00:00:00Z"},
+        {"model": "m0000", "version": "v1", "action": "retire", "at": "2026-01-01T00:00:00Z"},
+        {"model": "m0001", "version": "v2", "action": "deploy", "at": "2025-12-01T00:00:00Z"},
+        {"model": "m0001", "version": "v2", "action": "retire", "at": "2025-12-01T00:00:00Z"},
+    ]
+    doc["models"][3]["tags"] = ["b", "a", "b"]
+    m.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return m
+
+
+def run_import(url: str, manifest: Path, *, bulk: bool) -> dict:
+    with session_scope(url) as s:
+        s.info["clock"] = lambda: T1  # one fixed time for both paths
+        return import_manifest(s, manifest, bulk=bulk)
+
+
+def ledger(url: str) -> list[tuple]:
+    with session_scope(url, readonly=True) as s:
+        return [tuple(r) for r in s.execute(text(
+            "SELECT seq, recorded_at, actor, action, entity_type, entity_id, payload, prev_hash, hash "
+            "FROM ledger_entry ORDER BY seq"))]
+
+
+def rows(url: str) -> dict[str, list[tuple]]:
+    with session_scope(url, readonly=True) as s:
+        return {m.__tablename__: [tuple(r) for r in s.execute(text(f"SELECT * FROM {m.__tablename__} ORDER BY 1"))]
+                for m in EVIDENCE_MODELS}
+
+
+def test_bulk_writes_the_ledger_the_row_by_row_path_writes(twins, tmp_path: Path):
+    bulk_url, row_url = twins
+    m = estate(tmp_path / "estate")
+    got = run_import(bulk_url, m, bulk=True)
+    assert got == run_import(row_url, m, bulk=False) == {"models": 20, "versions": 200, "deployments": 24,
+                                                         "artifacts": 0, "datasets": 0}
+    a, b = ledger(bulk_url), ledger(row_url)
+    assert len(a) == len(b) > 244
+    assert a == b  # same entries, payloads, hashes and chain
+    assert rows(bulk_url) == rows(row_url)
+    for url in twins:
+        with session_scope(url, readonly=True) as s:
+            assert verify(s).ok
+
+
+def test_a_bad_record_deep_in_a_large_manifest_leaves_the_store_unchanged(db_url, cli, tmp_path: Path):
+    m = estate(tmp_path / "estate", scale=0.2)  # 200 models, 2,000 versions
+    doc = yaml.safe_load(m.read_text())
+    doc["versions"][1234]["trained_at"] = "2300-01-01T00:00:00Z"  # past the door's window
+    m.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = snapshot(db_url)
+    code, out, err = cli("import", m)
+    assert code != 0
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "versions[1234] v5" in lines[0] and "trained_at" in lines[0], err
+    assert "Traceback" not in err + out
+    assert snapshot(db_url) == before
+
+
+@pytest.mark.parametrize("case", ["reimport", "dup-model", "dup-version", "bad-parent", "no-model", "no-weights",
+                                  "double-deploy", "retire-idle", "late-event", "bad-tier", "controls"])
+def test_bad_input_is_refused_with_the_row_by_row_message(db_url, tmp_path: Path, case: str):
+    m = estate(tmp_path / "estate", scale=0.01)
+    doc = yaml.safe_load(m.read_text())
+    if case == "reimport":
+        run_import(db_url, m, bulk=True)
+    elif case == "dup-model":
+        doc["models"].append(dict(doc["models"][2]))
+    elif case == "dup-version":
+        doc["versions"].insert(50, dict(doc["versions"][3]))
+    elif case == "bad-parent":
+        doc["versions"][45]["parent"] = "v9"
+    elif case == "no-model":
+        doc["versions"][60]["model"] = "nobody"
+    elif case == "no-weights":
+        doc["versions"][70]["weights"] = "weights/missing.bin"
+    elif case == "double-deploy":
+        doc["deployments"].append({"model": "m0004", "version": "v10", "action": "deploy", "at": "2026-02-01T00:00:00Z"})
+    elif case == "retire-idle":
+        doc["deployments"].append({"model": "m0004", "version": "v3", "action": "retire", "at": "2026-02-01T00:00:00Z"})
+    elif case == "late-event":  # an event before one the store holds
+        run_import(db_url, m, bulk=True)
+        m = m.with_name("later.yaml")
+        doc = {"deployments": [{"model": "m0004", "version": "v10", "action": "deploy", "at": "2025-12-01T00:00:00Z"}]}
+    elif case == "bad-tier":
+        doc["models"][5]["tier"] = 4
+    elif case == "controls":
+        doc["models"][6]["name"] = "bad\x07name"
+    m.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = snapshot(db_url)
+    errors = []
+    for bulk in (True, False):
+        with pytest.raises(ComplianceError) as exc:
+            run_import(db_url, m, bulk=bulk)
+        errors.append((type(exc.value), str(exc.value)))
+        assert snapshot(db_url) == before
+    assert errors[0] == errors[1], errors
+    assert errors[0][1].startswith(f"{m.name}: "), errors[0]
+
+
+def test_a_json_manifest_reads_as_its_yaml_twin(tmp_path: Path):
+    from compliance.services.manifest import load_manifest
+
+    m = estate(tmp_path / "estate", scale=0.01)
+    j = m.with_suffix(".json")
+    j.write_text(json.dumps(yaml.safe_load(m.read_text())))
+    assert load_manifest(j)[0] == load_manifest(m)[0]
+    for bad, msg in (('{"models": [', "not valid JSON at line 1"), ('{"models": NaN}', "not valid JSON"),
+                     ("[" * 70 + "]" * 70, "nested more than 64 levels deep")):
+        j.write_text(bad)
+        with pytest.raises(ComplianceError, match=msg):
+            load_manifest(j)
+
+
+def test_a_replayed_bulk_import_keeps_the_identity_rules(db_url, cli, tmp_path: Path):
+    """Under --replay the rows name the replayed actor and every entry is marked replay (the
+    PostgreSQL identity trigger checks each appended entry, COPY included); a live import names
+    the login in rows and entries."""
+    m = estate(tmp_path / "estate", scale=0.01)
+    code, _out, err = cli("import", m, actor="historian", replay=True)
+    assert code == 0, err
+    with session_scope(db_url, readonly=True) as s:
+        acts = s.execute(text("SELECT DISTINCT action, actor FROM ledger_entry WHERE entity_type = 'model_version'")).all()
+        rows_by = s.execute(text("SELECT DISTINCT actor FROM model_version")).scalars().all()
+        assert verify(s).ok
+    assert [a for a, _ in acts] == ["replay"] and rows_by == ["historian"]
+    m2 = build_manifest(tmp_path / "more", 0.001)[0]
+    doc = yaml.safe_load(m2.read_text())
+    for e in doc["models"]:
+        e["id"] = "z" + e["id"]
+    for e in doc["versions"] + doc["deployments"]:
+        e["model"] = "z" + e["model"]
+    m2.write_text(yaml.safe_dump(doc))
+    code, _out, err = cli("import", m2, actor="tester")
+    assert code == 0, err
+    with session_scope(db_url, readonly=True) as s:
+        live = s.execute(text("SELECT DISTINCT l.action, l.actor, v.actor FROM ledger_entry l JOIN model_version v "
+                              "ON l.entity_type = 'model_version' AND l.entity_id = CAST(v.id AS TEXT) "
+                              "WHERE v.model_id LIKE 'z%'")).all()
+    assert len(live) == 1 and live[0][0] == "insert" and live[0][1] == live[0][2]
