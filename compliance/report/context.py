@@ -25,7 +25,11 @@ from typing import Any, Optional
 
 from compliance.errors import InputError
 
-SCHEMA_VERSION = "1"
+#: "2": the long tables are page-sized (the first ``PAGE_ROWS`` rows in display order, with a
+#: ``*_total`` count beside each); the export's CSVs hold every row (``CAPPED_TABLES``).
+SCHEMA_VERSION = "2"
+#: Rows of each capped table the context carries: the rows a page shows.
+PAGE_ROWS = 250
 REPORT_KINDS = ("portfolio", "model")
 STATUSES = ("pass", "warn", "fail", "error")
 
@@ -360,11 +364,35 @@ class CltLayerRow:
 
 
 @dataclass
+class FidelitySeries:
+    """One artifact's explained variance on its successive checks (the fidelity chart)."""
+
+    artifact_id: str = _f("Artifact id.")
+    versions: list[str] = _f("Version of each check, oldest first (by date, version, check id).",
+                             factory=list)
+    values: list[float] = _f("Explained variance of each check, same order.", factory=list)
+
+
+@dataclass
 class FidelitySection:
     """Fidelity results of the quarter."""
 
-    checks: list[FidelityRow] = _f("Fidelity checks, by model, artifact, date.", factory=list)
-    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks.", factory=list)
+    checks: list[FidelityRow] = _f("Fidelity checks of the last four quarters, by model, artifact, "
+                                   "date and check id: the first PAGE_ROWS rows (every row is in the "
+                                   "export's tables/fidelity_checks.csv, in the same order).",
+                                   factory=list)
+    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks: the first PAGE_ROWS rows "
+                                       "(all in tables/fidelity_clt_layers.csv).", factory=list)
+    checks_total: int = _f("Number of fidelity checks (rows of tables/fidelity_checks.csv).", default=0)
+    downstream: list[FidelityRow] = _f("The fidelity checks with a downstream figure (KL, loss recovered, "
+                                       "flip rate, probe AUC or baseline gap), same order: the first "
+                                       "PAGE_ROWS rows (all in tables/fidelity_downstream.csv).", factory=list)
+    downstream_total: int = _f("Number of fidelity checks with a downstream figure.", default=0)
+    clt_layers_total: int = _f("Number of per-layer CLT rows.", default=0)
+    chart: list[FidelitySeries] = _f("The fidelity chart: the artifacts with the lowest latest explained "
+                                     "variance (at most 10), lowest first.", factory=list)
+    chart_artifacts: int = _f("Artifacts with at least one explained variance (the chart shows the "
+                              "lowest of them).", default=0)
 
 
 @dataclass
@@ -634,8 +662,11 @@ class Appendix:
     policy: list[PolicyRow] = _f("Policy settings in force.", factory=list)
     evidence: list[EvidenceRow] = _f("Evidence index: every check, dataset, artifact and model "
                                      "version the pack relies on (earlier checks behind the "
-                                     "register and baselines included), sorted by kind and ref.",
+                                     "register and baselines included), sorted by kind and ref: "
+                                     "the first PAGE_ROWS rows (all in tables/appendix_evidence.csv).",
                                      factory=list)
+    evidence_total: int = _f("Number of evidence rows (rows of tables/appendix_evidence.csv).",
+                             default=0)
     ledger_from_seq: int = _f("First ledger entry of the quarter: the export holds every entry "
                               "from it to the head, plus every older entry the evidence index "
                               "cites.", default=0)
@@ -808,8 +839,11 @@ class ReportContext:
     compute: ComputeBudgetSection = _f("Compute budget (overhead per artifact).",
                                        factory=ComputeBudgetSection)
     check_reasons: list[CheckReasonRow] = _f("Every recorded reason of every check of the "
-                                             "quarter that warned, failed or errored.",
-                                             factory=list)
+                                             "quarter that warned, failed or errored, by check "
+                                             "time and id: the first PAGE_ROWS rows (all in "
+                                             "tables/check_reasons.csv).", factory=list)
+    check_reasons_total: int = _f("Number of check reasons (rows of tables/check_reasons.csv).",
+                                  default=0)
     failure_modes: list[FailureModeRow] = _f("Failure-mode register.", factory=list)
     findings: list[FindingRow] = _f("Findings and exceptions.", factory=list)
     attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",
