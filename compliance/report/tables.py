@@ -81,6 +81,17 @@ class PageTable:
         if self._w is not None:
             self._w.writerow([csv_value(_cell(getattr(row, c))) for c in self.columns])
 
+    @property
+    def page_full(self) -> bool:
+        """No file to write and the page is full: later rows need only be counted (``skip``)."""
+        return self._w is None and len(self.rows) >= self.limit
+
+    def skip(self, n: int = 1) -> None:
+        """Count ``n`` rows that are neither shown nor written (only when ``page_full``)."""
+        if not self.page_full:
+            raise RuntimeError("rows may be skipped only when the page is full and no file is written")
+        self.total += n
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -145,9 +144,7 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
                                                      Check.kind != "fidelity")
                                  .order_by(Check.finished_at, Check.id)).all()
 
-    def usable_row(cid: int, vid: Any, aid: Any, oid: Any) -> bool:
-        return (("check_run", str(cid)) not in left_out and (vid is None or vid in versions)
-                and (aid is None or aid in artifacts) and (oid is None or oid in artifacts))
+    usable_row = RT.Keep({int(i) for t, i in left_out if t == "check_run" and str(i).isdigit()}, versions, artifacts)
 
     checks = [c for c in all_checks if usable_row(c.id, c.version_id, c.artifact_id, c.other_artifact_id)]
     # Fidelity is shown over the four-quarter trend window, so decay across versions is visible.
@@ -260,7 +257,7 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
 
     # -- fidelity and drift
     fidelity, fid_outcomes, fid_ids = RT.fidelity_section(
-        session, as_of=as_of, scope=scope, hist_start=hist_start, qstart=qstart, qend=qend, usable=usable_row,
+        session, as_of=as_of, scope=scope, hist_start=hist_start, qstart=qstart, qend=qend, keep=usable_row,
         label=label, artifacts=artifacts, protected=lambda art, m: _protected(art, m, protected_cols), full=full)
     drift_rows, outcomes = [], Counter({("fidelity", s): n for s, n in fid_outcomes.items()})
     for c in checks:
@@ -381,7 +378,10 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     from_seq = min(session.scalar(select(LedgerEntry.seq).where(LedgerEntry.recorded_at >= qstart,
                                                                 LedgerEntry.recorded_at <= as_of)
                                   .order_by(LedgerEntry.seq).limit(1)) or seq, seq)
-    relied = _relied_checks(session, as_of, scope, qstart, [c.id for c in checks], fid_ids, compute, occs, artifacts)
+    more = {c.id for c in checks} | {int(r.check_id) for r in compute.checks}
+    more |= {int(o["check_id"]) for o in occs if o["model_id"] in scope and o.get("check_id")}
+    relied = RT.relied_checks(session, as_of=as_of, scope=scope, qstart=qstart, ids=fid_ids, more=more,
+                              artifacts=artifacts)
     others: list[tuple[C.EvidenceRow, tuple[str, str]]] = []
     for d in datasets:
         others.append((C.EvidenceRow(kind="dataset", ref=f"dataset {d.id}",
@@ -404,12 +404,16 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     others.sort(key=lambda rk: (rk[0].kind, _natural(rk[0].ref)))
     # evidence in display order (by kind, then ref): the checks, by id, stream in at their place
     evidence_t = full.table("appendix_evidence", C.EvidenceRow)
-    check_rows = RT.check_evidence(session, as_of=as_of, relied=relied, label=label, mark=mark)
     before_checks = [r for r, _ in others if r.kind < "check"]
+    every = full.folder is not None
+    need = len(relied) if every else max(0, evidence_t.limit - len(before_checks))
+    check_rows = RT.check_evidence(session, as_of=as_of, relied=relied[:need], label=label, mark=mark,
+                                   all_of_them=every)
     for r in itertools.chain(before_checks, check_rows, (r for r, _ in others[len(before_checks):])):
         evidence_t.add(r)
         if r.ledger_seq is not None and r.ledger_seq < from_seq:
             full.cited_seqs.add(r.ledger_seq)
+    evidence_t.total = len(others) + len(relied)
     dq_rows = [C.DataQualityRow(record=f["record"], problem=f["problem"],
                                 handling=f["handling"] + (f" (+{f['dependents']} dependent records)" if f["dependents"] else ""))
                for f in a["data_quality"]["findings"]]
@@ -576,30 +580,6 @@ def _natural(ref: str) -> tuple:
     import re
 
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", ref))
-
-
-def _relied_checks(session: Session, as_of: datetime, scope: list[str], qstart: datetime, quarter_ids: list[int],
-                   fid_ids: np.ndarray, compute: C.ComputeBudgetSection, occs: list[dict], artifacts: dict) -> np.ndarray:
-    """The ids (sorted) of every check the pack relies on: the quarter's, the fidelity history it
-    prints, the overhead checks of the compute budget, the checks behind the failure-mode
-    register, each artifact's baseline (first check on its bound version) and the latest fidelity
-    check per artifact and version before the quarter (the validity carried into it)."""
-    extra = set(quarter_ids) | {int(r.check_id) for r in compute.checks}
-    extra |= {int(o["check_id"]) for o in occs if o["model_id"] in scope and o.get("check_id")}
-    baseline: dict[str, int] = {}
-    before: dict[tuple, int] = {}
-    for cid, aid, vid, status, fin in session.execute(
-            select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
-            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
-                   Check.artifact_id.is_not(None)).order_by(Check.finished_at, Check.id)
-            .execution_options(yield_per=RT.BATCH)):
-        a = artifacts.get(aid)
-        if a is not None and vid == a.bound_version_id and status != "error" and aid not in baseline:
-            baseline[aid] = cid
-        if fin < qstart:
-            before[(aid, vid)] = cid
-    extra |= set(baseline.values()) | set(before.values())
-    return np.union1d(fid_ids, np.fromiter(extra, dtype=np.int64, count=len(extra)))
 
 
 def cited_entries(session: Session, as_of: datetime, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:

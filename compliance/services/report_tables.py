@@ -16,13 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Integer, cast, select
+from sqlalchemy import Integer, Text, case, cast, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from compliance.hashing import canonical_json as _canon
 from compliance.hashing import sha256_bytes
 from compliance.report import context as C
-from compliance.report.tables import SeriesKeeper
 from compliance.report.tables import FullTables
 from compliance.store.models import Check, LedgerEntry
 
@@ -55,74 +54,162 @@ def _stream(session: Session, stmt) -> Iterator:
     return iter(session.execute(stmt.execution_options(yield_per=BATCH)))
 
 
+_DOWNSTREAM = ("kl", "loss_recovered", "decision_flip_rate", "auc", "baseline_gap")
+
+
+def _json_number(session: Session, key: str):
+    """SQL: the JSON number ``metrics[key]`` (NULL when absent or not a number), per dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return literal_column(f"CASE WHEN json_typeof(check_run.metrics -> '{key}') = 'number' "
+                              f"THEN CAST(check_run.metrics ->> '{key}' AS DOUBLE PRECISION) END")
+    return literal_column(f"CASE WHEN json_type(check_run.metrics, '$.{key}') IN ('real', 'integer') "
+                          f"THEN json_extract(check_run.metrics, '$.{key}') END")
+
+
+def _has_downstream(session: Session):
+    """SQL: 1 when any downstream figure of the metrics is a number (a LIKE first: cheap)."""
+    text = cast(Check.metrics, Text)
+    like = or_(*[text.like(f'%"{k}"%') for k in _DOWNSTREAM])
+    return case((like, case((or_(*[_json_number(session, k).is_not(None) for k in _DOWNSTREAM]), 1), else_=0)),
+                else_=0)
+
+
+def lean_frame(session: Session, stmt, columns: list[str]):
+    from compliance.services.analysis import _frame
+
+    return _frame(session, stmt, columns)
+
+
 def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], hist_start: datetime,
-                     qstart: datetime, qend: datetime, usable: Usable, label: dict, artifacts: dict,
+                     qstart: datetime, qend: datetime, keep: "Keep", label: dict, artifacts: dict,
                      protected: Callable[[Any, dict], bool | None], full: FullTables
                      ) -> tuple[C.FidelitySection, Counter, np.ndarray]:
     """Fidelity rows (by model, artifact, date, check id), the checks with a downstream figure,
     CLT per-layer rows (by check time), the chart's series, the quarter's fidelity outcomes and
-    the ids of every usable fidelity check of the four quarters (for the evidence index)."""
+    the ids of every usable fidelity check of the four quarters (for the evidence index).
+
+    One lean query (ids, keys, status, time, the explained variance and two flags read from the
+    metrics in SQL) ordered and counted in numpy; full rows are fetched only for the rows that
+    are shown (or, with a CSV to write, for every row, in display order, a batch at a time)."""
+    import pandas as pd
+
     rows_t = full.table("fidelity_checks", C.FidelityRow)
     down_t = full.table("fidelity_downstream", C.FidelityRow)
-    outcomes: Counter = Counter()
-    ids: list[int] = []
-    chart = SeriesKeeper(10)
-    stmt = (select(Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id,
-                   Check.finished_at, Check.status, Check.metrics, Check.reasons)
-            .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.finished_at >= hist_start,
-                   Check.finished_at < qend, Check.model_id.in_(scope))
-            .order_by(_by_text(session, Check.model_id), _by_text(session, Check.artifact_id),
-                      Check.finished_at, Check.id))
-    group: list[C.FidelityRow] = []  # rows of one (model, artifact, date): re-sorted by check id
-    art_points: list = []  # (date, version, check id, EV) of the current artifact
-    cur_art: Any = None
-    clt_keys: list[tuple[datetime, int]] = []
-
-    def flush_group() -> None:
-        group.sort(key=lambda r: int(r.check_id))
-        for r in group:
+    cols = ["id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers"]
+    df = lean_frame(session, select(
+        Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
+        Check.finished_at, _json_number(session, "explained_variance"), _has_downstream(session),
+        case((cast(Check.metrics, Text).like('%"per_layer"%'), 1), else_=0))
+        .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.finished_at >= hist_start,
+               Check.finished_at < qend, Check.model_id.in_(scope)), cols)
+    df = df[keep.mask(df)].reset_index(drop=True)
+    df["id"] = df["id"].astype(np.int64)
+    fin = pd.to_datetime(df["fin"], utc=True, format="ISO8601")
+    ids_all = np.sort(df["id"].to_numpy())
+    outcomes = Counter(df.loc[(fin >= pd.Timestamp(qstart)).to_numpy(), "status"].tolist())
+    art = df["aid"].notna().to_numpy() & (df["aid"].astype(str) != "").to_numpy()
+    df, fin = df[art].reset_index(drop=True), fin[art].reset_index(drop=True)
+    day = fin.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]").astype(np.int64)
+    mcode = pd.factorize(df["mid"], sort=True)[0]
+    acode = pd.factorize(df["aid"], sort=True)[0]
+    order = np.lexsort((df["id"].to_numpy(), day, acode, mcode))
+    disp_ids = df["id"].to_numpy()[order]
+    down = df["down"].astype(int).to_numpy()[order] == 1
+    if full.folder is not None:  # every row, in display order, to the CSVs
+        for k, r in enumerate(_fidelity_rows(session, disp_ids, label, artifacts, protected)):
             rows_t.add(r)
-            if (r.kl is not None or r.loss_recovered is not None or r.decision_flip_rate is not None
-                    or r.auc is not None or r.baseline_gap is not None):
+            if down[k]:
                 down_t.add(r)
-        group.clear()
-
-    for cid, aid, oid, mid, vid, fin, status, metrics, reasons in _stream(session, stmt):
-        if not usable(cid, vid, aid, oid):
-            continue
-        ids.append(cid)
-        if fin >= qstart:
-            outcomes[status] += 1
-        if not aid:
-            continue
-        m = metrics or {}
-        if m.get("per_layer"):
-            clt_keys.append((fin, cid))
-        r = C.FidelityRow(
-            check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
-            model_id=mid, version=label.get(vid, "?"), date=_d(fin),
-            explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
-            l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
-            decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
-            dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
-            auc=_f(m.get("auc")), protected=protected(artifacts.get(aid), m),
-            baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in reasons or []])
-        if aid != cur_art:
-            chart.add(cur_art, art_points)
-            art_points, cur_art = [], aid
-        if r.explained_variance is not None:
-            art_points.append((r.date, r.version, r.check_id, r.explained_variance))
-        if group and (group[0].model_id, group[0].artifact_id, group[0].date) != (mid, aid, r.date):
-            flush_group()
-        group.append(r)
-    flush_group()
-    chart.add(cur_art, art_points)
+    else:  # only the rows a page shows
+        head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
+        shown, shown_down = set(head.tolist()), set(head_down.tolist())
+        pos = {int(i): k for k, i in enumerate(disp_ids.tolist())}
+        want = np.array(sorted(shown | shown_down, key=pos.__getitem__), dtype=np.int64)
+        for r in _fidelity_rows(session, want, label, artifacts, protected):
+            if int(r.check_id) in shown:
+                rows_t.add(r)
+            if int(r.check_id) in shown_down:
+                down_t.add(r)
+    rows_t.total, down_t.total = len(disp_ids), int(down.sum())
+    layers = df["layers"].astype(int).to_numpy() == 1
+    clt_keys = sorted(zip(fin[layers].tolist(), df["id"].to_numpy()[layers].tolist()))
     clt_t = _clt_layers(session, clt_keys, full)
-    series, n_art = chart.result()
+    series, n_art = _chart(df, day, label)
     section = C.FidelitySection(checks=rows_t.rows, clt_layers=clt_t.rows, checks_total=rows_t.total,
                                 downstream=down_t.rows, downstream_total=down_t.total,
                                 clt_layers_total=clt_t.total, chart=series, chart_artifacts=n_art)
-    return section, outcomes, np.asarray(ids, dtype=np.int64)
+    return section, outcomes, ids_all
+
+
+def _chart(df, day: np.ndarray, label: dict, top_n: int = 10) -> tuple[list[C.FidelitySeries], int]:
+    """The fidelity chart's series (``tables.fidelity_series`` over the lean columns): per
+    artifact its checks with an explained variance by (date, version, check id as text); the
+    ``top_n`` artifacts with the lowest latest value, ties by artifact id."""
+    import pandas as pd
+
+    ev = pd.to_numeric(df["ev"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(ev)
+    if not ok.any():
+        return [], 0
+    sub = pd.DataFrame({"aid": df["aid"].to_numpy()[ok], "day": day[ok], "ev": ev[ok],
+                        "ver": [label.get(v, "?") for v in df["vid"].to_numpy()[ok].tolist()],
+                        "cid": df["id"].to_numpy()[ok].astype(str)})
+    sub = sub.sort_values(["aid", "day", "ver", "cid"], kind="stable")
+    last = sub.drop_duplicates("aid", keep="last").sort_values(["ev", "aid"], kind="stable")
+    chosen = last["aid"].tolist()[:top_n]
+    out = []
+    for aid in chosen:
+        rs = sub[sub["aid"] == aid]
+        out.append(C.FidelitySeries(artifact_id=aid, versions=rs["ver"].tolist(),
+                                    values=[float(x) for x in rs["ev"].tolist()]))
+    return out, int(len(last))
+
+
+def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: dict,
+                   protected: Callable[[Any, dict], bool | None]) -> Iterator[C.FidelityRow]:
+    """Full fidelity rows of ``ids``, in the order given, a batch at a time."""
+    for i in range(0, len(ids), BATCH):
+        chunk = ids[i:i + BATCH].tolist()
+        got = {}
+        for j in range(0, len(chunk), IN_CHUNK):
+            for row in session.execute(select(Check.id, Check.artifact_id, Check.model_id, Check.version_id,
+                                              Check.finished_at, Check.status, Check.metrics, Check.reasons)
+                                       .where(Check.id.in_(chunk[j:j + IN_CHUNK]))):
+                got[row[0]] = row
+        for cid in chunk:
+            _, aid, mid, vid, fin, status, metrics, reasons = got[cid]
+            m = metrics or {}
+            yield C.FidelityRow(
+                check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
+                model_id=mid, version=label.get(vid, "?"), date=_d(fin),
+                explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
+                l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
+                decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
+                dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
+                auc=_f(m.get("auc")), protected=protected(artifacts.get(aid), m),
+                baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in reasons or []])
+
+
+class Keep:
+    """Which checks the pack may use: not left out by the data-quality screen or a correction,
+    on a usable version (or none), naming usable artifacts (or none)."""
+
+    def __init__(self, left_out_checks: set[int], versions: Iterable[int], artifacts: Iterable[str]):
+        self.left_out = left_out_checks
+        self.versions = set(versions)
+        self.artifacts = set(artifacts)
+
+    def __call__(self, cid: int, vid: Any, aid: Any, oid: Any) -> bool:
+        return (cid not in self.left_out and (vid is None or vid in self.versions)
+                and (aid is None or aid in self.artifacts) and (oid is None or oid in self.artifacts))
+
+    def mask(self, df) -> np.ndarray:
+        """The same test over a frame with columns id, vid, aid, oid."""
+        ok = ~df["id"].astype(np.int64).isin(self.left_out).to_numpy()
+        ok &= (df["vid"].isna() | df["vid"].isin(self.versions)).to_numpy()
+        for c in ("aid", "oid"):
+            ok &= (df[c].isna() | df[c].isin(self.artifacts)).to_numpy()
+        return ok
 
 
 def _clt_layers(session: Session, keys: list[tuple[datetime, int]], full: FullTables):
@@ -153,6 +240,9 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
             .order_by(Check.finished_at, Check.id))
     for cid, kind, mid, vid, aid, oid, fin, status, reasons in _stream(session, stmt):
         if not usable(cid, vid, aid, oid):
+            continue
+        if t.page_full:
+            t.skip(len(reasons or ()) or 1)
             continue
         for r in (reasons or ["(no reason recorded)"]):
             t.add(C.CheckReasonRow(check_id=str(cid), kind=kind, model_id=mid, version=label.get(vid, "—"),
@@ -202,31 +292,39 @@ def ledger_hashes(session: Session, seqs: Iterable[int]) -> dict[int, str]:
 
 
 def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, label: dict,
-                   mark: Callable[[str, Any], str]) -> Iterator[C.EvidenceRow]:
+                   mark: Callable[[str, Any], str], all_of_them: bool) -> Iterator[C.EvidenceRow]:
     """The evidence rows of the checks ``relied`` (sorted unique ids), by id, with the ledger
-    entry that recorded each."""
-    led_ids, led_seqs = first_inserts(session, as_of, "check_run")
+    entry that recorded each. ``all_of_them``: ``relied`` is every check of the index (one scan
+    of the ledger finds their entries) rather than the few a page shows (looked up by id)."""
+    if all_of_them:
+        led_ids, led_seqs = first_inserts(session, as_of, "check_run")
     cols = [Check.id, Check.kind, Check.artifact_id, Check.model_id, Check.version_id, Check.status,
             Check.finished_at, Check.input_hashes]
-    batch: list = []
 
     def emit(batch):
-        ids = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
-        pos = np.searchsorted(led_ids, ids)
-        pos_ok = pos < len(led_ids)
-        found = np.zeros(len(ids), dtype=bool)
-        found[pos_ok] = led_ids[pos[pos_ok]] == ids[pos_ok]
-        seqs = np.where(found, led_seqs[np.minimum(pos, max(len(led_ids) - 1, 0))] if len(led_ids) else 0, -1)
-        hashes = ledger_hashes(session, (s for s in seqs.tolist() if s >= 0))
-        for (cid, kind, aid, mid, vid, status, fin, hs), seq in zip(batch, seqs.tolist()):
+        if all_of_them:
+            ids = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+            pos = np.minimum(np.searchsorted(led_ids, ids), max(len(led_ids) - 1, 0))
+            hit = (led_ids[pos] == ids) if len(led_ids) else np.zeros(len(ids), dtype=bool)
+            seqs = [int(s) if h else None for s, h in zip(led_seqs[pos].tolist() if len(led_ids) else [0] * len(ids),
+                                                           hit.tolist())]
+            hashes = ledger_hashes(session, (s for s in seqs if s is not None))
+            cites = [None if s is None else (s, hashes[s]) for s in seqs]
+        else:
+            from compliance.services.report import cited_entries
+
+            got = cited_entries(session, as_of, [("check_run", str(r[0])) for r in batch])
+            cites = [got.get(("check_run", str(r[0]))) for r in batch]
+        for (cid, kind, aid, mid, vid, status, fin, hs), cite in zip(batch, cites):
             row = C.EvidenceRow(kind="check", ref=f"check {cid} ({kind})",
                                 description=f"{aid or mid} on {label.get(vid, '-')}: {status}, {_d(fin)}"
                                             + mark("check_run", cid),
                                 sha256=sha256_bytes(_canon(hs or {}).encode()))
-            if seq >= 0:
-                row.ledger_seq, row.ledger_hash = int(seq), hashes[int(seq)]
+            if cite is not None:
+                row.ledger_seq, row.ledger_hash = cite
             yield row
 
+    batch: list = []
     for r in _rows_by_id(session, cols, Check.id, relied):
         batch.append(tuple(r))
         if len(batch) >= BATCH:
@@ -234,3 +332,32 @@ def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, lab
             batch = []
     if batch:
         yield from emit(batch)
+
+
+def relied_checks(session: Session, *, as_of: datetime, scope: list[str], qstart: datetime, ids: np.ndarray,
+                  more: set[int], artifacts: dict) -> np.ndarray:
+    """The ids (sorted) of every check the pack relies on: ``ids`` (the fidelity checks it
+    prints), ``more`` (the quarter's other checks, the compute budget's, the failure-mode
+    register's: those not in the store are dropped), each artifact's baseline (first non-error
+    fidelity check on its bound version) and the latest fidelity check per artifact and version
+    before the quarter (the validity carried into it). Over lean columns, in numpy."""
+    import pandas as pd
+
+    df = lean_frame(session, select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
+                    .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
+                           Check.artifact_id.is_not(None)), ["id", "aid", "vid", "status", "fin"])
+    out = [ids]
+    if len(df):
+        df["id"] = df["id"].astype(np.int64)
+        df["t"] = pd.to_datetime(df["fin"], utc=True, format="ISO8601")
+        df = df.sort_values(["t", "id"], kind="stable")
+        bound = pd.Series({a: x.bound_version_id for a, x in artifacts.items()}, dtype=object)
+        base = df[df["aid"].isin(bound.index) & (df["status"] != "error")
+                  & (df["vid"].to_numpy() == df["aid"].map(bound).to_numpy())]
+        out.append(base.drop_duplicates("aid", keep="first")["id"].to_numpy())
+        before = df[(df["t"] < pd.Timestamp(qstart)).to_numpy()]
+        out.append(before.drop_duplicates(["aid", "vid"], keep="last")["id"].to_numpy())
+    rest = np.setdiff1d(np.fromiter(more, dtype=np.int64, count=len(more)), np.concatenate(out))
+    found = [r[0] for r in _rows_by_id(session, [Check.id], Check.id, rest)]
+    out.append(np.asarray(found, dtype=np.int64))
+    return np.unique(np.concatenate(out).astype(np.int64))
