@@ -9,6 +9,14 @@ nested dataclasses. Dates are ISO strings (``YYYY-MM-DD``), times ISO UTC (``...
 fractions in [0, 1] (templates format them as percentages). ``context_to_json`` gives the
 canonical bytes; ``context_hash`` is SHA-256 over them with ``cover.context_hash`` blanked, so
 the hash printed on the cover is the hash of everything else.
+
+Schema version 2 (issue 22) makes the context page-sized: the long tables that grow with the
+number of checks -- ``fidelity.checks``, ``fidelity.downstream``, ``fidelity.clt_layers``,
+``check_reasons`` and ``appendix.evidence`` -- carry their first 250 rows (``PAGE_ROWS``) in
+display order and a ``*_total`` beside each; every row is in the export's ``tables/<name>.csv``
+in the same order (the CSV's first rows are the context's, ``verify --pack`` checks both the
+prefix and the count). The fidelity chart's data is ``fidelity.chart``. A version-1 context
+carried every row in the context itself.
 """
 
 from __future__ import annotations
@@ -378,10 +386,10 @@ class FidelitySection:
     """Fidelity results of the quarter."""
 
     checks: list[FidelityRow] = _f("Fidelity checks of the last four quarters, by model, artifact, "
-                                   "date and check id: the first PAGE_ROWS rows (every row is in the "
+                                   "date and check id: the first 250 rows (PAGE_ROWS) (every row is in the "
                                    "export's tables/fidelity_checks.csv, in the same order).",
                                    factory=list)
-    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks: the first PAGE_ROWS rows "
+    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks: the first 250 rows (PAGE_ROWS) "
                                        "(all in tables/fidelity_clt_layers.csv).", factory=list)
     checks_total: int = _f("Number of fidelity checks (rows of tables/fidelity_checks.csv).", default=0)
     downstream: list[FidelityRow] = _f("The fidelity checks with a downstream figure (KL, loss recovered, "
@@ -663,7 +671,7 @@ class Appendix:
     evidence: list[EvidenceRow] = _f("Evidence index: every check, dataset, artifact and model "
                                      "version the pack relies on (earlier checks behind the "
                                      "register and baselines included), sorted by kind and ref: "
-                                     "the first PAGE_ROWS rows (all in tables/appendix_evidence.csv).",
+                                     "the first 250 rows (PAGE_ROWS) (all in tables/appendix_evidence.csv).",
                                      factory=list)
     evidence_total: int = _f("Number of evidence rows (rows of tables/appendix_evidence.csv).",
                              default=0)
@@ -840,7 +848,7 @@ class ReportContext:
                                        factory=ComputeBudgetSection)
     check_reasons: list[CheckReasonRow] = _f("Every recorded reason of every check of the "
                                              "quarter that warned, failed or errored, by check "
-                                             "time and id: the first PAGE_ROWS rows (all in "
+                                             "time and id: the first 250 rows (PAGE_ROWS) (all in "
                                              "tables/check_reasons.csv).", factory=list)
     check_reasons_total: int = _f("Number of check reasons (rows of tables/check_reasons.csv).",
                                   default=0)
