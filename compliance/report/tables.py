@@ -103,8 +103,9 @@ class FullTables:
     """Where the full capped tables of one context go: a folder of ``<name>.csv`` files (the
     export's ``tables/<name>.csv``), or nowhere (``folder=None``: only the page rows are kept)."""
 
-    def __init__(self, folder: Optional[Path] = None):
+    def __init__(self, folder: Optional[Path] = None, limit: int = PAGE_ROWS):
         self.folder = Path(folder) if folder is not None else None
+        self.limit = limit
         self.tables: dict[str, PageTable] = {}
         #: ledger entries (seq) the full evidence index cites: the export carries the older ones
         self.cited_seqs: set[int] = set()
@@ -113,7 +114,7 @@ class FullTables:
         if name not in CAPPED_TABLES:
             raise KeyError(name)
         path = self.folder / f"{name}.csv" if self.folder is not None else None
-        t = self.tables[name] = PageTable(row_type, path)
+        t = self.tables[name] = PageTable(row_type, path, self.limit)
         return t
 
     def close(self) -> None:
