@@ -31,6 +31,7 @@ from compliance.hashing import sha256_bytes
 from compliance.report import context as C
 from compliance.report.tables import FullTables
 from compliance.services import report_tables as RT
+from compliance.services.report_tables import _d, _f
 from compliance.services.analysis import analyse, fm_occurrences, load_input
 from compliance.services.corrections import corrections
 from compliance.services.governance import list_findings
@@ -54,16 +55,6 @@ from compliance.timeutil import iso
 
 ORGANISATION = "Model Risk Management"
 Say = Callable[[str], None]
-
-
-def _d(t: datetime | date | None) -> str | None:
-    if t is None:
-        return None
-    return (t.astimezone(timezone.utc).date() if isinstance(t, datetime) else t).isoformat()
-
-
-def _f(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
 def _i(x: Any) -> int:
@@ -120,6 +111,8 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     left_out |= {(c["entity_type"], c["entity_id"]) for c in a["data_quality"]["corrections_applied"]}
     ok_models, ok_versions = set(inp.models["model_id"]), {int(v) for v in inp.versions["version_id"]}
     ok_artifacts = set(inp.artifacts["artifact_id"])
+    model_trend = _model_trend(session, quarter, as_of, model_id, inp) if model_id else None
+    del inp  # the analysis' frames (every check's lean row): not needed past here
     models = {k: m for k, m in models.items() if k in ok_models}
     if model_id and model_id not in models:
         raise NotFound(f"model {model_id!r} is left out of the figures as of {iso(as_of)} (see `compliance status`)")
@@ -213,7 +206,7 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     rank = {"broken": 0, "missing": 1, "stale": 2, "fresh": 3}
     staleness.sort(key=lambda r: (rank.get(r.state, 4), -(r.versions_behind or 0), r.artifact_id))
     if model_id:
-        trend = _model_trend(session, quarter, as_of, model_id, inp)
+        trend = model_trend
     else:
         trend = [C.TrendRow(quarter=t["quarter"], coverage=_f(t.get("coverage")), debt_slot_days=_i(t.get("debt")),
                             weighted_debt=_i(t.get("weighted_debt")), debt_outstanding=_opt_i(t.get("debt_outstanding")))

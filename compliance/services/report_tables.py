@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+import math
+from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -33,21 +34,16 @@ IN_CHUNK = 900
 Usable = Callable[[int, Any, Any, Any], bool]
 
 
-def _d(t: datetime | None) -> str | None:
-    from compliance.services.report import _d as d
-
-    return d(t)
+def _d(t: datetime | date | None) -> str | None:
+    """ISO date (UTC) of a time, or the date itself."""
+    if t is None:
+        return None
+    return (t.astimezone(timezone.utc).date() if isinstance(t, datetime) else t).isoformat()
 
 
 def _f(x: Any) -> float | None:
-    from compliance.services.report import _f as f
-
-    return f(x)
-
-
-def _by_text(session: Session, col):
-    """``col`` ordered as Python orders str (code points): PostgreSQL's default collation may not."""
-    return col.collate("C") if session.get_bind().dialect.name == "postgresql" else col
+    """A finite number as float, else None (booleans are not numbers here)."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
 def _stream(session: Session, stmt) -> Iterator:
@@ -74,10 +70,62 @@ def _has_downstream(session: Session):
                 else_=0)
 
 
-def lean_frame(session: Session, stmt, columns: list[str]):
-    from compliance.services.analysis import _frame
+def _times(values) -> np.ndarray:
+    """Stored times (DBAPI values: SQLite text, PostgreSQL datetimes) as int64 UTC nanoseconds."""
+    import pandas as pd
 
-    return _frame(session, stmt, columns)
+    t = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+
+
+def _codes(values, index: dict, grow: bool = False) -> np.ndarray:
+    """Strings as codes of ``index`` (-1: null; -2: not in it, unless ``grow`` adds it)."""
+    if grow:
+        for v in set(values.tolist()) - set(index) - {None}:
+            index[v] = len(index)
+    return np.fromiter((-1 if v is None else index.get(v, -2) for v in values), dtype=np.int64, count=len(values))
+
+
+class LeanChecks:
+    """Lean rows of fidelity checks, compact (ids, codes, int64 times, floats): ~60 bytes a row
+    however many there are, read a batch at a time on the raw cursor."""
+
+    COLS = ("id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers")
+
+    def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000,
+                 grow: bool = False):
+        from compliance.services.analysis import raw_batches
+
+        self.aids, self.mids = aids, mids  # sorted: a code's order is the str order
+        ai = {a: i for i, a in enumerate(aids)}
+        mi = {m: i for i, m in enumerate(mids)}
+        self.statuses: list[str] = []
+        si: dict[str, int] = {}
+        parts: dict[str, list] = {c: [] for c in self.COLS}
+        for rows in raw_batches(session, stmt, batch):
+            t = np.empty((len(rows), len(self.COLS)), dtype=object)
+            t[:] = rows
+            parts["id"].append(t[:, 0].astype(np.int64))
+            parts["aid"].append(_codes(t[:, 1], ai, grow))
+            parts["oid"].append(_codes(t[:, 2], ai, grow))
+            parts["mid"].append(_codes(t[:, 3], mi))
+            parts["vid"].append(np.array([-1 if v is None else int(v) for v in t[:, 4]], dtype=np.int64))
+            for v in set(t[:, 5].tolist()) - set(si):
+                si[v] = len(self.statuses)
+                self.statuses.append(v)
+            parts["status"].append(_codes(t[:, 5], si))
+            parts["fin"].append(_times(t[:, 6]))
+            parts["ev"].append(np.array([np.nan if v is None else float(v) for v in t[:, 7]], dtype=float)
+                               if t[:, 7].any() else np.full(len(t), np.nan))
+            parts["down"].append(t[:, 8].astype(np.int8))
+            parts["layers"].append(t[:, 9].astype(np.int8))
+            del t, rows
+        for c in self.COLS:
+            setattr(self, c, np.concatenate(parts[c]) if parts[c] else np.empty(0, dtype=np.int64))
+
+    def take(self, mask: np.ndarray) -> None:
+        for c in self.COLS:
+            setattr(self, c, getattr(self, c)[mask])
 
 
 def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], hist_start: datetime,
@@ -91,30 +139,24 @@ def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], his
     One lean query (ids, keys, status, time, the explained variance and two flags read from the
     metrics in SQL) ordered and counted in numpy; full rows are fetched only for the rows that
     are shown (or, with a CSV to write, for every row, in display order, a batch at a time)."""
-    import pandas as pd
-
     rows_t = full.table("fidelity_checks", C.FidelityRow)
     down_t = full.table("fidelity_downstream", C.FidelityRow)
-    cols = ["id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers"]
-    df = lean_frame(session, select(
+    aids = sorted(artifacts)
+    lean = LeanChecks(session, select(
         Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
         Check.finished_at, _json_number(session, "explained_variance"), _has_downstream(session),
         case((cast(Check.metrics, Text).like('%"per_layer"%'), 1), else_=0))
         .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.finished_at >= hist_start,
-               Check.finished_at < qend, Check.model_id.in_(scope)), cols)
-    df = df[keep.mask(df)].reset_index(drop=True)
-    df["id"] = df["id"].astype(np.int64)
-    fin = pd.to_datetime(df["fin"], utc=True, format="ISO8601")
-    ids_all = np.sort(df["id"].to_numpy())
-    outcomes = Counter(df.loc[(fin >= pd.Timestamp(qstart)).to_numpy(), "status"].tolist())
-    art = df["aid"].notna().to_numpy() & (df["aid"].astype(str) != "").to_numpy()
-    df, fin = df[art].reset_index(drop=True), fin[art].reset_index(drop=True)
-    day = fin.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]").astype(np.int64)
-    mcode = pd.factorize(df["mid"], sort=True)[0]
-    acode = pd.factorize(df["aid"], sort=True)[0]
-    order = np.lexsort((df["id"].to_numpy(), day, acode, mcode))
-    disp_ids = df["id"].to_numpy()[order]
-    down = df["down"].astype(int).to_numpy()[order] == 1
+               Check.finished_at < qend, Check.model_id.in_(scope)), aids, sorted(scope))
+    lean.take(keep.mask_codes(lean))
+    ids_all = np.sort(lean.id)
+    in_q = lean.fin >= np.datetime64(qstart.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64)
+    outcomes = Counter({lean.statuses[k]: int(n) for k, n in zip(*np.unique(lean.status[in_q], return_counts=True))})
+    lean.take(lean.aid >= 0)
+    day = lean.fin // 86_400_000_000_000
+    order = np.lexsort((lean.id, day, lean.aid, lean.mid))
+    disp_ids = lean.id[order]
+    down = lean.down[order] == 1
     if full.folder is not None:  # every row, in display order, to the CSVs
         for k, r in enumerate(_fidelity_rows(session, disp_ids, label, artifacts, protected)):
             rows_t.add(r)
@@ -131,36 +173,36 @@ def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], his
             if int(r.check_id) in shown_down:
                 down_t.add(r)
     rows_t.total, down_t.total = len(disp_ids), int(down.sum())
-    layers = df["layers"].astype(int).to_numpy() == 1
-    clt_keys = sorted(zip(fin[layers].tolist(), df["id"].to_numpy()[layers].tolist()))
+    layers = lean.layers == 1
+    clt_keys = sorted(zip(lean.fin[layers].tolist(), lean.id[layers].tolist()))
     clt_t = _clt_layers(session, clt_keys, full)
-    series, n_art = _chart(df, day, label)
+    series, n_art = _chart(lean, day, label)
     section = C.FidelitySection(checks=rows_t.rows, clt_layers=clt_t.rows, checks_total=rows_t.total,
                                 downstream=down_t.rows, downstream_total=down_t.total,
                                 clt_layers_total=clt_t.total, chart=series, chart_artifacts=n_art)
     return section, outcomes, ids_all
 
 
-def _chart(df, day: np.ndarray, label: dict, top_n: int = 10) -> tuple[list[C.FidelitySeries], int]:
+def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> tuple[list[C.FidelitySeries], int]:
     """The fidelity chart's series (``tables.fidelity_series`` over the lean columns): per
     artifact its checks with an explained variance by (date, version, check id as text); the
     ``top_n`` artifacts with the lowest latest value, ties by artifact id."""
     import pandas as pd
 
-    ev = pd.to_numeric(df["ev"], errors="coerce").to_numpy(dtype=float)
-    ok = np.isfinite(ev)
+    ok = np.isfinite(lean.ev)
     if not ok.any():
         return [], 0
-    sub = pd.DataFrame({"aid": df["aid"].to_numpy()[ok], "day": day[ok], "ev": ev[ok],
-                        "ver": [label.get(v, "?") for v in df["vid"].to_numpy()[ok].tolist()],
-                        "cid": df["id"].to_numpy()[ok].astype(str)})
+    vids = lean.vid[ok]
+    uv = np.unique(vids)
+    vlabel = np.array([label.get(int(v), "?") for v in uv], dtype=object)[np.searchsorted(uv, vids)]
+    sub = pd.DataFrame({"aid": lean.aid[ok], "day": day[ok], "ev": lean.ev[ok], "ver": vlabel,
+                        "cid": lean.id[ok].astype(str)})
     sub = sub.sort_values(["aid", "day", "ver", "cid"], kind="stable")
     last = sub.drop_duplicates("aid", keep="last").sort_values(["ev", "aid"], kind="stable")
-    chosen = last["aid"].tolist()[:top_n]
     out = []
-    for aid in chosen:
-        rs = sub[sub["aid"] == aid]
-        out.append(C.FidelitySeries(artifact_id=aid, versions=rs["ver"].tolist(),
+    for code in last["aid"].tolist()[:top_n]:
+        rs = sub[sub["aid"] == code]
+        out.append(C.FidelitySeries(artifact_id=lean.aids[code], versions=rs["ver"].tolist(),
                                     values=[float(x) for x in rs["ev"].tolist()]))
     return out, int(len(last))
 
@@ -203,12 +245,11 @@ class Keep:
         return (cid not in self.left_out and (vid is None or vid in self.versions)
                 and (aid is None or aid in self.artifacts) and (oid is None or oid in self.artifacts))
 
-    def mask(self, df) -> np.ndarray:
-        """The same test over a frame with columns id, vid, aid, oid."""
-        ok = ~df["id"].astype(np.int64).isin(self.left_out).to_numpy()
-        ok &= (df["vid"].isna() | df["vid"].isin(self.versions)).to_numpy()
-        for c in ("aid", "oid"):
-            ok &= (df[c].isna() | df[c].isin(self.artifacts)).to_numpy()
+    def mask_codes(self, lean: "LeanChecks") -> np.ndarray:
+        """The same test over lean rows (artifact codes: -1 none, -2 not a usable artifact)."""
+        ok = ~np.isin(lean.id, np.fromiter(self.left_out, dtype=np.int64, count=len(self.left_out)))
+        ok &= (lean.vid == -1) | np.isin(lean.vid, np.fromiter(self.versions, dtype=np.int64, count=len(self.versions)))
+        ok &= (lean.aid != -2) & (lean.oid != -2)
         return ok
 
 
@@ -341,22 +382,26 @@ def relied_checks(session: Session, *, as_of: datetime, scope: list[str], qstart
     register's: those not in the store are dropped), each artifact's baseline (first non-error
     fidelity check on its bound version) and the latest fidelity check per artifact and version
     before the quarter (the validity carried into it). Over lean columns, in numpy."""
-    import pandas as pd
-
-    df = lean_frame(session, select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
-                    .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
-                           Check.artifact_id.is_not(None)), ["id", "aid", "vid", "status", "fin"])
+    lean = LeanChecks(session, select(Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id,
+                                      Check.version_id, Check.status, Check.finished_at, literal_column("NULL"),
+                                      literal_column("0"), literal_column("0"))
+                      .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
+                             Check.artifact_id.is_not(None)), sorted(artifacts), [], grow=True)
     out = [ids]
-    if len(df):
-        df["id"] = df["id"].astype(np.int64)
-        df["t"] = pd.to_datetime(df["fin"], utc=True, format="ISO8601")
-        df = df.sort_values(["t", "id"], kind="stable")
-        bound = pd.Series({a: x.bound_version_id for a, x in artifacts.items()}, dtype=object)
-        base = df[df["aid"].isin(bound.index) & (df["status"] != "error")
-                  & (df["vid"].to_numpy() == df["aid"].map(bound).to_numpy())]
-        out.append(base.drop_duplicates("aid", keep="first")["id"].to_numpy())
-        before = df[(df["t"] < pd.Timestamp(qstart)).to_numpy()]
-        out.append(before.drop_duplicates(["aid", "vid"], keep="last")["id"].to_numpy())
+    if len(lean.id):
+        by_time = np.lexsort((lean.id, lean.fin))
+        lean.take(by_time)
+        bound = np.array([artifacts[a].bound_version_id for a in sorted(artifacts)], dtype=np.int64)
+        known = (lean.aid >= 0) & (lean.aid < len(bound))
+        err = lean.statuses.index("error") if "error" in lean.statuses else -9
+        on_bound = known & (lean.status != err)
+        on_bound[known] &= lean.vid[known] == bound[lean.aid[known]]
+        _, first = np.unique(lean.aid[on_bound], return_index=True)  # first by (time, id)
+        out.append(lean.id[on_bound][first])
+        pre = lean.fin < np.datetime64(qstart.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64)
+        pair = lean.aid[pre] * (int(lean.vid.max()) + 2) + (lean.vid[pre] + 1)
+        _, last = np.unique(pair[::-1], return_index=True)  # last by (time, id)
+        out.append(lean.id[pre][::-1][last])
     rest = np.setdiff1d(np.fromiter(more, dtype=np.int64, count=len(more)), np.concatenate(out))
     found = [r[0] for r in _rows_by_id(session, [Check.id], Check.id, rest)]
     out.append(np.asarray(found, dtype=np.int64))
