@@ -116,7 +116,7 @@ class LeanChecks:
             parts["status"].append(_codes(t[:, 5], si))
             parts["fin"].append(_times(t[:, 6]))
             parts["ev"].append(np.array([np.nan if v is None else float(v) for v in t[:, 7]], dtype=float)
-                               if t[:, 7].any() else np.full(len(t), np.nan))
+                               if any(v is not None for v in t[:, 7]) else np.full(len(t), np.nan))
             parts["down"].append(t[:, 8].astype(np.int8))
             parts["layers"].append(t[:, 9].astype(np.int8))
             del t, rows
