@@ -11,8 +11,9 @@ canonical bytes; ``context_hash`` is SHA-256 over them with ``cover.context_hash
 the hash printed on the cover is the hash of everything else.
 
 Schema version 2 (issue 22) makes the context page-sized: the long tables that grow with the
-number of checks -- ``fidelity.checks``, ``fidelity.downstream``, ``fidelity.clt_layers``,
-``check_reasons`` and ``appendix.evidence`` -- carry their first 250 rows (``PAGE_ROWS``) in
+number of checks or artifacts -- ``fidelity.checks``, ``fidelity.downstream``,
+``fidelity.clt_layers``, ``check_reasons``, ``appendix.evidence``, ``changes`` and
+``debt.staleness`` -- carry their first 250 rows (``PAGE_ROWS``) in
 display order and a ``*_total`` beside each; every row is in the export's ``tables/<name>.csv``
 in the same order (the CSV's first rows are the context's, ``verify --pack`` checks both the
 prefix and the count). The fidelity chart's data is ``fidelity.chart``. A version-1 context
@@ -318,10 +319,12 @@ class DebtSection:
 
     per_model: list[ModelDebt] = _f("Debt per model, largest weighted debt first.",
                                     factory=list)
-    staleness: list[ArtifactStaleness] = _f("Per-artifact staleness, worst first.",
+    staleness: list[ArtifactStaleness] = _f("Per-artifact staleness, worst first: the first 250 rows "
+                                            "(PAGE_ROWS; all in tables/debt_staleness.csv).",
                                             factory=list)
     trend: list[TrendRow] = _f("Last four quarters, oldest first (ends with this quarter).",
                                factory=list)
+    staleness_total: int = _f("Number of per-artifact staleness rows.", default=0)
 
 
 # --------------------------------------------------------------------------- fidelity & drift
@@ -837,7 +840,9 @@ class ReportContext:
     cover: Cover = _f("Cover page.")
     summary: ExecutiveSummary = _f("Executive summary.")
     inventory: list[ModelRow] = _f("Models in scope.", factory=list)
-    changes: list[ChangeRow] = _f("Change log of the quarter, by date.", factory=list)
+    changes: list[ChangeRow] = _f("Change log of the quarter, by date: the first 250 rows (PAGE_ROWS; "
+                                  "all in tables/changes.csv).", factory=list)
+    changes_total: int = _f("Number of change-log rows.", default=0)
     adaptations: list[AdaptationRow] = _f("Adaptations of stale artifacts finished in the quarter "
                                           "(succeeded and failed), by date.", factory=list)
     coverage: CoverageSection = _f("Explanation coverage.", factory=CoverageSection)

@@ -26,6 +26,8 @@ CAPPED_TABLES: dict[str, tuple[str, str]] = {
     "fidelity_clt_layers": ("fidelity.clt_layers", "fidelity.clt_layers_total"),
     "check_reasons": ("check_reasons", "check_reasons_total"),
     "appendix_evidence": ("appendix.evidence", "appendix.evidence_total"),
+    "changes": ("changes", "changes_total"),
+    "debt_staleness": ("debt.staleness", "debt.staleness_total"),
 }
 
 

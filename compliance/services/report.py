@@ -300,6 +300,14 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
             model_id=r.model_id, version=r.version, artifact_id=r.child_artifact_id or r.parent_artifact_id,
             detail=_adaptation_detail(r)))
     changes.sort(key=lambda r: (r.date, r.model_id, r.event, r.version or "", r.artifact_id or ""))
+    changes_t = full.table("changes", C.ChangeRow)
+    for r in changes:
+        changes_t.add(r)
+    del changes
+    staleness_t = full.table("debt_staleness", C.ArtifactStaleness)
+    for r in staleness:
+        staleness_t.add(r)
+    del staleness
 
     # -- failure modes, findings, attestations
     fm_titles = {f.code: f for f in session.scalars(select(FailureMode))}
@@ -431,9 +439,10 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
         report_id=rid, tool_version=__version__, ledger_head_hash=head, context_hash="", model_id=model_id)
     ctx = C.ReportContext(
         schema_version=C.SCHEMA_VERSION, kind=kind, cover=cover, summary=summary,
-        inventory=inventory, changes=changes, adaptations=adaptations,
+        inventory=inventory, changes=changes_t.rows, changes_total=changes_t.total, adaptations=adaptations,
         coverage=C.CoverageSection(per_tier=per_tier, per_model=per_model_cov, timeline=timeline),
-        debt=C.DebtSection(per_model=per_model_debt, staleness=staleness, trend=trend),
+        debt=C.DebtSection(per_model=per_model_debt, staleness=staleness_t.rows, staleness_total=staleness_t.total,
+                           trend=trend),
         fidelity=fidelity,
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, label_shift=label_rows, psi_matrix=psi_matrix,
                              psi_matrix_total=psi_total),
