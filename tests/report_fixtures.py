@@ -12,6 +12,7 @@ import hashlib
 import random
 
 from compliance.report import context as c
+from compliance.report.tables import derive_in_memory
 
 _USES = [
     ("credit-pd", "Retail credit probability of default", 1),
@@ -277,6 +278,7 @@ def make_context(n_models: int = 12, *, seed: int = 7, kind: str = "portfolio",
                             policy=policy, evidence=evidence, crosswalk=c.default_crosswalk()),
         model_detail=detail)
     _v2_figures(ctx, psi_vals)
+    derive_in_memory(ctx)
     return c.with_context_hash(ctx) if hashed else ctx
 
 

@@ -25,11 +25,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from compliance.report.context import (  # noqa: E402
     DensityHistogram,
     FidelityRow,
+    FidelitySeries,
     ModelDebt,
     PsiMatrix,
     TimelineSeries,
     TrendRow,
 )
+from compliance.report.tables import fidelity_series  # noqa: E402
 
 WIDTH_IN = 6.7  # A4 text width at 20 mm margins
 INK = "#1d2733"
@@ -238,19 +240,17 @@ def fidelity_by_version(rows: Sequence[FidelityRow], ev_warn: float = 0.8,
                         ev_fail: float = 0.6, top_n: int = 10,
                         title: str = "Explained variance per artifact across versions") -> str:
     """Explained variance of each artifact on each version checked (worst latest first)."""
-    by_art: dict[str, list[FidelityRow]] = {}
-    for r in rows:
-        if r.explained_variance is not None:
-            by_art.setdefault(r.artifact_id, []).append(r)
-    if not by_art:
+    series, n = fidelity_series(rows, top_n)
+    return fidelity_chart(series, n, ev_warn, ev_fail, title=title)
+
+
+def fidelity_chart(series: Sequence[FidelitySeries], n_artifacts: int, ev_warn: float = 0.8,
+                   ev_fail: float = 0.6, title: str = "Explained variance per artifact across versions") -> str:
+    """The fidelity chart from its series (``fidelity_series``; the context's ``fidelity.chart``)."""
+    series = [s for s in series if s.values]
+    if not series:
         return no_data_svg(title, "no fidelity check with an explained variance in the period")
-    series = []
-    for aid, rs in by_art.items():
-        rs = sorted(rs, key=lambda r: (r.date, r.version, r.check_id))
-        series.append((rs[-1].explained_variance, aid, rs))
-    series.sort(key=lambda s: (s[0], s[1]))
-    series = series[:top_n]
-    nmax = max(len(s[2]) for s in series)
+    nmax = max(len(s.values) for s in series)
 
     ncol = 2
     legend_rows = (len(series) + ncol - 1) // ncol
@@ -259,17 +259,18 @@ def fidelity_by_version(rows: Sequence[FidelityRow], ev_warn: float = 0.8,
 
     def draw(fig: Figure) -> None:
         ax = fig.add_axes((0.1, plot_bottom, 0.78, 1 - plot_bottom - 0.28 / height))
-        for i, (_, aid, rs) in enumerate(series):
+        for i, s in enumerate(series):
+            aid = s.artifact_id
             label = aid if len(aid) <= 44 else aid[:41] + "..."
-            ax.plot(range(len(rs)), [r.explained_variance for r in rs], marker="o",
+            ax.plot(range(len(s.values)), list(s.values), marker="o",
                     markersize=3, linewidth=1.1, color=SERIES[i % len(SERIES)],
-                    label=f"{label} ({', '.join(r.version for r in rs)})")
+                    label=f"{label} ({', '.join(s.versions)})")
         ax.axhline(ev_warn, color="#c9a227", linewidth=0.8, linestyle="--")
         ax.axhline(ev_fail, color="#b3261e", linewidth=0.8, linestyle="--")
         trans = ax.get_yaxis_transform()
         ax.text(1.01, ev_warn, f"warn {ev_warn:g}", fontsize=6.5, va="center", transform=trans)
         ax.text(1.01, ev_fail, f"fail {ev_fail:g}", fontsize=6.5, va="center", transform=trans)
-        lo = min(min(r.explained_variance for r in rs) for _, _, rs in series)
+        lo = min(min(s.values) for s in series)
         ax.set_ylim(min(lo, ev_fail) - 0.05, 1.0)
         ax.set_xlim(-0.2, nmax - 1 + 0.2)
         ax.set_xticks(range(nmax))
@@ -278,7 +279,7 @@ def fidelity_by_version(rows: Sequence[FidelityRow], ev_warn: float = 0.8,
         ax.set_ylabel("explained variance")
         ax.grid(axis="y", color=GRID, linewidth=0.5)
         ax.set_axisbelow(True)
-        extra = f" ({len(series)} lowest of {len(by_art)})" if len(by_art) > len(series) else ""
+        extra = f" ({len(series)} lowest of {n_artifacts})" if n_artifacts > len(series) else ""
         ax.set_title(title + extra)
         ax.legend(loc="upper left", bbox_to_anchor=(-0.08, -0.42 / (height * (1 - plot_bottom - 0.28 / height))),
                   ncol=ncol, fontsize=6.3, handlelength=1.5, columnspacing=1.5)
@@ -368,7 +369,7 @@ def all_charts(ctx, kind: Optional[str] = None) -> dict[str, str]:
         "coverage_timeline": coverage_timeline(ctx.coverage.timeline),
         "debt_by_model": debt_by_model(ctx.debt.per_model),
         "debt_trend": debt_trend(ctx.debt.trend),
-        "fidelity": fidelity_by_version(ctx.fidelity.checks,
+        "fidelity": fidelity_chart(ctx.fidelity.chart, ctx.fidelity.chart_artifacts,
                                         policy_float(pol, "fidelity.ev_warn", 0.8),
                                         policy_float(pol, "fidelity.ev_fail", 0.6)),
         "drift_heatmap": drift_heatmap(ctx.drift.psi_matrix,

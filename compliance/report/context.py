@@ -9,6 +9,15 @@ nested dataclasses. Dates are ISO strings (``YYYY-MM-DD``), times ISO UTC (``...
 fractions in [0, 1] (templates format them as percentages). ``context_to_json`` gives the
 canonical bytes; ``context_hash`` is SHA-256 over them with ``cover.context_hash`` blanked, so
 the hash printed on the cover is the hash of everything else.
+
+Schema version 2 (issue 22) makes the context page-sized: the long tables that grow with the
+number of checks or artifacts -- ``fidelity.checks``, ``fidelity.downstream``,
+``fidelity.clt_layers``, ``check_reasons``, ``appendix.evidence``, ``changes`` and
+``debt.staleness`` -- carry their first 250 rows (``PAGE_ROWS``) in
+display order and a ``*_total`` beside each; every row is in the export's ``tables/<name>.csv``
+in the same order (the CSV's first rows are the context's, ``verify --pack`` checks both the
+prefix and the count). The fidelity chart's data is ``fidelity.chart``. A version-1 context
+carried every row in the context itself.
 """
 
 from __future__ import annotations
@@ -25,7 +34,11 @@ from typing import Any, Optional
 
 from compliance.errors import InputError
 
-SCHEMA_VERSION = "1"
+#: "2": the long tables are page-sized (the first ``PAGE_ROWS`` rows in display order, with a
+#: ``*_total`` count beside each); the export's CSVs hold every row (``CAPPED_TABLES``).
+SCHEMA_VERSION = "2"
+#: Rows of each capped table the context carries: the rows a page shows.
+PAGE_ROWS = 250
 REPORT_KINDS = ("portfolio", "model")
 STATUSES = ("pass", "warn", "fail", "error")
 
@@ -306,10 +319,12 @@ class DebtSection:
 
     per_model: list[ModelDebt] = _f("Debt per model, largest weighted debt first.",
                                     factory=list)
-    staleness: list[ArtifactStaleness] = _f("Per-artifact staleness, worst first.",
+    staleness: list[ArtifactStaleness] = _f("Per-artifact staleness, worst first: the first 250 rows "
+                                            "(PAGE_ROWS; all in tables/debt_staleness.csv).",
                                             factory=list)
     trend: list[TrendRow] = _f("Last four quarters, oldest first (ends with this quarter).",
                                factory=list)
+    staleness_total: int = _f("Number of per-artifact staleness rows.", default=0)
 
 
 # --------------------------------------------------------------------------- fidelity & drift
@@ -360,11 +375,35 @@ class CltLayerRow:
 
 
 @dataclass
+class FidelitySeries:
+    """One artifact's explained variance on its successive checks (the fidelity chart)."""
+
+    artifact_id: str = _f("Artifact id.")
+    versions: list[str] = _f("Version of each check, oldest first (by date, version, check id).",
+                             factory=list)
+    values: list[float] = _f("Explained variance of each check, same order.", factory=list)
+
+
+@dataclass
 class FidelitySection:
     """Fidelity results of the quarter."""
 
-    checks: list[FidelityRow] = _f("Fidelity checks, by model, artifact, date.", factory=list)
-    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks.", factory=list)
+    checks: list[FidelityRow] = _f("Fidelity checks of the last four quarters, by model, artifact, "
+                                   "date and check id: the first 250 rows (PAGE_ROWS) (every row is in the "
+                                   "export's tables/fidelity_checks.csv, in the same order).",
+                                   factory=list)
+    clt_layers: list[CltLayerRow] = _f("Optional per-layer rows of CLT checks: the first 250 rows (PAGE_ROWS) "
+                                       "(all in tables/fidelity_clt_layers.csv).", factory=list)
+    checks_total: int = _f("Number of fidelity checks (rows of tables/fidelity_checks.csv).", default=0)
+    downstream: list[FidelityRow] = _f("The fidelity checks with a downstream figure (KL, loss recovered, "
+                                       "flip rate, probe AUC or baseline gap), same order: the first "
+                                       "PAGE_ROWS rows (all in tables/fidelity_downstream.csv).", factory=list)
+    downstream_total: int = _f("Number of fidelity checks with a downstream figure.", default=0)
+    clt_layers_total: int = _f("Number of per-layer CLT rows.", default=0)
+    chart: list[FidelitySeries] = _f("The fidelity chart: the artifacts with the lowest latest explained "
+                                     "variance (at most 10), lowest first.", factory=list)
+    chart_artifacts: int = _f("Artifacts with at least one explained variance (the chart shows the "
+                              "lowest of them).", default=0)
 
 
 @dataclass
@@ -634,8 +673,11 @@ class Appendix:
     policy: list[PolicyRow] = _f("Policy settings in force.", factory=list)
     evidence: list[EvidenceRow] = _f("Evidence index: every check, dataset, artifact and model "
                                      "version the pack relies on (earlier checks behind the "
-                                     "register and baselines included), sorted by kind and ref.",
+                                     "register and baselines included), sorted by kind and ref: "
+                                     "the first 250 rows (PAGE_ROWS) (all in tables/appendix_evidence.csv).",
                                      factory=list)
+    evidence_total: int = _f("Number of evidence rows (rows of tables/appendix_evidence.csv).",
+                             default=0)
     ledger_from_seq: int = _f("First ledger entry of the quarter: the export holds every entry "
                               "from it to the head, plus every older entry the evidence index "
                               "cites.", default=0)
@@ -798,7 +840,9 @@ class ReportContext:
     cover: Cover = _f("Cover page.")
     summary: ExecutiveSummary = _f("Executive summary.")
     inventory: list[ModelRow] = _f("Models in scope.", factory=list)
-    changes: list[ChangeRow] = _f("Change log of the quarter, by date.", factory=list)
+    changes: list[ChangeRow] = _f("Change log of the quarter, by date: the first 250 rows (PAGE_ROWS; "
+                                  "all in tables/changes.csv).", factory=list)
+    changes_total: int = _f("Number of change-log rows.", default=0)
     adaptations: list[AdaptationRow] = _f("Adaptations of stale artifacts finished in the quarter "
                                           "(succeeded and failed), by date.", factory=list)
     coverage: CoverageSection = _f("Explanation coverage.", factory=CoverageSection)
@@ -808,8 +852,11 @@ class ReportContext:
     compute: ComputeBudgetSection = _f("Compute budget (overhead per artifact).",
                                        factory=ComputeBudgetSection)
     check_reasons: list[CheckReasonRow] = _f("Every recorded reason of every check of the "
-                                             "quarter that warned, failed or errored.",
-                                             factory=list)
+                                             "quarter that warned, failed or errored, by check "
+                                             "time and id: the first 250 rows (PAGE_ROWS) (all in "
+                                             "tables/check_reasons.csv).", factory=list)
+    check_reasons_total: int = _f("Number of check reasons (rows of tables/check_reasons.csv).",
+                                  default=0)
     failure_modes: list[FailureModeRow] = _f("Failure-mode register.", factory=list)
     findings: list[FindingRow] = _f("Findings and exceptions.", factory=list)
     attestations: list[AttestationRow] = _f("Sign-offs; empty → blank signature block.",

@@ -25,7 +25,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from compliance.errors import InputError, UsageError
 from compliance.hashing import GENESIS_HASH
@@ -37,6 +37,8 @@ from compliance.report.context import (
     context_to_json,
     hashed_context,
 )
+from compliance.report.tables import CAPPED_TABLES, effective_total
+from compliance.report.tables import csv_value as _csv_value
 from compliance.report.render import (
     DEFAULT_ROW_LIMIT,
     _as_of_datetime,
@@ -55,20 +57,6 @@ _TABLE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _csv_value(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return ";".join(_csv_value(x) for x in v)
-    if isinstance(v, dict):
-        return canonical_json(v).decode("utf-8")
-    return str(v)
 
 
 def table_csv(columns: list[str], rows: list[dict]) -> bytes:
@@ -148,11 +136,15 @@ def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
                  extra_tables: Optional[dict[str, list[dict]]] = None,
                  pdf: Optional[bytes] = None, row_limit: int = DEFAULT_ROW_LIMIT,
                  progress: Optional[Callable[[str, float], None]] = None,
-                 ctx_json: Optional[bytes] = None) -> tuple[bytes, dict]:
+                 ctx_json: Optional[bytes] = None,
+                 full_tables: Optional[dict[str, Path]] = None) -> tuple[bytes, dict]:
     """The export zip as bytes and its manifest (see ``write_export``).
 
     ``ctx_json``: the context's canonical JSON as ``hashed_context`` gave it together with
-    ``ctx`` (saves converting a large context again); it must carry the cover's context hash."""
+    ``ctx`` (saves converting a large context again); it must carry the cover's context hash.
+    ``full_tables``: ``tables/<name>.csv`` -> the file holding every row of a capped table
+    (``tables.CAPPED_TABLES``), as the context was built; a capped table whose context holds
+    fewer rows than its total must come that way."""
     validated = ctx_json is not None
     if ctx_json is not None:
         if not ctx.cover.context_hash or f'"context_hash":"{ctx.cover.context_hash}"'.encode() not in ctx_json:
@@ -174,8 +166,16 @@ def build_export(ctx: ReportContext, *, ledger_excerpt: list[dict],
     }
     if cited is not None:
         files[CITED_NAME] = ledger_jsonl(sorted(cited, key=lambda e: e["seq"]))
+    full_tables = full_tables or {}
     for name, (cols, rows) in context_tables(ctx).items():
-        files[f"tables/{name}.csv"] = table_csv(cols, rows)
+        path = f"tables/{name}.csv"
+        if path in full_tables:
+            files[path] = Path(full_tables[path]).read_bytes()
+        elif name in CAPPED_TABLES and effective_total(ctx, name) != len(rows):
+            raise InputError(f"table {name} holds {len(rows)} of its {effective_total(ctx, name)} rows in the context; "
+                             "the full table is missing")
+        else:
+            files[path] = table_csv(cols, rows)
     for name, rows in sorted((extra_tables or {}).items()):
         if not _TABLE_NAME.match(name):
             raise UsageError(f"extra table name {name!r} must match {_TABLE_NAME.pattern}")

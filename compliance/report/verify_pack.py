@@ -10,7 +10,9 @@ Checks, in order, and names the first bad file:
    declared, never more than ``MAX_FILE_BYTES``), and has the listed size and SHA-256 (and CRC);
 4. ``context.json`` hashes (with its own hash field blank) to the manifest's ``context_hash``,
    and its cover names the same report, quarter, as-of, tool version, context hash and ledger head;
-   every table of the context is present as a CSV byte-identical to one derived from it again;
+   every table of the context is present as a CSV byte-identical to one derived from it again
+   (a page-sized table, ``tables.CAPPED_TABLES``: the CSV's first rows are the context's rows and
+   it holds exactly the table's total of rows);
 5. the PDF has exactly one attachment, byte-identical to ``context.json`` (a small reader of the
    PDF's objects and object streams: no PDF library needed; decompression bounded);
 6. every ledger line has every field with its type, in canonical form; every entry is re-hashed;
@@ -18,7 +20,7 @@ Checks, in order, and names the first bad file:
    manifest, is re-hashed and must be recorded before the quarter); ``seq`` is contiguous,
    ``recorded_at`` never decreases, lies in the quarter and not after the as-of; the excerpt ends
    at ``ledger_head_hash``;
-7. every evidence row of the context that cites a ledger entry finds it in the excerpt or, when it is
+7. every evidence row (of ``tables/appendix_evidence.csv``, the whole index) that cites a ledger entry finds it in the excerpt or, when it is
    older than the quarter, in ``cited.jsonl``: each cited entry is re-hashed on its own (every field,
    canonical form), lies before the excerpt (seq and time), is linked wherever its neighbour is in
    the pack (consecutive cited entries, the start entry), is cited by some row, and records that
@@ -48,6 +50,7 @@ from compliance.errors import IntegrityFailure
 from compliance.text import escape_controls
 from compliance.hashing import GENESIS_HASH, ledger_entry_hash
 from compliance.report.context import canonical_json, context_from_json, context_tables, json_context_hash
+from compliance.report.tables import CAPPED_TABLES, effective_total
 from compliance.report.export import (
     CITED_NAME,
     CONTEXT_NAME,
@@ -412,25 +415,59 @@ def _check_manifest(raw: bytes) -> dict:
     return manifest
 
 
+def _same_record(x: list[str], y: list[str]) -> bool:
+    """Two CSV records with the same cells, numbers compared by value (an integer-valued float
+    field is written ``0`` by one context and ``0.0`` by the same context read back from JSON)."""
+    if len(x) != len(y):
+        return False
+    for u, v in zip(x, y):
+        if u != v:
+            try:
+                if float(u) != float(v):
+                    return False
+            except ValueError:
+                return False
+    return True
+
+
 def _same_table(a: bytes, b: bytes) -> bool:
-    """Two CSVs with the same cells, numbers compared by value (an integer-valued float field is
-    written ``0`` by one context and ``0.0`` by the same context read back from JSON)."""
+    """Two CSVs with the same cells (see ``_same_record``)."""
     try:
         ra = list(csv.reader(io.StringIO(a.decode("utf-8"))))
         rb = list(csv.reader(io.StringIO(b.decode("utf-8"))))
     except (UnicodeDecodeError, csv.Error):
         return False
-    if len(ra) != len(rb) or any(len(x) != len(y) for x, y in zip(ra, rb)):
-        return False
-    for x, y in zip(ra, rb):
-        for u, v in zip(x, y):
-            if u != v:
-                try:
-                    if float(u) != float(v):
-                        return False
-                except ValueError:
-                    return False
-    return True
+    return len(ra) == len(rb) and all(_same_record(x, y) for x, y in zip(ra, rb))
+
+
+def _check_capped(path: str, data: bytes, derived: bytes, total: int) -> None:
+    """A page-sized table: the CSV starts with the context's rows (header included) and holds
+    exactly ``total`` rows."""
+    try:
+        head = list(csv.reader(io.StringIO(derived.decode("utf-8"))))
+        n = -1
+        for n, rec in enumerate(csv.reader(io.StringIO(data.decode("utf-8"), newline=""))):
+            if n < len(head) and not _same_record(rec, head[n]):
+                raise _Bad(path, f"row {n} differs from the context's (a figure was changed)" if n else
+                           "its header is not the context table's")
+    except (UnicodeDecodeError, csv.Error):
+        raise _Bad(path, "is not a UTF-8 CSV") from None
+    if n + 1 < len(head):
+        raise _Bad(path, f"holds {max(n, 0)} rows, fewer than the {len(head) - 1} of the context")
+    if n != total:
+        raise _Bad(path, f"holds {n} rows; the context's total is {total}")
+
+
+def _csv_evidence(data: bytes) -> list[dict]:
+    """The evidence index from its CSV: each row as the context's JSON would give it."""
+    out = []
+    try:
+        for n, row in enumerate(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")), 1):
+            seq = row.get("ledger_seq")
+            out.append({**row, "ledger_seq": int(seq) if seq not in (None, "") else None})
+    except (UnicodeDecodeError, csv.Error, ValueError):
+        raise _Bad("tables/appendix_evidence.csv", f"row {len(out) + 1}: ledger_seq is not a number") from None
+    return out
 
 
 def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -506,17 +543,23 @@ def _verify(zip_path: Path, report: PackReport) -> None:
             raise _Bad(CONTEXT_NAME, f"cover.{k} differs from the manifest's")
 
     try:
-        tables = context_tables(context_from_json(ctx_json))
+        ctx = context_from_json(ctx_json)
+        tables = context_tables(ctx)
     except Exception as exc:  # noqa: BLE001 - a context that does not parse is a bad file
         raise _Bad(CONTEXT_NAME, f"does not match the context schema ({str(exc)[:120]})") from None
+    capped = CAPPED_TABLES if ctx.schema_version != "1" else {}
     for name, (cols, rows) in sorted(tables.items()):
         path = f"tables/{name}.csv"
         if path not in files:
             raise _Bad(path, "a table of context.json is missing from the pack")
         derived = table_csv(cols, rows)
-        if report.file_sha256[path] != hashlib.sha256(derived).hexdigest() \
+        if name in capped:
+            _check_capped(path, kept[path], derived, effective_total(ctx, name))
+        elif report.file_sha256[path] != hashlib.sha256(derived).hexdigest() \
                 and not _same_table(kept[path], derived):
             raise _Bad(path, "does not match the table in context.json (a figure was changed)")
+    evidence_csv = "tables/appendix_evidence.csv"
+    evidence = _csv_evidence(kept[evidence_csv]) if capped and evidence_csv in kept else None
 
     try:
         count = len(pdf_attachment_streams(kept[PDF_NAME]))
@@ -533,7 +576,7 @@ def _verify(zip_path: Path, report: PackReport) -> None:
 
     report.ledger = check_ledger(kept[LEDGER_NAME], manifest)
     report.ledger_entries = len(report.ledger)
-    report.cited = check_cited(kept.get(CITED_NAME), ctx_json, report.ledger, manifest)
+    report.cited = check_cited(kept.get(CITED_NAME), ctx_json, report.ledger, manifest, evidence)
 
 
 def verify_pack(zip_path: Path) -> PackReport:
@@ -574,9 +617,11 @@ def _row_entity_ok(row: dict, e: dict, payload: dict) -> bool:
     return False
 
 
-def check_cited(data: Optional[bytes], ctx_json: bytes, excerpt: list[dict], manifest: dict) -> list[dict]:
+def check_cited(data: Optional[bytes], ctx_json: bytes, excerpt: list[dict], manifest: dict,
+                evidence: Optional[list[dict]] = None) -> list[dict]:
     """Rule 7 (see the module): the older entries the evidence index cites, each verified on its
-    own, and every cited entry (older or in the excerpt) against the row that cites it."""
+    own, and every cited entry (older or in the excerpt) against the row that cites it.
+    ``evidence``: the whole index (its CSV) when the context carries only its first rows."""
     start = manifest["ledger_start_entry"]
     qstart = quarter_start(manifest["quarter"])
     first = excerpt[0]["seq"] if excerpt else (start["seq"] + 1 if start else 1)
@@ -613,7 +658,8 @@ def check_cited(data: Optional[bytes], ctx_json: bytes, excerpt: list[dict], man
         cited.append(e)
         prev = e
     try:
-        evidence = json.loads(ctx_json)["appendix"]["evidence"]
+        if evidence is None:
+            evidence = json.loads(ctx_json)["appendix"]["evidence"]
         if not isinstance(evidence, list):
             raise TypeError("appendix.evidence is not a list")
     except (ValueError, KeyError, TypeError) as exc:

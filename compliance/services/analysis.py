@@ -34,9 +34,9 @@ from compliance.store.models import (
 )
 
 
-def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
-    """Run a Core select on the raw DBAPI cursor: no per-value ORM/type processing, so millions of
-    rows load at driver speed; timestamps are converted afterwards, vectorised, by the data-quality screen."""
+def raw_batches(session: Session, stmt, size: int | None = None):
+    """Run a Core select on the raw DBAPI cursor (no per-value ORM/type processing) and yield its
+    rows as lists: all at once, or ``size`` at a time (memory bounded by one batch)."""
     conn = session.connection()
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = {k: _raw_param(v, conn.dialect.name) for k, v in compiled.params.items()}
@@ -44,9 +44,22 @@ def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
     cur = conn.connection.cursor()
     try:
         cur.execute(str(compiled), args)
-        rows = cur.fetchall()
+        while True:
+            rows = cur.fetchall() if size is None else cur.fetchmany(size)
+            if rows:
+                yield rows
+            if size is None or not rows:
+                break
     finally:
         cur.close()
+
+
+def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
+    """Run a Core select on the raw DBAPI cursor: no per-value ORM/type processing, so millions of
+    rows load at driver speed; timestamps are converted afterwards, vectorised, by the data-quality screen."""
+    rows: list = []
+    for rows in raw_batches(session, stmt):  # one batch: every row
+        pass
     if not rows:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     # Column-wise object arrays: no per-value inference or Arrow string conversion here; the

@@ -61,12 +61,13 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
 
     void_checks = corrected_ids(session, "check", at)
     void_artifacts = corrected_ids(session, "artifact", at)
-    latest: dict[tuple[str, int], datetime] = {}
-    for cid, a, v, fin in session.execute(
-            select(Check.id, Check.artifact_id, Check.version_id, Check.finished_at).where(
-                Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at)):
-        if cid not in void_checks and (latest.get((a, v)) is None or fin > latest[(a, v)]):
-            latest[(a, v)] = fin
+    # the latest counting check per (artifact, version), aggregated in SQL (one row per pair, not per check)
+    q = (select(Check.artifact_id, Check.version_id, func.max(Check.finished_at))
+         .where(Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at)
+         .group_by(Check.artifact_id, Check.version_id))
+    if void_checks:
+        q = q.where(Check.id.not_in(sorted(void_checks)))
+    latest: dict[tuple[str, int], datetime] = {(a, v): fin for a, v, fin in session.execute(q)}
     model_of = {vid: mid for vid, mid in session.execute(select(ModelVersion.id, ModelVersion.model_id))}
     windows = {m: since_for(m) for m in {model_of[v] for _, v in latest}}
     recent = {(a, v) for (a, v), fin in latest.items() if fin >= windows[model_of[v]]}

@@ -10,8 +10,9 @@ and bytes; rendering the same report twice records one report run.
 from __future__ import annotations
 
 import dataclasses
-
+import itertools
 import json
+import tempfile
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from compliance.errors import Conflict, NotFound, UsageError
 from compliance.hashing import canonical_json as _canon
 from compliance.hashing import sha256_bytes
 from compliance.report import context as C
+from compliance.report.tables import FullTables
+from compliance.services import report_tables as RT
+from compliance.services.report_tables import _d, _f
 from compliance.services.analysis import analyse, fm_occurrences, load_input
 from compliance.services.corrections import corrections
 from compliance.services.governance import list_findings
@@ -53,16 +57,6 @@ ORGANISATION = "Model Risk Management"
 Say = Callable[[str], None]
 
 
-def _d(t: datetime | date | None) -> str | None:
-    if t is None:
-        return None
-    return (t.astimezone(timezone.utc).date() if isinstance(t, datetime) else t).isoformat()
-
-
-def _f(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
 def _i(x: Any) -> int:
     return int(round(x)) if isinstance(x, (int, float)) and math.isfinite(x) else 0
 
@@ -81,8 +75,21 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
 
 
 def build_context_json(session: Session, quarter: str, as_of: datetime, *, model_id: str | None = None,
-                       organisation: str | None = None) -> tuple[C.ReportContext, bytes]:
-    """``build_context`` and the context's canonical JSON, converted to plain data once."""
+                       organisation: str | None = None, full: FullTables | None = None
+                       ) -> tuple[C.ReportContext, bytes]:
+    """``build_context`` and the context's canonical JSON, converted to plain data once.
+
+    The long tables (``tables.CAPPED_TABLES``) are page-sized in the context; ``full`` (a
+    folder) receives every row of each as the export's CSV, written as the rows stream by."""
+    full = full if full is not None else FullTables()
+    try:
+        return _build_context_json(session, quarter, as_of, model_id=model_id, organisation=organisation, full=full)
+    finally:
+        full.close()
+
+
+def _build_context_json(session: Session, quarter: str, as_of: datetime, *, model_id: str | None,
+                        organisation: str | None, full: FullTables) -> tuple[C.ReportContext, bytes]:
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
     qend = datetime(q.end.year, q.end.month, q.end.day, tzinfo=timezone.utc) + timedelta(days=1)
@@ -104,6 +111,8 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
     left_out |= {(c["entity_type"], c["entity_id"]) for c in a["data_quality"]["corrections_applied"]}
     ok_models, ok_versions = set(inp.models["model_id"]), {int(v) for v in inp.versions["version_id"]}
     ok_artifacts = set(inp.artifacts["artifact_id"])
+    model_trend = _model_trend(session, quarter, as_of, model_id, inp) if model_id else None
+    del inp  # the analysis' frames (every check's lean row): not needed past here
     models = {k: m for k, m in models.items() if k in ok_models}
     if model_id and model_id not in models:
         raise NotFound(f"model {model_id!r} is left out of the figures as of {iso(as_of)} (see `compliance status`)")
@@ -121,23 +130,19 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
               if e.version_id in versions and ("deployment_event", str(e.id)) not in left_out]
     all_artifacts = {x.id: x for x in session.scalars(select(Artifact).where(Artifact.recorded_at <= as_of).order_by(Artifact.id))}
     artifacts = {k: x for k, x in all_artifacts.items() if k in ok_artifacts}
+    # the quarter's checks other than fidelity as objects (drift, outcomes, fairness, overhead:
+    # a few per version); fidelity checks (most of the store) are read as lean streamed rows
     all_checks = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.finished_at >= qstart,
-                                                     Check.finished_at < qend, Check.model_id.in_(scope))
+                                                     Check.finished_at < qend, Check.model_id.in_(scope),
+                                                     Check.kind != "fidelity")
                                  .order_by(Check.finished_at, Check.id)).all()
 
-    def usable(c: Check) -> bool:
-        return (("check_run", str(c.id)) not in left_out and (c.version_id is None or c.version_id in versions)
-                and all(x is None or x in artifacts for x in (c.artifact_id, c.other_artifact_id)))
+    usable_row = RT.Keep({int(i) for t, i in left_out if t == "check_run" and str(i).isdigit()}, versions, artifacts)
 
-    checks = [c for c in all_checks if usable(c)]
+    checks = [c for c in all_checks if usable_row(c.id, c.version_id, c.artifact_id, c.other_artifact_id)]
     # Fidelity is shown over the four-quarter trend window, so decay across versions is visible.
     q0 = q.previous(3)
     hist_start = datetime(q0.start.year, q0.start.month, q0.start.day, tzinfo=timezone.utc)
-    fid_history = session.scalars(select(Check).where(Check.recorded_at <= as_of, Check.kind == "fidelity",
-                                                      Check.finished_at >= hist_start, Check.finished_at < qstart,
-                                                      Check.model_id.in_(scope))
-                                  .order_by(Check.finished_at, Check.id)).all()
-    fid_history = [c for c in fid_history if usable(c)]
 
     # -- inventory and change log
     deployed_in_q: dict[str, set[str]] = defaultdict(set)
@@ -201,7 +206,7 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
     rank = {"broken": 0, "missing": 1, "stale": 2, "fresh": 3}
     staleness.sort(key=lambda r: (rank.get(r.state, 4), -(r.versions_behind or 0), r.artifact_id))
     if model_id:
-        trend = _model_trend(session, quarter, as_of, model_id, inp)
+        trend = model_trend
     else:
         trend = [C.TrendRow(quarter=t["quarter"], coverage=_f(t.get("coverage")), debt_slot_days=_i(t.get("debt")),
                             weighted_debt=_i(t.get("weighted_debt")), debt_outstanding=_opt_i(t.get("debt_outstanding")))
@@ -244,26 +249,14 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
         target_cols[d.model_id].update(roles.get("target") or [])
 
     # -- fidelity and drift
-    fid_rows, clt_rows, drift_rows, outcomes = [], [], [], Counter()
-    for c in list(fid_history) + list(checks):
-        if c.finished_at >= qstart:
-            outcomes[(c.kind, c.status)] += 1
+    fidelity, fid_outcomes, fid_ids = RT.fidelity_section(
+        session, as_of=as_of, scope=scope, hist_start=hist_start, qstart=qstart, qend=qend, keep=usable_row,
+        label=label, artifacts=artifacts, protected=lambda art, m: _protected(art, m, protected_cols), full=full)
+    drift_rows, outcomes = [], Counter({("fidelity", s): n for s, n in fid_outcomes.items()})
+    for c in checks:
+        outcomes[(c.kind, c.status)] += 1
         m = c.metrics or {}
-        if c.kind == "fidelity" and c.artifact_id:
-            fid_rows.append(C.FidelityRow(
-                check_id=str(c.id), artifact_id=c.artifact_id, kind=artifacts[c.artifact_id].kind if c.artifact_id in artifacts else "",
-                model_id=c.model_id, version=label.get(c.version_id, "?"), date=_d(c.finished_at),
-                explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
-                l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
-                decision_flip_rate=_f(m.get("decision_flip_rate")), status=c.status,
-                dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
-                auc=_f(m.get("auc")), protected=_protected(artifacts.get(c.artifact_id), m, protected_cols),
-                baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in c.reasons or []]))
-            for li, layer in enumerate(m.get("per_layer") or []):
-                clt_rows.append(C.CltLayerRow(check_id=str(c.id), layer=int(layer.get("layer", li)),
-                                              explained_variance=_f(layer.get("explained_variance")),
-                                              mse=_f(layer.get("mse")), l0=_f(layer.get("l0"))))
-        elif c.kind in ("data_drift", "activation_drift"):
+        if c.kind in ("data_drift", "activation_drift"):
             par, hs = c.parameters or {}, c.input_hashes or {}
             cur_ds, ref_ds = ds_by_sha.get(hs.get("current")), ds_by_sha.get(hs.get("reference"))
             w0 = _d(c.window_start) or _d(cur_ds.window_start if cur_ds else None)
@@ -276,7 +269,6 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
                 status=c.status, reference=str(par.get("reference") or (par.get("reference_dataset") or "")),
                 reference_window=_window(ref_ds), current=str(par.get("current") or ""),
                 reasons=[str(x) for x in c.reasons or []]))
-    fid_rows.sort(key=lambda r: (r.model_id, r.artifact_id, r.date, int(r.check_id)))
     feature_rows, label_rows = [], []
     drift_model = {c.id: c.model_id for c in checks if c.kind == "data_drift"}
     if drift_model:
@@ -298,11 +290,8 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
                                                     status=str(r.get("status") or "—"), model_id=c.model_id, role="target"))
     psi_matrix, psi_total = _psi_matrix(session, q, as_of, scope, single=bool(model_id), exclude=target_cols)
     compute = _compute_budget(session, as_of, scope, label, pol["document"])
-    check_reasons = [C.CheckReasonRow(check_id=str(c.id), kind=c.kind, model_id=c.model_id,
-                                      version=label.get(c.version_id, "—"), artifact_id=c.artifact_id,
-                                      date=_d(c.finished_at), status=c.status, reason=str(r))
-                     for c in checks if c.status in ("warn", "fail", "error")
-                     for r in (c.reasons or ["(no reason recorded)"])]
+    reasons_t = RT.check_reasons(session, as_of=as_of, scope=scope, qstart=qstart, qend=qend, usable=usable_row,
+                                 label=label, full=full)
     changes += _status_changes(session, as_of, scope, qstart, period_end, label)
     adaptations = _adaptations(session, as_of, in_scope, qstart, period_end, label, artifacts)
     for r in adaptations:
@@ -311,6 +300,14 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
             model_id=r.model_id, version=r.version, artifact_id=r.child_artifact_id or r.parent_artifact_id,
             detail=_adaptation_detail(r)))
     changes.sort(key=lambda r: (r.date, r.model_id, r.event, r.version or "", r.artifact_id or ""))
+    changes_t = full.table("changes", C.ChangeRow)
+    for r in changes:
+        changes_t.add(r)
+    del changes
+    staleness_t = full.table("debt_staleness", C.ArtifactStaleness)
+    for r in staleness:
+        staleness_t.add(r)
+    del staleness
 
     # -- failure modes, findings, attestations
     fm_titles = {f.code: f for f in session.scalars(select(FailureMode))}
@@ -378,39 +375,46 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
         return " — left out (data quality)" if (table, str(eid)) in left_out else ""
 
     # -- appendix: the evidence index cites every row the pack relies on, with its ledger entry
-    relied = _relied_checks(session, as_of, scope, qstart, checks, fid_history, compute, occs, artifacts)
-    evidence = []
-    for c in relied:
-        evidence.append(C.EvidenceRow(kind="check", ref=f"check {c.id} ({c.kind})",
-                                      description=f"{c.artifact_id or c.model_id} on {label.get(c.version_id, '-')}: "
-                                                  f"{c.status}, {_d(c.finished_at)}" + mark("check_run", c.id),
-                                      sha256=sha256_bytes(_canon(c.input_hashes or {}).encode())))
-    for d in datasets:
-        evidence.append(C.EvidenceRow(kind="dataset", ref=f"dataset {d.id}",
-                                      description=f"{d.model_id} {d.role} {Path(d.path).name}"
-                                                  f"{' (' + _window(d) + ')' if _window(d) else ''}",
-                                      sha256=d.sha256))
-    for x in artifacts.values():
-        if x.model_id in in_scope:
-            evidence.append(C.EvidenceRow(kind="artifact", ref=x.id, description=f"{x.kind}, {x.format}" + mark("artifact", x.id),
-                                          sha256=x.sha256))
-    for v in all_versions.values():
-        if v.model_id in in_scope:
-            evidence.append(C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}", description="weights file",
-                                          sha256=v.weights_sha256))
-    keys = ([("check_run", str(c.id)) for c in relied] + [("dataset", str(d.id)) for d in datasets]
-            + [("artifact", x.id) for x in artifacts.values() if x.model_id in in_scope]
-            + [("model_version", str(v.id)) for v in versions.values() if v.model_id in in_scope])
-    cited = cited_entries(session, as_of, keys)
-    for row, key in zip(evidence, keys):
-        seq_hash = cited.get(key)
-        if seq_hash is not None:
-            row.ledger_seq, row.ledger_hash = seq_hash
-    evidence.sort(key=lambda r: (r.kind, _natural(r.ref)))
     # the export's excerpt runs from the quarter's first entry to the head (the head at least)
     from_seq = min(session.scalar(select(LedgerEntry.seq).where(LedgerEntry.recorded_at >= qstart,
                                                                 LedgerEntry.recorded_at <= as_of)
                                   .order_by(LedgerEntry.seq).limit(1)) or seq, seq)
+    more = {c.id for c in checks} | {int(r.check_id) for r in compute.checks}
+    more |= {int(o["check_id"]) for o in occs if o["model_id"] in scope and o.get("check_id")}
+    relied = RT.relied_checks(session, as_of=as_of, scope=scope, qstart=qstart, ids=fid_ids, more=more,
+                              artifacts=artifacts)
+    others: list[tuple[C.EvidenceRow, tuple[str, str]]] = []
+    for d in datasets:
+        others.append((C.EvidenceRow(kind="dataset", ref=f"dataset {d.id}",
+                                     description=f"{d.model_id} {d.role} {Path(d.path).name}"
+                                                 f"{' (' + _window(d) + ')' if _window(d) else ''}",
+                                     sha256=d.sha256), ("dataset", str(d.id))))
+    for x in artifacts.values():
+        if x.model_id in in_scope:
+            others.append((C.EvidenceRow(kind="artifact", ref=x.id, description=f"{x.kind}, {x.format}" + mark("artifact", x.id),
+                                         sha256=x.sha256), ("artifact", x.id)))
+    for v in all_versions.values():
+        if v.model_id in in_scope:
+            others.append((C.EvidenceRow(kind="model_version", ref=f"{v.model_id} {v.label}", description="weights file",
+                                         sha256=v.weights_sha256), ("model_version", str(v.id))))
+    cited = cited_entries(session, as_of, [k for _, k in others])
+    for row, key in others:
+        seq_hash = cited.get(key)
+        if seq_hash is not None:
+            row.ledger_seq, row.ledger_hash = seq_hash
+    others.sort(key=lambda rk: (rk[0].kind, _natural(rk[0].ref)))
+    # evidence in display order (by kind, then ref): the checks, by id, stream in at their place
+    evidence_t = full.table("appendix_evidence", C.EvidenceRow)
+    before_checks = [r for r, _ in others if r.kind < "check"]
+    every = full.folder is not None
+    need = len(relied) if every else max(0, evidence_t.limit - len(before_checks))
+    check_rows = RT.check_evidence(session, as_of=as_of, relied=relied[:need], label=label, mark=mark,
+                                   all_of_them=every)
+    for r in itertools.chain(before_checks, check_rows, (r for r, _ in others[len(before_checks):])):
+        evidence_t.add(r)
+        if r.ledger_seq is not None and r.ledger_seq < from_seq:
+            full.cited_seqs.add(r.ledger_seq)
+    evidence_t.total = len(others) + len(relied)
     dq_rows = [C.DataQualityRow(record=f["record"], problem=f["problem"],
                                 handling=f["handling"] + (f" (+{f['dependents']} dependent records)" if f["dependents"] else ""))
                for f in a["data_quality"]["findings"]]
@@ -421,7 +425,7 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
     kinds_shown = {r.kind for r in summary.check_outcomes}
     appendix = C.Appendix(methodology=C.default_methodology(), policy_version=str(pol["version"]),
                           policy=[C.PolicyRow(key=k, value=v) for k, v in _flatten(pol["document"])],
-                          evidence=evidence, data_quality=dq_rows, crosswalk=C.default_crosswalk(kinds_shown),
+                          evidence=evidence_t.rows, evidence_total=evidence_t.total, data_quality=dq_rows, crosswalk=C.default_crosswalk(kinds_shown),
                           not_covered=C.default_not_covered(kinds_shown), ledger_from_seq=int(from_seq))
 
     detail = _model_detail(session, models[model_id], versions, events, artifacts, as_of) if model_id else None
@@ -435,13 +439,14 @@ def build_context_json(session: Session, quarter: str, as_of: datetime, *, model
         report_id=rid, tool_version=__version__, ledger_head_hash=head, context_hash="", model_id=model_id)
     ctx = C.ReportContext(
         schema_version=C.SCHEMA_VERSION, kind=kind, cover=cover, summary=summary,
-        inventory=inventory, changes=changes, adaptations=adaptations,
+        inventory=inventory, changes=changes_t.rows, changes_total=changes_t.total, adaptations=adaptations,
         coverage=C.CoverageSection(per_tier=per_tier, per_model=per_model_cov, timeline=timeline),
-        debt=C.DebtSection(per_model=per_model_debt, staleness=staleness, trend=trend),
-        fidelity=C.FidelitySection(checks=fid_rows, clt_layers=clt_rows),
+        debt=C.DebtSection(per_model=per_model_debt, staleness=staleness_t.rows, staleness_total=staleness_t.total,
+                           trend=trend),
+        fidelity=fidelity,
         drift=C.DriftSection(checks=drift_rows, features=feature_rows, label_shift=label_rows, psi_matrix=psi_matrix,
                              psi_matrix_total=psi_total),
-        compute=compute, check_reasons=check_reasons,
+        compute=compute, check_reasons=reasons_t.rows, check_reasons_total=reasons_t.total,
         failure_modes=fms, findings=findings, attestations=[], narrative=narrative, appendix=appendix,
         model_detail=detail)
     ctx.outcomes, ctx.fairness = outcome_sections(checks, label)
@@ -577,35 +582,6 @@ def _natural(ref: str) -> tuple:
     import re
 
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", ref))
-
-
-def _relied_checks(session: Session, as_of: datetime, scope: list[str], qstart: datetime, checks, fid_history,
-                   compute: C.ComputeBudgetSection, occs: list[dict], artifacts: dict) -> list[Check]:
-    """Every check the pack relies on: the quarter's, the fidelity history it prints, the
-    overhead checks of the compute budget, the checks behind the failure-mode register, each
-    artifact's baseline (first check on its bound version) and the latest fidelity check per
-    artifact and version before the quarter (the validity carried into it)."""
-    ids = {c.id for c in checks} | {c.id for c in fid_history} | {int(r.check_id) for r in compute.checks}
-    occ = {o["check_id"] for o in occs if o["model_id"] in scope and o.get("check_id")}
-    ids |= {int(x) for x in occ}
-    baseline: dict[str, int] = {}
-    before: dict[tuple, int] = {}
-    for cid, aid, vid, status, fin in session.execute(
-            select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
-            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
-                   Check.artifact_id.is_not(None)).order_by(Check.finished_at, Check.id)):
-        a = artifacts.get(aid)
-        if a is not None and vid == a.bound_version_id and status != "error" and aid not in baseline:
-            baseline[aid] = cid
-        if fin < qstart:
-            before[(aid, vid)] = cid
-    ids |= set(baseline.values()) | set(before.values())
-    have = {c.id: c for c in list(checks) + list(fid_history)}
-    missing = sorted(ids - set(have))
-    for i in range(0, len(missing), 500):
-        for c in session.scalars(select(Check).where(Check.id.in_(missing[i:i + 500]))):
-            have[c.id] = c
-    return [have[i] for i in sorted(ids) if i in have]
 
 
 def cited_entries(session: Session, as_of: datetime, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
@@ -920,26 +896,35 @@ PADES_OUTPUT_PREFIX = "pades:"
 def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, organisation: str | None = None,
                 progress: Callable[[str, float], None] | None = None) -> dict:
     """Build the regulator zip, record the run (with the SHA-256 of every file of the pack), and
-    write ``out`` when the transaction commits (never on failure)."""
+    write ``out`` when the transaction commits (never on failure). The full long tables are
+    written to a temporary folder while the context is built and copied into the zip from there."""
+    _refuse_future(session, as_of)
+    with tempfile.TemporaryDirectory(prefix="compliance-tables-") as folder:
+        full = FullTables(Path(folder))
+        ctx, ctx_json = build_context_json(session, quarter, as_of, organisation=organisation, full=full)
+        return _export_pack(session, quarter, as_of, out, ctx, ctx_json, full, progress)
+
+
+def _export_pack(session: Session, quarter: str, as_of: datetime, out: Path, ctx: C.ReportContext, ctx_json: bytes,
+                 full: FullTables, progress) -> dict:
     import zipfile
     from io import BytesIO
 
     from compliance.report.export import build_export
 
-    _refuse_future(session, as_of)
-    ctx, ctx_json = build_context_json(session, quarter, as_of, organisation=organisation)
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
     excerpt = entries_between(session, qstart, as_of)
     start = entry_at(session, excerpt[0]["seq"] - 1) if excerpt else entry_at(session, head_as_of(session, as_of)[0])
     # the entries the evidence index cites from before the excerpt: each verified on its own
     first = excerpt[0]["seq"] if excerpt else (start["seq"] + 1 if start else 1)
-    older = sorted({r.ledger_seq for r in ctx.appendix.evidence if r.ledger_seq is not None and r.ledger_seq < first})
+    older = sorted(x for x in full.cited_seqs if x < first)
     from compliance.services.signing import export_tables
 
     extra = export_tables(session, ctx.cover.context_hash, head_as_of(session, as_of)[0])
     data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, cited=entries_at(session, older),
-                                  extra_tables=extra, progress=progress, ctx_json=ctx_json)
+                                  extra_tables=extra, progress=progress, ctx_json=ctx_json,
+                                  full_tables=full.files())
     zip_sha = sha256_bytes(data)
     with zipfile.ZipFile(BytesIO(data)) as z:
         members = {f"{PACK_OUTPUT_PREFIX}{n}": sha256_bytes(z.read(n)) for n in z.namelist()}

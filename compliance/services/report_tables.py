@@ -1,0 +1,408 @@
+"""The report's long tables, computed over lean columns and streamed in display order.
+
+Every fidelity check of four quarters, every reason of a warned/failed/errored check and every
+evidence row grow with the number of checks. Here each is read with the columns it shows,
+in the order the pack shows it (SQL order plus a local re-sort where the display order is not a
+column order), and handed row by row to a :class:`~compliance.report.tables.PageTable`: the
+context keeps the first rows a page shows and the totals, the export's CSVs get every row on disk.
+Memory is then bounded by the page, a few numpy arrays of ids and one query's fetch batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+import math
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Integer, Text, case, cast, literal_column, or_, select
+from sqlalchemy.orm import Session
+
+from compliance.hashing import canonical_json as _canon
+from compliance.hashing import sha256_bytes
+from compliance.report import context as C
+from compliance.report.tables import FullTables
+from compliance.store.models import Check, LedgerEntry
+
+#: rows fetched per round trip while streaming
+BATCH = 5000
+#: ids per IN (...) list
+IN_CHUNK = 900
+
+Usable = Callable[[int, Any, Any, Any], bool]
+
+
+def _d(t: datetime | date | None) -> str | None:
+    """ISO date (UTC) of a time, or the date itself."""
+    if t is None:
+        return None
+    return (t.astimezone(timezone.utc).date() if isinstance(t, datetime) else t).isoformat()
+
+
+def _f(x: Any) -> float | None:
+    """A finite number as float, else None (booleans are not numbers here)."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _stream(session: Session, stmt) -> Iterator:
+    return iter(session.execute(stmt.execution_options(yield_per=BATCH)))
+
+
+_DOWNSTREAM = ("kl", "loss_recovered", "decision_flip_rate", "auc", "baseline_gap")
+
+
+def _json_number(session: Session, key: str):
+    """SQL: the JSON number ``metrics[key]`` (NULL when absent or not a number), per dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return literal_column(f"CASE WHEN json_typeof(check_run.metrics -> '{key}') = 'number' "
+                              f"THEN CAST(check_run.metrics ->> '{key}' AS DOUBLE PRECISION) END")
+    return literal_column(f"CASE WHEN json_type(check_run.metrics, '$.{key}') IN ('real', 'integer') "
+                          f"THEN json_extract(check_run.metrics, '$.{key}') END")
+
+
+def _has_downstream(session: Session):
+    """SQL: 1 when any downstream figure of the metrics is a number (a LIKE first: cheap)."""
+    text = cast(Check.metrics, Text)
+    like = or_(*[text.like(f'%"{k}"%') for k in _DOWNSTREAM])
+    return case((like, case((or_(*[_json_number(session, k).is_not(None) for k in _DOWNSTREAM]), 1), else_=0)),
+                else_=0)
+
+
+def _times(values) -> np.ndarray:
+    """Stored times (DBAPI values: SQLite text, PostgreSQL datetimes) as int64 UTC nanoseconds."""
+    import pandas as pd
+
+    t = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+
+
+def _codes(values, index: dict, grow: bool = False) -> np.ndarray:
+    """Strings as codes of ``index`` (-1: null; -2: not in it, unless ``grow`` adds it)."""
+    if grow:
+        for v in set(values.tolist()) - set(index) - {None}:
+            index[v] = len(index)
+    return np.fromiter((-1 if v is None else index.get(v, -2) for v in values), dtype=np.int64, count=len(values))
+
+
+class LeanChecks:
+    """Lean rows of fidelity checks, compact (ids, codes, int64 times, floats): ~60 bytes a row
+    however many there are, read a batch at a time on the raw cursor."""
+
+    COLS = ("id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers")
+
+    def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000,
+                 grow: bool = False):
+        from compliance.services.analysis import raw_batches
+
+        self.aids, self.mids = aids, mids  # sorted: a code's order is the str order
+        ai = {a: i for i, a in enumerate(aids)}
+        mi = {m: i for i, m in enumerate(mids)}
+        self.statuses: list[str] = []
+        si: dict[str, int] = {}
+        parts: dict[str, list] = {c: [] for c in self.COLS}
+        for rows in raw_batches(session, stmt, batch):
+            t = np.empty((len(rows), len(self.COLS)), dtype=object)
+            t[:] = rows
+            parts["id"].append(t[:, 0].astype(np.int64))
+            parts["aid"].append(_codes(t[:, 1], ai, grow))
+            parts["oid"].append(_codes(t[:, 2], ai, grow))
+            parts["mid"].append(_codes(t[:, 3], mi))
+            parts["vid"].append(np.array([-1 if v is None else int(v) for v in t[:, 4]], dtype=np.int64))
+            for v in set(t[:, 5].tolist()) - set(si):
+                si[v] = len(self.statuses)
+                self.statuses.append(v)
+            parts["status"].append(_codes(t[:, 5], si))
+            parts["fin"].append(_times(t[:, 6]))
+            parts["ev"].append(np.array([np.nan if v is None else float(v) for v in t[:, 7]], dtype=float)
+                               if any(v is not None for v in t[:, 7]) else np.full(len(t), np.nan))
+            parts["down"].append(t[:, 8].astype(np.int8))
+            parts["layers"].append(t[:, 9].astype(np.int8))
+            del t, rows
+        for c in self.COLS:
+            setattr(self, c, np.concatenate(parts[c]) if parts[c] else np.empty(0, dtype=np.int64))
+
+    def take(self, mask: np.ndarray) -> None:
+        for c in self.COLS:
+            setattr(self, c, getattr(self, c)[mask])
+
+
+def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], hist_start: datetime,
+                     qstart: datetime, qend: datetime, keep: "Keep", label: dict, artifacts: dict,
+                     protected: Callable[[Any, dict], bool | None], full: FullTables
+                     ) -> tuple[C.FidelitySection, Counter, np.ndarray]:
+    """Fidelity rows (by model, artifact, date, check id), the checks with a downstream figure,
+    CLT per-layer rows (by check time), the chart's series, the quarter's fidelity outcomes and
+    the ids of every usable fidelity check of the four quarters (for the evidence index).
+
+    One lean query (ids, keys, status, time, the explained variance and two flags read from the
+    metrics in SQL) ordered and counted in numpy; full rows are fetched only for the rows that
+    are shown (or, with a CSV to write, for every row, in display order, a batch at a time)."""
+    rows_t = full.table("fidelity_checks", C.FidelityRow)
+    down_t = full.table("fidelity_downstream", C.FidelityRow)
+    aids = sorted(artifacts)
+    lean = LeanChecks(session, select(
+        Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
+        Check.finished_at, _json_number(session, "explained_variance"), _has_downstream(session),
+        case((cast(Check.metrics, Text).like('%"per_layer"%'), 1), else_=0))
+        .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.finished_at >= hist_start,
+               Check.finished_at < qend, Check.model_id.in_(scope)), aids, sorted(scope))
+    lean.take(keep.mask_codes(lean))
+    ids_all = np.sort(lean.id)
+    in_q = lean.fin >= np.datetime64(qstart.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64)
+    outcomes = Counter({lean.statuses[k]: int(n) for k, n in zip(*np.unique(lean.status[in_q], return_counts=True))})
+    lean.take(lean.aid >= 0)
+    day = lean.fin // 86_400_000_000_000
+    order = np.lexsort((lean.id, day, lean.aid, lean.mid))
+    disp_ids = lean.id[order]
+    down = lean.down[order] == 1
+    if full.folder is not None:  # every row, in display order, to the CSVs
+        for k, r in enumerate(_fidelity_rows(session, disp_ids, label, artifacts, protected)):
+            rows_t.add(r)
+            if down[k]:
+                down_t.add(r)
+    else:  # only the rows a page shows
+        head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
+        shown, shown_down = set(head.tolist()), set(head_down.tolist())
+        pos = {int(i): k for k, i in enumerate(disp_ids.tolist())}
+        want = np.array(sorted(shown | shown_down, key=pos.__getitem__), dtype=np.int64)
+        for r in _fidelity_rows(session, want, label, artifacts, protected):
+            if int(r.check_id) in shown:
+                rows_t.add(r)
+            if int(r.check_id) in shown_down:
+                down_t.add(r)
+    rows_t.total, down_t.total = len(disp_ids), int(down.sum())
+    layers = lean.layers == 1
+    clt_keys = sorted(zip(lean.fin[layers].tolist(), lean.id[layers].tolist()))
+    clt_t = _clt_layers(session, clt_keys, full)
+    series, n_art = _chart(lean, day, label)
+    section = C.FidelitySection(checks=rows_t.rows, clt_layers=clt_t.rows, checks_total=rows_t.total,
+                                downstream=down_t.rows, downstream_total=down_t.total,
+                                clt_layers_total=clt_t.total, chart=series, chart_artifacts=n_art)
+    return section, outcomes, ids_all
+
+
+def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> tuple[list[C.FidelitySeries], int]:
+    """The fidelity chart's series (``tables.fidelity_series`` over the lean columns): per
+    artifact its checks with an explained variance by (date, version, check id as text); the
+    ``top_n`` artifacts with the lowest latest value, ties by artifact id."""
+    import pandas as pd
+
+    ok = np.isfinite(lean.ev)
+    if not ok.any():
+        return [], 0
+    vids = lean.vid[ok]
+    uv = np.unique(vids)
+    vlabel = np.array([label.get(int(v), "?") for v in uv], dtype=object)[np.searchsorted(uv, vids)]
+    sub = pd.DataFrame({"aid": lean.aid[ok], "day": day[ok], "ev": lean.ev[ok], "ver": vlabel,
+                        "cid": lean.id[ok].astype(str)})
+    sub = sub.sort_values(["aid", "day", "ver", "cid"], kind="stable")
+    last = sub.drop_duplicates("aid", keep="last").sort_values(["ev", "aid"], kind="stable")
+    out = []
+    for code in last["aid"].tolist()[:top_n]:
+        rs = sub[sub["aid"] == code]
+        out.append(C.FidelitySeries(artifact_id=lean.aids[code], versions=rs["ver"].tolist(),
+                                    values=[float(x) for x in rs["ev"].tolist()]))
+    return out, int(len(last))
+
+
+def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: dict,
+                   protected: Callable[[Any, dict], bool | None]) -> Iterator[C.FidelityRow]:
+    """Full fidelity rows of ``ids``, in the order given, a batch at a time."""
+    for i in range(0, len(ids), BATCH):
+        chunk = ids[i:i + BATCH].tolist()
+        got = {}
+        for j in range(0, len(chunk), IN_CHUNK):
+            for row in session.execute(select(Check.id, Check.artifact_id, Check.model_id, Check.version_id,
+                                              Check.finished_at, Check.status, Check.metrics, Check.reasons)
+                                       .where(Check.id.in_(chunk[j:j + IN_CHUNK]))):
+                got[row[0]] = row
+        for cid in chunk:
+            _, aid, mid, vid, fin, status, metrics, reasons = got[cid]
+            m = metrics or {}
+            yield C.FidelityRow(
+                check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
+                model_id=mid, version=label.get(vid, "?"), date=_d(fin),
+                explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
+                l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
+                decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
+                dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
+                auc=_f(m.get("auc")), protected=protected(artifacts.get(aid), m),
+                baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in reasons or []])
+
+
+class Keep:
+    """Which checks the pack may use: not left out by the data-quality screen or a correction,
+    on a usable version (or none), naming usable artifacts (or none)."""
+
+    def __init__(self, left_out_checks: set[int], versions: Iterable[int], artifacts: Iterable[str]):
+        self.left_out = left_out_checks
+        self.versions = set(versions)
+        self.artifacts = set(artifacts)
+
+    def __call__(self, cid: int, vid: Any, aid: Any, oid: Any) -> bool:
+        return (cid not in self.left_out and (vid is None or vid in self.versions)
+                and (aid is None or aid in self.artifacts) and (oid is None or oid in self.artifacts))
+
+    def mask_codes(self, lean: "LeanChecks") -> np.ndarray:
+        """The same test over lean rows (artifact codes: -1 none, -2 not a usable artifact)."""
+        ok = ~np.isin(lean.id, np.fromiter(self.left_out, dtype=np.int64, count=len(self.left_out)))
+        ok &= (lean.vid == -1) | np.isin(lean.vid, np.fromiter(self.versions, dtype=np.int64, count=len(self.versions)))
+        ok &= (lean.aid != -2) & (lean.oid != -2)
+        return ok
+
+
+def _clt_layers(session: Session, keys: list[tuple[datetime, int]], full: FullTables):
+    """Per-layer rows of the fidelity checks that recorded them (``keys``: their (finished, id)),
+    by check time and id."""
+    t = full.table("fidelity_clt_layers", C.CltLayerRow)
+    keys.sort()
+    for i in range(0, len(keys), IN_CHUNK):
+        ids = [k[1] for k in keys[i:i + IN_CHUNK]]
+        metrics = dict(session.execute(select(Check.id, Check.metrics).where(Check.id.in_(ids))).all())
+        for cid in ids:
+            for li, layer in enumerate((metrics.get(cid) or {}).get("per_layer") or []):
+                t.add(C.CltLayerRow(check_id=str(cid), layer=int(layer.get("layer", li)),
+                                    explained_variance=_f(layer.get("explained_variance")),
+                                    mse=_f(layer.get("mse")), l0=_f(layer.get("l0"))))
+    return t
+
+
+def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart: datetime, qend: datetime,
+                  usable: Usable, label: dict, full: FullTables):
+    """Every recorded reason of every usable check of the quarter that warned, failed or errored,
+    by check time and id (one row per reason; '(no reason recorded)' when none)."""
+    t = full.table("check_reasons", C.CheckReasonRow)
+    stmt = (select(Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
+                   Check.other_artifact_id, Check.finished_at, Check.status, Check.reasons)
+            .where(Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
+                   Check.model_id.in_(scope), Check.status.in_(("warn", "fail", "error")))
+            .order_by(Check.finished_at, Check.id))
+    for cid, kind, mid, vid, aid, oid, fin, status, reasons in _stream(session, stmt):
+        if not usable(cid, vid, aid, oid):
+            continue
+        if t.page_full:
+            t.skip(len(reasons or ()) or 1)
+            continue
+        for r in (reasons or ["(no reason recorded)"]):
+            t.add(C.CheckReasonRow(check_id=str(cid), kind=kind, model_id=mid, version=label.get(vid, "—"),
+                                   artifact_id=aid, date=_d(fin), status=status, reason=str(r)))
+    return t
+
+
+def _chunks(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _rows_by_id(session: Session, cols: list, key, ids: np.ndarray) -> Iterator:
+    """Rows of ``cols`` whose ``key`` (an integer column) is in ``ids`` (sorted, unique), by key:
+    a range scan where the ids are dense, IN lists where they are not."""
+    for chunk in _chunks(ids, BATCH):
+        lo, hi = int(chunk[0]), int(chunk[-1])
+        if hi - lo < 4 * len(chunk):
+            want = set(chunk.tolist())
+            got = session.execute(select(*cols).where(key >= lo, key <= hi).order_by(key))
+            yield from (r for r in got if r[0] in want)
+        else:
+            part = []
+            for sub in _chunks(chunk, IN_CHUNK):
+                part += session.execute(select(*cols).where(key.in_(sub.tolist()))).all()
+            part.sort(key=lambda r: r[0])
+            yield from part
+
+
+def first_inserts(session: Session, as_of: datetime, entity_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """(entity ids, seqs) of the first ledger entry that inserted each row of an integer-keyed
+    table (an insert written by a replay inserted it all the same), sorted by id."""
+    stmt = (select(cast(LedgerEntry.entity_id, Integer), LedgerEntry.seq)
+            .where(LedgerEntry.entity_type == entity_type, LedgerEntry.action.in_(("insert", "replay")),
+                   LedgerEntry.recorded_at <= as_of).order_by(LedgerEntry.seq))
+    parts = [np.asarray(p, dtype=np.int64).reshape(-1, 2)
+             for p in session.execute(stmt.execution_options(yield_per=100_000)).partitions()]
+    both = np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int64)
+    ids, first = np.unique(both[:, 0], return_index=True)  # first occurrence = lowest seq
+    return ids, both[first, 1]
+
+
+def ledger_hashes(session: Session, seqs: Iterable[int]) -> dict[int, str]:
+    """seq -> hash of the ledger entries ``seqs``."""
+    arr = np.unique(np.fromiter((int(s) for s in seqs), dtype=np.int64))
+    return {int(s): h for s, h in _rows_by_id(session, [LedgerEntry.seq, LedgerEntry.hash], LedgerEntry.seq, arr)}
+
+
+def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, label: dict,
+                   mark: Callable[[str, Any], str], all_of_them: bool) -> Iterator[C.EvidenceRow]:
+    """The evidence rows of the checks ``relied`` (sorted unique ids), by id, with the ledger
+    entry that recorded each. ``all_of_them``: ``relied`` is every check of the index (one scan
+    of the ledger finds their entries) rather than the few a page shows (looked up by id)."""
+    if all_of_them:
+        led_ids, led_seqs = first_inserts(session, as_of, "check_run")
+    cols = [Check.id, Check.kind, Check.artifact_id, Check.model_id, Check.version_id, Check.status,
+            Check.finished_at, Check.input_hashes]
+
+    def emit(batch):
+        if all_of_them:
+            ids = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+            pos = np.minimum(np.searchsorted(led_ids, ids), max(len(led_ids) - 1, 0))
+            hit = (led_ids[pos] == ids) if len(led_ids) else np.zeros(len(ids), dtype=bool)
+            seqs = [int(s) if h else None for s, h in zip(led_seqs[pos].tolist() if len(led_ids) else [0] * len(ids),
+                                                           hit.tolist())]
+            hashes = ledger_hashes(session, (s for s in seqs if s is not None))
+            cites = [None if s is None else (s, hashes[s]) for s in seqs]
+        else:
+            from compliance.services.report import cited_entries
+
+            got = cited_entries(session, as_of, [("check_run", str(r[0])) for r in batch])
+            cites = [got.get(("check_run", str(r[0]))) for r in batch]
+        for (cid, kind, aid, mid, vid, status, fin, hs), cite in zip(batch, cites):
+            row = C.EvidenceRow(kind="check", ref=f"check {cid} ({kind})",
+                                description=f"{aid or mid} on {label.get(vid, '-')}: {status}, {_d(fin)}"
+                                            + mark("check_run", cid),
+                                sha256=sha256_bytes(_canon(hs or {}).encode()))
+            if cite is not None:
+                row.ledger_seq, row.ledger_hash = cite
+            yield row
+
+    batch: list = []
+    for r in _rows_by_id(session, cols, Check.id, relied):
+        batch.append(tuple(r))
+        if len(batch) >= BATCH:
+            yield from emit(batch)
+            batch = []
+    if batch:
+        yield from emit(batch)
+
+
+def relied_checks(session: Session, *, as_of: datetime, scope: list[str], qstart: datetime, ids: np.ndarray,
+                  more: set[int], artifacts: dict) -> np.ndarray:
+    """The ids (sorted) of every check the pack relies on: ``ids`` (the fidelity checks it
+    prints), ``more`` (the quarter's other checks, the compute budget's, the failure-mode
+    register's: those not in the store are dropped), each artifact's baseline (first non-error
+    fidelity check on its bound version) and the latest fidelity check per artifact and version
+    before the quarter (the validity carried into it). Over lean columns, in numpy."""
+    lean = LeanChecks(session, select(Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id,
+                                      Check.version_id, Check.status, Check.finished_at, literal_column("NULL"),
+                                      literal_column("0"), literal_column("0"))
+                      .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
+                             Check.artifact_id.is_not(None)), sorted(artifacts), [], grow=True)
+    out = [ids]
+    if len(lean.id):
+        by_time = np.lexsort((lean.id, lean.fin))
+        lean.take(by_time)
+        bound = np.array([artifacts[a].bound_version_id for a in sorted(artifacts)], dtype=np.int64)
+        known = (lean.aid >= 0) & (lean.aid < len(bound))
+        err = lean.statuses.index("error") if "error" in lean.statuses else -9
+        on_bound = known & (lean.status != err)
+        on_bound[known] &= lean.vid[known] == bound[lean.aid[known]]
+        _, first = np.unique(lean.aid[on_bound], return_index=True)  # first by (time, id)
+        out.append(lean.id[on_bound][first])
+        pre = lean.fin < np.datetime64(qstart.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64)
+        pair = lean.aid[pre] * (int(lean.vid.max()) + 2) + (lean.vid[pre] + 1)
+        _, last = np.unique(pair[::-1], return_index=True)  # last by (time, id)
+        out.append(lean.id[pre][::-1][last])
+    rest = np.setdiff1d(np.fromiter(more, dtype=np.int64, count=len(more)), np.concatenate(out))
+    found = [r[0] for r in _rows_by_id(session, [Check.id], Check.id, rest)]
+    out.append(np.asarray(found, dtype=np.int64))
+    return np.unique(np.concatenate(out).astype(np.int64))
