@@ -13,7 +13,8 @@ through the ledger:
 * report run (5 %): ``report.render_report`` of m0's per-model review as HTML (context built from
   the store, recorded as a report run).
 
-Every transaction's wall time (session open → commit) is recorded per kind. Afterwards the ledger
+Writers import and connect first; the measured window starts when all are ready. Every
+transaction's wall time (session open → commit) is recorded per kind. Afterwards the ledger
 is read back: sequence numbers must be contiguous from the seed's head, every model, check and
 report run a writer saw committed must be in the store (none lost), and ``ledger.verify`` must pass
 (no fork: one chain, every evidence row with its entry, every payload equal to its row). Prints one JSON line with throughput
@@ -59,11 +60,19 @@ def _seed(url: str, work: Path) -> tuple[str, str]:
     return str(ref), str(cur)
 
 
-def _writer(url: str, wid: int, seconds: float, ref: str, cur: str, out_dir: str, q) -> None:
+def _writer(url: str, wid: int, seconds: float, ref: str, cur: str, out_dir: str, q, ready, go, weights) -> None:
     from compliance.services import registry
     from compliance.services.checks import run_drift
     from compliance.services.report import render_report
     from compliance.store.engine import make_engine, session_scope
+
+    import compliance.checks.drift  # noqa: F401 - imports (numpy, scipy, pandas) happen before the clock starts
+    import compliance.report.render  # noqa: F401
+
+    with session_scope(url, readonly=True) as s:  # a pooled connection, opened before the clock starts
+        registry.get_model(s, "m0")
+    ready.put(wid)
+    go.wait()
 
     rnd = random.Random(wid)
     lat: dict[str, list[float]] = {k: [] for k, _ in WEIGHTS}
@@ -71,7 +80,7 @@ def _writer(url: str, wid: int, seconds: float, ref: str, cur: str, out_dir: str
     errors, n = 0, 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        kind = rnd.choices([k for k, _ in WEIGHTS], [w for _, w in WEIGHTS])[0]
+        kind = rnd.choices([k for k, _ in weights], [w for _, w in weights])[0]
         t = time.perf_counter()
         try:
             with session_scope(url) as s:
@@ -104,7 +113,10 @@ def main() -> None:
     ap.add_argument("--db", required=True, help="PostgreSQL URL of a database this bench may drop and re-create.")
     ap.add_argument("--writers", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--mix", default=",".join(f"{k}={w}" for k, w in WEIGHTS),
+                    help="weights of the transaction kinds, e.g. registry=1 for appends only")
     args = ap.parse_args()
+    weights = [(k, float(w)) for k, w in (x.split("=") for x in args.mix.split(","))]
     from sqlalchemy import create_engine, func, select, text
 
     from compliance.store.engine import session_scope
@@ -122,12 +134,15 @@ def main() -> None:
     with session_scope(args.db, readonly=True) as s:
         start = head(s)[0]
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(args.db, w, args.seconds, ref, cur, str(work), q))
+    q, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(args.db, w, args.seconds, ref, cur, str(work), q, ready, go, weights))
              for w in range(args.writers)]
-    t0 = time.perf_counter()
     for p in procs:
         p.start()
+    for _ in procs:  # every writer has imported and connected: the measured minute starts together
+        ready.get(timeout=900)
+    t0 = time.perf_counter()
+    go.set()
     results = [q.get(timeout=args.seconds + 600) for _ in procs]
     for p in procs:
         p.join(60)
@@ -147,7 +162,7 @@ def main() -> None:
     verify_s = time.perf_counter() - t1
     contiguous = list(seqs) == list(range(start + 1, start + 1 + n_new))
     print(json.dumps({
-        "writers": args.writers, "seconds": args.seconds, "wall_s": round(wall, 1), "load_avg": os.getloadavg(),
+        "writers": args.writers, "seconds": args.seconds, "mix": args.mix, "wall_s": round(wall, 1), "load_avg": os.getloadavg(),
         "transactions": txns, "txn_per_s": round(txns / args.seconds, 1),
         "ledger_entries": n_new, "appends_per_s": round(n_new / args.seconds, 1),
         "errors": sum(r["errors"] for r in results), "committed": {k: len(v) for k, v in made.items()}, "lost": lost,
