@@ -56,8 +56,6 @@ def test_check_drift_with_spark_queries_through_the_cli(cli, spark, tmp_path):
 
     from tests.helpers import weights_file
 
-    if not cli.url.startswith("sqlite"):
-        pytest.skip("one backend suffices: the store path is the same as tests/test_drift_sql.py's")
     assert cli("model", "add", "m", "--name", "M", "--owner", "alice", "--tier", "2", "--use", "credit")[0] == 0
     assert cli("version", "add", "m", "v1", "--weights", weights_file(tmp_path / "w.safetensors"))[0] == 0
     rng = np.random.default_rng(2)

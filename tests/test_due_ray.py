@@ -1,7 +1,8 @@
-"""`check run --due --ray`: due checks as tasks on a local Ray cluster of 2 worker processes,
-against SQLite and a real PostgreSQL. The Ray run records the same checks as the sequential run
+"""`check run --due --ray`: due checks as tasks on a local Ray cluster of 2 worker processes
+writing to a real PostgreSQL store. The Ray run records the same checks as the sequential run
 (modulo wall time and the task's idempotency key), survives a worker killed mid-run, and never
-records a check twice — also when a retried task finds its check already committed."""
+records a check twice — also when a retried task finds its check already committed (that part on
+both backends)."""
 
 from __future__ import annotations
 
@@ -25,16 +26,14 @@ ray = pytest.importorskip("ray", reason="ray is part of the test extra; install 
 HOOK = "blocks.1.hook_resid_pre"
 
 
-def _second_store(db_url: str, tmp_path: Path):
-    """Another empty migrated store on the same backend (and how to drop it)."""
+def _pg_store():
+    """A new migrated store in its own database on the test PostgreSQL (and how to drop it)."""
+    import uuid
+
     from compliance.store import migrate
     from tests.conftest import PG_BASE, _admin_engine
 
-    if db_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'b.db'}"
-        migrate.upgrade(url)
-        return url, lambda: None
-    name = f"ct_ray_{os.getpid()}_{int(time.time())}"
+    name = f"ct_ray_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine()
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
@@ -45,6 +44,7 @@ def _second_store(db_url: str, tmp_path: Path):
         make_engine.cache_clear()
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
     migrate.upgrade(url)
     return url, drop
 
@@ -90,14 +90,14 @@ def _kill_a_busy_worker(deadline: float) -> int | None:
 
 
 @pytest.mark.slow
-def test_ray_run_equals_the_sequential_run_and_survives_a_killed_worker(db_url, bank, tmp_path):
+def test_ray_run_equals_the_sequential_run_and_survives_a_killed_worker(bank):
+    """On two PostgreSQL stores (the shared store of a cluster): one run sequentially, one on Ray."""
     from compliance.integrations.ray_due import run_due_ray
 
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the cluster writes to the shared PostgreSQL store; the idempotent retry is tested on SQLite too (below)")
-    seq = _bank_store(db_url, bank)
-    url_b, drop = _second_store(db_url, tmp_path)
+    db_url, drop_a = _pg_store()
+    url_b, drop_b = _pg_store()
     try:
+        seq = _bank_store(db_url, bank)
         _bank_store(url_b, bank)
         at = datetime.now(timezone.utc)  # after both stores are recorded: what is due is due now
         out_seq = seq.run_due(at=at)
@@ -123,7 +123,8 @@ def test_ray_run_equals_the_sequential_run_and_survives_a_killed_worker(db_url, 
         with session_scope(db_url, readonly=True) as s:
             assert actors == set(s.scalars(select(Check.actor)))  # the submitter's identity, as sequentially
     finally:
-        drop()
+        drop_a()
+        drop_b()
 
 
 @pytest.mark.slow

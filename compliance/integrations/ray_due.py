@@ -56,18 +56,22 @@ def _task(url: str, item: dict, at_iso: str, key: str, max_rows: int | None, act
                 out = run_plan_task(s, item, at)
             else:
                 c = run_fidelity(s, item["artifact_id"], item["version"], adapter=True, max_rows=max_rows, device=device)
-                out = {**item, "check_id": c["id"], "status": c["status"], "explained_variance": c["explained_variance"]}
+                out = _ran(item, c)
         return {"ok": True, "result": out, "pid": os.getpid(), "device": device or "cpu"}
     except AlreadyRecorded as e:
-        from compliance.store.engine import session_scope as scope
-        from compliance.store.models import Check
+        from compliance.services.checks import show_check
 
-        with scope(url, readonly=True) as s:
-            c = s.get(Check, e.check_id)
-            out = {**item, "check_id": c.id, "status": c.status, "explained_variance": c.explained_variance}
-        return {"ok": True, "result": out, "pid": os.getpid(), "device": device or "cpu", "already_recorded": True}
+        with session_scope(url, readonly=True) as s:
+            c = show_check(s, e.check_id)
+        return {"ok": True, "result": _ran(item, c), "pid": os.getpid(), "device": device or "cpu",
+                "already_recorded": True}
     except ComplianceError as e:
         return {"ok": False, "why": str(e), "item": item}
+
+
+def _ran(item: dict, c: dict) -> dict:
+    """A ran-check line as the sequential run reports it."""
+    return {**item, "check_id": c["id"], "status": c["status"], "explained_variance": c.get("explained_variance")}
 
 
 def _absolute(url: str | None) -> str:
