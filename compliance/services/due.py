@@ -45,43 +45,62 @@ def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
 
 
 def due_pairs(session: Session, at: datetime) -> list[dict]:
+    """The (required artifact, deployed version) pairs due at ``at`` (see the module docstring).
+    Reads only what can make a pair due: the deployed versions, their models' required artifacts,
+    and per pair the latest counting check inside the widest validity window (aggregated in SQL)."""
+    from compliance.services.corrections import corrected_ids
+    from compliance.services.plans import plans_in_force
+
     policy = policy_at(session, at)
     groups = policy.get("required_groups") or {}
     # Validity counts whole UTC days (DESIGN §4): a check finished on day d - validity_days still counts on day d.
     # A monitoring plan can only tighten it: fidelity every N days < validity_days (DESIGN §10).
     validity = int(policy.get("validity_days", 90))
-    tiers = {m.id: m.tier for m in session.scalars(select(Model))}
-    from compliance.services.corrections import corrected_ids
-    from compliance.services.plans import fidelity_every
+    deployed = deployed_versions(session, at)
+    if not deployed:
+        return []
+    tiers = dict(session.execute(select(Model.id, Model.tier)).all())
+    required = {m: {k for g in groups.get(str(tiers.get(m)), []) for k in g} & FIDELITY_KINDS
+                for m in {v.model_id for v in deployed}}
+    deployed = [v for v in deployed if required[v.model_id]]
+    if not deployed:
+        return []
+    plans = plans_in_force(session, {v.model_id for v in deployed}, at, policy=policy, tiers=tiers)
 
-    def since_for(model_id: str) -> datetime:
-        days = min(validity, fidelity_every(session, model_id, at, policy, tiers[model_id]) or validity)
+    def day_start(days: int) -> datetime:
         first_day = at.astimezone(timezone.utc).date() - timedelta(days=days)
         return datetime.combine(first_day, time.min, tzinfo=timezone.utc)
 
+    windows = {}
+    for m, plan in plans.items():
+        every = ((plan["document"].get("checks") or {}).get("fidelity") or {}).get("every_days")
+        windows[m] = day_start(min(validity, every or validity))
     void_checks = corrected_ids(session, "check", at)
     void_artifacts = corrected_ids(session, "artifact", at)
-    # the latest counting check per (artifact, version), aggregated in SQL (one row per pair, not per check)
-    q = (select(Check.artifact_id, Check.version_id, func.max(Check.finished_at))
-         .where(Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at)
-         .group_by(Check.artifact_id, Check.version_id))
-    if void_checks:
-        q = q.where(Check.id.not_in(sorted(void_checks)))
-    latest: dict[tuple[str, int], datetime] = {(a, v): fin for a, v, fin in session.execute(q)}
-    model_of = {vid: mid for vid, mid in session.execute(select(ModelVersion.id, ModelVersion.model_id))}
-    windows = {m: since_for(m) for m in {model_of[v] for _, v in latest}}
-    recent = {(a, v) for (a, v), fin in latest.items() if fin >= windows[model_of[v]]}
-    arts: dict[str, list[Artifact]] = {}
-    for a in session.scalars(select(Artifact).where(Artifact.recorded_at <= at).order_by(Artifact.id)):
-        if a.id in void_artifacts:
-            continue
-        arts.setdefault(a.model_id, []).append(a)
+    # per pair, the latest counting check in the widest window, for the deployed versions only (one row per pair)
+    vids = [v.id for v in deployed]
+    latest: dict[tuple[str, int], datetime] = {}
+    for i in range(0, len(vids), 5000):
+        q = (select(Check.artifact_id, Check.version_id, func.max(Check.finished_at))
+             .where(Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at,
+                    Check.finished_at >= day_start(validity), Check.version_id.in_(vids[i:i + 5000]))
+             .group_by(Check.artifact_id, Check.version_id))
+        if void_checks:
+            q = q.where(Check.id.not_in(sorted(void_checks)))
+        latest.update({(a, v): fin for a, v, fin in session.execute(q)})
+    arts: dict[str, list[tuple[str, str]]] = {}
+    for aid, mid, kind in session.execute(
+            select(Artifact.id, Artifact.model_id, Artifact.kind)
+            .where(Artifact.recorded_at <= at, Artifact.kind.in_(sorted(FIDELITY_KINDS))).order_by(Artifact.id)):
+        if aid not in void_artifacts and kind in required.get(mid, ()):
+            arts.setdefault(mid, []).append((aid, kind))
     out = []
-    for v in deployed_versions(session, at):
-        required = {k for g in groups.get(str(tiers.get(v.model_id)), []) for k in g} & FIDELITY_KINDS
-        for a in arts.get(v.model_id, []):
-            if a.kind in required and (a.id, v.id) not in recent:
-                out.append({"artifact_id": a.id, "kind": a.kind, "model_id": v.model_id, "version": v.label,
+    for v in deployed:
+        since = windows[v.model_id]
+        for aid, kind in arts.get(v.model_id, []):
+            fin = latest.get((aid, v.id))
+            if fin is None or fin < since:
+                out.append({"artifact_id": aid, "kind": kind, "model_id": v.model_id, "version": v.label,
                             "version_id": v.id})
     return out
 

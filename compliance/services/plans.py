@@ -83,6 +83,36 @@ def plan_in_force(session: Session, model_id: str, at: datetime, *, policy: dict
             "recorded_by": None, "document": default_plan(policy, tier)}
 
 
+def plans_in_force(session: Session, model_ids, at: datetime, *, policy: dict,
+                   tiers: dict[str, int]) -> dict[str, dict]:
+    """:func:`plan_in_force` for many models in two queries (the models' own latest plans; the
+    policy record behind the tier defaults), not one per model."""
+    from compliance.services.policy import policy_record_at
+
+    wanted = set(model_ids)
+    own: dict[str, MonitoringPlan] = {}
+    for p in session.scalars(select(MonitoringPlan).where(MonitoringPlan.recorded_at <= at)
+                             .order_by(MonitoringPlan.model_id, MonitoringPlan.version)):
+        if p.model_id in wanted:
+            own[p.model_id] = p  # ordered by version: the last one is the latest
+    out: dict[str, dict] = {}
+    defaults: dict[int, dict] = {}
+    since = None
+    if wanted - set(own):
+        rec = policy_record_at(session, at)
+        since = iso(rec["recorded_at"]) if rec and rec.get("recorded_at") else None
+    for m in sorted(wanted):
+        if m in own:
+            out[m] = _view(own[m])
+            continue
+        tier = tiers[m]
+        if tier not in defaults:
+            defaults[tier] = default_plan(policy, tier)
+        out[m] = {"model_id": m, "version": None, "explicit": False, "source": f"policy default for tier {tier}",
+                  "since": since, "recorded_by": None, "document": defaults[tier]}
+    return out
+
+
 def show_plan(session: Session, model_id: str, at: datetime) -> dict:
     m = get_model(session, model_id)
     out = plan_in_force(session, model_id, at, tier=m.tier)
@@ -96,18 +126,20 @@ def show_plan(session: Session, model_id: str, at: datetime) -> dict:
 
 # ------------------------------------------------------------------ adherence
 def _deployed_since(session: Session, at: datetime) -> dict[int, datetime]:
-    """Versions deployed at ``at`` -> the effective time of the deploy in force."""
+    """Versions deployed at ``at`` -> the effective time of the deploy in force (one query for
+    the deployed versions, one for their deploy events)."""
     from compliance.services.due import deployed_versions
 
-    out = {}
-    for v in deployed_versions(session, at):
-        ev = session.scalars(select(DeploymentEvent).where(
-            DeploymentEvent.version_id == v.id, DeploymentEvent.action == "deploy", DeploymentEvent.effective_at <= at,
-            DeploymentEvent.recorded_at <= at).order_by(DeploymentEvent.effective_at.desc(),
-                                                        DeploymentEvent.id.desc()).limit(1)).first()
-        if ev is not None:
-            out[v.id] = ev.effective_at
-    return out
+    ids = [v.id for v in deployed_versions(session, at)]
+    out: dict[int, tuple[datetime, int]] = {}
+    for i in range(0, len(ids), 5000):
+        for vid, eff, eid in session.execute(select(DeploymentEvent.version_id, DeploymentEvent.effective_at,
+                                                    DeploymentEvent.id).where(
+                DeploymentEvent.version_id.in_(ids[i:i + 5000]), DeploymentEvent.action == "deploy",
+                DeploymentEvent.effective_at <= at, DeploymentEvent.recorded_at <= at)):
+            if vid not in out or (eff, eid) > out[vid]:  # the latest by (effective_at, id)
+                out[vid] = (eff, eid)
+    return {vid: eff for vid, (eff, _) in out.items()}
 
 
 def plan_adherence(session: Session, at: datetime, model_ids: list[str] | None = None) -> list[dict]:
@@ -120,25 +152,27 @@ def plan_adherence(session: Session, at: datetime, model_ids: list[str] | None =
     since = _deployed_since(session, at)
     if not since:
         return []
-    versions = {v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(list(since))))}
+    versions = {v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(list(since))))
+                if model_ids is None or v.model_id in model_ids}
+    tiers = dict(session.execute(select(Model.id, Model.tier)).all())
+    plans = plans_in_force(session, {v.model_id for v in versions.values()}, at, policy=policy, tiers=tiers)
+    kinds = sorted({kp.kind for p in plans.values() for kp in kind_plans(p["document"]) if kp.required})
     void = corrected_ids(session, "check", at)
     times: dict[tuple[int, str], list[datetime]] = {}
-    for cid, vid, kind, fin in session.execute(
-            select(Check.id, Check.version_id, Check.kind, Check.finished_at).where(
-                Check.version_id.in_(list(since)), Check.status != "error", Check.finished_at <= at,
-                Check.recorded_at <= at)):
-        if cid not in void:
-            times.setdefault((vid, kind), []).append(fin)
-    tiers = {m.id: m.tier for m in session.scalars(select(Model))}
-    plans: dict[str, dict] = {}
+    ids = sorted(versions)
+    for i in range(0, len(ids) if kinds else 0, 5000):
+        for cid, vid, kind, fin in session.execute(
+                select(Check.id, Check.version_id, Check.kind, Check.finished_at).where(
+                    Check.version_id.in_(ids[i:i + 5000]), Check.kind.in_(kinds), Check.status != "error",
+                    Check.finished_at <= at, Check.recorded_at <= at)):
+            if cid not in void:
+                times.setdefault((vid, kind), []).append(fin)
     out = []
     for vid, dep in sorted(since.items()):
-        v = versions[vid]
-        if model_ids is not None and v.model_id not in model_ids:
+        if vid not in versions:
             continue
-        plan = plans.get(v.model_id)
-        if plan is None:
-            plan = plans[v.model_id] = plan_in_force(session, v.model_id, at, policy=policy, tier=tiers[v.model_id])
+        v = versions[vid]
+        plan = plans[v.model_id]
         plan_since = datetime.fromisoformat(plan["since"]) if plan["since"] else dep
         for kp in kind_plans(plan["document"]):
             if not kp.required:

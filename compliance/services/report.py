@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -249,8 +250,11 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
         target_cols[d.model_id].update(roles.get("target") or [])
 
     # -- fidelity and drift
+    # every fidelity check of the scope, lean, read once: the fidelity section, the status
+    # changes and the relied-on checks are computed from these rows
+    lean = RT.lean_fidelity(session, as_of=as_of, scope=scope, aids=sorted(all_artifacts))
     fidelity, fid_outcomes, fid_ids = RT.fidelity_section(
-        session, as_of=as_of, scope=scope, hist_start=hist_start, qstart=qstart, qend=qend, keep=usable_row,
+        session, lean, hist_start=hist_start, qstart=qstart, qend=qend, keep=usable_row,
         label=label, artifacts=artifacts, protected=lambda art, m: _protected(art, m, protected_cols), full=full)
     drift_rows, outcomes = [], Counter({("fidelity", s): n for s, n in fid_outcomes.items()})
     for c in checks:
@@ -292,7 +296,7 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     compute = _compute_budget(session, as_of, scope, label, pol["document"])
     reasons_t = RT.check_reasons(session, as_of=as_of, scope=scope, qstart=qstart, qend=qend, usable=usable_row,
                                  label=label, full=full)
-    changes += _status_changes(session, as_of, scope, qstart, period_end, label)
+    changes += _status_changes(session, lean, qstart, period_end, label, all_artifacts)
     adaptations = _adaptations(session, as_of, in_scope, qstart, period_end, label, artifacts)
     for r in adaptations:
         changes.append(C.ChangeRow(
@@ -381,8 +385,8 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
                                   .order_by(LedgerEntry.seq).limit(1)) or seq, seq)
     more = {c.id for c in checks} | {int(r.check_id) for r in compute.checks}
     more |= {int(o["check_id"]) for o in occs if o["model_id"] in scope and o.get("check_id")}
-    relied = RT.relied_checks(session, as_of=as_of, scope=scope, qstart=qstart, ids=fid_ids, more=more,
-                              artifacts=artifacts)
+    relied = RT.relied_checks(session, lean, qstart=qstart, ids=fid_ids, more=more, artifacts=artifacts)
+    del lean
     others: list[tuple[C.EvidenceRow, tuple[str, str]]] = []
     for d in datasets:
         others.append((C.EvidenceRow(kind="dataset", ref=f"dataset {d.id}",
@@ -696,23 +700,17 @@ def _adaptation_detail(r: C.AdaptationRow) -> str:
             f"{r.steps} steps{flops}")
 
 
-def _status_changes(session: Session, as_of: datetime, scope: list[str], start: datetime, end: datetime,
-                    label: dict) -> list[C.ChangeRow]:
-    """Artifacts whose fidelity status changed in the period (against their previous check)."""
-    prev: dict[str, str] = {}
-    out = []
-    for cid, aid, vid, status, fin in session.execute(
-            select(Check.id, Check.artifact_id, Check.version_id, Check.status, Check.finished_at)
-            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at < end,
-                   Check.model_id.in_(scope), Check.artifact_id.is_not(None))
-            .order_by(Check.finished_at, Check.id)):
-        before = prev.get(aid)
-        prev[aid] = status
-        if fin >= start and before is not None and before != status:
-            out.append((cid, aid, vid, status, fin, before))
-    mids = dict(session.execute(select(Artifact.id, Artifact.model_id).where(Artifact.id.in_({r[1] for r in out}))).all()) if out else {}
-    return [C.ChangeRow(date=_d(fin), event="artifact_status_changed", model_id=mids.get(aid, ""),
-                        version=label.get(vid), artifact_id=aid,
+def _status_changes(session: Session, lean: RT.LeanChecks, start: datetime, end: datetime, label: dict,
+                    artifacts: dict) -> list[C.ChangeRow]:
+    """Artifacts whose fidelity status changed in the period (against their previous check), from
+    the lean rows of every fidelity check."""
+    out = RT.status_changes(lean, start, end)
+    missing = {r[1] for r in out} - set(artifacts)
+    mids = {a: x.model_id for a, x in artifacts.items()}
+    if missing:
+        mids.update(session.execute(select(Artifact.id, Artifact.model_id).where(Artifact.id.in_(missing))).all())
+    return [C.ChangeRow(date=str(np.datetime64(fin // 86_400_000_000_000, "D")), event="artifact_status_changed",
+                        model_id=mids.get(aid, ""), version=label.get(vid), artifact_id=aid,
                         detail=f"fidelity {before.upper()} → {status.upper()} (check {cid})")
             for cid, aid, vid, status, fin, before in out]
 

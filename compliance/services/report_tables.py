@@ -78,57 +78,119 @@ def _times(values) -> np.ndarray:
     return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
 
 
-def _codes(values, index: dict, grow: bool = False) -> np.ndarray:
-    """Strings as codes of ``index`` (-1: null; -2: not in it, unless ``grow`` adds it)."""
-    if grow:
-        for v in set(values.tolist()) - set(index) - {None}:
-            index[v] = len(index)
-    return np.fromiter((-1 if v is None else index.get(v, -2) for v in values), dtype=np.int64, count=len(values))
+def _codes(values: np.ndarray, index: list, grow: bool = False) -> np.ndarray:
+    """Strings as positions in ``index`` (-1: null; -2: not in it, unless ``grow`` appends it to
+    ``index``), vectorised (a hash look-up in C, not a Python loop per value)."""
+    import pandas as pd
+
+    codes = pd.Index(index, dtype=object).get_indexer(values) if len(index) else np.full(len(values), -1, np.int64)
+    missing = codes == -1
+    if missing.any():
+        null = pd.isna(values) & missing
+        unknown = missing & ~null
+        if unknown.any() and grow:
+            new = sorted(set(values[unknown].tolist()))
+            index.extend(new)
+            codes[unknown] = pd.Index(index, dtype=object).get_indexer(values[unknown])
+        elif unknown.any():
+            codes[unknown] = -2
+    return codes.astype(np.int64, copy=False)
+
+
+def _ints(values: np.ndarray, null: int = -1) -> np.ndarray:
+    """Nullable integers (an object column) as int64, ``null`` for NULL."""
+    none = np.equal(values, None)
+    return np.where(none, null, values).astype(np.int64) if none.any() else values.astype(np.int64)
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    none = np.equal(values, None)
+    return np.where(none, np.nan, values).astype(np.float64) if none.any() else values.astype(np.float64)
 
 
 class LeanChecks:
     """Lean rows of fidelity checks, compact (ids, codes, int64 times, floats): ~60 bytes a row
-    however many there are, read a batch at a time on the raw cursor."""
+    however many there are, read a batch at a time on the raw cursor. ``aids`` is the code list of
+    artifact ids (codes are positions in it; ids met that are not in it are appended)."""
 
     COLS = ("id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers")
 
-    def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000,
-                 grow: bool = False):
+    def __init__(self, session: Session | None, stmt, aids: list[str], mids: list[str], batch: int = 200_000):
         from compliance.services.analysis import raw_batches
 
-        self.aids, self.mids = aids, mids  # sorted: a code's order is the str order
-        ai = {a: i for i, a in enumerate(aids)}
-        mi = {m: i for i, m in enumerate(mids)}
+        self.aids, self.mids = list(aids), list(mids)
         self.statuses: list[str] = []
-        si: dict[str, int] = {}
         parts: dict[str, list] = {c: [] for c in self.COLS}
-        for rows in raw_batches(session, stmt, batch):
+        for rows in (raw_batches(session, stmt, batch) if session is not None else ()):
             t = np.empty((len(rows), len(self.COLS)), dtype=object)
             t[:] = rows
             parts["id"].append(t[:, 0].astype(np.int64))
-            parts["aid"].append(_codes(t[:, 1], ai, grow))
-            parts["oid"].append(_codes(t[:, 2], ai, grow))
-            parts["mid"].append(_codes(t[:, 3], mi))
-            parts["vid"].append(np.array([-1 if v is None else int(v) for v in t[:, 4]], dtype=np.int64))
-            for v in set(t[:, 5].tolist()) - set(si):
-                si[v] = len(self.statuses)
-                self.statuses.append(v)
-            parts["status"].append(_codes(t[:, 5], si))
+            parts["aid"].append(_codes(t[:, 1], self.aids, grow=True))
+            parts["oid"].append(_codes(t[:, 2], self.aids, grow=True))
+            parts["mid"].append(_codes(t[:, 3], self.mids))
+            parts["vid"].append(_ints(t[:, 4]))
+            parts["status"].append(_codes(t[:, 5], self.statuses, grow=True))
             parts["fin"].append(_times(t[:, 6]))
-            parts["ev"].append(np.array([np.nan if v is None else float(v) for v in t[:, 7]], dtype=float)
-                               if any(v is not None for v in t[:, 7]) else np.full(len(t), np.nan))
+            parts["ev"].append(_floats(t[:, 7]))
             parts["down"].append(t[:, 8].astype(np.int8))
             parts["layers"].append(t[:, 9].astype(np.int8))
             del t, rows
         for c in self.COLS:
             setattr(self, c, np.concatenate(parts[c]) if parts[c] else np.empty(0, dtype=np.int64))
+        if not parts["ev"]:
+            self.ev = np.empty(0, dtype=np.float64)
 
     def take(self, mask: np.ndarray) -> None:
         for c in self.COLS:
             setattr(self, c, getattr(self, c)[mask])
 
+    def subset(self, mask: np.ndarray) -> "LeanChecks":
+        """A new instance holding the rows of ``mask`` (the code lists are shared)."""
+        out = LeanChecks.__new__(LeanChecks)
+        out.aids, out.mids, out.statuses = self.aids, self.mids, self.statuses
+        for c in self.COLS:
+            setattr(out, c, getattr(self, c)[mask])
+        return out
 
-def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], hist_start: datetime,
+    def status_code(self, name: str) -> int:
+        return self.statuses.index(name) if name in self.statuses else -9
+
+
+def _ns(t: datetime) -> int:
+    return int(np.datetime64(t.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64))
+
+
+def lean_fidelity(session: Session, *, as_of: datetime, scope: list[str], aids: list[str]) -> LeanChecks:
+    """Every fidelity check of the models in ``scope`` recorded by ``as_of``, lean, read once for
+    the fidelity section, the status changes and the relied-on checks (``aids``: every artifact
+    id known at the as-of, sorted, so that a code's order is the id's order)."""
+    return LeanChecks(session, select(
+        Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
+        Check.finished_at, _json_number(session, "explained_variance"), _has_downstream(session),
+        case((cast(Check.metrics, Text).like('%"per_layer"%'), 1), else_=0))
+        .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.model_id.in_(scope)),
+        aids, sorted(scope))
+
+
+def status_changes(lean: LeanChecks, start: datetime, end: datetime) -> list[tuple[int, str, int, str, int, str]]:
+    """Fidelity checks in [start, end) whose status differs from the artifact's previous check
+    (by finish time, then id): (check id, artifact id, version id, status, finish ns, previous
+    status), in (finish time, id) order."""
+    has = lean.aid >= 0
+    ids, aid, st, fin, vid = lean.id[has], lean.aid[has], lean.status[has], lean.fin[has], lean.vid[has]
+    by_time = np.lexsort((ids, fin))
+    by_art = by_time[np.argsort(aid[by_time], kind="stable")]  # per artifact, in time order
+    cur, prev = by_art[1:], by_art[:-1]
+    hit = (aid[cur] == aid[prev]) & (st[cur] != st[prev]) & (fin[cur] >= _ns(start)) & (fin[cur] < _ns(end))
+    rows, before = cur[hit], st[prev[hit]]
+    o = np.lexsort((ids[rows], fin[rows]))
+    rows, before = rows[o], before[o]
+    names = lean.statuses
+    return [(int(ids[r]), lean.aids[aid[r]], int(vid[r]), names[st[r]], int(fin[r]), names[b])
+            for r, b in zip(rows.tolist(), before.tolist())]
+
+
+def fidelity_section(session: Session, lean: LeanChecks, *, hist_start: datetime,
                      qstart: datetime, qend: datetime, keep: "Keep", label: dict, artifacts: dict,
                      protected: Callable[[Any, dict], bool | None], full: FullTables
                      ) -> tuple[C.FidelitySection, Counter, np.ndarray]:
@@ -136,21 +198,15 @@ def fidelity_section(session: Session, *, as_of: datetime, scope: list[str], his
     CLT per-layer rows (by check time), the chart's series, the quarter's fidelity outcomes and
     the ids of every usable fidelity check of the four quarters (for the evidence index).
 
-    One lean query (ids, keys, status, time, the explained variance and two flags read from the
-    metrics in SQL) ordered and counted in numpy; full rows are fetched only for the rows that
+    Over the lean rows (ids, keys, status, time, the explained variance and two flags read from
+    the metrics in SQL; :func:`lean_fidelity`) ordered and counted in numpy; full rows are fetched only for the rows that
     are shown (or, with a CSV to write, for every row, in display order, a batch at a time)."""
     rows_t = full.table("fidelity_checks", C.FidelityRow)
     down_t = full.table("fidelity_downstream", C.FidelityRow)
-    aids = sorted(artifacts)
-    lean = LeanChecks(session, select(
-        Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
-        Check.finished_at, _json_number(session, "explained_variance"), _has_downstream(session),
-        case((cast(Check.metrics, Text).like('%"per_layer"%'), 1), else_=0))
-        .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.finished_at >= hist_start,
-               Check.finished_at < qend, Check.model_id.in_(scope)), aids, sorted(scope))
-    lean.take(keep.mask_codes(lean))
+    in_hist = (lean.fin >= _ns(hist_start)) & (lean.fin < _ns(qend))
+    lean = lean.subset(in_hist & keep.mask_codes(lean))
     ids_all = np.sort(lean.id)
-    in_q = lean.fin >= np.datetime64(qstart.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64)
+    in_q = lean.fin >= _ns(qstart)
     outcomes = Counter({lean.statuses[k]: int(n) for k, n in zip(*np.unique(lean.status[in_q], return_counts=True))})
     lean.take(lean.aid >= 0)
     day = lean.fin // 86_400_000_000_000
@@ -246,10 +302,11 @@ class Keep:
                 and (aid is None or aid in self.artifacts) and (oid is None or oid in self.artifacts))
 
     def mask_codes(self, lean: "LeanChecks") -> np.ndarray:
-        """The same test over lean rows (artifact codes: -1 none, -2 not a usable artifact)."""
+        """The same test over lean rows (artifact codes: -1 none, else a position in ``lean.aids``)."""
         ok = ~np.isin(lean.id, np.fromiter(self.left_out, dtype=np.int64, count=len(self.left_out)))
         ok &= (lean.vid == -1) | np.isin(lean.vid, np.fromiter(self.versions, dtype=np.int64, count=len(self.versions)))
-        ok &= (lean.aid != -2) & (lean.oid != -2)
+        usable = np.array([a in self.artifacts for a in lean.aids] + [True], dtype=bool)  # [-1] = no artifact
+        ok &= usable[lean.aid] & usable[lean.oid]
         return ok
 
 
@@ -375,30 +432,24 @@ def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, lab
         yield from emit(batch)
 
 
-def relied_checks(session: Session, *, as_of: datetime, scope: list[str], qstart: datetime, ids: np.ndarray,
-                  more: set[int], artifacts: dict) -> np.ndarray:
+def relied_checks(session: Session, lean: LeanChecks, *, qstart: datetime, ids: np.ndarray, more: set[int],
+                  artifacts: dict) -> np.ndarray:
     """The ids (sorted) of every check the pack relies on: ``ids`` (the fidelity checks it
     prints), ``more`` (the quarter's other checks, the compute budget's, the failure-mode
     register's: those not in the store are dropped), each artifact's baseline (first non-error
     fidelity check on its bound version) and the latest fidelity check per artifact and version
-    before the quarter (the validity carried into it). Over lean columns, in numpy."""
-    lean = LeanChecks(session, select(Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id,
-                                      Check.version_id, Check.status, Check.finished_at, literal_column("NULL"),
-                                      literal_column("0"), literal_column("0"))
-                      .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.model_id.in_(scope),
-                             Check.artifact_id.is_not(None)), sorted(artifacts), [], grow=True)
+    before the quarter (the validity carried into it). Over the lean rows of every fidelity check
+    (:func:`lean_fidelity`), in numpy."""
     out = [ids]
+    lean = lean.subset(lean.aid >= 0)
     if len(lean.id):
-        by_time = np.lexsort((lean.id, lean.fin))
-        lean.take(by_time)
-        bound = np.array([artifacts[a].bound_version_id for a in sorted(artifacts)], dtype=np.int64)
-        known = (lean.aid >= 0) & (lean.aid < len(bound))
-        err = lean.statuses.index("error") if "error" in lean.statuses else -9
-        on_bound = known & (lean.status != err)
-        on_bound[known] &= lean.vid[known] == bound[lean.aid[known]]
+        lean.take(np.lexsort((lean.id, lean.fin)))
+        bound = np.array([artifacts[a].bound_version_id if a in artifacts else -2 for a in lean.aids], dtype=np.int64)
+        known = bound[lean.aid] != -2
+        on_bound = known & (lean.status != lean.status_code("error")) & (lean.vid == bound[lean.aid])
         _, first = np.unique(lean.aid[on_bound], return_index=True)  # first by (time, id)
         out.append(lean.id[on_bound][first])
-        pre = lean.fin < np.datetime64(qstart.astimezone(timezone.utc).replace(tzinfo=None), "ns").astype(np.int64)
+        pre = lean.fin < _ns(qstart)
         pair = lean.aid[pre] * (int(lean.vid.max()) + 2) + (lean.vid[pre] + 1)
         _, last = np.unique(pair[::-1], return_index=True)  # last by (time, id)
         out.append(lean.id[pre][::-1][last])
