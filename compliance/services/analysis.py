@@ -54,19 +54,60 @@ def raw_batches(session: Session, stmt, size: int | None = None):
         cur.close()
 
 
-def _frame(session: Session, stmt, columns: list[str]) -> pd.DataFrame:
+def _frame(session: Session, stmt, columns: list[str], compact: dict[str, str] | None = None,
+           batch: int = 250_000) -> pd.DataFrame:
     """Run a Core select on the raw DBAPI cursor: no per-value ORM/type processing, so millions of
-    rows load at driver speed; timestamps are converted afterwards, vectorised, by the data-quality screen."""
-    rows: list = []
-    for rows in raw_batches(session, stmt):  # one batch: every row
-        pass
-    if not rows:
+    rows load at driver speed, a batch at a time (the driver's tuples of one batch at most are
+    alive at once). Columns are object arrays (the analysis input normalises dtypes once) unless
+    ``compact`` names a form for them, applied per batch so that the Python objects of a batch
+    are dropped as soon as it is converted: ``int`` (int64, when no NULL), ``float`` (float64,
+    NULL = NaN), ``cat`` (a categorical of the strings) or ``ts`` (UTC timestamps, when every
+    value of the batch parses inside the analysable window; otherwise the batch keeps its raw
+    values, for the data-quality screen to name)."""
+    compact = compact or {}
+    parts: dict[str, list] = {c: [] for c in columns}
+    for rows in raw_batches(session, stmt, batch):
+        table = np.empty((len(rows), len(columns)), dtype=object)
+        table[:] = rows  # one C-level copy (zip(*rows) in Python is ~5x slower)
+        del rows
+        for i, c in enumerate(columns):
+            parts[c].append(_compact(table[:, i], compact.get(c)))
+        del table
+    if not parts[columns[0]]:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    # Column-wise object arrays: no per-value inference or Arrow string conversion here; the
-    # analysis input normalises dtypes once.
-    table = np.empty((len(rows), len(columns)), dtype=object)
-    table[:] = rows  # one C-level copy (zip(*rows) in Python is ~5x slower)
-    return pd.DataFrame({c: pd.Series(table[:, i], dtype=object) for i, c in enumerate(columns)})
+    return pd.DataFrame({c: _concat(parts[c]) for c in columns})
+
+
+def _compact(col: np.ndarray, form: str | None):
+    none = np.equal(col, None) if form in ("int", "float") else None
+    if form == "int" and not none.any():
+        return col.astype(np.int64)
+    if form == "float":
+        return np.where(none, np.nan, col).astype(np.float64) if none.any() else col.astype(np.float64)
+    if form == "cat":
+        return pd.Categorical(col)
+    if form == "ts":
+        from compliance.analysis.quality import EARLIEST, LATEST
+
+        t = pd.to_datetime(pd.Series(col, dtype=object), utc=True, format="ISO8601", errors="coerce")
+        if t.notna().all() and ((t >= EARLIEST) & (t < LATEST)).all():
+            return t.array
+    return pd.Series(col, dtype=object)
+
+
+def _concat(parts: list) -> pd.Series:
+    """One column from its per-batch parts (categoricals united; mixed forms as objects)."""
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if all(isinstance(p, pd.Categorical) for p in parts):
+        from pandas.api.types import union_categoricals
+
+        return pd.Series(union_categoricals(parts) if len(parts) > 1 else parts[0])
+    arrays = [p.to_numpy() if isinstance(p, pd.arrays.NumpyExtensionArray) else p for p in parts]
+    if all(isinstance(p, np.ndarray) and p.dtype.kind in "if" for p in arrays) and len({p.dtype for p in arrays}) == 1:
+        return pd.Series(np.concatenate(arrays))
+    if all(isinstance(p, pd.arrays.DatetimeArray) for p in parts):
+        return pd.Series(pd.arrays.DatetimeArray._concat_same_type(parts))
+    return pd.Series(np.concatenate([np.asarray(p, dtype=object) for p in parts]), dtype=object)
 
 
 def _raw_param(v: Any, dialect: str) -> Any:
@@ -104,8 +145,10 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     fid = _frame(session, select(Check.id, Check.version_id, Check.artifact_id, Check.status, Check.finished_at,
                                  Check.explained_variance)
                  .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None)),
-                 ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"])
-    fid["kind"] = "fidelity"
+                 ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"],
+                 compact={"check_id": "int", "version_id": "int", "artifact_id": "cat", "status": "cat",
+                          "finished_at": "ts", "explained_variance": "float"})
+    fid["kind"] = pd.Categorical.from_codes(np.zeros(len(fid), np.int8), categories=["fidelity"])
     fid["other_artifact_id"] = None
     oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
                 Check.finished_at, Check.explained_variance).where(
@@ -113,8 +156,10 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     if not with_flags:
         oq = oq.where(Check.kind == "alignment")
     other = _frame(session, oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status",
-                                 "finished_at", "explained_variance"])
-    checks = pd.concat([fid, other[fid.columns]], ignore_index=True) if len(other) else fid
+                                 "finished_at", "explained_variance"],
+                   compact={"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat",
+                            "status": "cat", "finished_at": "ts", "explained_variance": "float"})
+    checks = pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}) if len(other) else fid
     # Only the few checks that raised a flag or carry a survival share need their JSON.
     survival = {cid: (_json(m) or {}).get("survival_share") for cid, m in session.execute(
         select(Check.id, Check.metrics).where(Check.recorded_at <= as_of, Check.kind == "alignment"))}
@@ -147,7 +192,7 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     bound = pd.Series(artifacts["bound_version_id"].to_numpy(), index=artifacts["artifact_id"].to_numpy())
     # The baseline of an artifact is its first non-error fidelity check on its bound version
     # (as services.checks.baseline_ev); later checks on the bound version are not baselines.
-    on_bound = ((checks["artifact_id"].map(bound) == checks["version_id"]) & (checks["kind"] == "fidelity")
+    on_bound = ((checks["artifact_id"].astype(object).map(bound) == checks["version_id"]) & (checks["kind"] == "fidelity")
                 & (checks["status"] != "error") & checks["explained_variance"].notna()).to_numpy()
     first = np.zeros(len(checks), dtype=bool)
     if on_bound.any():

@@ -207,7 +207,8 @@ def fidelity_section(session: Session, lean: LeanChecks, *, hist_start: datetime
     lean = lean.subset(in_hist & keep.mask_codes(lean))
     ids_all = np.sort(lean.id)
     in_q = lean.fin >= _ns(qstart)
-    outcomes = Counter({lean.statuses[k]: int(n) for k, n in zip(*np.unique(lean.status[in_q], return_counts=True))})
+    counts = np.bincount(lean.status[in_q], minlength=len(lean.statuses)) if in_q.any() else np.zeros(0, np.int64)
+    outcomes = Counter({lean.statuses[k]: int(n) for k, n in enumerate(counts.tolist()) if n})
     lean.take(lean.aid >= 0)
     day = lean.fin // 86_400_000_000_000
     order = np.lexsort((lean.id, day, lean.aid, lean.mid))
@@ -249,7 +250,7 @@ def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> t
     if not ok.any():
         return [], 0
     vids = lean.vid[ok]
-    uv = np.unique(vids)
+    uv = _sorted_unique(vids)
     vlabel = np.array([label.get(int(v), "?") for v in uv], dtype=object)[np.searchsorted(uv, vids)]
     sub = pd.DataFrame({"aid": lean.aid[ok], "day": day[ok], "ev": lean.ev[ok], "ver": vlabel,
                         "cid": lean.id[ok].astype(str)})
@@ -329,22 +330,35 @@ def _clt_layers(session: Session, keys: list[tuple[datetime, int]], full: FullTa
 def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart: datetime, qend: datetime,
                   usable: Usable, label: dict, full: FullTables):
     """Every recorded reason of every usable check of the quarter that warned, failed or errored,
-    by check time and id (one row per reason; '(no reason recorded)' when none)."""
+    by check time and id (one row per reason; '(no reason recorded)' when none). Full rows are
+    read until the page is full; the rows past it are counted over lean columns (the number of
+    reasons counted in SQL), unless every row goes to the export's CSV."""
     t = full.table("check_reasons", C.CheckReasonRow)
+    where = (Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
+             Check.model_id.in_(scope), Check.status.in_(("warn", "fail", "error")))
     stmt = (select(Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
                    Check.other_artifact_id, Check.finished_at, Check.status, Check.reasons)
-            .where(Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
-                   Check.model_id.in_(scope), Check.status.in_(("warn", "fail", "error")))
-            .order_by(Check.finished_at, Check.id))
+            .where(*where).order_by(Check.finished_at, Check.id))
+    last = None
     for cid, kind, mid, vid, aid, oid, fin, status, reasons in _stream(session, stmt):
-        if not usable(cid, vid, aid, oid):
-            continue
         if t.page_full:
-            t.skip(len(reasons or ()) or 1)
+            break
+        last = (fin, cid)
+        if not usable(cid, vid, aid, oid):
             continue
         for r in (reasons or ["(no reason recorded)"]):
             t.add(C.CheckReasonRow(check_id=str(cid), kind=kind, model_id=mid, version=label.get(vid, "—"),
                                    artifact_id=aid, date=_d(fin), status=status, reason=str(r)))
+    if t.page_full and last is not None:
+        from sqlalchemy import and_, func
+
+        from compliance.services.analysis import raw_batches
+
+        n = func.coalesce(func.json_array_length(Check.reasons), 0)
+        rest = select(Check.id, Check.version_id, Check.artifact_id, Check.other_artifact_id, n).where(
+            *where, or_(Check.finished_at > last[0], and_(Check.finished_at == last[0], Check.id > last[1])))
+        for rows in raw_batches(session, rest, 100_000):
+            t.skip(sum(max(k, 1) for cid, vid, aid, oid, k in rows if usable(cid, vid, aid, oid)))
     return t
 
 
@@ -379,7 +393,8 @@ def first_inserts(session: Session, as_of: datetime, entity_type: str) -> tuple[
     parts = [np.asarray(p, dtype=np.int64).reshape(-1, 2)
              for p in session.execute(stmt.execution_options(yield_per=100_000)).partitions()]
     both = np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int64)
-    ids, first = np.unique(both[:, 0], return_index=True)  # first occurrence = lowest seq
+    first = _first_of(both[:, 0])  # first occurrence = lowest seq, by id
+    ids = both[first, 0]
     return ids, both[first, 1]
 
 
@@ -447,13 +462,28 @@ def relied_checks(session: Session, lean: LeanChecks, *, qstart: datetime, ids: 
         bound = np.array([artifacts[a].bound_version_id if a in artifacts else -2 for a in lean.aids], dtype=np.int64)
         known = bound[lean.aid] != -2
         on_bound = known & (lean.status != lean.status_code("error")) & (lean.vid == bound[lean.aid])
-        _, first = np.unique(lean.aid[on_bound], return_index=True)  # first by (time, id)
-        out.append(lean.id[on_bound][first])
+        out.append(lean.id[on_bound][_first_of(lean.aid[on_bound])])  # first by (time, id)
         pre = lean.fin < _ns(qstart)
         pair = lean.aid[pre] * (int(lean.vid.max()) + 2) + (lean.vid[pre] + 1)
-        _, last = np.unique(pair[::-1], return_index=True)  # last by (time, id)
-        out.append(lean.id[pre][::-1][last])
-    rest = np.setdiff1d(np.fromiter(more, dtype=np.int64, count=len(more)), np.concatenate(out))
-    found = [r[0] for r in _rows_by_id(session, [Check.id], Check.id, rest)]
-    out.append(np.asarray(found, dtype=np.int64))
-    return np.unique(np.concatenate(out).astype(np.int64))
+        out.append(lean.id[pre][::-1][_first_of(pair[::-1])])  # last by (time, id)
+    have = _sorted_unique(np.concatenate(out).astype(np.int64))
+    extra = _sorted_unique(np.fromiter(more, dtype=np.int64, count=len(more)))
+    pos = np.minimum(np.searchsorted(have, extra), max(len(have) - 1, 0))
+    rest = extra[have[pos] != extra] if len(have) else extra
+    found = np.asarray([r[0] for r in _rows_by_id(session, [Check.id], Check.id, rest)], dtype=np.int64)
+    return _sorted_unique(np.concatenate([have, found])) if len(found) else have
+
+
+def _first_of(keys: np.ndarray) -> np.ndarray:
+    """Index of the first entry of each distinct key (``np.unique(..., return_index=True)``'s
+    second result, by one stable sort)."""
+    o = np.argsort(keys, kind="stable")
+    k = keys[o]
+    return o[np.r_[True, k[1:] != k[:-1]]] if len(k) else o
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of integers by one sort (numpy's hash-based unique is several times slower
+    on millions of ids)."""
+    a = np.sort(a, kind="stable")
+    return a[np.r_[True, a[1:] != a[:-1]]] if len(a) else a
