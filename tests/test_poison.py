@@ -259,6 +259,34 @@ def test_old_release_records_become_findings_not_failures(bank, tmp_path):
     assert rc == 0, err
 
 
+def test_old_release_check_times_outside_the_window_are_named(bank, tmp_path):
+    """A check an older release dated in year 1 or in 2250 is left out by name; the rest of the
+    checks (read in compact batches) are analysed as before."""
+    from compliance.store.models import Artifact, Check
+
+    rc, out, err = bank("status", "--quarter", "2026Q1", "--json")
+    before = json.loads(out)
+
+    def write(s):
+        a = s.scalars(select(Artifact).order_by(Artifact.id)).first()
+        for when in (datetime(1, 1, 1, tzinfo=UTC), datetime(2250, 1, 1, tzinfo=UTC)):
+            record(s, Check(kind="fidelity", model_id=a.model_id, version_id=a.bound_version_id, artifact_id=a.id,
+                            input_hashes={}, parameters={}, metrics={}, status="pass", reasons=[], flags=[],
+                            explained_variance=0.9, started_at=when, finished_at=when, tool_version="0.2"))
+
+    _old_release(bank.url, write)
+    bad = _ids(bank.url, Check)[-2:]
+    d = _dq(bank)
+    recs = {f["record"]: f for f in d["data_quality"]["findings"]}
+    for cid in bad:
+        assert recs[f"check_run {cid}"]["handling"] == "excluded"
+        assert "outside 1970..2200" in recs[f"check_run {cid}"]["problem"]
+    assert "0001-01-01" in recs[f"check_run {bad[0]}"]["problem"]
+    assert d["portfolio"] == before["portfolio"] and d["by_model"] == before["by_model"]
+    rc, out, err = bank("report", "--quarter", "2026Q1", "--out", tmp_path / "pack.pdf")
+    assert rc == 0, err
+
+
 # ---------------------------------------------------------------- 3. corrections
 def test_void_restores_status_and_is_honoured_as_of_its_time(bank, tmp_path):
     from compliance.services.registry import get_version
