@@ -254,7 +254,7 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     # changes and the relied-on checks are computed from these rows
     lean = RT.lean_fidelity(session, as_of=as_of, scope=scope, aids=sorted(all_artifacts))
     fidelity, fid_outcomes, fid_ids = RT.fidelity_section(
-        session, lean, hist_start=hist_start, qstart=qstart, qend=qend, keep=usable_row,
+        session, lean, as_of=as_of, hist_start=hist_start, qstart=qstart, qend=qend, keep=usable_row,
         label=label, artifacts=artifacts, protected=lambda art, m: _protected(art, m, protected_cols), full=full)
     drift_rows, outcomes = [], Counter({("fidelity", s): n for s, n in fid_outcomes.items()})
     for c in checks:

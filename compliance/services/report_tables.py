@@ -192,7 +192,7 @@ def status_changes(lean: LeanChecks, start: datetime, end: datetime) -> list[tup
             for r, b in zip(rows.tolist(), before.tolist())]
 
 
-def fidelity_section(session: Session, lean: LeanChecks, *, hist_start: datetime,
+def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, hist_start: datetime,
                      qstart: datetime, qend: datetime, keep: "Keep", label: dict, artifacts: dict,
                      protected: Callable[[Any, dict], bool | None], full: FullTables
                      ) -> tuple[C.FidelitySection, Counter, np.ndarray]:
@@ -217,15 +217,16 @@ def fidelity_section(session: Session, lean: LeanChecks, *, hist_start: datetime
     disp_ids = lean.id[order]
     down = lean.down[order] == 1
     if full.folder is not None:  # every row, in display order, to the CSVs
-        for k, r in enumerate(_fidelity_rows(session, disp_ids, label, artifacts, protected)):
+        where = (Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at >= hist_start,
+                 Check.finished_at < qend)
+        for is_down, r in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
             rows_t.add(r)
-            if down[k]:
+            if is_down:
                 down_t.add(r)
     else:  # only the rows a page shows
         head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
         shown, shown_down = set(head.tolist()), set(head_down.tolist())
-        pos = {int(i): k for k, i in enumerate(disp_ids.tolist())}
-        want = np.array(sorted(shown | shown_down, key=pos.__getitem__), dtype=np.int64)
+        want = disp_ids[np.union1d(np.arange(len(head)), np.flatnonzero(down)[:down_t.limit])]  # display order
         for r in _fidelity_rows(session, want, label, artifacts, protected):
             if int(r.check_id) in shown:
                 rows_t.add(r)
@@ -266,29 +267,63 @@ def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> t
     return out, int(len(last))
 
 
+_FULL_COLS = (Check.id, Check.artifact_id, Check.model_id, Check.version_id, Check.finished_at, Check.status,
+              Check.metrics, Check.reasons)
+
+
+def _fidelity_row(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> C.FidelityRow:
+    cid, aid, mid, vid, fin, status, metrics, reasons = row
+    m = metrics or {}
+    return C.FidelityRow(
+        check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
+        model_id=mid, version=label.get(vid, "?"), date=_d(fin),
+        explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
+        l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
+        decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
+        dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
+        auc=_f(m.get("auc")), protected=protected(artifacts.get(aid), m),
+        baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in reasons or []])
+
+
 def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: dict,
                    protected: Callable[[Any, dict], bool | None]) -> Iterator[C.FidelityRow]:
-    """Full fidelity rows of ``ids``, in the order given, a batch at a time."""
+    """Full fidelity rows of ``ids``, in the order given, a batch at a time (for the few rows a
+    page shows)."""
     for i in range(0, len(ids), BATCH):
         chunk = ids[i:i + BATCH].tolist()
         got = {}
         for j in range(0, len(chunk), IN_CHUNK):
-            for row in session.execute(select(Check.id, Check.artifact_id, Check.model_id, Check.version_id,
-                                              Check.finished_at, Check.status, Check.metrics, Check.reasons)
-                                       .where(Check.id.in_(chunk[j:j + IN_CHUNK]))):
+            for row in session.execute(select(*_FULL_COLS).where(Check.id.in_(chunk[j:j + IN_CHUNK]))):
                 got[row[0]] = row
         for cid in chunk:
-            _, aid, mid, vid, fin, status, metrics, reasons = got[cid]
-            m = metrics or {}
-            yield C.FidelityRow(
-                check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
-                model_id=mid, version=label.get(vid, "?"), date=_d(fin),
-                explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
-                l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
-                decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
-                dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
-                auc=_f(m.get("auc")), protected=protected(artifacts.get(aid), m),
-                baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in reasons or []])
+            yield _fidelity_row(got[cid], label, artifacts, protected)
+
+
+def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, where: tuple, label: dict,
+                       artifacts: dict, protected: Callable[[Any, dict], bool | None],
+                       per_query: int = 200) -> Iterator[tuple[bool, C.FidelityRow]]:
+    """Every row of ``lean`` in display order (``order``: its permutation), as (downstream flag,
+    row): the artifacts are taken in display order ``per_query`` at a time, their checks read by
+    artifact (the covering index) and put in order here, so no row is looked up by id."""
+    aid, mid = lean.aid[order], lean.mid[order]
+    ids, down = lean.id[order], lean.down[order] == 1
+    starts = np.flatnonzero(np.r_[True, (aid[1:] != aid[:-1]) | (mid[1:] != mid[:-1])]) if len(aid) else np.empty(0, int)
+    bounds = np.r_[starts, len(aid)]
+    for g in range(0, len(starts), per_query):
+        lo, hi = int(bounds[g]), int(bounds[min(g + per_query, len(starts))])
+        want = dict(zip(ids[lo:hi].tolist(), range(lo, hi)))  # id -> display position
+        names = sorted({lean.aids[a] for a in set(aid[lo:hi].tolist())})
+        got: list = [None] * (hi - lo)
+        for k in range(0, len(names), IN_CHUNK):
+            for row in session.execute(select(*_FULL_COLS).where(*where, Check.artifact_id.in_(names[k:k + IN_CHUNK]))):
+                pos = want.get(row[0])
+                if pos is not None:
+                    got[pos - lo] = row
+        for pos in range(lo, hi):
+            row = got[pos - lo]
+            if row is None:  # cannot happen: the lean rows come from the same store as of the same time
+                raise RuntimeError(f"fidelity check {int(ids[pos])} vanished while the report was built")
+            yield bool(down[pos]), _fidelity_row(row, label, artifacts, protected)
 
 
 class Keep:
