@@ -14,6 +14,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import operator
+import types
+import typing
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -59,6 +62,20 @@ def csv_value(v: Any) -> str:
     return str(v)
 
 
+def _converted_columns(row_type: type) -> list[int]:
+    """Positions of the fields of ``row_type`` whose values the csv module would not write as
+    ``csv_value`` does: any type but str, int, float and None (bools, lists, mappings, unknown)."""
+    hints = typing.get_type_hints(row_type)
+    plain = {str, int, float, type(None)}
+    out = []
+    for i, f in enumerate(dataclasses.fields(row_type)):
+        tp = hints.get(f.name, Any)
+        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+        if not all(a in plain for a in args):
+            out.append(i)
+    return out
+
+
 class PageTable:
     """Rows of one capped table, in display order: the first ``limit`` kept, all counted, and
     every row written to ``path`` (a CSV) when one is given."""
@@ -75,13 +92,21 @@ class PageTable:
             self._fh = open(self.path, "w", encoding="utf-8", newline="")
             self._w = csv.writer(self._fh, lineterminator="\n")
             self._w.writerow(self.columns)
+            self._get = operator.attrgetter(*self.columns) if len(self.columns) > 1 else (
+                lambda r, c=self.columns[0]: (getattr(r, c),))
+            self._convert = _converted_columns(row_type)
 
     def add(self, row: Any) -> None:
         if len(self.rows) < self.limit:
             self.rows.append(row)
         self.total += 1
         if self._w is not None:
-            self._w.writerow([csv_value(_cell(getattr(row, c))) for c in self.columns])
+            # the csv module writes None as '' and numbers and strings as str() (a float's str is
+            # its repr): only the columns that may hold a bool, a list or a mapping need csv_value
+            values = list(self._get(row))
+            for i in self._convert:
+                values[i] = csv_value(_cell(values[i]))
+            self._w.writerow(values)
 
     @property
     def page_full(self) -> bool:
