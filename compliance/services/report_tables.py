@@ -11,6 +11,7 @@ Memory is then bounded by the page, a few numpy arrays of ids and one query's fe
 from __future__ import annotations
 
 from collections import Counter
+import json
 from collections.abc import Callable, Iterable, Iterator
 import math
 from datetime import date, datetime, timezone
@@ -404,21 +405,39 @@ def _chunks(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield ids[i:i + size]
 
 
-def _rows_by_id(session: Session, cols: list, key, ids: np.ndarray) -> Iterator:
+def _rows_by_id(session: Session, cols: list, key, ids: np.ndarray, raw: bool = False) -> Iterator:
     """Rows of ``cols`` whose ``key`` (an integer column) is in ``ids`` (sorted, unique), by key:
-    a range scan where the ids are dense, IN lists where they are not."""
+    a range scan where the ids are dense, IN lists where they are not. ``raw``: the driver's
+    values (no ORM type processing: JSON as text on SQLite, times as stored)."""
+    from compliance.services.analysis import raw_batches
+
+    def run(stmt):
+        if raw:
+            return [r for rows in raw_batches(session, stmt) for r in rows]
+        return session.execute(stmt).all()
+
     for chunk in _chunks(ids, BATCH):
         lo, hi = int(chunk[0]), int(chunk[-1])
         if hi - lo < 4 * len(chunk):
             want = set(chunk.tolist())
-            got = session.execute(select(*cols).where(key >= lo, key <= hi).order_by(key))
+            got = run(select(*cols).where(key >= lo, key <= hi).order_by(key))
             yield from (r for r in got if r[0] in want)
         else:
             part = []
             for sub in _chunks(chunk, IN_CHUNK):
-                part += session.execute(select(*cols).where(key.in_(sub.tolist()))).all()
+                part += run(select(*cols).where(key.in_(sub.tolist())))
             part.sort(key=lambda r: r[0])
             yield from part
+
+
+def _raw_day(v: Any) -> str | None:
+    """The ISO date of a time as the driver returns it (SQLite: the stored UTC text; PostgreSQL:
+    a naive UTC datetime)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v[:10]
+    return _d(v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc))
 
 
 def first_inserts(session: Session, as_of: datetime, entity_type: str) -> tuple[np.ndarray, np.ndarray]:
@@ -466,16 +485,23 @@ def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, lab
             got = cited_entries(session, as_of, [("check_run", str(r[0])) for r in batch])
             cites = [got.get(("check_run", str(r[0]))) for r in batch]
         for (cid, kind, aid, mid, vid, status, fin, hs), cite in zip(batch, cites):
+            if isinstance(hs, str):  # SQLite: the stored text (many checks share their input hashes' document)
+                digest = hashed.get(hs)
+                if digest is None:
+                    digest = hashed[hs] = sha256_bytes(_canon(json.loads(hs) or {}).encode())
+            else:  # PostgreSQL: the driver's parsed document
+                digest = sha256_bytes(_canon(hs or {}).encode())
             row = C.EvidenceRow(kind="check", ref=f"check {cid} ({kind})",
-                                description=f"{aid or mid} on {label.get(vid, '-')}: {status}, {_d(fin)}"
+                                description=f"{aid or mid} on {label.get(vid, '-')}: {status}, {_raw_day(fin)}"
                                             + mark("check_run", cid),
-                                sha256=sha256_bytes(_canon(hs or {}).encode()))
+                                sha256=digest)
             if cite is not None:
                 row.ledger_seq, row.ledger_hash = cite
             yield row
 
+    hashed: dict = {}
     batch: list = []
-    for r in _rows_by_id(session, cols, Check.id, relied):
+    for r in _rows_by_id(session, cols, Check.id, relied, raw=True):
         batch.append(tuple(r))
         if len(batch) >= BATCH:
             yield from emit(batch)
