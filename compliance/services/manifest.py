@@ -130,8 +130,12 @@ def _import(session: Session, path: str | Path, *, bulk: bool) -> dict[str, int]
                                        + [str(e["model"]) for e in doc["versions"] + doc["deployments"]])
         models = [_named(label, "models", i, lambda e=e: model_args(e)) for i, e in enumerate(doc["models"])]
         counts["models"] = bulk_import.add_models(session, lookup, models, lambda i: label("models", i))
-        versions = [_named(label, "versions", i, lambda e=e: version_args(e)) for i, e in enumerate(doc["versions"])]
-        counts["versions"] = bulk_import.add_versions(session, lookup, versions, lambda i: label("versions", i))
+        fast = bulk_import.version_rows(lookup, doc["versions"], rel)
+        if fast is not None:
+            counts["versions"] = bulk_import.write_versions(session, lookup, *fast, lambda i: label("versions", i))
+        else:  # an entry that is not plain: entry by entry, for the exact error in the exact order
+            versions = [_named(label, "versions", i, lambda e=e: version_args(e)) for i, e in enumerate(doc["versions"])]
+            counts["versions"] = bulk_import.add_versions(session, lookup, versions, lambda i: label("versions", i))
         events = [(i, str(e["model"]), str(e["version"]), e["action"], parse_datetime(e["at"], what="at"))
                   for i, e in deployments]
         counts["deployments"] = bulk_import.add_deployments(session, lookup, events, lambda i: label("deployments", i))
