@@ -28,12 +28,16 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     document: the resolver (Python, a regex scan per plain scalar) gives the same tag for the same
     (value, implicit) pair, and a manifest repeats its keys and many values thousands of times."""
 
+    yaml_path_resolvers: dict = {}  # none (the project adds none): the resolver's path hooks are no-ops
+    descend_resolver = staticmethod(lambda current_node, current_index: None)  # called per node: kept cheap
+    ascend_resolver = staticmethod(lambda: None)
+
     def __init__(self, stream):
         super().__init__(stream)
         self._tags: dict[tuple[str, Any], str] = {}
 
     def resolve(self, kind, value, implicit):
-        if kind is yaml.ScalarNode and not self.yaml_path_resolvers:
+        if kind is yaml.ScalarNode:
             key = (value, implicit)
             tag = self._tags.get(key)
             if tag is None:

@@ -92,6 +92,23 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@contextmanager
+def page_cache(session: Session, kib: int = 65_536) -> Iterator[None]:
+    """On SQLite, a page cache of ``kib`` KiB for this connection while a bulk import writes
+    (the default 2 MiB spills dirty pages of a large transaction to the WAL before the commit;
+    ~15 % of the insert time at 12,000 records); the connection's own setting back after."""
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+
+
 def _named(where: Callable[[int], str], i: int, fn: Callable[[], Any]) -> Any:
     try:
         return fn()

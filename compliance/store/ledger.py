@@ -194,7 +194,7 @@ def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]],
         texts = _payload_texts(plan, values)
         insert_columns(session, table, values)
         _append(session, head_, stamped, who, act,
-                zip([table.name] * len(chunk), map(str, columns[key][start:start + batch]), texts), bulk=True)
+                zip([str(table.name)] * len(chunk), map(str, columns[key][start:start + batch]), texts), bulk=True)
         payloads += texts
     return payloads
 
@@ -295,7 +295,9 @@ def _write(conn, table, data: list[tuple[Any, ...]]) -> None:
     names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in table.columns)
     raw = conn.connection.driver_connection
     if dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as cp:
+        sql = f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN"
+
+        with raw.cursor() as cur, cur.copy(sql) as cp:
             for row in data:
                 cp.write_row(row)
     else:
