@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError, Conflict, NotFound
@@ -106,7 +107,10 @@ def page_cache(session: Session, kib: int = 65_536) -> Iterator[None]:
     try:
         yield
     finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+        try:
+            conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+        except DBAPIError:  # a broken connection: its error (or the one on its way) is the one to report
+            pass
 
 
 def _named(where: Callable[[int], str], i: int, fn: Callable[[], Any]) -> Any:
