@@ -207,10 +207,11 @@ def version_rows(lookup: Preloaded, entries: list[dict[str, Any]], rel: Callable
         name = weights.rpartition("/")[2]
         folder = weights[:len(weights) - len(name)]
         real = dirs.get(folder, "") if name not in ("", ".", "..") else None
-        if real == "":
+        if real == "":  # the folder resolved, with the separator os.path.join would put after it
             p = rel(weights)
-            real = dirs[folder] = str(p.parent.resolve()) if p.name == name else None
-        digest = _sha256_plain(real + "/" + name) if real else None
+            real = str(p.parent.resolve()) if p.name == name else None
+            real = dirs[folder] = real if real is None or real.endswith("/") else real + "/"
+        digest = _sha256_plain(real + name) if real else None
         if digest is None:  # not a plain regular file (a symlink, say): as registry.new_version_row does it
             p = rel(weights)
             try:
@@ -220,7 +221,7 @@ def version_rows(lookup: Preloaded, entries: list[dict[str, Any]], rel: Callable
             except (ComplianceError, OSError):
                 return None
         else:
-            path = os.path.join(real, name)
+            path = real + name  # os.path.join(folder, name): name holds no separator
         added[key] = len(keys)
         keys.append(key)
         rows.append(dict(model_id=model_id, label=label, weights_path=path, weights_sha256=digest,

@@ -202,8 +202,14 @@ def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]],
 def _controls_in(columns: dict[str, list[Any]]) -> bool:
     """Whether any text value of a batch holds a control character (one scan of all of them:
     the separator, a newline, is not one)."""
-    return _CONTROL_CHARS.search("\n".join(v for values in columns.values() for v in values
-                                           if isinstance(v, str))) is not None
+    for values in columns.values():
+        try:
+            text = "\n".join(values)  # the common column: all text
+        except TypeError:
+            text = "\n".join(v for v in values if isinstance(v, str))
+        if _CONTROL_CHARS.search(text):
+            return True
+    return False
 
 
 _TEXT = json.encoder.encode_basestring  # the canonical encoder's own string form (ensure_ascii=False)
