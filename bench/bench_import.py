@@ -93,6 +93,60 @@ def timed_import(url: str, manifest: Path, records: int, *, bulk: bool) -> dict:
             "records_per_s": round(records / dt), "cpu_s": round(cpu, 3), "records_per_cpu_s": round(records / cpu)}
 
 
+def timed_steps(url: str, manifest: Path, records: int) -> dict:
+    """One bulk import with its steps timed (CPU and wall ms, µs of CPU per record). Top level:
+    the manifest's load and structural check, each section's validation and writes, the commit;
+    ``within`` the writes: the door and control-character checks, the payload texts, the ledger
+    chain's hashes, the driver inserts (rows and ledger rows). The wrappers cost a few µs a call."""
+    from compliance.services import bulk_import
+    from compliance.services import manifest as service
+    from compliance.services.manifest import import_manifest
+    from compliance.store import ledger
+    from compliance.store.engine import session_scope
+
+    acc: dict[str, list[float]] = {}
+
+    def timed(name: str, fn, consume: bool = False):
+        def wrapper(*a, **k):
+            c, w = time.process_time(), time.perf_counter()
+            try:
+                out = fn(*a, **k)
+                return iter(list(out)) if consume else out
+            finally:
+                got = acc.setdefault(name, [0.0, 0.0])
+                got[0] += time.process_time() - c
+                got[1] += time.perf_counter() - w
+        return wrapper
+
+    patches = [(service, "load_manifest", False)] + [(bulk_import, n, False) for n in
+               ("add_models", "version_rows", "write_versions", "add_deployments")] + [
+               (ledger, n, n == "ledger_chain") for n in ("columns_pass", "_controls_in", "_payload_texts", "ledger_chain",
+                                                         "insert_columns")]
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+    for mod, name, consume in patches:
+        setattr(mod, name, timed(name, getattr(mod, name), consume))
+    try:
+        fresh_store(url)
+        c0, w0 = time.process_time(), time.perf_counter()
+        with session_scope(url) as s:
+            import_manifest(s, manifest, bulk=True)
+            c1, w1 = time.process_time(), time.perf_counter()
+        acc["commit"] = [time.process_time() - c1, time.perf_counter() - w1]
+        total = [time.process_time() - c0, time.perf_counter() - w0]
+    finally:
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+    top = ("load_manifest", "add_models", "version_rows", "write_versions", "add_deployments", "commit")
+    acc["other"] = [total[i] - sum(acc.get(k, [0, 0])[i] for k in top) for i in (0, 1)]
+
+    def row(v: list[float]) -> dict:
+        return {"cpu_ms": round(v[0] * 1e3, 1), "wall_ms": round(v[1] * 1e3, 1), "cpu_us_per_record": round(v[0] * 1e6 / records, 1)}
+
+    return {"path": "bulk, steps timed", "manifest": manifest.name, "records": records, "total": row(total),
+            "steps": {k: row(acc[k]) for k in (*top, "other") if k in acc},
+            "within": {k: row(v) for k, v in acc.items() if k not in (*top, "other")}}
+
+
 def timed_cli(url: str, manifest: Path, records: int) -> dict:
     env = dict(os.environ, COMPLIANCE_DB_URL=url)
     t = time.perf_counter()
@@ -154,7 +208,7 @@ def raw_baseline(url: str) -> list[dict]:
         Path(path).unlink(missing_ok=True)
         out.append({"path": "raw sqlite3.executemany (rows + ledger rows)", "records": n, "seconds": round(dt, 3),
                     "records_per_s": round(n / dt)})
-        return out
+        return out + [raw_into_store(url, data, cols, n)]
     import psycopg
     from psycopg.types.json import Json
 
@@ -187,7 +241,48 @@ def raw_baseline(url: str) -> list[dict]:
             conn.commit()
         out.append({"path": f"raw psycopg {how} (rows + ledger rows)", "records": n, "seconds": round(dt, 3),
                     "records_per_s": round(n / dt)})
-    return out
+    return out + [raw_into_store(url, data, cols, n)]
+
+
+def raw_into_store(url: str, data: dict, cols: dict, n: int) -> dict:
+    """The same rows written raw into a freshly migrated store: the store's own tables with every
+    index, foreign key and trigger the import meets (SQLite: foreign keys on, as the store's
+    connections have them; PostgreSQL: the ledger's identity trigger, the foreign-key checks),
+    the ledger entries the migrations seeded left out. The floor for writing these rows into
+    this schema, beside the import's own figure."""
+    fresh_store(url)
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        seeded = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger_entry").fetchone()[0]
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for tbl in TABLES:
+            rows = [r for r in data[tbl] if tbl != "ledger_entry" or r[0] > seeded]
+            conn.executemany(f"INSERT INTO {tbl} ({','.join(cols[tbl])}) VALUES ({','.join('?' * len(cols[tbl]))})", rows)
+        conn.execute("COMMIT")
+        dt = time.perf_counter() - t
+        conn.close()
+        how = "raw sqlite3.executemany into the store's schema (indexes, triggers, foreign keys)"
+    else:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            seeded = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger_entry").fetchone()[0]
+            conn.commit()
+            t = time.perf_counter()
+            with conn.cursor() as cur:
+                for tbl in TABLES:
+                    with cur.copy(f"COPY {tbl} ({','.join(cols[tbl])}) FROM STDIN") as cp:
+                        for row in data[tbl]:
+                            if tbl != "ledger_entry" or row[0] > seeded:
+                                cp.write_row(row)
+            conn.commit()
+            dt = time.perf_counter() - t
+        how = "raw psycopg COPY into the store's schema (indexes, foreign keys, identity trigger)"
+    return {"path": how, "records": n, "seconds": round(dt, 3), "records_per_s": round(n / dt)}
 
 
 def main() -> None:
@@ -198,6 +293,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each bulk import (each into a fresh store)")
     ap.add_argument("--row-by-row", action="store_true", help="also time the row-by-row path (slow)")
     ap.add_argument("--no-cli", action="store_true", help="skip the timed `compliance import` process")
+    ap.add_argument("--steps", action="store_true", help="also one import per manifest form with its steps timed")
     a = ap.parse_args()
     work = Path(a.work)
     manifest, records = build_manifest(work, a.scale)
@@ -208,6 +304,9 @@ def main() -> None:
             fresh_store(a.db)
             r = timed_import(a.db, path, records, bulk=bulk)
             print(json.dumps({**r, "manifest": path.name, **verify(a.db), "load": os.getloadavg()}), flush=True)
+    if a.steps:
+        for path in (manifest, manifest.with_suffix(".json")):
+            print(json.dumps({**timed_steps(a.db, path, records), "load": os.getloadavg()}), flush=True)
     for r in raw_baseline(a.db):
         print(json.dumps({**r, "load": os.getloadavg()}), flush=True)
     if not a.no_cli:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,27 @@ def ledger_entry_hash(prev_hash: str, seq: int, recorded_at: str, actor: str, ac
         "entity_type": entity_type, "entity_id": entity_id, "payload": payload,
     })
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+_STRING = json.encoder.encode_basestring  # the encoder's own string form (ensure_ascii=False)
+
+
+def ledger_chain(prev_hash: str, seq: int, recorded_at: str, actor: str, action: str,
+                 items: Iterable[tuple[str, str, str]]) -> Iterator[tuple[int, str, str]]:
+    """:func:`ledger_entry_hash` along a run of entries that share stamp, actor and action
+    (one bulk append): yields (seq, prev_hash, hash) for each (entity type, entity id, payload),
+    seq counting on from ``seq``. The canonical JSON is assembled from the encoder's own pieces
+    (keys in sorted order, strings as the encoder writes them, ``seq`` as an integer), so each
+    hash is byte for byte the one :func:`ledger_entry_hash` gives (tests/test_ledger.py)."""
+    head = f'{{"action":{_STRING(action)},"actor":{_STRING(actor)},"entity_id":'
+    tail = f',"recorded_at":{_STRING(recorded_at)},"seq":'
+    sha = hashlib.sha256
+    types: dict[str, str] = {}
+    for etype, eid, payload in items:
+        seq = int(seq) + 1
+        mid = types.get(etype)
+        if mid is None:
+            mid = types[etype] = f',"entity_type":{_STRING(etype)},"payload":'
+        h = sha(f"{prev_hash}{head}{_STRING(eid)}{mid}{_STRING(payload)}{tail}{seq!r}}}".encode("utf-8")).hexdigest()
+        yield seq, prev_hash, h
+        prev_hash = h

@@ -20,7 +20,33 @@ from compliance.errors import InputError
 MAX_YAML_BYTES = 64 << 20
 MAX_DEPTH = 64
 MAX_NODES = 5_000_000  # after alias expansion
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """The safe loader (libyaml's C one where available) with scalar tag resolution memoised per
+    document: the resolver (Python, a regex scan per plain scalar) gives the same tag for the same
+    (value, implicit) pair, and a manifest repeats its keys and many values thousands of times."""
+
+    yaml_path_resolvers: dict = {}  # none (the project adds none): the resolver's path hooks are no-ops
+    descend_resolver = staticmethod(lambda current_node, current_index: None)  # called per node: kept cheap
+    ascend_resolver = staticmethod(lambda: None)
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._tags: dict[tuple[str, Any], str] = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode:
+            key = (value, implicit)
+            tag = self._tags.get(key)
+            if tag is None:
+                tag = self._tags[key] = super().resolve(kind, value, implicit)
+            return tag
+        return super().resolve(kind, value, implicit)
+
+
+_LOADER = _Loader
 
 
 def _check_tree(root: yaml.Node, what: str) -> bool:
@@ -116,6 +142,47 @@ def _build_tree(loader, node: yaml.Node) -> Any:
     return out
 
 
+def _build_checked(loader, root: yaml.Node) -> Any:
+    """:func:`_check_tree` and :func:`_build_tree` in one pass, for the common document: a tree
+    within the limits, of plain mappings, sequences and scalars. Anything else (a shared
+    collection, a limit reached, a node :func:`_build_tree` leaves to the constructor) raises
+    ``_Fallback`` before a result is returned, and the two steps then run one after the other."""
+    seen: set[int] = set()
+    counted = [1]
+    scalar_node, seq_node, map_node = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+
+    def scalar(node: yaml.Node) -> Any:
+        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+
+    def build(node: yaml.Node, depth: int) -> Any:
+        cls = type(node)
+        if cls is scalar_node:
+            return scalar(node)
+        if id(node) in seen:
+            raise _Fallback
+        seen.add(id(node))
+        children = node.value
+        counted[0] += 2 * len(children) if cls is map_node else len(children)
+        if counted[0] > MAX_NODES or (children and depth >= MAX_DEPTH):
+            raise _Fallback
+        depth += 1
+        if cls is seq_node:
+            if node.tag != _SEQ:
+                raise _Fallback
+            return [c.value if type(c) is scalar_node and c.tag == _STR else build(c, depth) for c in children]
+        if cls is not map_node or node.tag != _MAP:
+            raise _Fallback
+        out = {}
+        for k, v in children:
+            if type(k) is not scalar_node or k.tag not in _PLAIN_KEY_TAGS:
+                raise _Fallback
+            out[k.value if k.tag == _STR else scalar(k)] = (
+                v.value if type(v) is scalar_node and v.tag == _STR else build(v, depth))
+        return out
+
+    return build(root, 1)
+
+
 _PLAIN_KEY_TAGS = {_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
                    "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
 
@@ -131,6 +198,10 @@ def load_yaml(text: str | bytes, *, what: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
+        try:
+            return _build_checked(loader, node)
+        except _Fallback:
+            pass  # the checks and the build below, one step at a time, give the exact outcome
         if not _check_tree(node, what):
             _check_shared_graph(node, what)
             return loader.construct_document(node)

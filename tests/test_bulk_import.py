@@ -201,3 +201,83 @@ def test_a_replayed_bulk_import_keeps_the_identity_rules(db_url, cli, tmp_path: 
                               "ON l.entity_type = 'model_version' AND l.entity_id = CAST(v.id AS TEXT) "
                               "WHERE v.model_id LIKE 'z%'")).all()
     assert len(live) == 1 and live[0][0] == "insert" and live[0][1] == live[0][2]
+
+
+def test_the_bulk_chain_and_payloads_are_the_canonical_ones():
+    """ledger_chain and the column-wise payload text give byte for byte what ledger_entry_hash and
+    canonical_json of the row's payload give, for awkward text, numbers, times and JSON values."""
+    from datetime import date, timedelta
+
+    from compliance.hashing import canonical_json, ledger_chain, ledger_entry_hash
+    from compliance.store.ledger import _payload_texts, _payload_values, _plan
+    from compliance.store.models import Model, ModelVersion
+
+    odd = ['quote " back \\ slash', "é ünï 😀 \u2028 \u2029", "tab\tnew\nline", "", "%s %d %%", "{}", "null"]
+    items = [("model", e, p) for e, p in zip(odd, reversed(odd))] + [("model_version", "7", '{"a":[1,2.5,null]}')]
+    prev = "ab" * 32
+    for (seq, before, h), (et, eid, pl), k in zip(ledger_chain(prev, 41, "2026-01-01T00:00:00.000001Z", 'al"ice', "insert", items),
+                                                   items, range(42, 100)):
+        assert (seq, before) == (k, prev)
+        assert h == ledger_entry_hash(prev, k, "2026-01-01T00:00:00.000001Z", 'al"ice', "insert", et, eid, pl)
+        prev = h
+    t = datetime(2026, 3, 1, 12, 30, 15, 250, tzinfo=timezone.utc)
+    plus_one = t.astimezone(timezone(timedelta(hours=1)))  # the same instant written elsewhere
+    version_rows = [dict(id=1, model_id=odd[0], label=odd[1], weights_path=odd[4], weights_sha256="0" * 64, trained_at=t,
+                         data_window_start=date(2024, 1, 1), data_window_end=None, parent_id=None, recorded_at=plus_one, actor="x"),
+                    dict(id=2, model_id="m", label="v2", weights_path="p", weights_sha256="1" * 64, trained_at=plus_one,
+                         data_window_start=None, data_window_end=date(2024, 2, 29), parent_id=1, recorded_at=t, actor=odd[2])]
+    model_rows = [dict(id=odd[3], name=odd[5], business_use=odd[6], owner="o", tier=True, tags=["b", "a", odd[1]],
+                       adapter=None, recorded_at=t, actor="x"),
+                  dict(id="n", name="N", business_use="u", owner="o", tier=2, tags=[], adapter="a", recorded_at=t, actor="x")]
+    for model, rows in ((ModelVersion, version_rows), (Model, model_rows)):
+        plan = _plan(model.__table__)
+        values = [[r.get(col.key) for r in rows] for col, _name, _kind in plan]
+        assert _payload_texts(plan, values) == [canonical_json(_payload_values(plan, [r.get(col.key) for col, _n, _k in plan]))
+                                                for r in rows]
+
+
+@pytest.mark.parametrize("doc", [
+    "a: 1\nb: [x, 2.5, true, null, 2026-01-01, '2026-01-01', ~]\nc: {d: {e: [[1], []]}}\n",
+    "base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n",  # a merge key
+    "a: &s [1, 2]\nb: *s\n",  # a shared collection
+    "a: &v hello\nb: *v\nc: [*v, *v]\n",  # a shared scalar
+    "? [1, 2]\n: x\n",  # a collection as a key
+    "a: !!str 12\nb: !!set {x, y}\nc: !!binary aGk=\n1: one\n2.5: x\ntrue: t\n~: n\n2026-01-02: d\n",
+    "- !!omap [a: 1, b: 2]\n- !!pairs [a: 1]\n",
+    "just a scalar\n", "", "[]\n", "{}\n",
+])
+def test_the_yaml_fast_build_gives_what_the_safe_loader_gives(doc):
+    from compliance.safeyaml import load_yaml
+
+    try:
+        want = yaml.load(doc, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:  # e.g. a collection as a key: refused by both
+        with pytest.raises(ComplianceError, match="not valid YAML"):
+            load_yaml(doc, what="t.yaml")
+        return
+    assert load_yaml(doc, what="t.yaml") == want
+
+
+def test_weights_that_are_not_plain_files_take_the_service_path(twins, tmp_path: Path):
+    """A symlinked weights file, a path with ./ and // in it, a weights file given by absolute
+    path: the bulk path stores what the row-by-row path stores (the resolved path, the target's
+    hash), entry for entry."""
+    bulk_url, row_url = twins
+    m = estate(tmp_path / "estate", scale=0.01)
+    doc = yaml.safe_load(m.read_text())
+    target = tmp_path / "elsewhere" / "real.bin"
+    target.parent.mkdir()
+    target.write_bytes(b"real weights")
+    (m.parent / "weights" / "link.bin").symlink_to(target)
+    doc["versions"][3]["weights"] = "weights/link.bin"
+    doc["versions"][4]["weights"] = "./weights//" + doc["versions"][4]["weights"].split("/")[-1]
+    doc["versions"][5]["weights"] = str(m.parent / doc["versions"][5]["weights"])
+    m.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert run_import(bulk_url, m, bulk=True) == run_import(row_url, m, bulk=False)
+    assert ledger(bulk_url) == ledger(row_url)
+    assert rows(bulk_url) == rows(row_url)
+    with session_scope(bulk_url, readonly=True) as s:
+        got = s.execute(text("SELECT weights_path, weights_sha256 FROM model_version ORDER BY id")).all()
+    import hashlib
+
+    assert got[3] == (str(target.resolve()), hashlib.sha256(b"real weights").hexdigest())

@@ -80,9 +80,9 @@ def import_manifest(session: Session, path: str | Path, *, bulk: bool = True) ->
     entries, written in batches); ``bulk=False``: the row-by-row path, one service call per entry."""
     if not bulk:
         return _import(session, path, bulk=False)
-    from compliance.services.bulk_import import gc_paused
+    from compliance.services.bulk_import import gc_paused, page_cache
 
-    with gc_paused():
+    with gc_paused(), page_cache(session):
         return _import(session, path, bulk=True)
 
 
@@ -122,19 +122,7 @@ def _import(session: Session, path: str | Path, *, bulk: bool) -> dict[str, int]
         if e["action"] not in ("deploy", "retire"):
             raise InputError(f"{name}: deployments[{i}] field 'action' must be deploy or retire, got {e['action']!r}")
     if bulk:
-        from compliance.services import bulk_import
-        from compliance.store.ledger import locked_head
-
-        locked_head(session)  # read what exists under the append lock: no other writer can add to it meanwhile
-        lookup = bulk_import.Preloaded(session, [str(e["id"]) for e in doc["models"]]
-                                       + [str(e["model"]) for e in doc["versions"] + doc["deployments"]])
-        models = [_named(label, "models", i, lambda e=e: model_args(e)) for i, e in enumerate(doc["models"])]
-        counts["models"] = bulk_import.add_models(session, lookup, models, lambda i: label("models", i))
-        versions = [_named(label, "versions", i, lambda e=e: version_args(e)) for i, e in enumerate(doc["versions"])]
-        counts["versions"] = bulk_import.add_versions(session, lookup, versions, lambda i: label("versions", i))
-        events = [(i, str(e["model"]), str(e["version"]), e["action"], parse_datetime(e["at"], what="at"))
-                  for i, e in deployments]
-        counts["deployments"] = bulk_import.add_deployments(session, lookup, events, lambda i: label("deployments", i))
+        _bulk_sections(session, doc, counts, deployments, label, rel, model_args, version_args)
     else:
         for i, e in enumerate(doc["models"]):
             run("models", i, e, lambda e=e: registry.add_model(session, **model_args(e)))
@@ -160,6 +148,28 @@ def _import(session: Session, path: str | Path, *, bulk: bool) -> dict[str, int]
     if not counts["plans"]:
         del counts["plans"]  # a manifest without plans reports what it always did
     return counts
+
+
+def _bulk_sections(session: Session, doc: dict, counts: dict[str, int], deployments: list, label, rel, model_args,
+                   version_args) -> None:
+    """Models, versions and deployments through :mod:`compliance.services.bulk_import`."""
+    from compliance.services import bulk_import
+    from compliance.store.ledger import locked_head
+
+    locked_head(session)  # read what exists under the append lock: no other writer can add to it meanwhile
+    lookup = bulk_import.Preloaded(session, [str(e["id"]) for e in doc["models"]]
+                                   + [str(e["model"]) for e in doc["versions"] + doc["deployments"]])
+    models = [_named(label, "models", i, lambda e=e: model_args(e)) for i, e in enumerate(doc["models"])]
+    counts["models"] = bulk_import.add_models(session, lookup, models, lambda i: label("models", i))
+    fast = bulk_import.version_rows(lookup, doc["versions"], rel)
+    if fast is not None:
+        counts["versions"] = bulk_import.write_versions(session, lookup, *fast, lambda i: label("versions", i))
+    else:  # an entry that is not plain: entry by entry, for the exact error in the exact order
+        versions = [_named(label, "versions", i, lambda e=e: version_args(e)) for i, e in enumerate(doc["versions"])]
+        counts["versions"] = bulk_import.add_versions(session, lookup, versions, lambda i: label("versions", i))
+    events = [(i, str(e["model"]), str(e["version"]), e["action"], parse_datetime(e["at"], what="at"))
+              for i, e in deployments]
+    counts["deployments"] = bulk_import.add_deployments(session, lookup, events, lambda i: label("deployments", i))
 
 
 def _plan(session: Session, e: dict, rel, name: str) -> None:

@@ -91,20 +91,48 @@ def check_values(tbl: Any, value_of: Any, now: datetime) -> None:
     table = tbl.name
     for ckey, name, kind, rng, choices in _plan(tbl):
         value = value_of(ckey)
-        if value is None:
+        if value is not None:
+            _check_value(table, name, kind, rng, choices, value, now)
+
+
+def columns_pass(tbl: Any, columns: dict[str, list[Any]], now: datetime) -> bool:
+    """Whether every value of a batch of rows, given column by column (key -> values), passes
+    :func:`check_values`: each distinct value checked once. False says only that some row fails;
+    :func:`check_values` row by row then names the first (the bulk path's backstop, issue 16)."""
+    table = tbl.name
+    for ckey, name, kind, rng, choices in _plan(tbl):
+        values = columns.get(ckey, ())
+        if kind == _OTHER and not choices:  # only dates and times are checked in such a column
+            todo: Any = {v for v in values if isinstance(v, date)}  # equal times lie on the same day
+        elif kind == _INT and not rng and {type(v) for v in values} <= {int, type(None)}:
             continue
-        if kind == _FLOAT:
-            lo, hi = rng or (None, None)
-            check_number(value, f"{table}.{name}", low=lo, high=hi)
-        elif kind == _INT:
-            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise InputError(f"{table}.{name} must be an integer, got {value!r}")
-            if rng:
-                check_number(value, f"{table}.{name}", low=rng[0], high=rng[1], integer=True)
-        elif isinstance(value, (datetime, date)):
-            check_time(value, now, f"{table}.{name}", table, name)
-        if choices and value not in choices:
-            raise InputError(f"{table}.{name} must be one of {', '.join(choices)}, got {value!r}")
+        else:
+            try:
+                todo = [v for _t, v in {(type(v), v) for v in values}]
+            except TypeError:  # an unhashable value
+                todo = values
+        try:
+            for value in todo:
+                if value is not None:
+                    _check_value(table, name, kind, rng, choices, value, now)
+        except Exception:  # noqa: BLE001 - any failure: the row-by-row check gives the error
+            return False
+    return True
+
+
+def _check_value(table: str, name: str, kind: int, rng: Any, choices: Any, value: Any, now: datetime) -> None:
+    if kind == _FLOAT:
+        lo, hi = rng or (None, None)
+        check_number(value, f"{table}.{name}", low=lo, high=hi)
+    elif kind == _INT:
+        if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise InputError(f"{table}.{name} must be an integer, got {value!r}")
+        if rng:
+            check_number(value, f"{table}.{name}", low=rng[0], high=rng[1], integer=True)
+    elif isinstance(value, (datetime, date)):
+        check_time(value, now, f"{table}.{name}", table, name)
+    if choices and value not in choices:
+        raise InputError(f"{table}.{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 _FLOAT, _INT, _OTHER = range(3)

@@ -25,8 +25,8 @@ from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, Ty
 from sqlalchemy.orm import Session
 
 from compliance.errors import ComplianceError, InputError, UsageError
-from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_entry_hash
-from compliance.store.door import check_row, check_values
+from compliance.hashing import GENESIS_HASH, canonical_json, json_safe, ledger_chain, ledger_entry_hash
+from compliance.store.door import check_row, check_values, columns_pass
 from compliance.store.engine import begin_writing
 from compliance.store.models import ADDED_COLUMNS, BY_TABLE, EVIDENCE_MODELS, Base, LedgerEntry
 from compliance.text import CONTROL as _CONTROL_CHARS
@@ -147,12 +147,20 @@ def record_many(session: Session, objs: list[Base], *, action: str = "insert") -
 
 
 def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]], *, action: str = "insert",
-                where: Callable[[int], str] | None = None, batch: int = 5_000) -> list[dict[str, Any]]:
+                where: Callable[[int], str] | None = None, batch: int = 5_000) -> list[str]:
     """The bulk path of :func:`record_many` (issue 16): rows given as dicts of column values (every
     primary key set, see :func:`reserve_ids`), inserted in batches by :func:`insert_rows`, one
     ledger append per batch. Same door, same stamps, same payloads, hashes and chain as
     :func:`record_many` of the same rows would write under the same clock and actor; the rows never
-    enter the ORM session. ``where(i)`` names row ``i`` in an error. Returns each row's payload."""
+    enter the ORM session. ``where(i)`` names row ``i`` in an error. Returns each row's canonical
+    payload (the JSON text its ledger entry holds).
+
+    The door and the control-character rule are checked column by column over the whole batch
+    (each distinct value once); only when that finds a problem are the rows checked one by one,
+    which names the first bad row exactly as :func:`record_many` would. Payloads are assembled
+    from per-column JSON pieces (:func:`_payload_texts`) and hashed by
+    :func:`compliance.hashing.ledger_chain`: the same text and hashes as :func:`row_payload`,
+    :func:`canonical_json` and :func:`ledger_entry_hash` give (tests/test_bulk_import.py)."""
     if not rows:
         return []
     table = model.__table__
@@ -161,33 +169,111 @@ def record_rows(session: Session, model: type[Base], rows: list[dict[str, Any]],
         raise ComplianceError(f"cannot record {model.__name__} in bulk: no single primary key")
     key = pk[0].key
     now = session.info["clock"]()
-    for i, row in enumerate(rows):
-        try:
-            if row.get(key) is None:
-                raise ComplianceError(f"cannot record {model.__name__} in bulk without its primary key")
-            check_values(table, row.get, now)
-            _refuse_controls(table, row.get)
-        except ComplianceError as exc:
-            raise type(exc)(f"{where(i)}: {exc}" if where else str(exc)) from None
+    keys = [col.key for col in table.columns]
+    columns = {k: [row.get(k) for row in rows] for k in keys}
+    if any(v is None for v in columns[key]) or not columns_pass(table, columns, now) or _controls_in(columns):
+        for i, row in enumerate(rows):
+            try:
+                if row.get(key) is None:
+                    raise ComplianceError(f"cannot record {model.__name__} in bulk without its primary key")
+                check_values(table, row.get, now)
+                _refuse_controls(table, row.get)
+            except ComplianceError as exc:
+                raise type(exc)(f"{where(i)}: {exc}" if where else str(exc)) from None
     actor = session.info["actor"]
     plan = _plan(table)
-    keys = [col.key for col, _name, _kind in plan]
-    payloads = []
+    payloads: list[str] = []
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
         stamped, act, who, head_ = _open_append(session, now, action)
-        values, out = [], []
         for row in chunk:
             row["recorded_at"] = stamped
             row["actor"] = actor
-            vals = [row.get(k) for k in keys]
-            values.append(vals)
-            out.append(_payload_values(plan, vals))
-        insert_rows(session, table, values)
+        values = [[stamped] * len(chunk) if k == "recorded_at" else [actor] * len(chunk) if k == "actor"
+                  else columns[k][start:start + batch] for k in keys]
+        texts = _payload_texts(plan, values)
+        insert_columns(session, table, values)
         _append(session, head_, stamped, who, act,
-                ((table.name, str(r[key]), canonical_json(p)) for r, p in zip(chunk, out)), bulk=True)
-        payloads += out
+                zip([str(table.name)] * len(chunk), map(str, columns[key][start:start + batch]), texts), bulk=True)
+        payloads += texts
     return payloads
+
+
+def _controls_in(columns: dict[str, list[Any]]) -> bool:
+    """Whether any text value of a batch holds a control character (one scan of all of them:
+    the separator, a newline, is not one)."""
+    for values in columns.values():
+        try:
+            text = "\n".join(values)  # the common column: all text
+        except TypeError:
+            text = "\n".join(v for v in values if isinstance(v, str))
+        if _CONTROL_CHARS.search(text):
+            return True
+    return False
+
+
+_TEXT = json.encoder.encode_basestring  # the canonical encoder's own string form (ensure_ascii=False)
+
+
+def _payload_texts(plan: list[tuple[Any, str, int]], values: list[list[Any]]) -> list[str]:
+    """``canonical_json(_payload_values(plan, row))`` for each row of a batch given column by column
+    (``values`` in ``plan`` order): each value's JSON piece made once per column, the pieces
+    joined in sorted key order as the encoder joins them."""
+    pieces = []
+    for (_col, _name, kind), column_values in zip(plan, values):
+        if kind == _STR:
+            pieces.append([_TEXT(v) if type(v) is str else _value_text(kind, v) for v in column_values])
+        elif kind == _INT:
+            pieces.append([repr(v) if type(v) is int else _value_text(kind, v) for v in column_values])
+        else:
+            seen: dict[Any, str] = {}
+            out = []
+            for v in column_values:
+                t = type(v)
+                if t is datetime or t is date:  # equal values have one ISO text (iso() is in UTC)
+                    text = seen.get(v)
+                    if text is None:
+                        text = seen[v] = _value_text(kind, v)
+                    out.append(text)
+                else:
+                    out.append(_value_text(kind, v))
+            pieces.append(out)
+    order = sorted(range(len(plan)), key=lambda k: plan[k][1])
+    template = "{" + ",".join(_TEXT(plan[k][1]).replace("%", "%%") + ":%s" for k in order) + "}"
+    return [template % row for row in zip(*(pieces[k] for k in order))]
+
+
+def _value_text(kind: int, value: Any) -> str:
+    return canonical_json(_payload_values([(None, "v", kind)], [value])["v"])
+
+
+def insert_columns(session: Session, table, columns: list[list[Any]]) -> None:
+    """:func:`insert_rows` for rows given column by column (``columns`` in the table's column
+    order). A date or time that repeats in a column goes through its bind processor once."""
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "sqlite"):
+        insert_rows(session, table, [list(r) for r in zip(*columns)])
+        return
+    bound = []
+    for col, vals in zip(table.columns, columns):
+        proc = col.type._cached_bind_processor(dialect)
+        if proc is None:
+            bound.append(vals)
+            continue
+        seen: dict[Any, Any] = {}
+        out = []
+        for v in vals:
+            t = type(v)
+            if t is datetime or t is date:  # equal aware times are one instant: one stored value
+                b = seen.get(v, seen)
+                if b is seen:
+                    b = seen[v] = proc(v)
+                out.append(b)
+            else:
+                out.append(proc(v))
+        bound.append(out)
+    _write(conn, table, list(zip(*bound)))
 
 
 def insert_rows(session: Session, table, rows: list[list[Any]]) -> None:
@@ -204,16 +290,25 @@ def insert_rows(session: Session, table, rows: list[list[Any]]) -> None:
             session.execute(table.insert(), [{c.key: v for c, v in zip(cols, r)} for r in rows])
         return
     procs = [c.type._cached_bind_processor(dialect) for c in cols]
-    data = [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in rows]
-    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in cols)
+    _write(conn, table, [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in rows])
+
+
+def _write(conn, table, data: list[tuple[Any, ...]]) -> None:
+    """Bound rows into ``table`` with the driver: PostgreSQL ``COPY``, SQLite ``executemany``."""
+    if not data:
+        return
+    dialect = conn.dialect
+    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in table.columns)
     raw = conn.connection.driver_connection
     if dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN") as cp:
+        sql = f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN"
+
+        with raw.cursor() as cur, cur.copy(sql) as cp:
             for row in data:
                 cp.write_row(row)
     else:
         raw.executemany(f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
-                        f"VALUES ({', '.join('?' * len(cols))})", data)
+                        f"VALUES ({', '.join('?' * len(table.columns))})", data)
 
 
 def reserve_ids(session: Session, model: type[Base], n: int) -> list[int]:
@@ -256,18 +351,28 @@ def _append(session: Session, head_: tuple[int, str], now: datetime, who: str, a
             items: Iterable[tuple[str, str, str]], *, bulk: bool = False) -> None:
     """Ledger entries for (entity type, entity id, canonical payload) in order, in one insert."""
     seq, prev = head_
-    entries = []
     stamp = iso(now)
+    if bulk:
+        items = list(items)
+        chain = list(ledger_chain(prev, seq, stamp, who, action, items))
+        if chain:
+            n = len(chain)
+            by_key = {"seq": [c[0] for c in chain], "recorded_at": [now] * n, "actor": [who] * n, "action": [action] * n,
+                      "entity_type": [i[0] for i in items], "entity_id": [i[1] for i in items],
+                      "payload": [i[2] for i in items], "prev_hash": [c[1] for c in chain], "hash": [c[2] for c in chain]}
+            insert_columns(session, LedgerEntry.__table__, [by_key[c.key] for c in LedgerEntry.__table__.columns])
+            seq, prev = chain[-1][0], chain[-1][2]
+        session.info[_HEAD] = (seq, prev)
+        session.info[_HEAD_AT] = now
+        return
+    entries = []
     for etype, eid, payload in items:
         seq += 1
         h = entry_hash(prev, seq, stamp, who, action, etype, eid, payload)
         entries.append(dict(seq=seq, recorded_at=now, actor=who, action=action, entity_type=etype,
                             entity_id=eid, payload=payload, prev_hash=prev, hash=h))
         prev = h
-    if bulk:
-        insert_rows(session, LedgerEntry.__table__, [[e[c.key] for c in LedgerEntry.__table__.columns] for e in entries])
-    else:
-        session.execute(LedgerEntry.__table__.insert(), entries)
+    session.execute(LedgerEntry.__table__.insert(), entries)
     session.info[_HEAD] = (seq, prev)
     session.info[_HEAD_AT] = now
 
