@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--build", type=float, default=None, help="Build the coverage bench's store at this scale first.")
     ap.add_argument("--only", default="status,report,export", help="Comma-separated: status, report, export.")
     ap.add_argument("--out", type=Path, default=None, help="Where the PDF and zip go (default: a temp folder).")
+    ap.add_argument("--as-of", default=AS_OF, help="As-of of the runs (a store already holding a report run as of "
+                    "the default from other code needs another one: the same report id must keep its context).")
     ap.add_argument("--raw", choices=["checks", "lean"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.raw:
@@ -90,11 +92,11 @@ def main() -> None:
     py = sys.executable
     cli = [py, "-c", CLI, "--db", args.db]
     runs = {
-        "status": (cli + ["status", "--quarter", QUARTER, "--as-of", AS_OF, "--json"], "lean"),
-        "report": (cli + ["report", "--quarter", QUARTER, "--as-of", AS_OF, "--out", str(out / "pack.pdf"), "--json"],
-                   "checks"),
-        "export": (cli + ["export", "--quarter", QUARTER, "--as-of", AS_OF, "--out", str(out / "pack.zip"), "--json"],
-                   "checks"),
+        "status": (cli + ["status", "--quarter", QUARTER, "--as-of", args.as_of, "--json"], "lean"),
+        "report": (cli + ["report", "--quarter", QUARTER, "--as-of", args.as_of, "--out", str(out / "pack.pdf"),
+                          "--json"], "checks"),
+        "export": (cli + ["export", "--quarter", QUARTER, "--as-of", args.as_of, "--out", str(out / "pack.zip"),
+                          "--json"], "checks"),
     }
     for name in [x.strip() for x in args.only.split(",") if x.strip()]:
         argv, raw = runs[name]
