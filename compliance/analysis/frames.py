@@ -209,6 +209,8 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
                 raise _fail(name, f"column {col} must hold numbers") from exc
         elif typ == "bool":
             s = s.fillna(False).astype(bool)
+        elif typ == "flags" and col not in df.columns:
+            pass  # the default built above: every value is ()
         elif typ == "flags":
             vals = s.to_numpy(dtype=object)
             ok = np.fromiter((type(v) is tuple for v in vals), bool, len(vals))

@@ -84,8 +84,9 @@ def _compact(col: np.ndarray, form: str | None):
         return col.astype(np.int64)
     if form == "float":
         return np.where(none, np.nan, col).astype(np.float64) if none.any() else col.astype(np.float64)
-    if form == "cat":
-        return pd.Categorical(col)
+    if form == "cat":  # categories as objects: no inference, no Arrow string conversion
+        codes, uniques = pd.factorize(col)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))
     if form == "ts":
         from compliance.analysis.quality import EARLIEST, LATEST
 
