@@ -18,7 +18,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Integer, Text, case, cast, literal_column, or_, select
+from sqlalchemy import Integer, Text, case, cast, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from compliance.hashing import canonical_json as _canon
@@ -84,7 +84,8 @@ def _codes(values: np.ndarray, index: list, grow: bool = False) -> np.ndarray:
     ``index``), vectorised (a hash look-up in C, not a Python loop per value)."""
     import pandas as pd
 
-    codes = pd.Index(index, dtype=object).get_indexer(values) if len(index) else np.full(len(values), -1, np.int64)
+    target = pd.Index(values, dtype=object)  # as objects: no string-dtype inference on millions of values
+    codes = pd.Index(index, dtype=object).get_indexer(target) if len(index) else np.full(len(values), -1, np.int64)
     missing = codes == -1
     if missing.any():
         null = pd.isna(values) & missing
@@ -92,7 +93,7 @@ def _codes(values: np.ndarray, index: list, grow: bool = False) -> np.ndarray:
         if unknown.any() and grow:
             new = sorted(set(values[unknown].tolist()))
             index.extend(new)
-            codes[unknown] = pd.Index(index, dtype=object).get_indexer(values[unknown])
+            codes[unknown] = pd.Index(index, dtype=object).get_indexer(pd.Index(values[unknown], dtype=object))
         elif unknown.any():
             codes[unknown] = -2
     return codes.astype(np.int64, copy=False)
@@ -166,13 +167,29 @@ def lean_fidelity(session: Session, *, as_of: datetime, scope: list[str], aids: 
     the fidelity section, the status changes and the relied-on checks (``aids``: every artifact
     id known at the as-of, sorted, so that a code's order is the id's order). The explained
     variance is the check's column, which every writer fills from its metrics (reading it out of
-    the JSON costs a parse per row: 7 s at two million checks on SQLite)."""
-    return LeanChecks(session, select(
+    the JSON costs a parse per row: 7 s at two million checks on SQLite). The two flags read
+    from the metrics (a downstream figure; per-layer rows) come from a second query that scans
+    the table once and returns only the flagged checks: the columns of the first are all in the
+    covering index, and the metrics are not."""
+    from compliance.services.analysis import raw_batches
+
+    where = (Check.recorded_at <= as_of, Check.kind == "fidelity", Check.model_id.in_(scope))
+    lean = LeanChecks(session, select(
         Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
-        Check.finished_at, Check.explained_variance, _has_downstream(session),
-        case((cast(Check.metrics, Text).like('%"per_layer"%'), 1), else_=0))
-        .where(Check.recorded_at <= as_of, Check.kind == "fidelity", Check.model_id.in_(scope)),
+        Check.finished_at, Check.explained_variance, literal_column("0"), literal_column("0")).where(*where),
         aids, sorted(scope))
+    text = cast(Check.metrics, Text)
+    layers = text.like('%"per_layer"%')
+    flagged = select(Check.id, _has_downstream(session), case((layers, 1), else_=0)).where(
+        *where, or_(layers, *[text.like(f'%"{k}"%') for k in _DOWNSTREAM]))
+    rows = [r for batch in raw_batches(session, flagged, 100_000, scan=Check.__tablename__) for r in batch]
+    if rows and len(lean.id):
+        got = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        order = np.argsort(lean.id, kind="stable")
+        pos = order[np.searchsorted(lean.id, got[:, 0], sorter=order)]
+        lean.down[pos] = got[:, 1]
+        lean.layers[pos] = got[:, 2]
+    return lean
 
 
 def status_changes(lean: LeanChecks, start: datetime, end: datetime) -> list[tuple[int, str, int, str, int, str]]:
@@ -247,22 +264,30 @@ def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, his
 def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> tuple[list[C.FidelitySeries], int]:
     """The fidelity chart's series (``tables.fidelity_series`` over the lean columns): per
     artifact its checks with an explained variance by (date, version, check id as text); the
-    ``top_n`` artifacts with the lowest latest value, ties by artifact id."""
+    ``top_n`` artifacts with the lowest latest value, ties by artifact id. The latest value of an
+    artifact is among its checks of its latest day, so only those are ordered by text."""
     import pandas as pd
 
     ok = np.isfinite(lean.ev)
     if not ok.any():
         return [], 0
-    vids = lean.vid[ok]
-    uv = _sorted_unique(vids)
-    vlabel = np.array([label.get(int(v), "?") for v in uv], dtype=object)[np.searchsorted(uv, vids)]
-    sub = pd.DataFrame({"aid": lean.aid[ok], "day": day[ok], "ev": lean.ev[ok], "ver": vlabel,
-                        "cid": lean.id[ok].astype(str)})
-    sub = sub.sort_values(["aid", "day", "ver", "cid"], kind="stable")
-    last = sub.drop_duplicates("aid", keep="last").sort_values(["ev", "aid"], kind="stable")
+    aid, d, ev, vid, cid = lean.aid[ok], day[ok], lean.ev[ok], lean.vid[ok], lean.id[ok]
+
+    def frame(sel: np.ndarray) -> pd.DataFrame:
+        uv = _sorted_unique(vid[sel])
+        ver = np.array([label.get(int(v), "?") for v in uv], dtype=object)[np.searchsorted(uv, vid[sel])]
+        f = pd.DataFrame({"aid": aid[sel], "day": d[sel], "ev": ev[sel], "ver": ver, "cid": cid[sel].astype(str)})
+        return f.sort_values(["aid", "day", "ver", "cid"], kind="stable")
+
+    o = np.lexsort((d, aid))
+    a_s, d_s = aid[o], d[o]
+    is_last = np.r_[a_s[1:] != a_s[:-1], True]
+    arts, last_day = a_s[is_last], d_s[is_last]
+    on_last_day = o[d_s == last_day[np.searchsorted(arts, a_s)]]
+    last = frame(on_last_day).drop_duplicates("aid", keep="last").sort_values(["ev", "aid"], kind="stable")
     out = []
     for code in last["aid"].tolist()[:top_n]:
-        rs = sub[sub["aid"] == code]
+        rs = frame(np.flatnonzero(aid == code))
         out.append(C.FidelitySeries(artifact_id=lean.aids[code], versions=rs["ver"].tolist(),
                                     values=[float(x) for x in rs["ev"].tolist()]))
     return out, int(len(last))
@@ -368,35 +393,51 @@ def _clt_layers(session: Session, keys: list[tuple[datetime, int]], full: FullTa
 def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart: datetime, qend: datetime,
                   usable: Usable, label: dict, full: FullTables):
     """Every recorded reason of every usable check of the quarter that warned, failed or errored,
-    by check time and id (one row per reason; '(no reason recorded)' when none). Full rows are
-    read until the page is full; the rows past it are counted over lean columns (the number of
-    reasons counted in SQL), unless every row goes to the export's CSV."""
+    by check time and id (one row per reason; '(no reason recorded)' when none). With the export's
+    CSV to write, every row streams in that order; otherwise the checks are read lean (keys and
+    the number of reasons, counted in SQL), ordered here, and only those the page shows are read
+    in full."""
+    from compliance.services.analysis import raw_batches
+
     t = full.table("check_reasons", C.CheckReasonRow)
     where = (Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
              Check.model_id.in_(scope), Check.status.in_(("warn", "fail", "error")))
-    stmt = (select(Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
-                   Check.other_artifact_id, Check.finished_at, Check.status, Check.reasons)
-            .where(*where).order_by(Check.finished_at, Check.id))
-    last = None
-    for cid, kind, mid, vid, aid, oid, fin, status, reasons in _stream(session, stmt):
-        if t.page_full:
-            break
-        last = (fin, cid)
-        if not usable(cid, vid, aid, oid):
-            continue
+    cols = (Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
+            Check.other_artifact_id, Check.finished_at, Check.status, Check.reasons)
+
+    def add(row) -> None:
+        cid, kind, mid, vid, aid, oid, fin, status, reasons = row
         for r in (reasons or ["(no reason recorded)"]):
             t.add(C.CheckReasonRow(check_id=str(cid), kind=kind, model_id=mid, version=label.get(vid, "—"),
                                    artifact_id=aid, date=_d(fin), status=status, reason=str(r)))
-    if t.page_full and last is not None:
-        from sqlalchemy import and_, func
 
-        from compliance.services.analysis import raw_batches
-
-        n = func.coalesce(func.json_array_length(Check.reasons), 0)
-        rest = select(Check.id, Check.version_id, Check.artifact_id, Check.other_artifact_id, n).where(
-            *where, or_(Check.finished_at > last[0], and_(Check.finished_at == last[0], Check.id > last[1])))
-        for rows in raw_batches(session, rest, 100_000):
-            t.skip(sum(max(k, 1) for cid, vid, aid, oid, k in rows if usable(cid, vid, aid, oid)))
+    if full.folder is not None:
+        for row in _stream(session, select(*cols).where(*where).order_by(Check.finished_at, Check.id)):
+            if usable(row[0], row[3], row[4], row[5]):
+                add(row)
+        return t
+    n = func.coalesce(func.json_array_length(Check.reasons), 0)
+    keys = [r for batch in raw_batches(session, select(Check.id, Check.version_id, Check.artifact_id,
+                                                              Check.other_artifact_id, Check.finished_at, n)
+                                                       .where(*where), 100_000)
+            for r in batch if usable(r[0], r[1], r[2], r[3])]
+    if not keys:
+        return t
+    ids = np.fromiter((r[0] for r in keys), dtype=np.int64, count=len(keys))
+    fin = _times(np.array([r[4] for r in keys], dtype=object))
+    counts = np.maximum(np.fromiter((r[5] for r in keys), dtype=np.int64, count=len(keys)), 1)
+    order = np.lexsort((ids, fin))
+    ids, counts = ids[order], counts[order]
+    before = np.cumsum(counts) - counts  # reasons of the checks before each one
+    page = ids[before < t.limit]
+    got = {}
+    for chunk in _chunks(page, IN_CHUNK):
+        got.update((r[0], r) for r in session.execute(select(*cols).where(Check.id.in_(chunk.tolist()))))
+    for cid in page.tolist():
+        add(got[cid])
+    rest = int(counts[len(page):].sum())
+    if rest:
+        t.skip(rest)
     return t
 
 
