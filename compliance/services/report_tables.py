@@ -419,7 +419,7 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     n = func.coalesce(func.json_array_length(Check.reasons), 0)
     keys = [r for batch in raw_batches(session, select(Check.id, Check.version_id, Check.artifact_id,
                                                               Check.other_artifact_id, Check.finished_at, n)
-                                                       .where(*where), 100_000)
+                                                       .where(*where), 100_000, scan=Check.__tablename__)
             for r in batch if usable(r[0], r[1], r[2], r[3])]
     if not keys:
         return t
