@@ -83,9 +83,12 @@ def generate(url: str, scale: float, seed: int = 0) -> dict:
                                  started_at=t, finished_at=t, tool_version="bench", formula_version=None,
                                  recorded_at=t, actor="bench"))
             conn.execute(Check.__table__.insert(), rows)
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    # planner statistics, as autovacuum would gather them after a load this size (this machine's
+    # PostgreSQL runs with autovacuum off: without them it picks sequential scans per artifact)
+    with engine.connect() as conn:
+        if engine.dialect.name != "sqlite":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("ANALYZE")
     return {"models": n_models, "versions": vid, "artifacts": len(arows), "checks": n_checks}
 
 

@@ -59,6 +59,8 @@ def raw_fetch(url: str, what: str) -> None:
         t = "2026-10-01 00:00:00.000000" if engine.dialect.name == "sqlite" else "2026-10-01 00:00:00"
         cur = conn.connection.cursor()
         q = sql.replace(":t", "?" if engine.dialect.name == "sqlite" else "%s")
+        if engine.dialect.name == "sqlite":  # one sequential scan: the fastest the driver delivers these rows
+            q = q.replace("FROM check_run", "FROM check_run NOT INDEXED")
         cur.execute(q, (t,))
         n = len(cur.fetchall())
     print(json.dumps({"rows": n}))
