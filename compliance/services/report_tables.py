@@ -294,16 +294,18 @@ def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> t
 
 
 _FULL_COLS = (Check.id, Check.artifact_id, Check.model_id, Check.version_id, Check.finished_at, Check.status,
-              Check.metrics, Check.reasons)
+              Check.metrics, Check.reasons, Check.explained_variance)
 
 
 def _fidelity_row(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> C.FidelityRow:
-    cid, aid, mid, vid, fin, status, metrics, reasons = row
+    """One printed fidelity row. The explained variance is the check's column — the figure the
+    analysis and the chart use (every writer fills it from the metrics)."""
+    cid, aid, mid, vid, fin, status, metrics, reasons, ev = row
     m = metrics or {}
     return C.FidelityRow(
         check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
         model_id=mid, version=label.get(vid, "?"), date=_d(fin),
-        explained_variance=_f(m.get("explained_variance")), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
+        explained_variance=_f(ev), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
         l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
         decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
         dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
