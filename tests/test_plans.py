@@ -195,3 +195,26 @@ def test_manifest_plans_section(cli, tmp_path):
     bad.write_text(yaml.safe_dump({"plans": [{"model": "retail-pd", "plan": {"checks": {"data_drift": {"cadence": "hourly"}}}}]}))
     code, out, err = cli("import", bad)
     assert code != 0 and "plans[0]" in err and "unknown cadence" in err
+
+
+def test_plans_in_force_equal_plan_in_force_model_by_model(db_url, tmp_path):
+    """The batched plans (due pairs, plan adherence) are the per-model plan in force with the
+    policy given: the model's own recorded plan, else its tier default with no plan date."""
+    from compliance.services import registry
+    from compliance.services.plans import plan_in_force, plans_in_force
+    from compliance.services.policy import policy_at
+    from compliance.store.engine import session_scope
+    from compliance.timeutil import utcnow
+
+    _store(db_url, tmp_path)
+    with session_scope(db_url) as s:
+        registry.add_model(s, "card-fraud", name="Card fraud", owner="bob", tier=2, use="fraud")
+    now = utcnow()
+    with session_scope(db_url, readonly=True) as s:
+        policy = policy_at(s, now)
+        tiers = {"retail-pd": 1, "card-fraud": 2}
+        got = plans_in_force(s, tiers, now, policy=policy, tiers=tiers)
+        for m, tier in tiers.items():
+            assert got[m] == plan_in_force(s, m, now, policy=policy, tier=tier)
+    assert got["retail-pd"]["explicit"] and not got["card-fraud"]["explicit"]
+    assert got["card-fraud"]["since"] is None

@@ -49,7 +49,7 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
     Reads only what can make a pair due: the deployed versions, their models' required artifacts,
     and per pair the latest counting check inside the widest validity window (aggregated in SQL)."""
     from compliance.services.corrections import corrected_ids
-    from compliance.services.plans import plans_in_force
+    from compliance.services.plans import fidelity_every, plans_in_force
 
     policy = policy_at(session, at)
     groups = policy.get("required_groups") or {}
@@ -73,8 +73,7 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
 
     windows = {}
     for m, plan in plans.items():
-        every = ((plan["document"].get("checks") or {}).get("fidelity") or {}).get("every_days")
-        windows[m] = day_start(min(validity, every or validity))
+        windows[m] = day_start(min(validity, fidelity_every(plan) or validity))
     void_checks = corrected_ids(session, "check", at)
     void_artifacts = corrected_ids(session, "artifact", at)
     # per pair, the latest counting check in the widest window, for the deployed versions only (one row per pair)

@@ -77,39 +77,36 @@ def plan_in_force(session: Session, model_id: str, at: datetime, *, policy: dict
     if policy is None:
         rec = policy_record_at(session, at)
         policy = rec["document"]
-    return {"model_id": model_id, "version": None, "explicit": False,
-            "source": f"policy default for tier {tier}",
-            "since": iso(rec["recorded_at"]) if rec and rec.get("recorded_at") else None,
-            "recorded_by": None, "document": default_plan(policy, tier)}
+    return _default_view(model_id, tier, iso(rec["recorded_at"]) if rec and rec.get("recorded_at") else None,
+                         default_plan(policy, tier))
+
+
+def _default_view(model_id: str, tier: int, since: str | None, document: dict) -> dict:
+    """The view of a tier's default plan (``_view``'s shape for a plan the bank did not record)."""
+    return {"model_id": model_id, "version": None, "explicit": False, "source": f"policy default for tier {tier}",
+            "since": since, "recorded_by": None, "document": document}
 
 
 def plans_in_force(session: Session, model_ids, at: datetime, *, policy: dict,
                    tiers: dict[str, int]) -> dict[str, dict]:
-    """:func:`plan_in_force` for many models in two queries (the models' own latest plans; the
-    policy record behind the tier defaults), not one per model."""
-    from compliance.services.policy import policy_record_at
-
+    """:func:`plan_in_force` with ``policy`` given, for many models in one query (the models' own
+    latest plans), not one per model."""
     wanted = set(model_ids)
     own: dict[str, MonitoringPlan] = {}
     for p in session.scalars(select(MonitoringPlan).where(MonitoringPlan.recorded_at <= at)
                              .order_by(MonitoringPlan.model_id, MonitoringPlan.version)):
         if p.model_id in wanted:
             own[p.model_id] = p  # ordered by version: the last one is the latest
-    out: dict[str, dict] = {}
     defaults: dict[int, dict] = {}
-    since = None
-    if wanted - set(own):
-        rec = policy_record_at(session, at)
-        since = iso(rec["recorded_at"]) if rec and rec.get("recorded_at") else None
+    out: dict[str, dict] = {}
     for m in sorted(wanted):
         if m in own:
             out[m] = _view(own[m])
-            continue
-        tier = tiers[m]
-        if tier not in defaults:
-            defaults[tier] = default_plan(policy, tier)
-        out[m] = {"model_id": m, "version": None, "explicit": False, "source": f"policy default for tier {tier}",
-                  "since": since, "recorded_by": None, "document": defaults[tier]}
+        else:
+            tier = tiers[m]
+            if tier not in defaults:
+                defaults[tier] = default_plan(policy, tier)
+            out[m] = _default_view(m, tier, None, defaults[tier])
     return out
 
 
@@ -202,9 +199,9 @@ def missed_detections(session: Session, at: datetime) -> list:
     return out
 
 
-def fidelity_every(session: Session, model_id: str, at: datetime, policy: dict, tier: int) -> int | None:
-    """The plan's fidelity period in days (None: no periodic fidelity in the plan)."""
-    plan = plan_in_force(session, model_id, at, policy=policy, tier=tier)
+def fidelity_every(plan: dict) -> int | None:
+    """A plan's fidelity period in days (``plan``: as :func:`plan_in_force` returns it; None: no
+    periodic fidelity in the plan)."""
     spec = (plan["document"].get("checks") or {}).get("fidelity") or {}
     return spec.get("every_days")
 
