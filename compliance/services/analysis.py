@@ -84,12 +84,17 @@ def _frame(session: Session, stmt, columns: list[str], compact: dict[str, str] |
     return pd.DataFrame({c: _concat(parts[c]) for c in columns})
 
 
+def nullable_floats(col: np.ndarray) -> np.ndarray:
+    """An object column of numbers and NULLs as float64 (NULL = NaN)."""
+    none = np.equal(col, None)
+    return np.where(none, np.nan, col).astype(np.float64) if none.any() else col.astype(np.float64)
+
+
 def _compact(col: np.ndarray, form: str | None):
-    none = np.equal(col, None) if form in ("int", "float") else None
-    if form == "int" and not none.any():
+    if form == "int" and not np.equal(col, None).any():
         return col.astype(np.int64)
     if form == "float":
-        return np.where(none, np.nan, col).astype(np.float64) if none.any() else col.astype(np.float64)
+        return nullable_floats(col)
     if form == "cat":  # categories as objects: no inference, no Arrow string conversion
         codes, uniques = pd.factorize(col)
         return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))

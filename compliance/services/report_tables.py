@@ -105,11 +105,6 @@ def _ints(values: np.ndarray, null: int = -1) -> np.ndarray:
     return np.where(none, null, values).astype(np.int64) if none.any() else values.astype(np.int64)
 
 
-def _floats(values: np.ndarray) -> np.ndarray:
-    none = np.equal(values, None)
-    return np.where(none, np.nan, values).astype(np.float64) if none.any() else values.astype(np.float64)
-
-
 class LeanChecks:
     """Lean rows of fidelity checks, compact (ids, codes, int64 times, floats): ~60 bytes a row
     however many there are, read a batch at a time on the raw cursor. ``aids`` is the code list of
@@ -117,13 +112,13 @@ class LeanChecks:
 
     COLS = ("id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers")
 
-    def __init__(self, session: Session | None, stmt, aids: list[str], mids: list[str], batch: int = 200_000):
-        from compliance.services.analysis import raw_batches
+    def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000):
+        from compliance.services.analysis import nullable_floats, raw_batches
 
         self.aids, self.mids = list(aids), list(mids)
         self.statuses: list[str] = []
         parts: dict[str, list] = {c: [] for c in self.COLS}
-        for rows in (raw_batches(session, stmt, batch) if session is not None else ()):
+        for rows in raw_batches(session, stmt, batch):
             t = np.empty((len(rows), len(self.COLS)), dtype=object)
             t[:] = rows
             parts["id"].append(t[:, 0].astype(np.int64))
@@ -133,7 +128,7 @@ class LeanChecks:
             parts["vid"].append(_ints(t[:, 4]))
             parts["status"].append(_codes(t[:, 5], self.statuses, grow=True))
             parts["fin"].append(_times(t[:, 6]))
-            parts["ev"].append(_floats(t[:, 7]))
+            parts["ev"].append(nullable_floats(t[:, 7]))
             parts["down"].append(t[:, 8].astype(np.int8))
             parts["layers"].append(t[:, 9].astype(np.int8))
             del t, rows
