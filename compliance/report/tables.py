@@ -18,7 +18,7 @@ import operator
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from compliance.report.context import PAGE_ROWS, FidelityRow, FidelitySeries, _cell
 
@@ -101,12 +101,24 @@ class PageTable:
             self.rows.append(row)
         self.total += 1
         if self._w is not None:
-            # the csv module writes None as '' and numbers and strings as str() (a float's str is
-            # its repr): only the columns that may hold a bool, a list or a mapping need csv_value
-            values = list(self._get(row))
-            for i in self._convert:
-                values[i] = csv_value(_cell(values[i]))
-            self._w.writerow(values)
+            self._write(list(self._get(row)))
+
+    def add_values(self, values: list, make: Callable[[list], Any]) -> None:
+        """Add a row given as its field values in field order (a fresh list, changed here):
+        ``make(values)`` builds the row object only when the page keeps it — the CSV needs
+        none (millions of rows stream through an export)."""
+        if len(self.rows) < self.limit:
+            self.rows.append(make(values))
+        self.total += 1
+        if self._w is not None:
+            self._write(values)
+
+    def _write(self, values: list) -> None:
+        # the csv module writes None as '' and numbers and strings as str() (a float's str is
+        # its repr): only the columns that may hold a bool, a list or a mapping need csv_value
+        for i in self._convert:
+            values[i] = csv_value(_cell(values[i]))
+        self._w.writerow(values)
 
     @property
     def page_full(self) -> bool:

@@ -232,10 +232,11 @@ def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, his
     if full.folder is not None:  # every row, in display order, to the CSVs
         where = (Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at >= hist_start,
                  Check.finished_at < qend)
-        for is_down, r in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
-            rows_t.add(r)
-            if is_down:
-                down_t.add(r)
+        make = _make_fidelity_row
+        for is_down, values in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
+            if is_down:  # a copy: a table turns its own list's cells into CSV text
+                down_t.add_values(list(values), make)
+            rows_t.add_values(values, make)
     else:  # only the rows a page shows
         head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
         shown, shown_down = set(head.tolist()), set(head_down.tolist())
@@ -292,20 +293,41 @@ _FULL_COLS = (Check.id, Check.artifact_id, Check.model_id, Check.version_id, Che
               Check.metrics, Check.reasons, Check.explained_variance)
 
 
-def _fidelity_row(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> C.FidelityRow:
-    """One printed fidelity row. The explained variance is the check's column — the figure the
-    analysis and the chart use (every writer fills it from the metrics)."""
+def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> list:
+    """One printed fidelity row as its field values (``C.FidelityRow``'s order), from a row of
+    ``_FULL_COLS`` as SQLAlchemy or the driver returns it (metrics and reasons as documents or as
+    their stored JSON text; the time as a datetime or the stored text). The explained variance is
+    the check's column — the figure the analysis and the chart use (every writer fills it from
+    the metrics)."""
     cid, aid, mid, vid, fin, status, metrics, reasons, ev = row
-    m = metrics or {}
-    return C.FidelityRow(
-        check_id=str(cid), artifact_id=aid, kind=artifacts[aid].kind if aid in artifacts else "",
-        model_id=mid, version=label.get(vid, "?"), date=_d(fin),
-        explained_variance=_f(ev), mse=_f(m.get("mse")), cossim=_f(m.get("cossim")),
-        l0=_f(m.get("l0")), dead_fraction=_f(m.get("dead_fraction")),
-        decision_flip_rate=_f(m.get("decision_flip_rate")), status=status,
-        dense_fraction=_f(m.get("dense_fraction")), kl=_f(m.get("kl")), loss_recovered=_f(m.get("loss_recovered")),
-        auc=_f(m.get("auc")), protected=protected(artifacts.get(aid), m),
-        baseline_gap=_f(m.get("baseline_gap")), reasons=[str(x) for x in reasons or []])
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics) if metrics != "{}" else None
+    if isinstance(reasons, str):
+        reasons = json.loads(reasons) if reasons != "[]" else None
+    art = artifacts.get(aid)
+    if metrics:
+        g = metrics.get
+        nums = [_f(g(k)) for k in _ROW_METRICS]
+        prot = protected(art, metrics)
+    else:
+        nums = [None] * len(_ROW_METRICS)
+        prot = protected(art, {})
+    mse, cossim, l0, dead, flip, dense, kl, lrec, auc, gap = nums
+    return [str(cid), aid, art.kind if art is not None else "", mid, label.get(vid, "?"), _raw_day(fin), _f(ev),
+            mse, cossim, l0, dead, flip, status, dense, kl, lrec, auc, prot, gap,
+            [str(x) for x in reasons] if reasons else []]
+
+
+_ROW_METRICS = ("mse", "cossim", "l0", "dead_fraction", "decision_flip_rate", "dense_fraction", "kl",
+                "loss_recovered", "auc", "baseline_gap")
+
+
+def _make_fidelity_row(values: list) -> C.FidelityRow:
+    return C.FidelityRow(*values)
+
+
+def _fidelity_row(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> C.FidelityRow:
+    return C.FidelityRow(*_fidelity_values(row, label, artifacts, protected))
 
 
 def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: dict,
@@ -324,10 +346,13 @@ def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: di
 
 def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, where: tuple, label: dict,
                        artifacts: dict, protected: Callable[[Any, dict], bool | None],
-                       per_query: int = 200) -> Iterator[tuple[bool, C.FidelityRow]]:
+                       per_query: int = 200) -> Iterator[tuple[bool, list]]:
     """Every row of ``lean`` in display order (``order``: its permutation), as (downstream flag,
-    row): the artifacts are taken in display order ``per_query`` at a time, their checks read by
-    artifact (the covering index) and put in order here, so no row is looked up by id."""
+    the row's field values): the artifacts are taken in display order ``per_query`` at a time,
+    their checks read by artifact (the covering index) on the driver's cursor and put in order
+    here, so no row is looked up by id and no value goes through the ORM's type processing."""
+    from compliance.services.analysis import raw_batches
+
     aid, mid = lean.aid[order], lean.mid[order]
     ids, down = lean.id[order], lean.down[order] == 1
     starts = np.flatnonzero(np.r_[True, (aid[1:] != aid[:-1]) | (mid[1:] != mid[:-1])]) if len(aid) else np.empty(0, int)
@@ -338,15 +363,17 @@ def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, wh
         names = sorted({lean.aids[a] for a in set(aid[lo:hi].tolist())})
         got: list = [None] * (hi - lo)
         for k in range(0, len(names), IN_CHUNK):
-            for row in session.execute(select(*_FULL_COLS).where(*where, Check.artifact_id.in_(names[k:k + IN_CHUNK]))):
-                pos = want.get(row[0])
-                if pos is not None:
-                    got[pos - lo] = row
+            stmt = select(*_FULL_COLS).where(*where, Check.artifact_id.in_(names[k:k + IN_CHUNK]))
+            for rows in raw_batches(session, stmt):
+                for row in rows:
+                    pos = want.get(row[0])
+                    if pos is not None:
+                        got[pos - lo] = row
         for pos in range(lo, hi):
             row = got[pos - lo]
             if row is None:  # cannot happen: the lean rows come from the same store as of the same time
                 raise RuntimeError(f"fidelity check {int(ids[pos])} vanished while the report was built")
-            yield bool(down[pos]), _fidelity_row(row, label, artifacts, protected)
+            yield bool(down[pos]), _fidelity_values(row, label, artifacts, protected)
 
 
 class Keep:
