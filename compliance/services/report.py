@@ -417,12 +417,23 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     before_checks = [r for r, _ in others if r.kind < "check"]
     every = full.folder is not None
     need = len(relied) if every else max(0, evidence_t.limit - len(before_checks))
-    check_rows = RT.check_evidence(session, as_of=as_of, relied=relied[:need], label=label, mark=mark,
-                                   all_of_them=every)
-    for r in itertools.chain(before_checks, check_rows, (r for r, _ in others[len(before_checks):])):
+    marked = {int(e) for t, e in itertools.chain(fixes, left_out) if t == "check_run" and str(e).isdigit()}
+    check_rows = RT.check_evidence(session, as_of=as_of, relied=relied[:need], label=label,
+                                   marks={i: mark("check_run", i) for i in marked}, all_of_them=every)
+    cited_seqs = full.cited_seqs
+    for r in before_checks:
         evidence_t.add(r)
         if r.ledger_seq is not None and r.ledger_seq < from_seq:
-            full.cited_seqs.add(r.ledger_seq)
+            cited_seqs.add(r.ledger_seq)
+    for values in check_rows:  # field values: a row object only for the rows the page keeps
+        seq = values[4]
+        evidence_t.add_values(values, _evidence_row)
+        if seq is not None and seq < from_seq:
+            cited_seqs.add(seq)
+    for r, _ in others[len(before_checks):]:
+        evidence_t.add(r)
+        if r.ledger_seq is not None and r.ledger_seq < from_seq:
+            cited_seqs.add(r.ledger_seq)
     evidence_t.total = len(others) + len(relied)
     dq_rows = [C.DataQualityRow(record=f["record"], problem=f["problem"],
                                 handling=f["handling"] + (f" (+{f['dependents']} dependent records)" if f["dependents"] else ""))
@@ -619,6 +630,10 @@ def _window(ds) -> str:
     if ds is None or (ds.window_start is None and ds.window_end is None):
         return ""
     return f"{_d(ds.window_start) or '…'} to {_d(ds.window_end) or '…'}"
+
+
+def _evidence_row(values: list) -> C.EvidenceRow:
+    return C.EvidenceRow(*values)
 
 
 def _protected(artifact, metrics: dict, protected_cols: dict[str, set[str]]) -> bool | None:

@@ -526,10 +526,12 @@ def ledger_hashes(session: Session, seqs: Iterable[int]) -> dict[int, str]:
 
 
 def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, label: dict,
-                   mark: Callable[[str, Any], str], all_of_them: bool) -> Iterator[C.EvidenceRow]:
+                   marks: dict[int, str], all_of_them: bool) -> Iterator[list]:
     """The evidence rows of the checks ``relied`` (sorted unique ids), by id, with the ledger
-    entry that recorded each. ``all_of_them``: ``relied`` is every check of the index (one scan
-    of the ledger finds their entries) rather than the few a page shows (looked up by id)."""
+    entry that recorded each, as field values (``C.EvidenceRow``'s order). ``marks``: the note
+    after a check's description (voided, left out) by check id. ``all_of_them``: ``relied`` is
+    every check of the index (one scan of the ledger finds their entries) rather than the few a
+    page shows (looked up by id)."""
     if all_of_them:
         led_ids, led_seqs = first_inserts(session, as_of, "check_run")
     cols = [Check.id, Check.kind, Check.artifact_id, Check.model_id, Check.version_id, Check.status,
@@ -556,13 +558,9 @@ def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, lab
                     digest = hashed[hs] = sha256_bytes(_canon(json.loads(hs) or {}).encode())
             else:  # PostgreSQL: the driver's parsed document
                 digest = sha256_bytes(_canon(hs or {}).encode())
-            row = C.EvidenceRow(kind="check", ref=f"check {cid} ({kind})",
-                                description=f"{aid or mid} on {label.get(vid, '-')}: {status}, {_raw_day(fin)}"
-                                            + mark("check_run", cid),
-                                sha256=digest)
-            if cite is not None:
-                row.ledger_seq, row.ledger_hash = cite
-            yield row
+            seq, h = cite if cite is not None else (None, "")
+            yield ["check", f"check {cid} ({kind})",
+                   f"{aid or mid} on {label.get(vid, '-')}: {status}, {_raw_day(fin)}{marks.get(cid, '')}", digest, seq, h]
 
     hashed: dict = {}
     batch: list = []
