@@ -126,6 +126,15 @@ def build_manifest(ctx: ReportContext, files: dict[str, bytes],
     return manifest
 
 
+def member_hashes(manifest: dict) -> dict[str, str]:
+    """The SHA-256 of every member of the zip ``build_export`` returned with ``manifest``: the
+    hashes the manifest lists (of the very bytes zipped) and the manifest's own (no need to
+    decompress hundreds of MB to hash them again)."""
+    out = {name: f["sha256"] for name, f in manifest["files"].items()}
+    out[MANIFEST_NAME] = sha256_hex(manifest_bytes(manifest))
+    return out
+
+
 def manifest_bytes(manifest: dict) -> bytes:
     """The manifest as written: sorted keys, indented for people, UTF-8."""
     return (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False,

@@ -116,8 +116,15 @@ class PageTable:
     def _write(self, values: list) -> None:
         # the csv module writes None as '' and numbers and strings as str() (a float's str is
         # its repr): only the columns that may hold a bool, a list or a mapping need csv_value
+        # (None needs nothing; a list is what _cell joins, as csv_value writes that text)
         for i in self._convert:
-            values[i] = csv_value(_cell(values[i]))
+            v = values[i]
+            if v is None:
+                continue
+            if v.__class__ is list:
+                values[i] = ";".join(["" if x is None else str(x) for x in v]) if v else ""
+            else:
+                values[i] = csv_value(_cell(v))
         self._w.writerow(values)
 
     @property

@@ -925,10 +925,8 @@ def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, o
 
 def _export_pack(session: Session, quarter: str, as_of: datetime, out: Path, ctx: C.ReportContext, ctx_json: bytes,
                  full: FullTables, progress) -> dict:
-    import zipfile
-    from io import BytesIO
 
-    from compliance.report.export import build_export
+    from compliance.report.export import build_export, member_hashes
 
     q = parse_quarter(quarter)
     qstart = datetime(q.start.year, q.start.month, q.start.day, tzinfo=timezone.utc)
@@ -944,8 +942,7 @@ def _export_pack(session: Session, quarter: str, as_of: datetime, out: Path, ctx
                                   extra_tables=extra, progress=progress, ctx_json=ctx_json,
                                   full_tables=full.files())
     zip_sha = sha256_bytes(data)
-    with zipfile.ZipFile(BytesIO(data)) as z:
-        members = {f"{PACK_OUTPUT_PREFIX}{n}": sha256_bytes(z.read(n)) for n in z.namelist()}
+    members = {f"{PACK_OUTPUT_PREFIX}{n}": h for n, h in member_hashes(manifest).items()}
     run = record_run(session, ctx, "export", {out.name: zip_sha, **members})
     session.flush()
     publish_on_commit(session, out, data)

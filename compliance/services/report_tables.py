@@ -47,10 +47,6 @@ def _f(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def _stream(session: Session, stmt) -> Iterator:
-    return iter(session.execute(stmt.execution_options(yield_per=BATCH)))
-
-
 _DOWNSTREAM = ("kl", "loss_recovered", "decision_flip_rate", "auc", "baseline_gap")
 
 
@@ -429,16 +425,19 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     cols = (Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
             Check.other_artifact_id, Check.finished_at, Check.status, Check.reasons)
 
-    def add(row) -> None:
+    def add(row) -> None:  # a row as SQLAlchemy or the driver returns it (reasons: a list or its JSON text)
         cid, kind, mid, vid, aid, oid, fin, status, reasons = row
+        if isinstance(reasons, str):
+            reasons = json.loads(reasons) if reasons != "[]" else None
+        head = [str(cid), kind, mid, label.get(vid, "—"), aid, _raw_day(fin), status]
         for r in (reasons or ["(no reason recorded)"]):
-            t.add(C.CheckReasonRow(check_id=str(cid), kind=kind, model_id=mid, version=label.get(vid, "—"),
-                                   artifact_id=aid, date=_d(fin), status=status, reason=str(r)))
+            t.add_values(head + [str(r)], _make_reason_row)
 
     if full.folder is not None:
-        for row in _stream(session, select(*cols).where(*where).order_by(Check.finished_at, Check.id)):
-            if usable(row[0], row[3], row[4], row[5]):
-                add(row)
+        for rows in raw_batches(session, select(*cols).where(*where).order_by(Check.finished_at, Check.id), BATCH):
+            for row in rows:
+                if usable(row[0], row[3], row[4], row[5]):
+                    add(row)
         return t
     n = func.coalesce(func.json_array_length(Check.reasons), 0)
     keys = [r for batch in raw_batches(session, select(Check.id, Check.version_id, Check.artifact_id,
@@ -463,6 +462,10 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     if rest:
         t.skip(rest)
     return t
+
+
+def _make_reason_row(values: list) -> C.CheckReasonRow:
+    return C.CheckReasonRow(*values)
 
 
 def _chunks(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
