@@ -227,3 +227,43 @@ def test_export_input_errors(pack, tmp_path):
     with pytest.raises(InputError):
         export.write_export(ctx, tmp_path / "x.zip", ledger_excerpt=["nope"], pdf=pdf)
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_long_tables_stream_from_files_and_verify(pack, tmp_path):
+    """The store path hands the long tables over as files: they are zipped first (by a thread,
+    while the PDF renders), hashed on the way, and the pack is the same pack: it verifies, every
+    member reads back CRC-checked, the other members follow by name, and the same inputs give
+    the same bytes."""
+    ctx, ledger, pdf, _, _, extra = pack
+    tables = c.context_tables(ctx)
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    full = {}
+    for name in ("appendix_evidence", "fidelity_checks", "check_reasons"):
+        cols, rows = tables[name]
+        path = folder / f"{name}.csv"
+        path.write_bytes(export.table_csv(cols, rows))
+        full[f"tables/{name}.csv"] = path
+
+    def build():
+        return export.build_export(ctx, ledger_excerpt=ledger, ledger_start=_ledger()[0], extra_tables=extra,
+                                   pdf=pdf, full_tables=full)
+
+    data, manifest = build()
+    assert build()[0] == data
+    out = tmp_path / "streamed.zip"
+    out.write_bytes(data)
+    with zipfile.ZipFile(out) as z:
+        assert z.testzip() is None
+        names = z.namelist()
+        assert names[:3] == sorted(full) and names[3:] == sorted(names[3:]) and export.MANIFEST_NAME in names[3:]
+        for name, path in full.items():
+            assert z.read(name) == path.read_bytes()
+            assert manifest["files"][name] == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                               "bytes": path.stat().st_size}
+        assert {n: hashlib.sha256(z.read(n)).hexdigest() for n in names} == export.member_hashes(manifest)
+    verify_pack.verify_pack(out).raise_for_failure()
+    # a file that cannot be read fails the build in the caller's thread, with the file named
+    full["tables/check_reasons.csv"] = tmp_path / "missing.csv"
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        build()
