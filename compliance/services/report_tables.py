@@ -285,8 +285,10 @@ def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> t
     return out, int(len(last))
 
 
+# JSON columns as their stored text (``cast`` is a no-op on SQLite): only a non-empty document is
+# decoded, in Python, instead of every one by the driver (PostgreSQL) or the ORM
 _FULL_COLS = (Check.id, Check.artifact_id, Check.model_id, Check.version_id, Check.finished_at, Check.status,
-              Check.metrics, Check.reasons, Check.explained_variance)
+              cast(Check.metrics, Text), cast(Check.reasons, Text), Check.explained_variance)
 
 
 def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> list:
@@ -423,7 +425,7 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     where = (Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
              Check.model_id.in_(scope), Check.status.in_(("warn", "fail", "error")))
     cols = (Check.id, Check.kind, Check.model_id, Check.version_id, Check.artifact_id,
-            Check.other_artifact_id, Check.finished_at, Check.status, Check.reasons)
+            Check.other_artifact_id, Check.finished_at, Check.status, cast(Check.reasons, Text))
 
     def add(row) -> None:  # a row as SQLAlchemy or the driver returns it (reasons: a list or its JSON text)
         cid, kind, mid, vid, aid, oid, fin, status, reasons = row
@@ -505,7 +507,7 @@ def _raw_day(v: Any) -> str | None:
         return None
     if isinstance(v, str):
         return v[:10]
-    return _d(v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc))
+    return v.date().isoformat() if v.tzinfo is None else _d(v)  # naive: UTC by the store's convention
 
 
 def first_inserts(session: Session, as_of: datetime, entity_type: str) -> tuple[np.ndarray, np.ndarray]:
@@ -538,7 +540,7 @@ def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, lab
     if all_of_them:
         led_ids, led_seqs = first_inserts(session, as_of, "check_run")
     cols = [Check.id, Check.kind, Check.artifact_id, Check.model_id, Check.version_id, Check.status,
-            Check.finished_at, Check.input_hashes]
+            Check.finished_at, cast(Check.input_hashes, Text)]
 
     def emit(batch):
         if all_of_them:
@@ -555,11 +557,11 @@ def check_evidence(session: Session, *, as_of: datetime, relied: np.ndarray, lab
             got = cited_entries(session, as_of, [("check_run", str(r[0])) for r in batch])
             cites = [got.get(("check_run", str(r[0]))) for r in batch]
         for (cid, kind, aid, mid, vid, status, fin, hs), cite in zip(batch, cites):
-            if isinstance(hs, str):  # SQLite: the stored text (many checks share their input hashes' document)
+            if isinstance(hs, str):  # the stored text (many checks share their input hashes' document)
                 digest = hashed.get(hs)
                 if digest is None:
                     digest = hashed[hs] = sha256_bytes(_canon(json.loads(hs) or {}).encode())
-            else:  # PostgreSQL: the driver's parsed document
+            else:  # NULL
                 digest = sha256_bytes(_canon(hs or {}).encode())
             seq, h = cite if cite is not None else (None, "")
             yield ["check", f"check {cid} ({kind})",
