@@ -113,7 +113,22 @@ class PageTable:
         if self._w is not None:
             self._write(values)
 
+    def add_many(self, batch: list[list], make: Callable[[list], Any]) -> None:
+        """``add_values`` for each of ``batch`` (written in one call)."""
+        room = self.limit - len(self.rows)
+        if room > 0:
+            self.rows.extend(make(v) for v in batch[:room])
+        self.total += len(batch)
+        if self._w is not None and batch:
+            for values in batch:
+                self._convert_cells(values)
+            self._w.writerows(batch)
+
     def _write(self, values: list) -> None:
+        self._convert_cells(values)
+        self._w.writerow(values)
+
+    def _convert_cells(self, values: list) -> None:
         # the csv module writes None as '' and numbers and strings as str() (a float's str is
         # its repr): only the columns that may hold a bool, a list or a mapping need csv_value
         # (None needs nothing; a list is what _cell joins, as csv_value writes that text)
@@ -125,7 +140,6 @@ class PageTable:
                 values[i] = ";".join(["" if x is None else str(x) for x in v]) if v else ""
             else:
                 values[i] = csv_value(_cell(v))
-        self._w.writerow(values)
 
     @property
     def page_full(self) -> bool:

@@ -229,10 +229,10 @@ def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, his
         where = (Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at >= hist_start,
                  Check.finished_at < qend)
         make = _make_fidelity_row
-        for is_down, values in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
-            if is_down:  # a copy: a table turns its own list's cells into CSV text
-                down_t.add_values(list(values), make)
-            rows_t.add_values(values, make)
+        for flags, batch in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
+            # copies: a table turns its own lists' cells into CSV text
+            down_t.add_many([list(v) for v, d in zip(batch, flags) if d], make)
+            rows_t.add_many(batch, make)
     else:  # only the rows a page shows
         head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
         shown, shown_down = set(head.tolist()), set(head_down.tolist())
@@ -303,16 +303,16 @@ def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any
     if isinstance(reasons, str):
         reasons = json.loads(reasons) if reasons != "[]" else None
     art = artifacts.get(aid)
+    kind = art.kind if art is not None else ""
+    # only a probe's target can be a protected attribute: ``protected`` is asked about probes only
+    prot = protected(art, metrics or {}) if kind == "probe" else None
     if metrics:
         g = metrics.get
-        nums = [_f(g(k)) for k in _ROW_METRICS]
-        prot = protected(art, metrics)
+        mse, cossim, l0, dead, flip, dense, kl, lrec, auc, gap = [_f(g(k)) for k in _ROW_METRICS]
     else:
-        nums = [None] * len(_ROW_METRICS)
-        prot = protected(art, {})
-    mse, cossim, l0, dead, flip, dense, kl, lrec, auc, gap = nums
-    return [str(cid), aid, art.kind if art is not None else "", mid, label.get(vid, "?"), _raw_day(fin), _f(ev),
-            mse, cossim, l0, dead, flip, status, dense, kl, lrec, auc, prot, gap,
+        mse = cossim = l0 = dead = flip = dense = kl = lrec = auc = gap = None
+    return [str(cid), aid, kind, mid, label.get(vid, "?"), fin[:10] if fin.__class__ is str else _raw_day(fin),
+            _f(ev), mse, cossim, l0, dead, flip, status, dense, kl, lrec, auc, prot, gap,
             [str(x) for x in reasons] if reasons else []]
 
 
@@ -344,9 +344,9 @@ def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: di
 
 def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, where: tuple, label: dict,
                        artifacts: dict, protected: Callable[[Any, dict], bool | None],
-                       per_query: int = 200) -> Iterator[tuple[bool, list]]:
-    """Every row of ``lean`` in display order (``order``: its permutation), as (downstream flag,
-    the row's field values): the artifacts are taken in display order ``per_query`` at a time,
+                       per_query: int = 200) -> Iterator[tuple[list[bool], list[list]]]:
+    """Every row of ``lean`` in display order (``order``: its permutation), as batches of
+    (downstream flags, the rows' field values): the artifacts are taken in display order ``per_query`` at a time,
     their checks read by artifact (the covering index) on the driver's cursor and put in order
     here, so no row is looked up by id and no value goes through the ORM's type processing."""
     from compliance.services.analysis import raw_batches
@@ -367,11 +367,9 @@ def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, wh
                     pos = want.get(row[0])
                     if pos is not None:
                         got[pos - lo] = row
-        for pos in range(lo, hi):
-            row = got[pos - lo]
-            if row is None:  # cannot happen: the lean rows come from the same store as of the same time
-                raise RuntimeError(f"fidelity check {int(ids[pos])} vanished while the report was built")
-            yield bool(down[pos]), _fidelity_values(row, label, artifacts, protected)
+        if None in got:  # cannot happen: the lean rows come from the same store as of the same time
+            raise RuntimeError(f"fidelity check {int(ids[lo + got.index(None)])} vanished while the report was built")
+        yield down[lo:hi].tolist(), [_fidelity_values(row, label, artifacts, protected) for row in got]
 
 
 class Keep:
