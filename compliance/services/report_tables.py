@@ -293,17 +293,24 @@ _FULL_COLS = (Check.id, Check.artifact_id, Check.model_id, Check.version_id, Che
 
 def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> list:
     """One printed fidelity row as its field values (``C.FidelityRow``'s order), from a row of
-    ``_FULL_COLS`` as SQLAlchemy or the driver returns it (metrics and reasons as documents or as
-    their stored JSON text; the time as a datetime or the stored text). The explained variance is
-    the check's column — the figure the analysis and the chart use (every writer fills it from
-    the metrics)."""
+    ``_FULL_COLS`` as SQLAlchemy or the driver returns it (metrics and reasons as their stored
+    JSON text; the time as a datetime or the stored text). The explained variance is the check's
+    column — the figure the analysis and the chart use (every writer fills it from the metrics)."""
     cid, aid, mid, vid, fin, status, metrics, reasons, ev = row
+    art = artifacts.get(aid)
+    kind = art.kind if art is not None else ""
+    head = [str(cid), aid, kind, mid, label.get(vid, "?"), fin[:10] if fin.__class__ is str else _raw_day(fin), _f(ev)]
+    return _with_metrics(head, status, metrics, reasons, art, kind, protected)
+
+
+def _with_metrics(head: list, status: str, metrics: Any, reasons: Any, art: Any, kind: str,
+                  protected: Callable[[Any, dict], bool | None]) -> list:
+    """A fidelity row's values: ``head`` (id, artifact, kind, model, version, date, explained
+    variance) and the cells read from its metrics and reasons (documents or their JSON text)."""
     if isinstance(metrics, str):
         metrics = json.loads(metrics) if metrics != "{}" else None
     if isinstance(reasons, str):
         reasons = json.loads(reasons) if reasons != "[]" else None
-    art = artifacts.get(aid)
-    kind = art.kind if art is not None else ""
     # only a probe's target can be a protected attribute: ``protected`` is asked about probes only
     prot = protected(art, metrics or {}) if kind == "probe" else None
     if metrics:
@@ -311,9 +318,9 @@ def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any
         mse, cossim, l0, dead, flip, dense, kl, lrec, auc, gap = [_f(g(k)) for k in _ROW_METRICS]
     else:
         mse = cossim = l0 = dead = flip = dense = kl = lrec = auc = gap = None
-    return [str(cid), aid, kind, mid, label.get(vid, "?"), fin[:10] if fin.__class__ is str else _raw_day(fin),
-            _f(ev), mse, cossim, l0, dead, flip, status, dense, kl, lrec, auc, prot, gap,
-            [str(x) for x in reasons] if reasons else []]
+    head += [mse, cossim, l0, dead, flip, status, dense, kl, lrec, auc, prot, gap,
+             [str(x) for x in reasons] if reasons else []]
+    return head
 
 
 _ROW_METRICS = ("mse", "cossim", "l0", "dead_fraction", "decision_flip_rate", "dense_fraction", "kl",
@@ -346,30 +353,49 @@ def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, wh
                        artifacts: dict, protected: Callable[[Any, dict], bool | None],
                        per_query: int = 200) -> Iterator[tuple[list[bool], list[list]]]:
     """Every row of ``lean`` in display order (``order``: its permutation), as batches of
-    (downstream flags, the rows' field values): the artifacts are taken in display order ``per_query`` at a time,
-    their checks read by artifact (the covering index) on the driver's cursor and put in order
-    here, so no row is looked up by id and no value goes through the ORM's type processing."""
+    (downstream flags, the rows' field values). Every cell but those read from a check's metrics
+    and reasons comes from the lean rows (the same checks, as of the same time); the metrics and
+    reasons are read by artifact (the covering index finds the checks), ``per_query`` artifacts
+    in display order at a time, on the driver's cursor, and put in order here (no row is looked
+    up by id)."""
     from compliance.services.analysis import raw_batches
 
     aid, mid = lean.aid[order], lean.mid[order]
     ids, down = lean.id[order], lean.down[order] == 1
+    arts = [artifacts.get(a) for a in lean.aids]
+    names = np.array(lean.aids, dtype=object)
+    kinds = np.array([a.kind if a is not None else "" for a in arts], dtype=object)
+    art_of = np.empty(len(arts), dtype=object)
+    art_of[:] = arts
+    mids, statuses = np.array(lean.mids, dtype=object), np.array(lean.statuses, dtype=object)
+    vids, st, ev = lean.vid[order], lean.status[order], lean.ev[order]
+    dates = np.datetime_as_string((lean.fin[order] // 86_400_000_000_000).astype("datetime64[D]"), unit="D")
     starts = np.flatnonzero(np.r_[True, (aid[1:] != aid[:-1]) | (mid[1:] != mid[:-1])]) if len(aid) else np.empty(0, int)
     bounds = np.r_[starts, len(aid)]
+    cols = (Check.id, cast(Check.metrics, Text), cast(Check.reasons, Text))
     for g in range(0, len(starts), per_query):
         lo, hi = int(bounds[g]), int(bounds[min(g + per_query, len(starts))])
-        want = dict(zip(ids[lo:hi].tolist(), range(lo, hi)))  # id -> display position
-        names = sorted({lean.aids[a] for a in set(aid[lo:hi].tolist())})
+        want = dict(zip(ids[lo:hi].tolist(), range(hi - lo)))  # id -> position in the batch
+        arts_here = sorted({lean.aids[a] for a in set(aid[lo:hi].tolist())})
         got: list = [None] * (hi - lo)
-        for k in range(0, len(names), IN_CHUNK):
-            stmt = select(*_FULL_COLS).where(*where, Check.artifact_id.in_(names[k:k + IN_CHUNK]))
+        for k in range(0, len(arts_here), IN_CHUNK):
+            stmt = select(*cols).where(*where, Check.artifact_id.in_(arts_here[k:k + IN_CHUNK]))
             for rows in raw_batches(session, stmt):
                 for row in rows:
                     pos = want.get(row[0])
                     if pos is not None:
-                        got[pos - lo] = row
+                        got[pos] = row
         if None in got:  # cannot happen: the lean rows come from the same store as of the same time
             raise RuntimeError(f"fidelity check {int(ids[lo + got.index(None)])} vanished while the report was built")
-        yield down[lo:hi].tolist(), [_fidelity_values(row, label, artifacts, protected) for row in got]
+        a = aid[lo:hi]
+        e = ev[lo:hi]
+        evs = [x if ok else None for x, ok in zip(e.tolist(), np.isfinite(e).tolist())]
+        heads = zip(ids[lo:hi].astype(str).tolist(), names[a].tolist(), kinds[a].tolist(), mids[mid[lo:hi]].tolist(),
+                    [label.get(v, "?") for v in vids[lo:hi].tolist()], dates[lo:hi].tolist(), evs)
+        batch = [_with_metrics(list(h), status, row[1], row[2], art, kind, protected)
+                 for h, status, row, art, kind in zip(heads, statuses[st[lo:hi]].tolist(), got,
+                                                       art_of[a].tolist(), kinds[a].tolist())]
+        yield down[lo:hi].tolist(), batch
 
 
 class Keep:
