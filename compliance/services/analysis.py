@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from compliance.analysis.frames import AnalysisInput
 from compliance.analysis.quality import attach, findings_of, screen
+from compliance.runtime import without_gc_passes
 from compliance.services.policy import policy_at, screened_policy_at
 from compliance.store.models import (
     Acceptance,
@@ -238,6 +239,7 @@ def open_occurrences_at(session: Session, as_of: datetime) -> list[dict]:
              "severity": sev.get(o["code"], "")} for o in fm_occurrences(session, as_of) if o["status"] == "open"]
 
 
+@without_gc_passes
 def analyse(session: Session, quarter: str, as_of: datetime, *, inp: AnalysisInput | None = None) -> dict:
     """Coverage, debt (incurred and outstanding), verdicts, staleness, timeline and trend of a
     quarter as of a time (JSON-safe dict). ``inp``: the input already loaded as of the same time

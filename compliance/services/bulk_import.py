@@ -13,7 +13,6 @@ clock. Everything stays in the caller's one transaction: any error rolls all of 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import stat
@@ -78,19 +77,6 @@ class Preloaded(Lookup):
         if d is None:
             d = self._dirs[p.parent] = str(p.parent.resolve())
         return os.path.join(d, p.name)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a bulk import builds its many short-lived rows (it
-    makes no cycles worth collecting; collector passes cost ~10 % of the import), back on after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 @contextmanager

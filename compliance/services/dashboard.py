@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy.orm import Session
 
 from compliance.analysis.calendar import parse_quarter, quarter_of
+from compliance.runtime import without_gc_passes
 from compliance.services.analysis import analyse
 from compliance.services.due import due_pairs
 from compliance.services.governance import list_failure_modes, list_findings
@@ -20,6 +21,7 @@ def resolve_quarter_as_of(quarter: str | None, as_of: datetime | None) -> tuple[
     return q, as_of
 
 
+@without_gc_passes
 def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime | None = None,
               analysis: dict | None = None) -> dict:
     """``analysis``: ``analyse(session, quarter, as_of)`` already computed for the same quarter and as-of

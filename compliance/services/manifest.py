@@ -80,7 +80,8 @@ def import_manifest(session: Session, path: str | Path, *, bulk: bool = True) ->
     entries, written in batches); ``bulk=False``: the row-by-row path, one service call per entry."""
     if not bulk:
         return _import(session, path, bulk=False)
-    from compliance.services.bulk_import import gc_paused, page_cache
+    from compliance.runtime import gc_paused
+    from compliance.services.bulk_import import page_cache
 
     with gc_paused(), page_cache(session):
         return _import(session, path, bulk=True)

@@ -31,6 +31,7 @@ from compliance.hashing import canonical_json as _canon
 from compliance.hashing import sha256_bytes
 from compliance.report import context as C
 from compliance.report.tables import FullTables
+from compliance.runtime import without_gc_passes
 from compliance.services import report_tables as RT
 from compliance.services.report_tables import _d, _f
 from compliance.services.analysis import analyse, fm_occurrences, load_input
@@ -75,6 +76,7 @@ def build_context(session: Session, quarter: str, as_of: datetime, *, model_id: 
     return build_context_json(session, quarter, as_of, model_id=model_id, organisation=organisation)[0]
 
 
+@without_gc_passes
 def build_context_json(session: Session, quarter: str, as_of: datetime, *, model_id: str | None = None,
                        organisation: str | None = None, full: FullTables | None = None
                        ) -> tuple[C.ReportContext, bytes]:
@@ -857,6 +859,7 @@ def publish_on_commit(session: Session, path: Path, data: bytes) -> None:
     event.listen(session, "after_rollback", lambda _s: discard(tmp), once=True)
 
 
+@without_gc_passes
 def render_report(session: Session, quarter: str, as_of: datetime, out: Path, *, model_id: str | None = None,
                   fmt: str = "pdf", organisation: str | None = None,
                   progress: Callable[[str, float], None] | None = None,
@@ -911,6 +914,7 @@ PACK_OUTPUT_PREFIX = "pack:"
 PADES_OUTPUT_PREFIX = "pades:"
 
 
+@without_gc_passes
 def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, organisation: str | None = None,
                 progress: Callable[[str, float], None] | None = None) -> dict:
     """Build the regulator zip, record the run (with the SHA-256 of every file of the pack), and
