@@ -423,19 +423,20 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
     check_rows = RT.check_evidence(session, as_of=as_of, relied=relied[:need], label=label,
                                    marks={i: mark("check_run", i) for i in marked}, all_of_them=every)
     cited_seqs = full.cited_seqs
-    for r in before_checks:
-        evidence_t.add(r)
-        if r.ledger_seq is not None and r.ledger_seq < from_seq:
-            cited_seqs.add(r.ledger_seq)
-    for values in check_rows:  # field values: a row object only for the rows the page keeps
-        seq = values[4]
-        evidence_t.add_values(values, _evidence_row)
+
+    def cite(seq: int | None) -> None:  # the export carries the cited entries older than its excerpt
         if seq is not None and seq < from_seq:
             cited_seqs.add(seq)
+
+    for r in before_checks:
+        evidence_t.add(r)
+        cite(r.ledger_seq)
+    for values in check_rows:  # field values: a row object only for the rows the page keeps
+        cite(values[4])
+        evidence_t.add_values(values, _evidence_row)
     for r, _ in others[len(before_checks):]:
         evidence_t.add(r)
-        if r.ledger_seq is not None and r.ledger_seq < from_seq:
-            cited_seqs.add(r.ledger_seq)
+        cite(r.ledger_seq)
     evidence_t.total = len(others) + len(relied)
     dq_rows = [C.DataQualityRow(record=f["record"], problem=f["problem"],
                                 handling=f["handling"] + (f" (+{f['dependents']} dependent records)" if f["dependents"] else ""))
