@@ -18,7 +18,7 @@ import operator
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from compliance.report.context import PAGE_ROWS, FidelityRow, FidelitySeries, _cell
 
@@ -81,6 +81,7 @@ class PageTable:
     every row written to ``path`` (a CSV) when one is given."""
 
     def __init__(self, row_type: type, path: Optional[Path] = None, limit: int = PAGE_ROWS):
+        self.row_type = row_type
         self.columns = [f.name for f in dataclasses.fields(row_type)]
         self.rows: list = []
         self.total = 0
@@ -101,32 +102,26 @@ class PageTable:
             self.rows.append(row)
         self.total += 1
         if self._w is not None:
-            self._write(list(self._get(row)))
+            values = list(self._get(row))
+            self._convert_cells(values)
+            self._w.writerow(values)
 
-    def add_values(self, values: list, make: Callable[[list], Any]) -> None:
-        """Add a row given as its field values in field order (a fresh list, changed here):
-        ``make(values)`` builds the row object only when the page keeps it — the CSV needs
-        none (millions of rows stream through an export)."""
-        if len(self.rows) < self.limit:
-            self.rows.append(make(values))
-        self.total += 1
-        if self._w is not None:
-            self._write(values)
+    def add_values(self, values: list) -> None:
+        """Add a row given as its field values in field order (a fresh list, changed here): the
+        row object is built only when the page keeps it — the CSV needs none (millions of rows
+        stream through an export)."""
+        self.add_many([values])
 
-    def add_many(self, batch: list[list], make: Callable[[list], Any]) -> None:
+    def add_many(self, batch: list[list]) -> None:
         """``add_values`` for each of ``batch`` (written in one call)."""
         room = self.limit - len(self.rows)
         if room > 0:
-            self.rows.extend(make(v) for v in batch[:room])
+            self.rows.extend(self.row_type(*v) for v in batch[:room])
         self.total += len(batch)
         if self._w is not None and batch:
             for values in batch:
                 self._convert_cells(values)
             self._w.writerows(batch)
-
-    def _write(self, values: list) -> None:
-        self._convert_cells(values)
-        self._w.writerow(values)
 
     def _convert_cells(self, values: list) -> None:
         # the csv module writes None as '' and numbers and strings as str() (a float's str is

@@ -433,7 +433,7 @@ def _build_context_json(session: Session, quarter: str, as_of: datetime, *, mode
         cite(r.ledger_seq)
     for values in check_rows:  # field values: a row object only for the rows the page keeps
         cite(values[4])
-        evidence_t.add_values(values, _evidence_row)
+        evidence_t.add_values(values)
     for r, _ in others[len(before_checks):]:
         evidence_t.add(r)
         cite(r.ledger_seq)
@@ -633,10 +633,6 @@ def _window(ds) -> str:
     if ds is None or (ds.window_start is None and ds.window_end is None):
         return ""
     return f"{_d(ds.window_start) or '…'} to {_d(ds.window_end) or '…'}"
-
-
-def _evidence_row(values: list) -> C.EvidenceRow:
-    return C.EvidenceRow(*values)
 
 
 def _protected(artifact, metrics: dict, protected_cols: dict[str, set[str]]) -> bool | None:

@@ -228,11 +228,10 @@ def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, his
     if full.folder is not None:  # every row, in display order, to the CSVs
         where = (Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at >= hist_start,
                  Check.finished_at < qend)
-        make = _make_fidelity_row
         for flags, batch in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
             # copies: a table turns its own lists' cells into CSV text
-            down_t.add_many([list(v) for v, d in zip(batch, flags) if d], make)
-            rows_t.add_many(batch, make)
+            down_t.add_many([list(v) for v, d in zip(batch, flags) if d])
+            rows_t.add_many(batch)
     else:  # only the rows a page shows
         head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
         shown, shown_down = set(head.tolist()), set(head_down.tolist())
@@ -299,7 +298,7 @@ def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any
     cid, aid, mid, vid, fin, status, metrics, reasons, ev = row
     art = artifacts.get(aid)
     kind = art.kind if art is not None else ""
-    head = [str(cid), aid, kind, mid, label.get(vid, "?"), fin[:10] if fin.__class__ is str else _raw_day(fin), _f(ev)]
+    head = [str(cid), aid, kind, mid, label.get(vid, "?"), _raw_day(fin), _f(ev)]
     return _with_metrics(head, status, metrics, reasons, art, kind, protected)
 
 
@@ -325,10 +324,6 @@ def _with_metrics(head: list, status: str, metrics: Any, reasons: Any, art: Any,
 
 _ROW_METRICS = ("mse", "cossim", "l0", "dead_fraction", "decision_flip_rate", "dense_fraction", "kl",
                 "loss_recovered", "auc", "baseline_gap")
-
-
-def _make_fidelity_row(values: list) -> C.FidelityRow:
-    return C.FidelityRow(*values)
 
 
 def _fidelity_row(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> C.FidelityRow:
@@ -457,7 +452,7 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
             reasons = json.loads(reasons) if reasons != "[]" else None
         head = [str(cid), kind, mid, label.get(vid, "—"), aid, _raw_day(fin), status]
         for r in (reasons or ["(no reason recorded)"]):
-            t.add_values(head + [str(r)], _make_reason_row)
+            t.add_values(head + [str(r)])
 
     if full.folder is not None:
         for rows in raw_batches(session, select(*cols).where(*where).order_by(Check.finished_at, Check.id), BATCH):
@@ -488,10 +483,6 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     if rest:
         t.skip(rest)
     return t
-
-
-def _make_reason_row(values: list) -> C.CheckReasonRow:
-    return C.CheckReasonRow(*values)
 
 
 def _chunks(ids: np.ndarray, size: int) -> Iterator[np.ndarray]:
