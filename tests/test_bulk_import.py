@@ -281,3 +281,78 @@ def test_weights_that_are_not_plain_files_take_the_service_path(twins, tmp_path:
     import hashlib
 
     assert got[3] == (str(target.resolve()), hashlib.sha256(b"real weights").hexdigest())
+
+
+def test_versions_written_in_several_batches_are_the_row_by_row_ones(twins, tmp_path: Path, monkeypatch):
+    """Versions are hashed and written a batch at a time (on PostgreSQL the server takes in one
+    batch while the next is hashed, ledger.background_writes): many small batches, with parents
+    across batch boundaries, still give the row-by-row path's ledger and rows."""
+    from compliance.services import bulk_import
+
+    monkeypatch.setattr(bulk_import, "WRITE_BATCH", 7)
+    bulk_url, row_url = twins
+    m = estate(tmp_path / "estate")
+    assert run_import(bulk_url, m, bulk=True) == run_import(row_url, m, bulk=False)
+    assert ledger(bulk_url) == ledger(row_url)
+    assert rows(bulk_url) == rows(row_url)
+    with session_scope(bulk_url, readonly=True) as s:
+        assert verify(s).ok
+
+
+def test_a_weights_file_that_goes_away_mid_import_leaves_the_store_unchanged(db_url, tmp_path: Path, monkeypatch):
+    """A weights file checked as a plain file and then removed before its batch is hashed: the
+    import stops with a one-line error naming the entry, and nothing of it is kept (including
+    the batches already handed to the server)."""
+    from compliance.services import bulk_import
+    from tests.test_registry import snapshot
+
+    monkeypatch.setattr(bulk_import, "WRITE_BATCH", 50)
+    m = estate(tmp_path / "estate")
+    doc = yaml.safe_load(m.read_text())
+    victim = m.parent / doc["versions"][120]["weights"]
+    checked = bulk_import.version_rows
+
+    def then_remove(*args, **kwargs):
+        out = checked(*args, **kwargs)
+        victim.unlink()  # after the check, before its batch (the third) is hashed
+        return out
+
+    monkeypatch.setattr(bulk_import, "version_rows", then_remove)
+    before = snapshot(db_url)
+    with pytest.raises(ComplianceError, match=r"versions\[120\].*changed or went away during the import"):
+        run_import(db_url, m, bulk=True)
+    assert snapshot(db_url) == before
+
+
+@pytest.mark.skipif(PG_BASE == "off", reason="PostgreSQL switched off by COMPLIANCE_TEST_PG=off")
+@pytest.mark.parametrize("then", ["next statement", "end of block"])
+def test_a_copy_that_fails_on_the_writer_thread_raises_in_the_caller_and_rolls_back(tmp_path: Path, then: str):
+    """ledger.background_writes: the server refuses a batch (a duplicate key) while the caller
+    goes on; the error reaches the caller at its next statement (or at the end of the block), once,
+    and the transaction rolls
+    back as if the COPY had run in the caller's thread: the one-line refusal a user sees."""
+    from compliance.store.ledger import background_writes, insert_rows
+    from compliance.store.models import Model
+    from tests.test_registry import snapshot
+
+    name = f"ct_{uuid.uuid4().hex[:12]}"
+    with _admin_engine().connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_BASE.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate.upgrade(url, clock=lambda: T0)
+        before = snapshot(url)
+        row = ["m1", "M", "use", "o", 1, [], None, T1, "t"]
+        with pytest.raises(ComplianceError, match='the store refused the write: duplicate key .*"pk_model"'):
+            with session_scope(url) as s, background_writes(s):
+                insert_rows(s, Model.__table__, [row])
+                insert_rows(s, Model.__table__, [row])  # refused by the server, on the writer thread
+                insert_rows(s, Model.__table__, [["m2", *row[1:]]])  # not run: the transaction is aborted
+                if then == "next statement":
+                    s.execute(text("SELECT 1"))  # waits for the writer, and raises its error here
+        assert snapshot(url) == before
+    finally:
+        make_engine(url).dispose()
+        make_engine.cache_clear()
+        with _admin_engine().connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

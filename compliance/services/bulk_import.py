@@ -26,13 +26,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from compliance.errors import ComplianceError, Conflict, NotFound
+from compliance.errors import ComplianceError, Conflict, InputError, NotFound
 from compliance.services.registry import Lookup, new_model_row, new_version_row
 from compliance.store.door import check_time
 from compliance.store.ledger import record_rows, reserve_ids
 from compliance.store.models import DeploymentEvent, Model, ModelVersion
 
 CHUNK = 500  # keys per IN (...) look-up
+WRITE_BATCH = 2_000  # version rows hashed and written at a time
 
 
 def _chunks(items: list, n: int = CHUNK) -> Iterable[list]:
@@ -141,7 +142,17 @@ def write_versions(session: Session, lookup: Preloaded, rows: list[dict[str, Any
         lookup.versions[key] = vid
         if row["parent_id"] is not None and row["parent_id"] < 0:
             row["parent_id"] = placeholder[row["parent_id"]]
-    record_rows(session, ModelVersion, rows, where=where)
+    # A batch at a time: on PostgreSQL (ledger.background_writes) the server takes in one batch
+    # while the next one's weights files are hashed.
+    for start in range(0, len(rows), WRITE_BATCH):
+        batch = rows[start:start + WRITE_BATCH]
+        for k, row in enumerate(batch):
+            if row["weights_sha256"] is None:
+                row["weights_sha256"] = _sha256_plain(row["weights_path"])
+                if row["weights_sha256"] is None:
+                    raise InputError(f"{where(start + k)}: weights file {row['weights_path']} changed or went away "
+                                     "during the import; nothing was imported")
+        record_rows(session, ModelVersion, batch, where=lambda k, start=start: where(start + k))
     return len(rows)
 
 
@@ -149,7 +160,8 @@ def version_rows(lookup: Preloaded, entries: list[dict[str, Any]], rel: Callable
                  ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]] | None:
     """The rows :func:`add_versions` builds from the manifest's ``versions`` section, computed
     without per-entry service calls: parsed times and windows memoised by their text, each
-    weights folder resolved once, each weights file opened once (no symlink followed) and hashed.
+    weights folder resolved once, each weights file checked to be a regular file (no symlink
+    followed; :func:`write_versions` hashes it when its batch is written).
     Nothing is written and ``lookup`` is unchanged unless every entry passes; None as soon as
     one entry is anything but plain (not text, a symlink, a missing file, any check failing):
     the caller then runs :func:`add_versions`, which gives the exact error (or result) in the
@@ -197,8 +209,8 @@ def version_rows(lookup: Preloaded, entries: list[dict[str, Any]], rel: Callable
             p = rel(weights)
             real = str(p.parent.resolve()) if p.name == name else None
             real = dirs[folder] = real if real is None or real.endswith("/") else real + "/"
-        digest = _sha256_plain(real + name) if real else None
-        if digest is None:  # not a plain regular file (a symlink, say): as registry.new_version_row does it
+        digest = None  # a plain file is hashed when its batch is written (write_versions)
+        if not (real and _is_plain(real + name)):  # not a plain regular file (a symlink, say): as registry.new_version_row does it
             p = rel(weights)
             try:
                 if not p.is_file():
@@ -218,6 +230,14 @@ def version_rows(lookup: Preloaded, entries: list[dict[str, Any]], rel: Callable
 
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _is_plain(path: str) -> bool:
+    """A regular file, reached without following a symlink at its last step."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _sha256_plain(path: str) -> str | None:

@@ -82,8 +82,9 @@ def import_manifest(session: Session, path: str | Path, *, bulk: bool = True) ->
         return _import(session, path, bulk=False)
     from compliance.runtime import gc_paused
     from compliance.services.bulk_import import page_cache
+    from compliance.store.ledger import background_writes
 
-    with gc_paused(), page_cache(session):
+    with gc_paused(), page_cache(session), background_writes(session):
         return _import(session, path, bulk=True)
 
 
