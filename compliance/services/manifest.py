@@ -156,12 +156,16 @@ def _bulk_sections(session: Session, doc: dict, counts: dict[str, int], deployme
                    version_args) -> None:
     """Models, versions and deployments through :mod:`compliance.services.bulk_import`."""
     from compliance.services import bulk_import
-    from compliance.store.ledger import locked_head
+    from compliance.store.ledger import locked_head, reserve_ids
+    from compliance.store.models import DeploymentEvent
 
     locked_head(session)  # read what exists under the append lock: no other writer can add to it meanwhile
     lookup = bulk_import.Preloaded(session, [str(e["id"]) for e in doc["models"]]
                                    + [str(e["model"]) for e in doc["versions"] + doc["deployments"]])
     models = [_named(label, "models", i, lambda e=e: model_args(e)) for i, e in enumerate(doc["models"])]
+    # the deployments' keys before any batch is written: on PostgreSQL the versions' batches are
+    # then still going in while the deployments are checked (ledger.background_writes)
+    deployment_ids = reserve_ids(session, DeploymentEvent, len(deployments))
     counts["models"] = bulk_import.add_models(session, lookup, models, lambda i: label("models", i))
     fast = bulk_import.version_rows(lookup, doc["versions"], rel)
     if fast is not None:
@@ -171,7 +175,8 @@ def _bulk_sections(session: Session, doc: dict, counts: dict[str, int], deployme
         counts["versions"] = bulk_import.add_versions(session, lookup, versions, lambda i: label("versions", i))
     events = [(i, str(e["model"]), str(e["version"]), e["action"], parse_datetime(e["at"], what="at"))
               for i, e in deployments]
-    counts["deployments"] = bulk_import.add_deployments(session, lookup, events, lambda i: label("deployments", i))
+    counts["deployments"] = bulk_import.add_deployments(session, lookup, events, lambda i: label("deployments", i),
+                                                        deployment_ids)
 
 
 def _plan(session: Session, e: dict, rel, name: str) -> None:
