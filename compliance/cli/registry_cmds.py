@@ -331,6 +331,8 @@ def import_cmd(ctx: typer.Context, manifest: Annotated[Path, typer.Argument(
 
     Models, versions and deployments are validated a section at a time and written in batches
     (docs/operations.md, "Import at estate scale"); any bad entry aborts the whole import.
+    For tens of thousands of records write the manifest as JSON (same document, parsed ~10x
+    faster than YAML).
 
     Example: compliance import sample_data/generated/manifest.yaml
     """
