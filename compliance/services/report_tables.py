@@ -225,22 +225,21 @@ def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, his
     order = np.lexsort((lean.id, day, lean.aid, lean.mid))
     disp_ids = lean.id[order]
     down = lean.down[order] == 1
+    cells = _LeanCells(lean, order, label, artifacts, protected)
     if full.folder is not None:  # every row, in display order, to the CSVs
         where = (Check.kind == "fidelity", Check.recorded_at <= as_of, Check.finished_at >= hist_start,
                  Check.finished_at < qend)
-        for flags, batch in _fidelity_rows_all(session, lean, order, where, label, artifacts, protected):
+        for flags, batch in _fidelity_rows_all(session, cells, where):
             # copies: a table turns its own lists' cells into CSV text
             down_t.add_many([list(v) for v, d in zip(batch, flags) if d])
             rows_t.add_many(batch)
     else:  # only the rows a page shows
-        head, head_down = disp_ids[:rows_t.limit], disp_ids[down][:down_t.limit]
-        shown, shown_down = set(head.tolist()), set(head_down.tolist())
-        want = disp_ids[np.union1d(np.arange(len(head)), np.flatnonzero(down)[:down_t.limit])]  # display order
-        for r in _fidelity_rows(session, want, label, artifacts, protected):
-            if int(r.check_id) in shown:
-                rows_t.add(r)
-            if int(r.check_id) in shown_down:
-                down_t.add(r)
+        head = np.arange(min(len(disp_ids), rows_t.limit))
+        head_down = np.flatnonzero(down)[:down_t.limit]
+        want = np.union1d(head, head_down)  # positions in display order
+        values = dict(zip(want.tolist(), _fidelity_rows_at(session, cells, want)))
+        rows_t.add_many([values[k] for k in head.tolist()])
+        down_t.add_many([values[k] for k in head_down.tolist()])
     rows_t.total, down_t.total = len(disp_ids), int(down.sum())
     layers = lean.layers == 1
     clt_keys = sorted(zip(lean.fin[layers].tolist(), lean.id[layers].tolist()))
@@ -284,24 +283,6 @@ def _chart(lean: LeanChecks, day: np.ndarray, label: dict, top_n: int = 10) -> t
     return out, int(len(last))
 
 
-# JSON columns as their stored text (``cast`` is a no-op on SQLite): only a non-empty document is
-# decoded, in Python, instead of every one by the driver (PostgreSQL) or the ORM
-_FULL_COLS = (Check.id, Check.artifact_id, Check.model_id, Check.version_id, Check.finished_at, Check.status,
-              cast(Check.metrics, Text), cast(Check.reasons, Text), Check.explained_variance)
-
-
-def _fidelity_values(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> list:
-    """One printed fidelity row as its field values (``C.FidelityRow``'s order), from a row of
-    ``_FULL_COLS`` as SQLAlchemy or the driver returns it (metrics and reasons as their stored
-    JSON text; the time as a datetime or the stored text). The explained variance is the check's
-    column — the figure the analysis and the chart use (every writer fills it from the metrics)."""
-    cid, aid, mid, vid, fin, status, metrics, reasons, ev = row
-    art = artifacts.get(aid)
-    kind = art.kind if art is not None else ""
-    head = [str(cid), aid, kind, mid, label.get(vid, "?"), _raw_day(fin), _f(ev)]
-    return _with_metrics(head, status, metrics, reasons, art, kind, protected)
-
-
 def _with_metrics(head: list, status: str, metrics: Any, reasons: Any, art: Any, kind: str,
                   protected: Callable[[Any, dict], bool | None]) -> list:
     """A fidelity row's values: ``head`` (id, artifact, kind, model, version, date, explained
@@ -324,57 +305,77 @@ def _with_metrics(head: list, status: str, metrics: Any, reasons: Any, art: Any,
 
 _ROW_METRICS = ("mse", "cossim", "l0", "dead_fraction", "decision_flip_rate", "dense_fraction", "kl",
                 "loss_recovered", "auc", "baseline_gap")
+# JSON columns as their stored text (``cast`` is a no-op on SQLite): only a non-empty document is
+# decoded, in Python, instead of every one by the driver (PostgreSQL) or the ORM
+_DOC_COLS = (Check.id, cast(Check.metrics, Text), cast(Check.reasons, Text))
 
 
-def _fidelity_row(row, label: dict, artifacts: dict, protected: Callable[[Any, dict], bool | None]) -> C.FidelityRow:
-    return C.FidelityRow(*_fidelity_values(row, label, artifacts, protected))
+class _LeanCells:
+    """The printed fidelity rows' cells that come from the lean rows (the checks the section
+    counts, as of the same time), in display order: id, artifact, kind, model, version, date,
+    explained variance (the check's column — the figure the analysis and the chart use; every
+    writer fills it from the metrics) and status. Only a check's metrics and reasons are read
+    again, per check (:meth:`values`); both the page and the CSV take their rows from here."""
+
+    def __init__(self, lean: LeanChecks, order: np.ndarray, label: dict, artifacts: dict,
+                 protected: Callable[[Any, dict], bool | None]):
+        self.lean, self.label, self.protected = lean, label, protected
+        self.aid, self.mid = lean.aid[order], lean.mid[order]
+        self.ids, self.down = lean.id[order], lean.down[order] == 1
+        arts = [artifacts.get(a) for a in lean.aids]
+        self.names = np.array(lean.aids, dtype=object)
+        self.kinds = np.array([a.kind if a is not None else "" for a in arts], dtype=object)
+        self.art_of = np.empty(len(arts), dtype=object)
+        self.art_of[:] = arts
+        self.mids, self.statuses = np.array(lean.mids, dtype=object), np.array(lean.statuses, dtype=object)
+        self.vid, self.st, self.ev, self.fin = lean.vid[order], lean.status[order], lean.ev[order], lean.fin[order]
+
+    def values(self, at: slice | np.ndarray, docs: list) -> list[list]:
+        """The field values (``C.FidelityRow``'s order) of the rows at display positions ``at``;
+        ``docs``: each one's (id, metrics, reasons) as stored (JSON text or documents)."""
+        a = self.aid[at]
+        e = self.ev[at]
+        evs = [x if ok else None for x, ok in zip(e.tolist(), np.isfinite(e).tolist())]
+        heads = zip(self.ids[at].astype(str).tolist(), self.names[a].tolist(), self.kinds[a].tolist(),
+                    self.mids[self.mid[at]].tolist(), [self.label.get(v, "?") for v in self.vid[at].tolist()],
+                    np.datetime_as_string((self.fin[at] // 86_400_000_000_000).astype("datetime64[D]"), unit="D").tolist(),
+                    evs)
+        return [_with_metrics(list(h), status, doc[1], doc[2], art, kind, self.protected)
+                for h, status, doc, art, kind in zip(heads, self.statuses[self.st[at]].tolist(), docs,
+                                                      self.art_of[a].tolist(), self.kinds[a].tolist())]
 
 
-def _fidelity_rows(session: Session, ids: np.ndarray, label: dict, artifacts: dict,
-                   protected: Callable[[Any, dict], bool | None]) -> Iterator[C.FidelityRow]:
-    """Full fidelity rows of ``ids``, in the order given, a batch at a time (for the few rows a
-    page shows)."""
-    for i in range(0, len(ids), BATCH):
-        chunk = ids[i:i + BATCH].tolist()
-        got = {}
-        for j in range(0, len(chunk), IN_CHUNK):
-            for row in session.execute(select(*_FULL_COLS).where(Check.id.in_(chunk[j:j + IN_CHUNK]))):
-                got[row[0]] = row
-        for cid in chunk:
-            yield _fidelity_row(got[cid], label, artifacts, protected)
-
-
-def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, where: tuple, label: dict,
-                       artifacts: dict, protected: Callable[[Any, dict], bool | None],
-                       per_query: int = 200) -> Iterator[tuple[list[bool], list[list]]]:
-    """Every row of ``lean`` in display order (``order``: its permutation), as batches of
-    (downstream flags, the rows' field values). Every cell but those read from a check's metrics
-    and reasons comes from the lean rows (the same checks, as of the same time); the metrics and
-    reasons are read by artifact (the covering index finds the checks), ``per_query`` artifacts
-    in display order at a time, on the driver's cursor, and put in order here (no row is looked
-    up by id)."""
+def _fidelity_rows_at(session: Session, cells: _LeanCells, at: np.ndarray) -> list[list]:
+    """The field values of the rows at display positions ``at`` (the few a page shows), their
+    metrics and reasons read by check id."""
     from compliance.services.analysis import raw_batches
 
-    aid, mid = lean.aid[order], lean.mid[order]
-    ids, down = lean.id[order], lean.down[order] == 1
-    arts = [artifacts.get(a) for a in lean.aids]
-    names = np.array(lean.aids, dtype=object)
-    kinds = np.array([a.kind if a is not None else "" for a in arts], dtype=object)
-    art_of = np.empty(len(arts), dtype=object)
-    art_of[:] = arts
-    mids, statuses = np.array(lean.mids, dtype=object), np.array(lean.statuses, dtype=object)
-    vids, st, ev = lean.vid[order], lean.status[order], lean.ev[order]
-    dates = np.datetime_as_string((lean.fin[order] // 86_400_000_000_000).astype("datetime64[D]"), unit="D")
+    ids = cells.ids[at].tolist()
+    got: dict = {}
+    for j in range(0, len(ids), IN_CHUNK):
+        for rows in raw_batches(session, select(*_DOC_COLS).where(Check.id.in_(ids[j:j + IN_CHUNK]))):
+            got.update((row[0], row) for row in rows)
+    return cells.values(at, [got[i] for i in ids])
+
+
+def _fidelity_rows_all(session: Session, cells: _LeanCells, where: tuple,
+                       per_query: int = 200) -> Iterator[tuple[list[bool], list[list]]]:
+    """Every row in display order, as batches of (downstream flags, the rows' field values). The
+    metrics and reasons are read by artifact (the covering index finds the checks; ``where``
+    bounds them as the lean rows were bounded), ``per_query`` artifacts in display order at a
+    time, on the driver's cursor, and put in order here (no row is looked up by id)."""
+    from compliance.services.analysis import raw_batches
+
+    aid, mid, ids, names = cells.aid, cells.mid, cells.ids, cells.names
     starts = np.flatnonzero(np.r_[True, (aid[1:] != aid[:-1]) | (mid[1:] != mid[:-1])]) if len(aid) else np.empty(0, int)
     bounds = np.r_[starts, len(aid)]
-    cols = (Check.id, cast(Check.metrics, Text), cast(Check.reasons, Text))
     for g in range(0, len(starts), per_query):
         lo, hi = int(bounds[g]), int(bounds[min(g + per_query, len(starts))])
         want = dict(zip(ids[lo:hi].tolist(), range(hi - lo)))  # id -> position in the batch
-        arts_here = sorted({lean.aids[a] for a in set(aid[lo:hi].tolist())})
+        arts_here = sorted(names[sorted(set(aid[lo:hi].tolist()))].tolist())
         got: list = [None] * (hi - lo)
         for k in range(0, len(arts_here), IN_CHUNK):
-            stmt = select(*cols).where(*where, Check.artifact_id.in_(arts_here[k:k + IN_CHUNK]))
+            stmt = select(*_DOC_COLS).where(*where, Check.artifact_id.in_(arts_here[k:k + IN_CHUNK]))
             for rows in raw_batches(session, stmt):
                 for row in rows:
                     pos = want.get(row[0])
@@ -382,15 +383,7 @@ def _fidelity_rows_all(session: Session, lean: LeanChecks, order: np.ndarray, wh
                         got[pos] = row
         if None in got:  # cannot happen: the lean rows come from the same store as of the same time
             raise RuntimeError(f"fidelity check {int(ids[lo + got.index(None)])} vanished while the report was built")
-        a = aid[lo:hi]
-        e = ev[lo:hi]
-        evs = [x if ok else None for x, ok in zip(e.tolist(), np.isfinite(e).tolist())]
-        heads = zip(ids[lo:hi].astype(str).tolist(), names[a].tolist(), kinds[a].tolist(), mids[mid[lo:hi]].tolist(),
-                    [label.get(v, "?") for v in vids[lo:hi].tolist()], dates[lo:hi].tolist(), evs)
-        batch = [_with_metrics(list(h), status, row[1], row[2], art, kind, protected)
-                 for h, status, row, art, kind in zip(heads, statuses[st[lo:hi]].tolist(), got,
-                                                       art_of[a].tolist(), kinds[a].tolist())]
-        yield down[lo:hi].tolist(), batch
+        yield cells.down[lo:hi].tolist(), cells.values(slice(lo, hi), got)
 
 
 class Keep:
