@@ -210,8 +210,10 @@ def fidelity_section(session: Session, lean: LeanChecks, *, as_of: datetime, his
     the ids of every usable fidelity check of the four quarters (for the evidence index).
 
     Over the lean rows (ids, keys, status, time, the explained variance and two flags read from
-    the metrics in SQL; :func:`lean_fidelity`) ordered and counted in numpy; full rows are fetched only for the rows that
-    are shown (or, with a CSV to write, for every row, in display order, a batch at a time)."""
+    the metrics in SQL; :func:`lean_fidelity`) ordered and counted in numpy. A printed row's
+    cells come from the lean rows (:class:`_LeanCells`); only its metrics and reasons are read
+    again: for the rows a page shows, or, with a CSV to write, for every row, in display order,
+    a batch at a time."""
     rows_t = full.table("fidelity_checks", C.FidelityRow)
     down_t = full.table("fidelity_downstream", C.FidelityRow)
     in_hist = (lean.fin >= _ns(hist_start)) & (lean.fin < _ns(qend))
