@@ -112,15 +112,38 @@ def _interval_days(start_ns: np.ndarray, end_ns: np.ndarray) -> tuple[np.ndarray
     return first, last
 
 
-def _fill(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, nrows: int, nd: int) -> np.ndarray:
-    """Count, per grid cell, the intervals [lo, hi] (day offsets, inclusive) covering it."""
+_FILL_CELLS = 1 << 22  # grid cells counted at a time by _fill (its temporaries: ~16 bytes a cell)
+
+
+def _fill(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, nrows: int, nd: int, *,
+          covered: bool = False) -> np.ndarray:
+    """Count, per grid cell, the intervals [lo, hi] (day offsets, inclusive) covering it: int32
+    [nrows, nd]; with ``covered``, only whether any does (bool, a quarter of the memory).
+
+    Difference arrays (+1 at lo, -1 after hi, a running sum along the days), a block of rows at a
+    time so that the temporaries stay small whatever the grid's size: two million intervals over
+    a 44,000-slot, 400-day grid needed ~280 MB at once in one block."""
     ok = (hi >= lo) & (hi >= 0) & (lo < nd)
     rows, lo, hi = rows[ok], np.clip(lo[ok], 0, nd), np.clip(hi[ok], -1, nd - 1)
     width = nd + 1
-    size = nrows * width
-    acc = np.bincount(rows * width + lo, minlength=size).astype(np.int32)
-    acc -= np.bincount(rows * width + hi + 1, minlength=size).astype(np.int32)
-    return np.cumsum(acc.reshape(nrows, width)[:, :nd], axis=1, dtype=np.int32)
+    out = np.zeros((nrows, nd), bool if covered else np.int32)
+    if not nrows or not nd:
+        return out
+    step = max(1, _FILL_CELLS // width)
+    for r0 in range(0, nrows, step):
+        r1 = min(nrows, r0 + step)
+        m = (rows >= r0) & (rows < r1) if (r0, r1) != (0, nrows) else slice(None)
+        base = (rows[m] - r0) * width
+        size = (r1 - r0) * width
+        acc = np.bincount(base + lo[m], minlength=size)
+        acc -= np.bincount(base + hi[m] + 1, minlength=size)
+        acc = acc.reshape(r1 - r0, width)
+        np.cumsum(acc, axis=1, out=acc)
+        if covered:
+            np.greater(acc[:, :nd], 0, out=out[r0:r1])
+        else:
+            out[r0:r1] = acc[:, :nd]
+    return out
 
 
 def _eq(s: pd.Series, value: str) -> np.ndarray:
@@ -193,10 +216,12 @@ def fidelity_arrays(inp: AnalysisInput, needs_acceptance: bool = True) -> dict[s
     return out
 
 
-def latest_fidelity_steps(inp: AnalysisInput, needs_acceptance: bool = True) -> dict[str, np.ndarray]:
+def latest_fidelity_steps(inp: AnalysisInput, needs_acceptance: bool = True,
+                          keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """The step function 'latest fidelity check on or before day d' per (artifact, version): one
     entry per (artifact, version, day) — the last check of that day — with ``next_day`` (the day
-    the next check takes over, or far future) and ``a_rec_day`` (the artifact's recorded day)."""
+    the next check takes over, or far future) and ``a_rec_day`` (the artifact's recorded day).
+    ``keys``: only these of :func:`fidelity_arrays`' arrays (each is a copy as long as the checks)."""
     f = fidelity_arrays(inp, needs_acceptance)
     acode, vid, day = f["acode"], f["version_id"], f["day"]
     n = len(acode)
@@ -206,7 +231,7 @@ def latest_fidelity_steps(inp: AnalysisInput, needs_acceptance: bool = True) -> 
         same_pair[:-1] = (acode[1:] == acode[:-1]) & (vid[1:] == vid[:-1])
         same_day_next[:-1] = same_pair[:-1] & (day[1:] == day[:-1])
     last = ~same_day_next  # the last check of its (artifact, version, day)
-    out = {k: v[last] for k, v in f.items()}
+    out = {k: v[last] for k, v in f.items() if keys is None or k in keys or k in ("acode", "day")}
     sp = same_pair[last]
     nxt = np.full(len(sp), _FAR, np.int64)
     if len(sp) > 1:
@@ -215,6 +240,53 @@ def latest_fidelity_steps(inp: AnalysisInput, needs_acceptance: bool = True) -> 
     a_rec = day_numbers(inp.artifacts["recorded_at"])
     out["a_rec_day"] = a_rec[out["acode"]] if len(out["acode"]) else np.array([], np.int64)
     return out
+
+
+def _step_intervals(inp: AnalysisInput, policy: AnalysisPolicy, ver_row: pd.Series, tier_of_ver: np.ndarray,
+                    a_kind: np.ndarray, triples: list, slot_lookup: np.ndarray, ns_: int) -> tuple[dict, dict, np.ndarray]:
+    """The day intervals each latest-check step proves, by what it proves ("pass", "warn",
+    "pending", "broken"): ``single`` for artifacts outside a set (rows: slot) and ``member`` for
+    members of an artifact set (rows: set * ns_ + slot), each a name -> (rows, lo, hi) lists;
+    with each set's size. The per-step arrays, the analysis' largest, are dropped on return."""
+    a = inp.artifacts
+    steps = latest_fidelity_steps(inp, policy.warn_needs_acceptance,
+                                  keys=("acode", "version_id", "day", "passed", "warn", "acc_day", "bad"))
+    s_row = ver_row.reindex(steps["version_id"]).to_numpy()
+    on = ~np.isnan(s_row)
+    s_row = np.where(on, s_row, 0).astype(np.int64)
+    s_tier = tier_of_ver[s_row]
+    s_kind = a_kind[steps["acode"]]
+    start = np.maximum(steps["day"], steps["a_rec_day"])
+    stop = steps["next_day"] - 1
+    v_hi = np.minimum(stop, steps["day"] + policy.validity_days)
+    passed, warn, acc_day = steps["passed"], steps["warn"], steps["acc_day"]
+    needs = policy.warn_needs_acceptance
+    # Intervals per step, by what they prove (inclusive day numbers; empty when hi < lo):
+    #   P pass: valid [start, v_hi]; W warn: valid once accepted (or at once when the policy
+    #   does not ask for acceptance) and pending before; B fail/error: broken until the next check.
+    w_lo = np.maximum(start, acc_day) if needs else start
+    kinds_of = {
+        "pass": (passed, start, v_hi),
+        "warn": (warn, w_lo, v_hi),
+        "pending": (warn & needs, start, np.minimum(v_hi, acc_day - 1)),
+        "broken": (steps["bad"], start, stop),
+    }
+    a_set = a["set_id"].to_numpy(object) if "set_id" in a else np.full(len(a), None, object)
+    set_code, set_names = pd.factorize(pd.Series(a_set, dtype=object))
+    set_size = np.bincount(set_code[set_code >= 0], minlength=len(set_names))
+    s_set = set_code[steps["acode"]] if len(steps["acode"]) else np.array([], np.int64)
+    single = {k: ([], [], []) for k in kinds_of}
+    member = {k: ([], [], []) for k in kinds_of}  # rows are pair keys set * ns_ + slot
+    for t, k, g in triples:
+        m = on & (s_tier == t) & (s_kind == k)
+        srow = slot_lookup[s_row[m], g]
+        in_set = s_set[m] >= 0
+        pair = s_set[m] * ns_ + srow
+        for name, (mask, lo, hi) in kinds_of.items():
+            mm = mask[m]
+            for target, rows, sel in ((single, srow, mm & ~in_set), (member, pair, mm & in_set)):
+                target[name][0].append(rows[sel]); target[name][1].append(lo[m][sel]); target[name][2].append(hi[m][sel])
+    return single, member, set_size
 
 
 @dataclass
@@ -272,7 +344,7 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
     nv = len(ver_ids)
     ivt = iv[touching]
     rows = ver_row.reindex(ivt["version_id"].to_numpy()).to_numpy(np.int64)
-    deployed = _fill(rows, lo[touching], hi[touching], nv, nd) > 0
+    deployed = _fill(rows, lo[touching], hi[touching], nv, nd, covered=True)
 
     # ---- volumes
     volume = np.full((nv, nd), np.nan)
@@ -311,55 +383,22 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
         a = inp.artifacts
         a_kind = kinds.get_indexer(a["kind"])
         a_model = model_index.reindex(a["model_id"].to_numpy()).to_numpy(np.int64)
-        steps = latest_fidelity_steps(inp, policy.warn_needs_acceptance)
-        s_row = ver_row.reindex(steps["version_id"]).to_numpy()
-        on = ~np.isnan(s_row)
-        s_row = np.where(on, s_row, 0).astype(np.int64)
-        s_tier = tier_of_ver[s_row]
-        s_kind = a_kind[steps["acode"]]
-        start = np.maximum(steps["day"], steps["a_rec_day"])
-        stop = steps["next_day"] - 1
-        v_hi = np.minimum(stop, steps["day"] + policy.validity_days)
-        passed, warn, acc_day = steps["passed"], steps["warn"], steps["acc_day"]
-        needs = policy.warn_needs_acceptance
-        # Intervals per step, by what they prove (inclusive day numbers; empty when hi < lo):
-        #   P pass: valid [start, v_hi]; W warn: valid once accepted (or at once when the policy
-        #   does not ask for acceptance) and pending before; B fail/error: broken until the next check.
-        w_lo = np.maximum(start, acc_day) if needs else start
-        kinds_of = {
-            "pass": (passed, start, v_hi),
-            "warn": (warn, w_lo, v_hi),
-            "pending": (warn & needs, start, np.minimum(v_hi, acc_day - 1)),
-            "broken": (steps["bad"], start, stop),
-        }
-        a_set = a["set_id"].to_numpy(object) if "set_id" in a else np.full(len(a), None, object)
-        set_code, set_names = pd.factorize(pd.Series(a_set, dtype=object))
-        set_size = np.bincount(set_code[set_code >= 0], minlength=len(set_names))
-        s_set = set_code[steps["acode"]] if len(steps["acode"]) else np.array([], np.int64)
-        single = {k: ([], [], []) for k in kinds_of}
-        member = {k: ([], [], []) for k in kinds_of}  # rows are pair keys set * ns_ + slot
-        for t, k, g in triples:
-            m = on & (s_tier == t) & (s_kind == k)
-            srow = slot_lookup[s_row[m], g]
-            in_set = s_set[m] >= 0
-            pair = s_set[m] * ns_ + srow
-            for name, (mask, lo, hi) in kinds_of.items():
-                mm = mask[m]
-                for target, rows, sel in ((single, srow, mm & ~in_set), (member, pair, mm & in_set)):
-                    target[name][0].append(rows[sel]); target[name][1].append(lo[m][sel]); target[name][2].append(hi[m][sel])
+        single, member, set_size = _step_intervals(inp, policy, ver_row, tier_of_ver, a_kind, triples,
+                                                   slot_lookup, ns_)
         cat = np.concatenate
 
-        def grid_of(acc: dict, name: str, nrows: int, index=None) -> np.ndarray:
+        def grid_of(acc: dict, name: str, nrows: int, index=None, covered: bool = False) -> np.ndarray:
             rows, lo, hi = (cat(x) for x in acc[name])
+            acc[name] = None  # the intervals are dropped as soon as they are counted
             if index is not None:
                 rows = np.searchsorted(index, rows)
-            return _fill(rows.astype(np.int64), lo - w0, hi - w0, nrows, nd)
+            return _fill(rows.astype(np.int64), lo - w0, hi - w0, nrows, nd, covered=covered)
 
-        fresh_pass = grid_of(single, "pass", ns_) > 0
-        fresh_warn = grid_of(single, "warn", ns_) > 0
-        pending = grid_of(single, "pending", ns_) > 0
-        broken = grid_of(single, "broken", ns_) > 0
-        pairs = np.unique(cat([cat(member[n][0]) for n in kinds_of]))
+        pairs = np.unique(cat([cat(member[n][0]) for n in member]))
+        fresh_pass = grid_of(single, "pass", ns_, covered=True)
+        fresh_warn = grid_of(single, "warn", ns_, covered=True)
+        pending = grid_of(single, "pending", ns_, covered=True)
+        broken = grid_of(single, "broken", ns_, covered=True)
         if len(pairs):  # artifact sets: valid only when every member is (DESIGN §3)
             n_p = len(pairs)
             c_pass = grid_of(member, "pass", n_p, pairs)
@@ -375,6 +414,7 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
             np.logical_or.at(broken, p_slot, c_bad > 0)
         fresh = fresh_pass | fresh_warn
         conditional = fresh & ~fresh_pass
+        del fresh_pass, fresh_warn  # (grid-sized: each mask goes as soon as it is used)
         # first registration day of an artifact of the group, per (model, group)
         a_day = day_numbers(a["recorded_at"])
         reg = np.full((len(model_ids), max_g), _FAR, np.int64)
@@ -386,12 +426,14 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
             reg[:, g] = col
         reg_day = reg[ver_model[slot_ver], slot_group]
         days = w0 + np.arange(nd)
-        registered = days[None, :] >= reg_day[:, None]
         state = np.full((ns_, nd), MISSING, np.int8)
-        state[registered] = STALE
+        state[days[None, :] >= reg_day[:, None]] = STALE  # an artifact of the group registered
         state[broken] = BROKEN
+        del broken
         state[pending] = PENDING
+        del pending
         state[fresh] = FRESH
+        del fresh
         state[~deployed[slot_ver]] = 0
         slot_conditional = conditional & (state == FRESH)
 
