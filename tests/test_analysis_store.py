@@ -103,3 +103,28 @@ def test_coverage_from_store_matches_hand_count_and_is_stable_as_of(db_url, tmp_
         assert analyse(s, "2026Q3", as_of) == a
         later = analyse(s, "2026Q4", T0 + timedelta(days=150))
     assert later["by_model"][0]["broken_slot_days"] > 0
+
+
+def test_due_pairs_as_of_a_time_ignore_checks_recorded_after_it(db_url, tmp_path):
+    """`status --as-of T` lists the pairs due at T as they stood at T: a check recorded later with
+    an earlier finish time (a backfill) does not make a pair look validated at T, and counts from
+    the time it was recorded."""
+    from compliance.services.due import due_pairs
+    from compliance.services.registry import get_version
+
+    clock = Clock(T0 - timedelta(days=1))
+    store = build(db_url, tmp_path, 1, clock)
+    t = T0 + timedelta(days=20)
+    with session_scope(db_url, readonly=True) as s:
+        before = [(p["artifact_id"], p["version"]) for p in due_pairs(s, t)]
+    assert before == [("m0-sae", "v1")]
+    clock.t = T0 + timedelta(days=30)  # recorded on day 30, finished on day 10
+    when = T0 + timedelta(days=10)
+    with store.session() as s:
+        v = get_version(s, "m0", "v1")
+        record(s, Check(kind="fidelity", model_id="m0", version_id=v.id, artifact_id="m0-sae", input_hashes={},
+                        parameters={}, metrics={"explained_variance": 0.9}, status="pass", reasons=[], flags=[],
+                        explained_variance=0.9, started_at=when, finished_at=when, tool_version="t"))
+    with session_scope(db_url, readonly=True) as s:
+        assert [(p["artifact_id"], p["version"]) for p in due_pairs(s, t)] == before
+        assert due_pairs(s, T0 + timedelta(days=31)) == []

@@ -82,6 +82,7 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
     for i in range(0, len(vids), 5000):
         q = (select(Check.artifact_id, Check.version_id, func.max(Check.finished_at))
              .where(Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at,
+                    Check.recorded_at <= at,  # known at `at`: a check recorded later (a backfill) was not
                     Check.finished_at >= day_start(validity), Check.version_id.in_(vids[i:i + 5000]))
              .group_by(Check.artifact_id, Check.version_id))
         if void_checks:
