@@ -105,11 +105,12 @@ def test_coverage_from_store_matches_hand_count_and_is_stable_as_of(db_url, tmp_
     assert later["by_model"][0]["broken_slot_days"] > 0
 
 
-def test_due_pairs_as_of_a_time_ignore_checks_recorded_after_it(db_url, tmp_path):
-    """`status --as-of T` lists the pairs due at T as they stood at T: a check recorded later with
-    an earlier finish time (a backfill) does not make a pair look validated at T, and counts from
-    the time it was recorded."""
+def test_due_pairs_and_the_gate_as_of_a_time_ignore_checks_recorded_after_it(db_url, tmp_path):
+    """`status --as-of T` lists the pairs due at T as they stood at T, and the gate's answer at T
+    is the one it gave then: a check recorded later with an earlier finish time (a backfill) does
+    not make a pair look validated at T, and counts from the time it was recorded."""
     from compliance.services.due import due_pairs
+    from compliance.services.gate import evaluate
     from compliance.services.registry import get_version
 
     clock = Clock(T0 - timedelta(days=1))
@@ -117,7 +118,9 @@ def test_due_pairs_as_of_a_time_ignore_checks_recorded_after_it(db_url, tmp_path
     t = T0 + timedelta(days=20)
     with session_scope(db_url, readonly=True) as s:
         before = [(p["artifact_id"], p["version"]) for p in due_pairs(s, t)]
+        gate_before = evaluate(s, "m0", "v1", t)
     assert before == [("m0-sae", "v1")]
+    assert gate_before["decision"] == "refuse"
     clock.t = T0 + timedelta(days=30)  # recorded on day 30, finished on day 10
     when = T0 + timedelta(days=10)
     with store.session() as s:
@@ -128,3 +131,5 @@ def test_due_pairs_as_of_a_time_ignore_checks_recorded_after_it(db_url, tmp_path
     with session_scope(db_url, readonly=True) as s:
         assert [(p["artifact_id"], p["version"]) for p in due_pairs(s, t)] == before
         assert due_pairs(s, T0 + timedelta(days=31)) == []
+        assert evaluate(s, "m0", "v1", t) == gate_before
+        assert evaluate(s, "m0", "v1", T0 + timedelta(days=31))["decision"] == "pass"

@@ -27,6 +27,7 @@ def _artifact_state(session: Session, a: Artifact, vid: int, at: datetime, since
                     accepted: set, warn_needs_acceptance: bool) -> tuple[bool, str, int | None]:
     c = session.scalars(select(Check).where(Check.kind == "fidelity", Check.artifact_id == a.id,
                                             Check.version_id == vid, Check.finished_at <= at,
+                                            Check.recorded_at <= at,  # known at `at` (not a later backfill)
                                             Check.id.not_in(void_checks) if void_checks else True)
                         .order_by(Check.finished_at.desc(), Check.id.desc()).limit(1)).first()
     if c is None:
