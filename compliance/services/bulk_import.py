@@ -261,12 +261,12 @@ def _sha256_plain(path: str) -> str | None:
 
 
 def add_deployments(session: Session, lookup: Preloaded, entries: list[tuple[int, str, str, str, datetime]],
-                    where: Callable[[int], str], ids: list[int] | None = None) -> int:
+                    where: Callable[[int], str], ids: list[int]) -> int:
     """``entries``: (manifest index, model, version, action, at) in the order the row-by-row path
     records them (by time); the same checks as :func:`registry._deployment_event`, against the
     version's stored events (voided or superseded ones left out) and the manifest's earlier ones.
-    ``ids``: their keys, reserved earlier (:func:`reserve_ids`) so that nothing here has to wait
-    for the versions' writes when no stored version is named."""
+    ``ids``: their keys, reserved (:func:`reserve_ids`) before the versions were written, so
+    that nothing here has to wait for those writes when no stored version is named."""
     from compliance.services.registry import _corrected_events
 
     now = session.info["clock"]()
@@ -279,8 +279,6 @@ def add_deployments(session: Session, lookup: Preloaded, entries: list[tuple[int
                 select(DeploymentEvent.version_id, DeploymentEvent.effective_at, DeploymentEvent.id, DeploymentEvent.action)
                 .where(DeploymentEvent.version_id.in_(part), DeploymentEvent.id.not_in(_corrected_events()))):
             events.setdefault(vid, []).append((at, eid, action))
-    if ids is None:
-        ids = reserve_ids(session, DeploymentEvent, len(entries))
     rows = []
     for (i, model_id, label, action, at), eid in zip(entries, ids):
         def check(model_id=model_id, label=label, action=action, at=at) -> int:

@@ -321,7 +321,7 @@ class _LeanCells:
 
     def __init__(self, lean: LeanChecks, order: np.ndarray, label: dict, artifacts: dict,
                  protected: Callable[[Any, dict], bool | None]):
-        self.lean, self.label, self.protected = lean, label, protected
+        self.label, self.protected = label, protected
         self.aid, self.mid = lean.aid[order], lean.mid[order]
         self.ids, self.down = lean.id[order], lean.down[order] == 1
         arts = [artifacts.get(a) for a in lean.aids]
@@ -350,14 +350,9 @@ class _LeanCells:
 def _fidelity_rows_at(session: Session, cells: _LeanCells, at: np.ndarray) -> list[list]:
     """The field values of the rows at display positions ``at`` (the few a page shows), their
     metrics and reasons read by check id."""
-    from compliance.services.analysis import raw_batches
-
-    ids = cells.ids[at].tolist()
-    got: dict = {}
-    for j in range(0, len(ids), IN_CHUNK):
-        for rows in raw_batches(session, select(*_DOC_COLS).where(Check.id.in_(ids[j:j + IN_CHUNK]))):
-            got.update((row[0], row) for row in rows)
-    return cells.values(at, [got[i] for i in ids])
+    ids = cells.ids[at]
+    got = {r[0]: r for r in _rows_by_id(session, list(_DOC_COLS), Check.id, np.unique(ids), raw=True)}
+    return cells.values(at, [got[i] for i in ids.tolist()])
 
 
 def _fidelity_rows_all(session: Session, cells: _LeanCells, where: tuple,
