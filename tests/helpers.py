@@ -71,3 +71,20 @@ def small_manifest(root: Path) -> Path:
     m = root / "manifest.yaml"
     m.write_text(yaml.safe_dump(doc, sort_keys=False))
     return m
+
+
+def old_release(url: str, write) -> None:
+    """Write records as release 0.2 could: schema 0002 (no door checks), the door switched off,
+    then upgrade to the head."""
+    from compliance.store import ledger, migrate
+    from compliance.store.engine import session_scope
+
+    migrate.downgrade(url, "0002_methodology_v2")
+    saved = ledger.check_row
+    ledger.check_row = lambda obj, now: None
+    try:
+        with session_scope(url, actor="release-0.2", replay=True, check=False) as s:
+            write(s)
+    finally:
+        ledger.check_row = saved
+    migrate.upgrade(url)

@@ -39,3 +39,23 @@ def test_fill_of_nothing():
     assert coverage._fill(e, e, e, 3, 4).shape == (3, 4)
     assert not coverage._fill(e, e, e, 3, 4, covered=True).any()
     assert coverage._fill(e, e, e, 0, 4).shape == (0, 4)
+
+
+@pytest.mark.parametrize("shuffle", [0.0, 0.001, 0.02, 0.5])  # in order; a few out of order; many
+def test_pair_time_order_equals_lexsort(shuffle):
+    """The checks' order (pair, finished, check id) — a sort by pair, then a repair of the pairs
+    whose rows came out of time order, or one full sort when most did — equals numpy's lexsort,
+    ties in time broken by check id."""
+    rng = np.random.default_rng(11)
+    n = 5000
+    pair = rng.integers(0, 400, n)  # rows arrive in time order, pairs interleaved (as a store returns them)
+    fin = np.sort(rng.integers(0, 60, n)) * 10**9  # many equal times: ties decided by check id
+    cid = np.arange(n, dtype=np.int64)
+    k = int(shuffle * n)
+    if k:
+        idx = rng.choice(n, k, replace=False)
+        fin[idx] = rng.permutation(fin[idx])
+        cid[idx] = rng.permutation(cid[idx])
+    want = np.lexsort((cid, fin, pair))
+    np.testing.assert_array_equal(coverage._pair_time_order(pair, fin, cid), want)
+    np.testing.assert_array_equal(coverage._pair_time_order(pair[:1], fin[:1], cid[:1]), [0])

@@ -19,11 +19,10 @@ from sqlalchemy import func, select, text
 
 from compliance.api import Store
 from compliance.errors import InputError, UsageError
-from compliance.store import migrate
 from compliance.store.engine import make_engine, session_scope
 from compliance.store.ledger import head, record
 from compliance.store.models import EVIDENCE_MODELS, DecisionVolume, DeploymentEvent, LedgerEntry, Model, Policy
-from tests.helpers import small_manifest
+from tests.helpers import old_release, small_manifest
 
 UTC = timezone.utc
 
@@ -188,22 +187,6 @@ def test_api_clock_only_for_replays(db_url):
 
 
 # ---------------------------------------------------------------- 2. records from an older release
-def _old_release(url: str, write) -> None:
-    """Write records as release 0.2 could: schema 0002 (no door checks), the door switched off,
-    then upgrade to the head."""
-    from compliance.store import ledger
-
-    migrate.downgrade(url, "0002_methodology_v2")
-    saved = ledger.check_row
-    ledger.check_row = lambda obj, now: None
-    try:
-        with session_scope(url, actor="release-0.2", replay=True, check=False) as s:
-            write(s)
-    finally:
-        ledger.check_row = saved
-    migrate.upgrade(url)
-
-
 def _ids(url: str, model, **where) -> list[int]:
     with session_scope(url, readonly=True) as s:
         return list(s.scalars(select(model.id).filter_by(**where).order_by(model.id)))
@@ -236,7 +219,7 @@ def test_old_release_records_become_findings_not_failures(bank, tmp_path):
         n = s.scalar(select(func.max(Policy.version)))
         record(s, Policy(version=n + 1, document=doc, comment="older release"))
 
-    _old_release(bank.url, write)
+    old_release(bank.url, write)
     d = _dq(bank)
     recs = {f["record"]: f for f in d["data_quality"]["findings"]}
     dup = _ids(bank.url, DecisionVolume)[2]
@@ -274,7 +257,7 @@ def test_old_release_check_times_outside_the_window_are_named(bank, tmp_path):
                             input_hashes={}, parameters={}, metrics={}, status="pass", reasons=[], flags=[],
                             explained_variance=0.9, started_at=when, finished_at=when, tool_version="0.2"))
 
-    _old_release(bank.url, write)
+    old_release(bank.url, write)
     bad = _ids(bank.url, Check)[-2:]
     d = _dq(bank)
     recs = {f["record"]: f for f in d["data_quality"]["findings"]}
@@ -299,7 +282,7 @@ def test_void_restores_status_and_is_honoured_as_of_its_time(bank, tmp_path):
         v2 = get_version(s, "retail-pd", "v2")
         record(s, DecisionVolume(version_id=v2.id, day=date(2026, 1, 2), volume=1200.0))
 
-    _old_release(bank.url, write)
+    old_release(bank.url, write)
     dup = _ids(bank.url, DecisionVolume)[-1]
     before_void = datetime.now(UTC)
     assert [f["record"] for f in _dq(bank)["data_quality"]["findings"]] == [f"decision_volume {dup}"]
@@ -351,7 +334,7 @@ def test_report_before_a_void_is_byte_identical_and_after_shows_it(bank, tmp_pat
     def write(s):
         record(s, DecisionVolume(version_id=get_version(s, "retail-pd", "v2").id, day=date(2026, 1, 2), volume=1200.0))
 
-    _old_release(bank.url, write)
+    old_release(bank.url, write)
     dup = _ids(bank.url, DecisionVolume)[-1]
     t = datetime.now(UTC).isoformat()
 

@@ -151,11 +151,14 @@ def _grid_start(data: AnalysisInput, first_day: int, last_day: int) -> int:
 
 
 def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime | str,
-                    policy: dict | AnalysisPolicy | None, occurrences: list[dict] | None = None) -> QuarterAnalysis:
+                    policy: dict | AnalysisPolicy | None, occurrences: list[dict] | None = None, *,
+                    detail: bool = True) -> QuarterAnalysis:
     """Coverage, debt (incurred and outstanding), verdicts, staleness, daily timeline and
     four-quarter trend of ``quarter`` as of ``as_of`` (``UsageError`` if the as-of is before the
     quarter starts). ``occurrences``: failure-mode occurrences open at the as-of (model_id,
-    version_id, code, severity), for the verdicts."""
+    version_id, code, severity), for the verdicts. ``detail=False``: the headline, tier, model
+    and trend figures only (the same figures); slots summary, staleness and timelines are left
+    empty — for callers that read only those (``status``, the due list, verdict alerts)."""
     pol = normalise_policy(policy)
     q = parse_quarter(quarter)
     t = to_utc_timestamp(as_of)
@@ -201,8 +204,11 @@ def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime 
         sub = bym[bym["tier"] == tier]
         by_tier.append({"tier": tier, "tier_weight": pol.tier_weights.get(tier, 1.0),
                         "no_requirements": len(pol.groups(tier)) == 0, **_headline(sub)})
-    timeline, per_model = daily_timeline(grid, sl)
-    stal = artifact_staleness(data, grid, last_day, pol)
+    if detail:
+        timeline, per_model = daily_timeline(grid, sl)
+        stal = artifact_staleness(data, grid, last_day, pol)
+    else:
+        timeline = per_model = stal = pd.DataFrame()
     order = ["model_id", "tier", "owner", "deployed", "no_requirements", "in_scope", "verdict", "verdict_reasons",
              "coverage", "coverage_unweighted",
              "coverage_weighted", "weighting", "deployed_version_days", "covered_version_days",
@@ -219,5 +225,5 @@ def analyse_quarter(inp: AnalysisInput, quarter: str | Quarter, as_of: datetime 
                 "required_groups": {str(k): [list(g) for g in v] for k, v in pol.required_groups.items()},
                 "tier_weights": {str(k): v for k, v in pol.tier_weights.items()}},
         portfolio=json_safe(portfolio), by_tier=json_safe(by_tier), by_model=records(bym),
-        slots_summary=slots_summary(grid, sl), staleness=records(stal), timeline=records(timeline),
+        slots_summary=slots_summary(grid, sl) if detail else [], staleness=records(stal), timeline=records(timeline),
         timeline_by_model=records(per_model), trend=json_safe(trend))

@@ -91,7 +91,7 @@ def verdicts_at(session: Session, at: datetime) -> dict[str, dict]:
     from compliance.analysis.calendar import quarter_of
     from compliance.services.analysis import analyse
 
-    qa = analyse(session, str(quarter_of(at)), at)
+    qa = analyse(session, str(quarter_of(at)), at, detail=False)
     return {r["model_id"]: {"verdict": r.get("verdict"), "reasons": r.get("verdict_reasons") or []}
             for r in qa["by_model"]}
 

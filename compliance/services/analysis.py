@@ -8,7 +8,10 @@ reads only the evidence that existed at T.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -85,6 +88,50 @@ def _frame(session: Session, stmt, columns: list[str], compact: dict[str, str] |
     return pd.DataFrame({c: _concat(parts[c]) for c in columns})
 
 
+def _arrow_frame(table, columns: list[str], compact: dict[str, str] | None = None) -> pd.DataFrame:
+    """:func:`_frame`'s result from an Arrow table of the same select (a :class:`ColumnarReader`
+    read): the same columns in the same forms, converted in Arrow's C++ kernels."""
+    compact = compact or {}
+    if table.num_rows == 0:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    return pd.DataFrame({c: _arrow_column(table.column(i), compact.get(c)) for i, c in enumerate(columns)})
+
+
+def _arrow_column(col, form: str | None):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if form == "int" and pa.types.is_integer(t) and col.null_count == 0:
+        return col.to_numpy().astype(np.int64, copy=False)
+    if form == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    if form == "cat" and (pa.types.is_string(t) or pa.types.is_large_string(t)
+                          or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type))):
+        d = (col if pa.types.is_dictionary(t) else pc.dictionary_encode(col)).combine_chunks()
+        codes = d.indices.fill_null(-1).to_numpy().astype(np.int32, copy=False)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(d.dictionary.to_pylist(), dtype=object))
+    if form == "ts":
+        from compliance.analysis.quality import EARLIEST, LATEST
+
+        ts = None
+        if pa.types.is_timestamp(t) and t.tz is None:
+            ts = col.cast(pa.timestamp("us"))
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            try:  # Arrow parses ISO 8601 strictly; anything it refuses keeps its raw text for the screen
+                ts = pc.cast(col, pa.timestamp("us"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                ts = None
+        if ts is not None and ts.null_count == 0:
+            lo = pa.scalar(EARLIEST.tz_localize(None).to_datetime64().astype("datetime64[us]").astype(np.int64), pa.int64())
+            hi = pa.scalar(LATEST.tz_localize(None).to_datetime64().astype("datetime64[us]").astype(np.int64), pa.int64())
+            us = ts.cast(pa.int64())
+            if pc.all(pc.and_(pc.greater_equal(us, lo), pc.less(us, hi))).as_py():
+                values = us.to_numpy().view("datetime64[us]")
+                return pd.arrays.DatetimeArray._from_sequence(values).tz_localize("UTC")
+    return pd.Series(col.to_pylist(), dtype=object)
+
+
 def nullable_floats(col: np.ndarray) -> np.ndarray:
     """An object column of numbers and NULLs as float64 (NULL = NaN)."""
     none = np.equal(col, None)
@@ -136,6 +183,68 @@ def _raw_param(v: Any, dialect: str) -> Any:
 
 def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) -> AnalysisInput:
     """Everything recorded at or before ``as_of`` that the analysis needs (7 queries)."""
+    with input_loader(session, as_of, with_flags=with_flags) as load:
+        return load()
+
+
+@contextmanager
+def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True) -> Iterator[Callable[[], AnalysisInput]]:
+    """:func:`load_input` in two steps: entering starts reading the checks, the bulk, as Arrow
+    columns on a thread of their own (when a :class:`~compliance.store.columnar.ColumnarReader`
+    sees what the session sees), so the caller can run its other queries meanwhile; calling
+    what it yields reads the rest and returns the input."""
+    from compliance.store.columnar import ColumnarReader
+
+    fid_q = (select(Check.id, Check.version_id, Check.artifact_id, Check.status, Check.finished_at,
+                    Check.explained_variance)
+             .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None)),
+             ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"],
+             {"check_id": "int", "version_id": "int", "artifact_id": "cat", "status": "cat", "finished_at": "ts",
+              "explained_variance": "float"}, None)
+    oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
+                Check.finished_at, Check.explained_variance).where(
+        Check.kind != "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None))
+    if not with_flags:
+        oq = oq.where(Check.kind == "alignment")
+    # every kind but fidelity (kinds an older release wrote included, for the screen to name): no
+    # index narrows "!=", and SQLite would otherwise walk the recorded_at index with a table
+    # look-up per check (3.6 s at two million checks against 0.8 s for one scan)
+    other_q = (oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status", "finished_at",
+                    "explained_variance"],
+               {"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat", "status": "cat",
+                "finished_at": "ts", "explained_variance": "float"}, Check.__tablename__)
+    reader = ColumnarReader.open(session)
+    try:
+        # the fidelity checks (the bulk) on the reader; the few others on the session meanwhile
+        pending = (reader.submit(fid_q[0], then=partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2]),
+                                 encode=[_ENCODE.get(fid_q[2].get(c)) for c in fid_q[1]], window=_window_us())
+                   if reader else None, None)
+        yield lambda: _load_input(session, as_of, with_flags, pending, fid_q, other_q)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+_ENCODE = {"cat": "dict", "ts": "ts"}
+
+
+def _window_us() -> tuple[int, int]:
+    from compliance.analysis.quality import EARLIEST, LATEST
+
+    return (int(EARLIEST.value // 1000), int(LATEST.value // 1000))
+
+
+def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
+    stmt, cols, compact, scan = query
+    if future is not None:
+        try:
+            return future.result()
+        except Exception:  # a value the Arrow driver cannot type (SQLite stores any type in any column)
+            pass
+    return _frame(session, stmt, cols, compact=compact, scan=scan)
+
+
+def _load_input(session: Session, as_of: datetime, with_flags: bool, pending, fid_q: tuple, other_q: tuple) -> AnalysisInput:
     models = _frame(session, select(Model.id, Model.tier, Model.owner, Model.recorded_at).where(Model.recorded_at <= as_of),
                     ["model_id", "tier", "owner", "recorded_at"])
     versions = _frame(session, select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label, ModelVersion.trained_at,
@@ -158,27 +267,7 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     # so the analysis' own as-of filter keeps exactly these rows. Fidelity checks are the bulk and
     # are read with the fewest columns; coverage needs only them and alignment checks, failure-mode
     # detection every kind.
-    fid = _frame(session, select(Check.id, Check.version_id, Check.artifact_id, Check.status, Check.finished_at,
-                                 Check.explained_variance)
-                 .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None)),
-                 ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"],
-                 compact={"check_id": "int", "version_id": "int", "artifact_id": "cat", "status": "cat",
-                          "finished_at": "ts", "explained_variance": "float"})
-    fid["kind"] = pd.Categorical.from_codes(np.zeros(len(fid), np.int8), categories=pd.Index(["fidelity"], dtype=object))
-    fid["other_artifact_id"] = None
-    oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
-                Check.finished_at, Check.explained_variance).where(
-        Check.kind != "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None))
-    if not with_flags:
-        oq = oq.where(Check.kind == "alignment")
-    # every kind but fidelity (kinds an older release wrote included, for the screen to name): no
-    # index narrows "!=", and SQLite would otherwise walk the recorded_at index with a table
-    # look-up per check (3.6 s at two million checks against 0.8 s for one scan)
-    other = _frame(session, oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status",
-                                 "finished_at", "explained_variance"], scan=Check.__tablename__,
-                   compact={"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat",
-                            "status": "cat", "finished_at": "ts", "explained_variance": "float"})
-    checks = pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}) if len(other) else fid
+    other = _checks_frame(session, pending[1], other_q)
     # Only the few checks that raised a flag or carry a survival share need their JSON.
     survival = {cid: (_json(m) or {}).get("survival_share") for cid, m in session.execute(
         select(Check.id, Check.metrics).where(Check.recorded_at <= as_of, Check.kind == "alignment"))}
@@ -194,6 +283,11 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     # out and reported, timestamps parsed; what follows only sees records the analysis can use.
     fixes = _frame(session, select(Correction.entity_type, Correction.entity_id).where(Correction.recorded_at <= as_of),
                    ["entity_type", "entity_id"])
+    # the fidelity checks last: on a reader, they were read while the queries above ran
+    fid = _checks_frame(session, pending[0], fid_q)
+    fid["kind"] = pd.Categorical.from_codes(np.zeros(len(fid), np.int8), categories=pd.Index(["fidelity"], dtype=object))
+    fid["other_artifact_id"] = None
+    checks = pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}) if len(other) else fid
     screened, findings, applied = screen(dict(models=models, versions=versions, deployments=deployments,
                                               artifacts=artifacts, checks=checks, volumes=volumes), fixes)
     models, versions, deployments, artifacts, checks, volumes = (
@@ -201,8 +295,11 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     checks["explained_variance"] = pd.to_numeric(checks["explained_variance"], errors="coerce").astype(float)
     checks["version_id"] = checks["version_id"].astype(np.int64)
     checks["check_id"] = checks["check_id"].astype(np.int64)
-    vmodel = pd.Series(versions["model_id"].to_numpy(), index=versions["version_id"].astype(np.int64).to_numpy())
-    checks["model_id"] = vmodel.reindex(checks["version_id"].to_numpy()).to_numpy()
+    # the model of each check's version, as a categorical (two million strings as objects cost 0.5 s)
+    vcode, vmodels = pd.factorize(versions["model_id"].astype(object))
+    vrow = pd.Index(versions["version_id"].astype(np.int64).to_numpy()).get_indexer(checks["version_id"].to_numpy())
+    checks["model_id"] = pd.Categorical.from_codes(np.where(vrow >= 0, np.r_[vcode, -1][vrow], -1),
+                                                   categories=pd.Index(vmodels, dtype=object))
     checks["survival_share"] = checks["check_id"].map(pd.Series(survival, dtype=float)).astype(float)
     if accepted:
         acc = pd.Series({int(k): v for k, v in accepted.items()}, dtype=object)
@@ -212,8 +309,9 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
     bound = pd.Series(artifacts["bound_version_id"].to_numpy(), index=artifacts["artifact_id"].to_numpy())
     # The baseline of an artifact is its first non-error fidelity check on its bound version
     # (as services.checks.baseline_ev); later checks on the bound version are not baselines.
-    on_bound = ((checks["artifact_id"].astype(object).map(bound) == checks["version_id"]) & (checks["kind"] == "fidelity")
-                & (checks["status"] != "error") & checks["explained_variance"].notna()).to_numpy()
+    on_bound = ((_map_values(checks["artifact_id"], bound) == checks["version_id"].to_numpy())
+                & (checks["kind"] == "fidelity").to_numpy() & (checks["status"] != "error").to_numpy()
+                & checks["explained_variance"].notna().to_numpy())
     first = np.zeros(len(checks), dtype=bool)
     if on_bound.any():
         sub = checks.loc[on_bound, ["artifact_id", "finished_at", "check_id"]].sort_values(["finished_at", "check_id"])
@@ -228,6 +326,14 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
                                 checks=checks, volumes=volumes), findings, applied)
 
 
+def _map_values(col: pd.Series, mapping: pd.Series) -> np.ndarray:
+    """``col.map(mapping)`` as an object array; a categorical column is mapped once per category."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        per_cat = mapping.reindex(col.cat.categories.astype(object)).to_numpy(object)
+        return np.r_[per_cat, np.array([np.nan], object)][col.cat.codes.to_numpy()]
+    return col.astype(object).map(mapping).to_numpy(object)
+
+
 def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
@@ -240,16 +346,18 @@ def open_occurrences_at(session: Session, as_of: datetime) -> list[dict]:
 
 
 @without_gc_passes
-def analyse(session: Session, quarter: str, as_of: datetime, *, inp: AnalysisInput | None = None) -> dict:
+def analyse(session: Session, quarter: str, as_of: datetime, *, inp: AnalysisInput | None = None,
+            detail: bool = True) -> dict:
     """Coverage, debt (incurred and outstanding), verdicts, staleness, timeline and trend of a
     quarter as of a time (JSON-safe dict). ``inp``: the input already loaded as of the same time
-    (several quarters from one load)."""
+    (several quarters from one load). ``detail=False``: without slots summary, staleness and
+    timelines (see :func:`~compliance.analysis.quarter.analyse_quarter`)."""
     from compliance.analysis.quarter import analyse_quarter
 
     if inp is None:
         inp = load_input(session, as_of, with_flags=False)
     policy, policy_findings = screened_policy_at(session, as_of)
-    out = analyse_quarter(inp, quarter, as_of, policy, open_occurrences_at(session, as_of)).to_dict()
+    out = analyse_quarter(inp, quarter, as_of, policy, open_occurrences_at(session, as_of), detail=detail).to_dict()
     out["data_quality"] = data_quality(inp, policy_findings)
     return out
 

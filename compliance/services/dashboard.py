@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session
 
 from compliance.analysis.calendar import parse_quarter, quarter_of
 from compliance.runtime import without_gc_passes
-from compliance.services.analysis import analyse
+from compliance.services.analysis import analyse, input_loader
 from compliance.services.due import due_pairs
 from compliance.services.governance import list_failure_modes, list_findings
 from compliance.timeutil import iso, utcnow
@@ -27,14 +28,18 @@ def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime |
     """``analysis``: ``analyse(session, quarter, as_of)`` already computed for the same quarter and as-of
     (the web view keeps recent ones; the figures are the same)."""
     q, t = resolve_quarter_as_of(quarter, as_of)
-    a = analysis if analysis is not None else analyse(session, q, t)
     due_at = min(t, datetime.combine(parse_quarter(q).end, datetime.max.time(), tzinfo=timezone.utc))
+    with ExitStack() as stack:
+        # the checks are read on a second connection while this one lists due pairs and findings
+        load = stack.enter_context(input_loader(session, t, with_flags=False)) if analysis is None else None
+        due = [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)]
+        failure_modes = [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)]
+        findings = [_plain(f) for f in list_findings(session, open_only=True, as_of=t)]
+        a = analysis if analysis is not None else analyse(session, q, t, inp=load(), detail=False)
     return {
         "quarter": q, "as_of": iso(t), "portfolio": a["portfolio"], "by_tier": a["by_tier"], "by_model": a["by_model"],
         "trend": a["trend"], "data_quality": a["data_quality"],
-        "due": [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)],
-        "failure_modes": [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)],
-        "findings": [_plain(f) for f in list_findings(session, open_only=True, as_of=t)],
+        "due": due, "failure_modes": failure_modes, "findings": findings,
     }
 
 

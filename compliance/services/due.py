@@ -252,7 +252,7 @@ def debt_order(session: Session, at: datetime, pairs: list[dict]) -> list[dict]:
     from compliance.analysis.calendar import quarter_of
     from compliance.services.analysis import analyse
 
-    qa = analyse(session, str(quarter_of(at)), at)
+    qa = analyse(session, str(quarter_of(at)), at, detail=False)
     debt = {r["model_id"]: float(r.get("weighted_debt_outstanding") or 0.0) for r in qa["by_model"]}
     for p in pairs:
         p["weighted_debt_outstanding"] = debt.get(p["model_id"], 0.0)

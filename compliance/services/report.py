@@ -567,7 +567,7 @@ def _model_trend(session: Session, quarter: str, as_of: datetime, model_id: str,
     out = []
     for i in (3, 2, 1, 0):
         qq = q.previous(i)
-        a = analyse(session, str(qq), as_of, inp=inp)
+        a = analyse(session, str(qq), as_of, inp=inp, detail=False)
         m = next((r for r in a["by_model"] if r["model_id"] == model_id), None)
         out.append(C.TrendRow(quarter=str(qq), coverage=_f(m.get("coverage")) if m and m["deployed"] else None,
                               debt_slot_days=_i(m["debt"]) if m else 0, weighted_debt=_i(m["weighted_debt"]) if m else 0,

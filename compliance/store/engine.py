@@ -183,6 +183,7 @@ def session_scope(url: str | None = None, *, actor: str | None = None, readonly:
             engine.execution_options(compliance_short_writes=True) if short_writes else engine)
     session = Session(bind=bind, expire_on_commit=False, autoflush=False)
     session.info["short_writes"] = short_writes and not readonly
+    session.info["readonly"] = readonly
     session.info["clock"] = clock or utcnow
     session.info["replay"] = replay
     try:

@@ -1,0 +1,267 @@
+"""Columnar reads for the read-only analysis load (Arrow Database Connectivity).
+
+The analysis reads every fidelity check recorded by its as-of: two million rows on a bank-sized
+store. Through the DBAPI driver each value becomes a Python object (≈ 0.2 µs a value) before
+numpy sees it; an ADBC driver (``adbc-driver-sqlite``, ``adbc-driver-postgresql``) hands the rows
+over as Arrow columns, read in C++ (bench/RESULTS-report.md, fifth pass). The reads run on a
+thread of their own — for SQLite in a process of its own (:mod:`compliance.store.columnar_child`
+says why) — while the session goes on with its other queries.
+
+An Arrow read runs on a connection of its own, so it is used only for a **read-only** session and
+only when that connection sees exactly what the session sees:
+
+* PostgreSQL: the connection imports the session's snapshot (``pg_export_snapshot`` /
+  ``SET TRANSACTION SNAPSHOT``) — the same committed state, by the server's guarantee;
+* both backends: the ledger head (last sequence number and hash) read on both must be equal.
+  Every write appends to the ledger in its own transaction (DESIGN §7), so equal heads mean the
+  same committed records. A store that moved between the two reads (SQLite) makes every read of
+  the reader fail with :class:`NotTheSameView`, and the caller reads through the session.
+
+No ADBC driver installed, an in-memory SQLite store, a failure to connect: the reads fail the
+same way, and the caller's fallback is the session's own read. Both paths give the same frames
+(tests compare them on SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.store.models import LedgerEntry
+
+# COMPLIANCE_COLUMNAR=0 turns the Arrow reads off (the benchmark's side-by-side reference; a
+# site that wants one read path).
+ENV = "COMPLIANCE_COLUMNAR"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class NotTheSameView(RuntimeError):
+    """The reader's connection does not see what the session sees (or could not be opened)."""
+
+
+def _head_sql() -> Any:
+    return select(LedgerEntry.seq, LedgerEntry.hash).order_by(LedgerEntry.seq.desc()).limit(1)
+
+
+class ColumnarReader:
+    """Arrow reads pinned to a read-only session's view of the store (see the module docstring).
+    ``submit(stmt)`` queues a read and returns a Future of a ``pyarrow.Table`` (or of
+    ``then(table)``); reads run in order on one thread. ``close()`` ends the reader."""
+
+    def __init__(self, transport: _Transport, dialect_name: str, session_dialect: Any, mine: tuple | None,
+                 snapshot: str | None) -> None:
+        self._transport = transport
+        self._dialect_name = dialect_name
+        self._session_dialect = session_dialect
+        self._jobs: queue.Queue = queue.Queue()
+        self._ready: Future = Future()
+        self._thread = threading.Thread(target=self._run, args=(mine, snapshot), name="compliance-columnar", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls, session: Session) -> ColumnarReader | None:
+        """A reader for a read-only session, or None (turned off, not read-only, a backend or a
+        store it cannot read: the caller reads through the session)."""
+        if not enabled() or not session.info.get("readonly"):
+            return None
+        conn = session.connection()
+        name = conn.dialect.name
+        try:
+            if name == "sqlite":
+                transport: _Transport = _ChildSqlite.start(conn.engine.url)
+            elif name == "postgresql":
+                transport = _InProcess(conn.engine.url)
+            else:
+                return None
+        except Exception:  # no driver, no file: the session's own path reads
+            return None
+        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar() if name == "postgresql" else None
+        mine = session.execute(_head_sql()).first()
+        return cls(transport, name, conn.dialect, tuple(mine) if mine else None, snapshot)
+
+    # -- the reader's thread ---------------------------------------------------------------
+    def _run(self, mine: tuple | None, snapshot: str | None) -> None:
+        try:
+            self._transport.connect()
+            if snapshot is not None:
+                self._transport.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])
+                self._transport.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'", [])
+            else:
+                self._transport.execute("BEGIN", [])
+            head = self._transport.execute(*self._compile(_head_sql())).to_pylist()
+            theirs = tuple(head[0].values()) if head else None
+            if theirs != mine:
+                raise NotTheSameView(f"the store moved: ledger head {theirs} here, {mine} in the session")
+            self._ready.set_result(True)
+        except BaseException as exc:
+            self._ready.set_exception(exc if isinstance(exc, NotTheSameView) else NotTheSameView(str(exc)))
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            fut, sql, params, then, encode, window = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                self._ready.result()
+                table = self._transport.execute(sql, params, encode=encode, window=window)
+                fut.set_result(then(table) if then is not None else table)
+            except BaseException as exc:  # handed to the caller through the future
+                fut.set_exception(exc)
+        self._transport.close()
+
+    # -- the caller's side -----------------------------------------------------------------
+    def _compile(self, stmt: Any, scan: str | None = None) -> tuple[str, list]:
+        from compliance.services.analysis import _raw_param
+
+        if self._dialect_name == "postgresql":
+            from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+            dialect = PGDialect_psycopg(paramstyle="numeric_dollar")
+        else:
+            dialect = self._session_dialect
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        params = [_raw_param(compiled.params[k], self._dialect_name) for k in compiled.positiontup]
+        sql = str(compiled)
+        if scan and self._dialect_name == "sqlite":
+            sql = sql.replace(f"FROM {scan} ", f"FROM {scan} NOT INDEXED ", 1).replace(
+                f"FROM {scan}\n", f"FROM {scan} NOT INDEXED\n", 1)
+        return sql, params
+
+    def usable(self) -> bool:
+        """Whether the reader sees what the session sees (waits for its connection)."""
+        try:
+            return bool(self._ready.result())
+        except NotTheSameView:
+            return False
+
+    def submit(self, stmt: Any, *, scan: str | None = None, then: Any = None, encode: list | None = None,
+               window: tuple[int, int] | None = None) -> Future:
+        """Queue a read of ``stmt`` (compiled here: SQLAlchemy objects stay on the caller's
+        thread); ``then(table)``, if given, runs on the reader's thread and is the result.
+        ``encode`` (per column: ``"dict"``, ``"ts"`` or None) and ``window`` (microseconds) let
+        a reader in another process send text columns dictionary-encoded and times parsed
+        (only when every value parses inside the window); the caller accepts either form."""
+        fut: Future = Future()
+        sql, params = self._compile(stmt, scan)
+        self._jobs.put((fut, sql, params, then, encode, window))
+        return fut
+
+    def table(self, stmt: Any, *, scan: str | None = None):
+        """Read ``stmt`` and wait for its rows (a ``pyarrow.Table``)."""
+        return self.submit(stmt, scan=scan).result()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def __enter__(self) -> ColumnarReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _Transport:
+    def connect(self) -> None: ...
+
+    def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _InProcess(_Transport):
+    """An ADBC connection in this process (PostgreSQL: a libpq connection like any other)."""
+
+    def __init__(self, url: Any) -> None:
+        import adbc_driver_postgresql.dbapi  # noqa: F401 - fail at open when the driver is missing
+
+        self._uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn = None
+
+    def connect(self) -> None:
+        import adbc_driver_postgresql.dbapi as dbapi
+
+        self._conn = dbapi.connect(self._uri, autocommit=True)
+
+    def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None):
+        cur = self._conn.cursor()
+        try:
+            cur.execute(sql, params or None)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                try:
+                    self.execute("ROLLBACK", [])
+                finally:
+                    self._conn.close()
+            except Exception:  # closing a read-only connection cannot lose anything
+                pass
+
+
+class _ChildSqlite(_Transport):
+    """The SQLite reader in a child process (:mod:`compliance.store.columnar_child`)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+
+    @classmethod
+    def start(cls, url: Any) -> _ChildSqlite:
+        from pathlib import Path
+        from urllib.parse import quote, unquote
+
+        import adbc_driver_sqlite  # noqa: F401 - fail at open when the driver is missing
+
+        db = url.database
+        if not db or db == ":memory:":
+            raise NotTheSameView("an in-memory store cannot be read from another connection")
+        if db.startswith("file:"):  # a URI filename (the web view's read-only form): the path before '?'
+            db = unquote(db[len("file:"):].split("?", 1)[0])
+        path = Path(db)
+        if not path.is_file():
+            raise NotTheSameView(f"no store file at {path}")
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        proc = subprocess.Popen([sys.executable, "-m", "compliance.store.columnar_child", uri],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return cls(proc)
+
+    def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None):
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        p = self._proc
+        req = {"sql": sql, "params": params, "encode": encode or [], "window": list(window) if window else None}
+        p.stdin.write(json.dumps(req).encode() + b"\n")
+        p.stdin.flush()
+        head = p.stdout.read(9)
+        if len(head) < 9:
+            raise NotTheSameView("the reader process ended")
+        kind, n = head[:1], struct.unpack("<Q", head[1:])[0]
+        payload = p.stdout.read(n)
+        if kind != b"T":
+            raise NotTheSameView(payload.decode(errors="replace"))
+        return ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+    def close(self) -> None:
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+        except Exception:
+            self._proc.kill()

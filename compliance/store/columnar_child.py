@@ -1,0 +1,94 @@
+"""The Arrow reader of a SQLite store, in a process of its own (see :mod:`compliance.store.columnar`).
+
+Why a process: the ADBC SQLite driver carries its own copy of the SQLite library. Two copies of
+SQLite in one process do not know each other's POSIX file locks, and closing a file in one copy
+drops the locks the other holds on it (https://sqlite.org/howtocorrupt.html, §2.2.1). In a
+process of its own the reader takes and releases its own locks like any other reader.
+
+Protocol (stdin → stdout): one JSON request a line, ``{"sql": ..., "params": [...]}``; for each,
+one reply: a byte ``T`` and an Arrow IPC stream of the rows, or ``E`` and a UTF-8 message, each
+preceded by its length (8 bytes, little-endian). End of input ends the read transaction.
+Imports only the driver and pyarrow (no pandas): it starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+
+
+def _reply(out, kind: bytes, payload: bytes) -> None:
+    out.write(kind + struct.pack("<Q", len(payload)))
+    out.write(payload)
+    out.flush()
+
+
+def _encode(table, encode: list, window: list | None):
+    """Smaller on the wire: text columns marked ``dict`` dictionary-encoded, ``ts`` columns parsed
+    into timestamps when every value parses inside ``window`` (microseconds since the epoch;
+    otherwise the column keeps its text, for the parent's data-quality screen to name)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = list(table.columns)
+    for i, how in enumerate(encode[:len(cols)]):
+        col = cols[i]
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        if how == "dict":
+            cols[i] = pc.dictionary_encode(col.combine_chunks())
+        elif how == "ts" and window:
+            try:
+                ts = pc.cast(col, pa.timestamp("us"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            us = ts.cast(pa.int64())
+            inside = pc.and_(pc.greater_equal(us, pa.scalar(window[0], pa.int64())), pc.less(us, pa.scalar(window[1], pa.int64())))
+            if ts.null_count == 0 and pc.all(inside).as_py():
+                cols[i] = ts
+    return pa.table(cols, names=table.column_names)
+
+
+def main(argv: list[str]) -> int:
+    import adbc_driver_manager as dm
+    import adbc_driver_sqlite
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    out = sys.stdout.buffer
+    db = adbc_driver_sqlite.connect(argv[1])
+    conn = dm.AdbcConnection(db)
+    try:
+        for line in sys.stdin.buffer:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                stmt = dm.AdbcStatement(conn)
+                try:
+                    stmt.set_sql_query(req["sql"])
+                    params = req.get("params") or []
+                    if params:
+                        batch = pa.record_batch([pa.array([p]) for p in params], names=[f"p{i}" for i in range(len(params))])
+                        schema, array = batch.__arrow_c_array__()
+                        stmt.bind(array, schema)
+                    handle, _ = stmt.execute_query()
+                    table = pa.RecordBatchReader._import_from_c(handle.address).read_all()
+                finally:
+                    stmt.close()
+                table = _encode(table, req.get("encode") or [], req.get("window"))
+                sink = pa.BufferOutputStream()
+                with ipc.new_stream(sink, table.schema) as w:
+                    w.write_table(table)
+                _reply(out, b"T", sink.getvalue().to_pybytes())
+            except Exception as exc:  # reported to the parent, which reads through its session instead
+                _reply(out, b"E", f"{type(exc).__name__}: {exc}".encode())
+    finally:
+        conn.close()
+        db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,129 @@
+"""The analysis load's Arrow reads (``compliance.store.columnar``) give exactly what the session's
+own reads give, and are used only when their connection sees what the session sees."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from compliance.services.analysis import load_input
+from compliance.services.dashboard import dashboard
+from compliance.store import columnar
+from compliance.store.columnar import ColumnarReader
+from compliance.store.engine import session_scope
+from compliance.store.ledger import record
+from compliance.store.models import Acceptance, Artifact, Check
+from tests.helpers import old_release
+from tests.test_analysis_store import T0, Clock, build, fidelity
+
+UTC = timezone.utc
+FRAMES = ("models", "versions", "deployments", "artifacts", "checks", "volumes")
+
+
+@pytest.fixture
+def store(db_url, tmp_path):
+    """Three models; fidelity checks of every status, out of time order within a pair, an accepted
+    warn, an alignment check; and two checks an older release dated outside 1970..2200."""
+    clock = Clock(T0 - timedelta(days=1))
+    st = build(db_url, tmp_path, 3, clock)
+    day = timedelta(days=1)
+    # (no `inconclusive`: the older release's schema below cannot hold it)
+    for i, status in enumerate(["pass", "warn", "fail", "error", "warn", "pass"]):
+        fidelity(st, f"m{i % 3}-sae", f"m{i % 3}", status, T0 + (5 + 7 * i) * day)
+    with st.session() as s:  # a check finished before the one recorded just before it
+        c = s.scalars(select(Check).order_by(Check.id.desc())).first()
+        record(s, Check(kind="fidelity", model_id=c.model_id, version_id=c.version_id, artifact_id=c.artifact_id,
+                        input_hashes={}, parameters={}, metrics={}, status="warn", reasons=[], flags=[],
+                        explained_variance=None, started_at=T0 + 2 * day, finished_at=T0 + 2 * day, tool_version="t"))
+        record(s, Check(kind="alignment", model_id=c.model_id, version_id=c.version_id, artifact_id=c.artifact_id,
+                        other_artifact_id=None, input_hashes={}, parameters={}, metrics={"survival_share": 0.7},
+                        status="pass", reasons=[], flags=[], explained_variance=None, started_at=T0 + 3 * day,
+                        finished_at=T0 + 3 * day, tool_version="t"))
+
+    with st.session(actor="val") as s:  # a validator (not the developer) accepts the first warn
+        warn = s.scalars(select(Check.id).where(Check.status == "warn").order_by(Check.id)).first()
+        record(s, Acceptance(check_id=warn, rationale="within tolerance"))
+
+    def odd(s):
+        a = s.scalars(select(Artifact).order_by(Artifact.id)).first()
+        for when in (datetime(1, 1, 1, tzinfo=UTC), datetime(2250, 1, 1, tzinfo=UTC)):
+            record(s, Check(kind="fidelity", model_id=a.model_id, version_id=a.bound_version_id, artifact_id=a.id,
+                            input_hashes={}, parameters={}, metrics={}, status="pass", reasons=[], flags=[],
+                            explained_variance=0.9, started_at=when, finished_at=when, tool_version="0.2"))
+
+    clock.t = T0 + 60 * day
+    old_release(db_url, odd)
+    return db_url
+
+
+def _both(monkeypatch, fn):
+    out = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(columnar.ENV, mode)
+        out[mode] = fn()
+    return out["0"], out["1"]
+
+
+def test_arrow_reads_equal_the_session_reads(store, monkeypatch):
+    at = datetime.now(UTC)  # the older release's records are recorded now
+    with session_scope(store, readonly=True) as s:
+        with ColumnarReader.open(s) as reader:
+            assert reader.usable()  # the Arrow path is the one under test, not the fallback
+
+    def load():
+        with session_scope(store, readonly=True) as s:
+            return load_input(s, at)
+
+    driver, arrow = _both(monkeypatch, load)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(driver, name), getattr(arrow, name), check_exact=True)
+    assert len(driver.checks) >= 8 and driver.checks["status"].nunique() >= 4
+
+    def status():
+        with session_scope(store, readonly=True) as s:
+            return dashboard(s, quarter="2026Q3", as_of=at)
+
+    a, b = _both(monkeypatch, status)
+    assert a == b
+    named = {f["record"] for f in b["data_quality"]["findings"]}
+    assert sum(r.startswith("check_run ") for r in named) == 2  # the out-of-window checks, by name
+
+
+def test_no_arrow_reader_when_turned_off_or_after_a_write(store, monkeypatch):
+    monkeypatch.setenv(columnar.ENV, "0")
+    with session_scope(store, readonly=True) as s:
+        assert ColumnarReader.open(s) is None
+    monkeypatch.setenv(columnar.ENV, "1")
+    # only a read-only session reads through another connection (a writing one sees its own entries)
+    with session_scope(store) as s:
+        assert ColumnarReader.open(s) is None
+
+
+def test_no_arrow_reader_when_the_store_moved_since_the_session_read(store, monkeypatch):
+    """SQLite: the session reads one snapshot; an entry committed after it is seen by a new
+    connection, so the reader refuses. PostgreSQL: the reader imports the session's snapshot."""
+    monkeypatch.setenv(columnar.ENV, "1")
+    with session_scope(store, readonly=True) as s:
+        before = s.scalar(select(Check.id).order_by(Check.id.desc()))
+        with session_scope(store) as w:
+            record(w, Acceptance(check_id=before, rationale="later"))
+        with ColumnarReader.open(s) as reader:
+            if store.startswith("sqlite"):
+                assert not reader.usable()
+                with pytest.raises(columnar.NotTheSameView):
+                    reader.table(select(Acceptance.id))
+                # the load falls back to the session's own reads: the same frames as with them alone
+                now = datetime.now(UTC)
+                got = load_input(s, now)
+                monkeypatch.setenv(columnar.ENV, "0")
+                want = load_input(s, now)
+                for name in FRAMES:
+                    pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name))
+            else:
+                assert reader.usable()
+                mine = s.scalar(select(Acceptance.id).order_by(Acceptance.id.desc()))
+                theirs = reader.table(select(Acceptance.id).order_by(Acceptance.id.desc()).limit(1)).column(0)[0].as_py()
+                assert theirs == mine
