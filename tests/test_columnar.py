@@ -69,6 +69,7 @@ def _both(monkeypatch, fn):
 
 def test_arrow_reads_equal_the_session_reads(store, monkeypatch):
     at = datetime.now(UTC)  # the older release's records are recorded now
+    monkeypatch.setenv(columnar.ENV, "1")  # a reader whatever the store's size
     with session_scope(store, readonly=True) as s:
         with ColumnarReader.open(s) as reader:
             assert reader.usable()  # the Arrow path is the one under test, not the fallback
@@ -92,10 +93,16 @@ def test_arrow_reads_equal_the_session_reads(store, monkeypatch):
     assert sum(r.startswith("check_run ") for r in named) == 2  # the out-of-window checks, by name
 
 
-def test_no_arrow_reader_when_turned_off_or_after_a_write(store, monkeypatch):
+def test_no_arrow_reader_when_turned_off_small_or_writing(store, monkeypatch):
     monkeypatch.setenv(columnar.ENV, "0")
     with session_scope(store, readonly=True) as s:
         assert ColumnarReader.open(s) is None
+    monkeypatch.delenv(columnar.ENV)  # by default, a store this small is read through the session
+    with session_scope(store, readonly=True) as s:
+        assert ColumnarReader.open(s) is None
+    monkeypatch.setattr(columnar, "MIN_CHECKS", 1)
+    with session_scope(store, readonly=True) as s, ColumnarReader.open(s) as reader:
+        assert reader.usable()
     monkeypatch.setenv(columnar.ENV, "1")
     # only a read-only session reads through another connection (a writing one sees its own entries)
     with session_scope(store) as s:

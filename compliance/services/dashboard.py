@@ -35,7 +35,9 @@ def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime |
         due = [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)]
         failure_modes = [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)]
         findings = [_plain(f) for f in list_findings(session, open_only=True, as_of=t)]
-        a = analysis if analysis is not None else analyse(session, q, t, inp=load(), detail=False)
+        inp = load() if load is not None else None
+    # the reader is closed (its connection and buffers gone) before the analysis' day grid
+    a = analysis if analysis is not None else analyse(session, q, t, inp=inp, detail=False)
     return {
         "quarter": q, "as_of": iso(t), "portfolio": a["portfolio"], "by_tier": a["by_tier"], "by_model": a["by_model"],
         "trend": a["trend"], "data_quality": a["data_quality"],

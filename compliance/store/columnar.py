@@ -44,8 +44,18 @@ from compliance.store.models import LedgerEntry
 ENV = "COMPLIANCE_COLUMNAR"
 
 
+# Below this many checks (by the largest check id) the session's own reads are as fast as
+# starting a reader; COMPLIANCE_COLUMNAR=1 uses a reader whatever the size (the tests do).
+MIN_CHECKS = 100_000
+
+
+def _mode() -> str:
+    v = os.environ.get(ENV, "auto").strip().lower()
+    return "off" if v in ("0", "false", "no", "off") else "on" if v in ("1", "true", "yes", "on") else "auto"
+
+
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return _mode() != "off"
 
 
 class NotTheSameView(RuntimeError):
@@ -77,13 +87,20 @@ class ColumnarReader:
         store it cannot read: the caller reads through the session)."""
         if not enabled() or not session.info.get("readonly"):
             return None
+        if _mode() == "auto":
+            from sqlalchemy import func
+
+            from compliance.store.models import Check
+
+            if (session.scalar(select(func.max(Check.id))) or 0) < MIN_CHECKS:
+                return None
         conn = session.connection()
         name = conn.dialect.name
         try:
             if name == "sqlite":
-                transport: _Transport = _ChildSqlite.start(conn.engine.url)
+                transport: _Transport = _Child.start_sqlite(conn.engine.url)
             elif name == "postgresql":
-                transport = _InProcess(conn.engine.url)
+                transport = _Child.start_postgres(conn.engine.url)
             else:
                 return None
         except Exception:  # no driver, no file: the session's own path reads
@@ -118,10 +135,16 @@ class ColumnarReader:
             try:
                 self._ready.result()
                 table = self._transport.execute(sql, params, encode=encode, window=window)
-                fut.set_result(then(table) if then is not None else table)
+                result = then(table) if then is not None else table
+                del table  # the Arrow columns go as soon as they are converted, and Arrow's pool
+                _release_arrow_memory()  # keeps no freed buffers (RSS counts them)
+                fut.set_result(result)
+                del result
             except BaseException as exc:  # handed to the caller through the future
                 fut.set_exception(exc)
+            del fut, job
         self._transport.close()
+        _release_arrow_memory()
 
     # -- the caller's side -----------------------------------------------------------------
     def _compile(self, stmt: Any, scan: str | None = None) -> tuple[str, list]:
@@ -175,6 +198,22 @@ class ColumnarReader:
         self.close()
 
 
+def _json_param(v: Any) -> str:
+    """A bound time as text (the compiled SQL casts its parameter: ``$1::TIMESTAMP``)."""
+    if hasattr(v, "isoformat"):
+        return v.isoformat(sep=" ")
+    raise TypeError(f"cannot send a parameter of type {type(v).__name__} to the reader")
+
+
+def _release_arrow_memory() -> None:
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # an allocator without the call: nothing to release
+        pass
+
+
 class _Transport:
     def connect(self) -> None: ...
 
@@ -183,47 +222,17 @@ class _Transport:
     def close(self) -> None: ...
 
 
-class _InProcess(_Transport):
-    """An ADBC connection in this process (PostgreSQL: a libpq connection like any other)."""
+class _Child(_Transport):
+    """The reader in a child process (:mod:`compliance.store.columnar_child`)."""
 
-    def __init__(self, url: Any) -> None:
-        import adbc_driver_postgresql.dbapi  # noqa: F401 - fail at open when the driver is missing
-
-        self._uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._conn = None
-
-    def connect(self) -> None:
-        import adbc_driver_postgresql.dbapi as dbapi
-
-        self._conn = dbapi.connect(self._uri, autocommit=True)
-
-    def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None):
-        cur = self._conn.cursor()
-        try:
-            cur.execute(sql, params or None)
-            return cur.fetch_arrow_table()
-        finally:
-            cur.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                try:
-                    self.execute("ROLLBACK", [])
-                finally:
-                    self._conn.close()
-            except Exception:  # closing a read-only connection cannot lose anything
-                pass
-
-
-class _ChildSqlite(_Transport):
-    """The SQLite reader in a child process (:mod:`compliance.store.columnar_child`)."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self._proc = proc
+    def __init__(self, driver: str, uri: str) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-m", "compliance.store.columnar_child"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._proc.stdin.write(json.dumps({"driver": driver, "uri": uri}).encode() + b"\n")
+        self._proc.stdin.flush()
 
     @classmethod
-    def start(cls, url: Any) -> _ChildSqlite:
+    def start_sqlite(cls, url: Any) -> _Child:
         from pathlib import Path
         from urllib.parse import quote, unquote
 
@@ -237,10 +246,13 @@ class _ChildSqlite(_Transport):
         path = Path(db)
         if not path.is_file():
             raise NotTheSameView(f"no store file at {path}")
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-        proc = subprocess.Popen([sys.executable, "-m", "compliance.store.columnar_child", uri],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        return cls(proc)
+        return cls("sqlite", f"file:{quote(str(path.resolve()))}?mode=ro")
+
+    @classmethod
+    def start_postgres(cls, url: Any) -> _Child:
+        import adbc_driver_postgresql  # noqa: F401 - fail at open when the driver is missing
+
+        return cls("postgresql", url.set(drivername="postgresql").render_as_string(hide_password=False))
 
     def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None):
         import pyarrow as pa
@@ -248,7 +260,7 @@ class _ChildSqlite(_Transport):
 
         p = self._proc
         req = {"sql": sql, "params": params, "encode": encode or [], "window": list(window) if window else None}
-        p.stdin.write(json.dumps(req).encode() + b"\n")
+        p.stdin.write(json.dumps(req, default=_json_param).encode() + b"\n")
         p.stdin.flush()
         head = p.stdout.read(9)
         if len(head) < 9:

@@ -1,11 +1,12 @@
-"""The Arrow reader of a SQLite store, in a process of its own (see :mod:`compliance.store.columnar`).
+"""The Arrow reader of a store, in a process of its own (see :mod:`compliance.store.columnar`).
 
-Why a process: the ADBC SQLite driver carries its own copy of the SQLite library. Two copies of
+Why a process: its memory (the driver's buffers, Arrow's pool) is returned when it ends, and the
+analysis' peak does not add to it. For SQLite there is a second reason: the ADBC SQLite driver carries its own copy of the SQLite library. Two copies of
 SQLite in one process do not know each other's POSIX file locks, and closing a file in one copy
 drops the locks the other holds on it (https://sqlite.org/howtocorrupt.html, §2.2.1). In a
 process of its own the reader takes and releases its own locks like any other reader.
 
-Protocol (stdin → stdout): one JSON request a line, ``{"sql": ..., "params": [...]}``; for each,
+Protocol (stdin → stdout): a first line ``{"driver": "sqlite"|"postgresql", "uri": ...}``; then one JSON request a line, ``{"sql": ..., "params": [...]}``; for each,
 one reply: a byte ``T`` and an Arrow IPC stream of the rows, or ``E`` and a UTF-8 message, each
 preceded by its length (8 bytes, little-endian). End of input ends the read transaction.
 Imports only the driver and pyarrow (no pandas): it starts in a fraction of a second.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from typing import Any
 
 
 def _reply(out, kind: bytes, payload: bytes) -> None:
@@ -24,7 +26,7 @@ def _reply(out, kind: bytes, payload: bytes) -> None:
     out.flush()
 
 
-def _encode(table, encode: list, window: list | None):
+def encode_columns(table, encode: list, window: Any):
     """Smaller on the wire: text columns marked ``dict`` dictionary-encoded, ``ts`` columns parsed
     into timestamps when every value parses inside ``window`` (microseconds since the epoch;
     otherwise the column keeps its text, for the parent's data-quality screen to name)."""
@@ -57,7 +59,13 @@ def main(argv: list[str]) -> int:
     import pyarrow.ipc as ipc
 
     out = sys.stdout.buffer
-    db = adbc_driver_sqlite.connect(argv[1])
+    first = json.loads(sys.stdin.buffer.readline())  # on stdin: a URI can hold a password (not in `ps`)
+    if first["driver"] == "postgresql":
+        import adbc_driver_postgresql
+
+        db = adbc_driver_postgresql.connect(first["uri"])
+    else:
+        db = adbc_driver_sqlite.connect(first["uri"])
     conn = dm.AdbcConnection(db)
     try:
         for line in sys.stdin.buffer:
@@ -77,7 +85,7 @@ def main(argv: list[str]) -> int:
                     table = pa.RecordBatchReader._import_from_c(handle.address).read_all()
                 finally:
                     stmt.close()
-                table = _encode(table, req.get("encode") or [], req.get("window"))
+                table = encode_columns(table, req.get("encode") or [], req.get("window"))
                 sink = pa.BufferOutputStream()
                 with ipc.new_stream(sink, table.schema) as w:
                     w.write_table(table)
