@@ -36,7 +36,13 @@ def _gen():
 
 @pytest.fixture(scope="module")
 def gen():
-    return _gen()
+    """The generator, each command's help rendered once per module (a render of every help
+    text takes ~15 s on the CI machine; the tests below compare and check files, not renders)."""
+    import functools
+
+    mod = _gen()
+    mod.help_text = functools.lru_cache(maxsize=None)(mod.help_text)
+    return mod
 
 
 @pytest.fixture(scope="module")
