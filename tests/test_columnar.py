@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from compliance.services.analysis import load_input
 from compliance.services.dashboard import dashboard
@@ -134,3 +134,14 @@ def test_no_arrow_reader_when_the_store_moved_since_the_session_read(store, monk
                 mine = s.scalar(select(Acceptance.id).order_by(Acceptance.id.desc()))
                 theirs = reader.table(select(Acceptance.id).order_by(Acceptance.id.desc()).limit(1)).column(0)[0].as_py()
                 assert theirs == mine
+
+
+def test_a_reader_through_the_web_views_read_only_url(store, monkeypatch):
+    """The web view opens the store read-only (SQLite `mode=ro` URI; PostgreSQL with
+    `options=-c default_transaction_read_only=on`): its reader connects with the same options."""
+    from compliance.web.config import readonly_url
+
+    monkeypatch.setenv(columnar.ENV, "1")
+    with session_scope(readonly_url(store), readonly=True) as s, ColumnarReader.open(s) as reader:
+        assert reader.usable()
+        assert reader.table(select(Check.id)).num_rows == s.scalar(select(func.count()).select_from(Check))

@@ -112,8 +112,6 @@ def _arrow_column(col, form: str | None):
         codes = d.indices.fill_null(-1).to_numpy().astype(np.int32, copy=False)
         return pd.Categorical.from_codes(codes, categories=pd.Index(d.dictionary.to_pylist(), dtype=object))
     if form == "ts":
-        from compliance.analysis.quality import EARLIEST, LATEST
-
         ts = None
         if pa.types.is_timestamp(t) and t.tz is None:
             ts = col.cast(pa.timestamp("us"))
@@ -123,8 +121,7 @@ def _arrow_column(col, form: str | None):
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 ts = None
         if ts is not None and ts.null_count == 0:
-            lo = pa.scalar(EARLIEST.tz_localize(None).to_datetime64().astype("datetime64[us]").astype(np.int64), pa.int64())
-            hi = pa.scalar(LATEST.tz_localize(None).to_datetime64().astype("datetime64[us]").astype(np.int64), pa.int64())
+            lo, hi = (pa.scalar(x, pa.int64()) for x in _window_us())
             us = ts.cast(pa.int64())
             if pc.all(pc.and_(pc.greater_equal(us, lo), pc.less(us, hi))).as_py():
                 values = us.to_numpy().view("datetime64[us]")
@@ -216,10 +213,10 @@ def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True) 
     reader = ColumnarReader.open(session)
     try:
         # the fidelity checks (the bulk) on the reader; the few others on the session meanwhile
-        pending = (reader.submit(fid_q[0], then=partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2]),
-                                 encode=[_ENCODE.get(fid_q[2].get(c)) for c in fid_q[1]], window=_window_us())
-                   if reader else None, None)
-        yield lambda: _load_input(session, as_of, with_flags, pending, fid_q, other_q)
+        fid_read = (reader.submit(fid_q[0], then=partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2]),
+                                  encode=[_ENCODE.get(fid_q[2].get(c)) for c in fid_q[1]], window=_window_us())
+                    if reader else None)
+        yield lambda: _load_input(session, as_of, with_flags, fid_read, fid_q, other_q)
     finally:
         if reader is not None:
             reader.close()
@@ -235,6 +232,8 @@ def _window_us() -> tuple[int, int]:
 
 
 def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
+    """The checks of ``query`` (select, columns, compact forms, table to scan): from the reader's
+    ``future`` when it has them, else through the session."""
     stmt, cols, compact, scan = query
     if future is not None:
         try:
@@ -244,7 +243,7 @@ def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
     return _frame(session, stmt, cols, compact=compact, scan=scan)
 
 
-def _load_input(session: Session, as_of: datetime, with_flags: bool, pending, fid_q: tuple, other_q: tuple) -> AnalysisInput:
+def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, fid_q: tuple, other_q: tuple) -> AnalysisInput:
     models = _frame(session, select(Model.id, Model.tier, Model.owner, Model.recorded_at).where(Model.recorded_at <= as_of),
                     ["model_id", "tier", "owner", "recorded_at"])
     versions = _frame(session, select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label, ModelVersion.trained_at,
@@ -267,7 +266,7 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, pending, fi
     # so the analysis' own as-of filter keeps exactly these rows. Fidelity checks are the bulk and
     # are read with the fewest columns; coverage needs only them and alignment checks, failure-mode
     # detection every kind.
-    other = _checks_frame(session, pending[1], other_q)
+    other = _checks_frame(session, None, other_q)
     # Only the few checks that raised a flag or carry a survival share need their JSON.
     survival = {cid: (_json(m) or {}).get("survival_share") for cid, m in session.execute(
         select(Check.id, Check.metrics).where(Check.recorded_at <= as_of, Check.kind == "alignment"))}
@@ -284,7 +283,7 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, pending, fi
     fixes = _frame(session, select(Correction.entity_type, Correction.entity_id).where(Correction.recorded_at <= as_of),
                    ["entity_type", "entity_id"])
     # the fidelity checks last: on a reader, they were read while the queries above ran
-    fid = _checks_frame(session, pending[0], fid_q)
+    fid = _checks_frame(session, fid_read, fid_q)
     fid["kind"] = pd.Categorical.from_codes(np.zeros(len(fid), np.int8), categories=pd.Index(["fidelity"], dtype=object))
     fid["other_artifact_id"] = None
     checks = pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}) if len(other) else fid

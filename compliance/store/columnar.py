@@ -3,9 +3,9 @@
 The analysis reads every fidelity check recorded by its as-of: two million rows on a bank-sized
 store. Through the DBAPI driver each value becomes a Python object (≈ 0.2 µs a value) before
 numpy sees it; an ADBC driver (``adbc-driver-sqlite``, ``adbc-driver-postgresql``) hands the rows
-over as Arrow columns, read in C++ (bench/RESULTS-report.md, fifth pass). The reads run on a
-thread of their own — for SQLite in a process of its own (:mod:`compliance.store.columnar_child`
-says why) — while the session goes on with its other queries.
+over as Arrow columns, read in C++ (bench/RESULTS-report.md, fifth pass). The reads run in a
+process of their own (:mod:`compliance.store.columnar_child` says why), fed and read by a thread
+of this one, while the session goes on with its other queries.
 
 An Arrow read runs on a connection of its own, so it is used only for a **read-only** session and
 only when that connection sees exactly what the session sees:
@@ -17,8 +17,9 @@ only when that connection sees exactly what the session sees:
   same committed records. A store that moved between the two reads (SQLite) makes every read of
   the reader fail with :class:`NotTheSameView`, and the caller reads through the session.
 
-No ADBC driver installed, an in-memory SQLite store, a failure to connect: the reads fail the
-same way, and the caller's fallback is the session's own read. Both paths give the same frames
+No ADBC driver installed or an in-memory SQLite store: no reader; a reader that cannot connect
+fails its reads the same way as one that does not see the session's view, and the caller's
+fallback is the session's own read. Both paths give the same frames
 (tests compare them on SQLite and PostgreSQL).
 """
 
@@ -105,14 +106,17 @@ class ColumnarReader:
                 return None
         except Exception:  # no driver, no file: the session's own path reads
             return None
-        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar() if name == "postgresql" else None
-        mine = session.execute(_head_sql()).first()
+        try:
+            snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar() if name == "postgresql" else None
+            mine = session.execute(_head_sql()).first()
+        except BaseException:
+            transport.close()  # the child ends with its input
+            raise
         return cls(transport, name, conn.dialect, tuple(mine) if mine else None, snapshot)
 
     # -- the reader's thread ---------------------------------------------------------------
     def _run(self, mine: tuple | None, snapshot: str | None) -> None:
         try:
-            self._transport.connect()
             if snapshot is not None:
                 self._transport.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])
                 self._transport.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'", [])
@@ -198,6 +202,20 @@ class ColumnarReader:
         self.close()
 
 
+def _libpq_dsn(url: Any) -> str:
+    """The session's PostgreSQL URL as a libpq ``key=value`` string (query options included, e.g.
+    the web view's ``options=-c default_transaction_read_only=on``, which a URI would mangle)."""
+    parts = {"host": url.host, "port": url.port, "dbname": url.database, "user": url.username,
+             "password": url.password}
+    for k, v in url.query.items():
+        parts[k] = v if isinstance(v, str) else v[-1]
+
+    def quote(v: Any) -> str:
+        return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " ".join(f"{k}={quote(v)}" for k, v in parts.items() if v is not None)
+
+
 def _json_param(v: Any) -> str:
     """A bound time as text (the compiled SQL casts its parameter: ``$1::TIMESTAMP``)."""
     if hasattr(v, "isoformat"):
@@ -215,8 +233,6 @@ def _release_arrow_memory() -> None:
 
 
 class _Transport:
-    def connect(self) -> None: ...
-
     def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None) -> Any: ...
 
     def close(self) -> None: ...
@@ -252,7 +268,7 @@ class _Child(_Transport):
     def start_postgres(cls, url: Any) -> _Child:
         import adbc_driver_postgresql  # noqa: F401 - fail at open when the driver is missing
 
-        return cls("postgresql", url.set(drivername="postgresql").render_as_string(hide_password=False))
+        return cls("postgresql", _libpq_dsn(url))
 
     def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None):
         import pyarrow as pa
