@@ -48,9 +48,7 @@ def raw_batches(session: Session, stmt, size: int | None = None, *, scan: str | 
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = {k: _raw_param(v, conn.dialect.name) for k, v in compiled.params.items()}
     args = [params[k] for k in compiled.positiontup] if compiled.positional else params
-    sql = str(compiled)
-    if scan and conn.dialect.name == "sqlite":
-        sql = sql.replace(f"FROM {scan} ", f"FROM {scan} NOT INDEXED ", 1).replace(f"FROM {scan}\n", f"FROM {scan} NOT INDEXED\n", 1)
+    sql = sqlite_scan(str(compiled), scan) if scan and conn.dialect.name == "sqlite" else str(compiled)
     cur = conn.connection.cursor()
     try:
         cur.execute(sql, args)
@@ -62,6 +60,12 @@ def raw_batches(session: Session, stmt, size: int | None = None, *, scan: str | 
                 break
     finally:
         cur.close()
+
+
+def sqlite_scan(sql: str, table: str) -> str:
+    """``sql`` with SQLite told to read ``table`` in full (``NOT INDEXED``)."""
+    return sql.replace(f"FROM {table} ", f"FROM {table} NOT INDEXED ", 1).replace(
+        f"FROM {table}\n", f"FROM {table} NOT INDEXED\n", 1)
 
 
 def _frame(session: Session, stmt, columns: list[str], compact: dict[str, str] | None = None,

@@ -35,10 +35,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from compliance.store.models import LedgerEntry
+from compliance.store.models import Check, LedgerEntry
 
 # COMPLIANCE_COLUMNAR=0 turns the Arrow reads off (the benchmark's side-by-side reference; a
 # site that wants one read path).
@@ -72,7 +72,7 @@ class ColumnarReader:
     ``submit(stmt)`` queues a read and returns a Future of a ``pyarrow.Table`` (or of
     ``then(table)``); reads run in order on one thread. ``close()`` ends the reader."""
 
-    def __init__(self, transport: _Transport, dialect_name: str, session_dialect: Any, mine: tuple | None,
+    def __init__(self, transport: _Child, dialect_name: str, session_dialect: Any, mine: tuple | None,
                  snapshot: str | None) -> None:
         self._transport = transport
         self._dialect_name = dialect_name
@@ -89,17 +89,13 @@ class ColumnarReader:
         if not enabled() or not session.info.get("readonly"):
             return None
         if _mode() == "auto":
-            from sqlalchemy import func
-
-            from compliance.store.models import Check
-
             if (session.scalar(select(func.max(Check.id))) or 0) < MIN_CHECKS:
                 return None
         conn = session.connection()
         name = conn.dialect.name
         try:
             if name == "sqlite":
-                transport: _Transport = _Child.start_sqlite(conn.engine.url)
+                transport = _Child.start_sqlite(conn.engine.url)
             elif name == "postgresql":
                 transport = _Child.start_postgres(conn.engine.url)
             else:
@@ -151,7 +147,7 @@ class ColumnarReader:
         _release_arrow_memory()
 
     # -- the caller's side -----------------------------------------------------------------
-    def _compile(self, stmt: Any, scan: str | None = None) -> tuple[str, list]:
+    def _compile(self, stmt: Any) -> tuple[str, list]:
         from compliance.services.analysis import _raw_param
 
         if self._dialect_name == "postgresql":
@@ -162,11 +158,7 @@ class ColumnarReader:
             dialect = self._session_dialect
         compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         params = [_raw_param(compiled.params[k], self._dialect_name) for k in compiled.positiontup]
-        sql = str(compiled)
-        if scan and self._dialect_name == "sqlite":
-            sql = sql.replace(f"FROM {scan} ", f"FROM {scan} NOT INDEXED ", 1).replace(
-                f"FROM {scan}\n", f"FROM {scan} NOT INDEXED\n", 1)
-        return sql, params
+        return str(compiled), params
 
     def usable(self) -> bool:
         """Whether the reader sees what the session sees (waits for its connection)."""
@@ -175,7 +167,7 @@ class ColumnarReader:
         except NotTheSameView:
             return False
 
-    def submit(self, stmt: Any, *, scan: str | None = None, then: Any = None, encode: list | None = None,
+    def submit(self, stmt: Any, *, then: Any = None, encode: list | None = None,
                window: tuple[int, int] | None = None) -> Future:
         """Queue a read of ``stmt`` (compiled here: SQLAlchemy objects stay on the caller's
         thread); ``then(table)``, if given, runs on the reader's thread and is the result.
@@ -183,13 +175,13 @@ class ColumnarReader:
         a reader in another process send text columns dictionary-encoded and times parsed
         (only when every value parses inside the window); the caller accepts either form."""
         fut: Future = Future()
-        sql, params = self._compile(stmt, scan)
+        sql, params = self._compile(stmt)
         self._jobs.put((fut, sql, params, then, encode, window))
         return fut
 
-    def table(self, stmt: Any, *, scan: str | None = None):
+    def table(self, stmt: Any):
         """Read ``stmt`` and wait for its rows (a ``pyarrow.Table``)."""
-        return self.submit(stmt, scan=scan).result()
+        return self.submit(stmt).result()
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -232,13 +224,7 @@ def _release_arrow_memory() -> None:
         pass
 
 
-class _Transport:
-    def execute(self, sql: str, params: list, *, encode: list | None = None, window: Any = None) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-class _Child(_Transport):
+class _Child:
     """The reader in a child process (:mod:`compliance.store.columnar_child`)."""
 
     def __init__(self, driver: str, uri: str) -> None:
