@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -36,40 +36,11 @@ from compliance.store.models import (
     Model,
     ModelVersion,
 )
-
-
-def raw_batches(session: Session, stmt, size: int | None = None, *, scan: str | None = None):
-    """Run a Core select on the raw DBAPI cursor (no per-value ORM/type processing) and yield its
-    rows as lists: all at once, or ``size`` at a time (memory bounded by one batch). ``scan``: a
-    table SQLite must read in full rather than through an index (``NOT INDEXED``): for a filter
-    that matches most rows on a column no index covers, a sequential scan is several times faster
-    than an index walk with one table look-up per row."""
-    conn = session.connection()
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = {k: _raw_param(v, conn.dialect.name) for k, v in compiled.params.items()}
-    args = [params[k] for k in compiled.positiontup] if compiled.positional else params
-    sql = sqlite_scan(str(compiled), scan) if scan and conn.dialect.name == "sqlite" else str(compiled)
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(sql, args)
-        while True:
-            rows = cur.fetchall() if size is None else cur.fetchmany(size)
-            if rows:
-                yield rows
-            if size is None or not rows:
-                break
-    finally:
-        cur.close()
-
-
-def sqlite_scan(sql: str, table: str) -> str:
-    """``sql`` with SQLite told to read ``table`` in full (``NOT INDEXED``)."""
-    return sql.replace(f"FROM {table} ", f"FROM {table} NOT INDEXED ", 1).replace(
-        f"FROM {table}\n", f"FROM {table} NOT INDEXED\n", 1)
+from compliance.store.raw import CHECK_COVER, CHECK_SCAN, Scan, raw_batches
 
 
 def _frame(session: Session, stmt, columns: list[str], compact: dict[str, str] | None = None,
-           batch: int = 250_000, scan: str | None = None) -> pd.DataFrame:
+           batch: int = 250_000, scan: Scan | None = None) -> pd.DataFrame:
     """Run a Core select on the raw DBAPI cursor: no per-value ORM/type processing, so millions of
     rows load at driver speed, a batch at a time (the driver's tuples of one batch at most are
     alive at once). Columns are object arrays (the analysis input normalises dtypes once) unless
@@ -174,14 +145,6 @@ def _concat(parts: list) -> pd.Series:
     return pd.Series(np.concatenate([np.asarray(p, dtype=object) for p in parts]), dtype=object)
 
 
-def _raw_param(v: Any, dialect: str) -> Any:
-    if isinstance(v, datetime):
-        naive = v.astimezone(timezone.utc).replace(tzinfo=None)
-        # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff'; compare in that form.
-        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else naive
-    return v
-
-
 def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) -> AnalysisInput:
     """Everything recorded at or before ``as_of`` that the analysis needs (7 queries)."""
     with input_loader(session, as_of, with_flags=with_flags) as load:
@@ -196,34 +159,45 @@ def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True) 
     what it yields reads the rest and returns the input."""
     from compliance.store.columnar import ColumnarReader
 
-    fid_q = (select(Check.id, Check.version_id, Check.artifact_id, Check.status, Check.finished_at,
-                    Check.explained_variance)
-             .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None)),
-             ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"],
-             {"check_id": "int", "version_id": "int", "artifact_id": "cat", "status": "cat", "finished_at": "ts",
-              "explained_variance": "float"}, None)
-    oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
-                Check.finished_at, Check.explained_variance).where(
-        Check.kind != "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None))
-    if not with_flags:
-        oq = oq.where(Check.kind == "alignment")
-    # every kind but fidelity (kinds an older release wrote included, for the screen to name): no
-    # index narrows "!=", and SQLite would otherwise walk the recorded_at index with a table
-    # look-up per check (3.6 s at two million checks against 0.8 s for one scan)
-    other_q = (oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status", "finished_at",
-                    "explained_variance"],
-               {"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat", "status": "cat",
-                "finished_at": "ts", "explained_variance": "float"}, Check.__tablename__)
+    fid_q, other_q = fidelity_query(as_of), other_checks_query(as_of, with_flags)
     reader = ColumnarReader.open(session)
     try:
         # the fidelity checks (the bulk) on the reader; the few others on the session meanwhile
         fid_read = (reader.submit(fid_q[0], then=partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2]),
-                                  encode=[_ENCODE.get(fid_q[2].get(c)) for c in fid_q[1]], window=_window_us())
+                                  encode=[_ENCODE.get(fid_q[2].get(c)) for c in fid_q[1]], window=_window_us(),
+                                  scan=fid_q[3])
                     if reader else None)
         yield lambda: _load_input(session, as_of, with_flags, fid_read, fid_q, other_q)
     finally:
         if reader is not None:
             reader.close()
+
+
+def fidelity_query(as_of: datetime) -> tuple:
+    """The fidelity checks recorded by ``as_of`` (the bulk of the load): select, frame columns,
+    their compact forms, SQLite's access path (the covering index: store.raw)."""
+    return (select(Check.id, Check.version_id, Check.artifact_id, Check.status, Check.finished_at,
+                   Check.explained_variance)
+            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None)),
+            ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"],
+            {"check_id": "int", "version_id": "int", "artifact_id": "cat", "status": "cat", "finished_at": "ts",
+             "explained_variance": "float"}, CHECK_COVER)
+
+
+def other_checks_query(as_of: datetime, with_flags: bool) -> tuple:
+    """Every other kind of check recorded by ``as_of`` (only alignment checks without flags), as
+    :func:`fidelity_query`. Kinds an older release wrote are included, for the screen to name: no
+    index narrows "!=", so SQLite reads the table in full (0.8 s at two million checks, against
+    3.6 s walking the recorded_at index with a table look-up per check)."""
+    oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
+                Check.finished_at, Check.explained_variance).where(
+        Check.kind != "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None))
+    if not with_flags:
+        oq = oq.where(Check.kind == "alignment")
+    return (oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status", "finished_at",
+                 "explained_variance"],
+            {"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat", "status": "cat",
+             "finished_at": "ts", "explained_variance": "float"}, CHECK_SCAN)
 
 
 _ENCODE = {"cat": "dict", "ts": "ts"}
@@ -236,7 +210,7 @@ def _window_us() -> tuple[int, int]:
 
 
 def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
-    """The checks of ``query`` (select, columns, compact forms, table to scan): from the reader's
+    """The checks of ``query`` (select, columns, compact forms, SQLite access path): from the reader's
     ``future`` when it has them, else through the session."""
     stmt, cols, compact, scan = query
     if future is not None:
@@ -272,13 +246,15 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
     # detection every kind.
     other = _checks_frame(session, None, other_q)
     # Only the few checks that raised a flag or carry a survival share need their JSON.
-    survival = {cid: (_json(m) or {}).get("survival_share") for cid, m in session.execute(
-        select(Check.id, Check.metrics).where(Check.recorded_at <= as_of, Check.kind == "alignment"))}
+    # (the few alignment checks found on the covering index, not by walking the recorded_at one)
+    survival = {cid: (_json(m) or {}).get("survival_share") for rows in raw_batches(
+        session, select(Check.id, Check.metrics).where(Check.recorded_at <= as_of, Check.kind == "alignment"),
+        scan=CHECK_COVER) for cid, m in rows}
     flags = {}
     if with_flags:
         flags = {cid: tuple(_json(f)) for rows in raw_batches(
             session, select(Check.id, Check.flags).where(Check.recorded_at <= as_of, cast(Check.flags, String) != "[]"),
-            scan=Check.__tablename__) for cid, f in rows}
+            scan=CHECK_SCAN) for cid, f in rows}
     volumes = _frame(session, select(DecisionVolume.version_id, DecisionVolume.day, DecisionVolume.volume,
                                      DecisionVolume.recorded_at, DecisionVolume.id).where(DecisionVolume.recorded_at <= as_of),
                      ["version_id", "day", "volume", "recorded_at", "volume_id"])

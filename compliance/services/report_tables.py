@@ -26,6 +26,7 @@ from compliance.hashing import sha256_bytes
 from compliance.report import context as C
 from compliance.report.tables import FullTables
 from compliance.store.models import Check, LedgerEntry
+from compliance.store.raw import CHECK_SCAN, raw_batches
 
 #: rows fetched per round trip while streaming
 BATCH = 5000
@@ -109,7 +110,7 @@ class LeanChecks:
     COLS = ("id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers")
 
     def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000):
-        from compliance.services.analysis import nullable_floats, raw_batches
+        from compliance.services.analysis import nullable_floats
 
         self.aids, self.mids = list(aids), list(mids)
         self.statuses: list[str] = []
@@ -162,7 +163,6 @@ def lean_fidelity(session: Session, *, as_of: datetime, scope: list[str], aids: 
     from the metrics (a downstream figure; per-layer rows) come from a second query that scans
     the table once and returns only the flagged checks: the columns of the first are all in the
     covering index, and the metrics are not."""
-    from compliance.services.analysis import raw_batches
 
     where = (Check.recorded_at <= as_of, Check.kind == "fidelity", Check.model_id.in_(scope))
     lean = LeanChecks(session, select(
@@ -173,7 +173,7 @@ def lean_fidelity(session: Session, *, as_of: datetime, scope: list[str], aids: 
     layers = text.like('%"per_layer"%')
     flagged = select(Check.id, _has_downstream(session), case((layers, 1), else_=0)).where(
         *where, or_(layers, *[text.like(f'%"{k}"%') for k in _DOWNSTREAM]))
-    rows = [r for batch in raw_batches(session, flagged, 100_000, scan=Check.__tablename__) for r in batch]
+    rows = [r for batch in raw_batches(session, flagged, 100_000, scan=CHECK_SCAN) for r in batch]
     if rows and len(lean.id):
         got = np.array(rows, dtype=np.int64).reshape(-1, 3)
         order = np.argsort(lean.id, kind="stable")
@@ -361,7 +361,6 @@ def _fidelity_rows_all(session: Session, cells: _LeanCells, where: tuple,
     metrics and reasons are read by artifact (the covering index finds the checks; ``where``
     bounds them as the lean rows were bounded), ``per_query`` artifacts in display order at a
     time, on the driver's cursor, and put in order here (no row is looked up by id)."""
-    from compliance.services.analysis import raw_batches
 
     aid, mid, ids, names = cells.aid, cells.mid, cells.ids, cells.names
     starts = np.flatnonzero(np.r_[True, (aid[1:] != aid[:-1]) | (mid[1:] != mid[:-1])]) if len(aid) else np.empty(0, int)
@@ -428,7 +427,6 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     CSV to write, every row streams in that order; otherwise the checks are read lean (keys and
     the number of reasons, counted in SQL), ordered here, and only those the page shows are read
     in full."""
-    from compliance.services.analysis import raw_batches
 
     t = full.table("check_reasons", C.CheckReasonRow)
     where = (Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
@@ -453,7 +451,7 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     n = func.coalesce(func.json_array_length(Check.reasons), 0)
     keys = [r for batch in raw_batches(session, select(Check.id, Check.version_id, Check.artifact_id,
                                                               Check.other_artifact_id, Check.finished_at, n)
-                                                       .where(*where), 100_000, scan=Check.__tablename__)
+                                                       .where(*where), 100_000, scan=CHECK_SCAN)
             for r in batch if usable(r[0], r[1], r[2], r[3])]
     if not keys:
         return t
@@ -484,7 +482,6 @@ def _rows_by_id(session: Session, cols: list, key, ids: np.ndarray, raw: bool = 
     """Rows of ``cols`` whose ``key`` (an integer column) is in ``ids`` (sorted, unique), by key:
     a range scan where the ids are dense, IN lists where they are not. ``raw``: the driver's
     values (no ORM type processing: JSON as text on SQLite, times as stored)."""
-    from compliance.services.analysis import raw_batches
 
     def run(stmt):
         if raw:

@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from compliance.store.models import Check, LedgerEntry
+from compliance.store.raw import Scan, raw_param
 
 # COMPLIANCE_COLUMNAR=0 turns the Arrow reads off (the benchmark's side-by-side reference; a
 # site that wants one read path).
@@ -147,9 +148,7 @@ class ColumnarReader:
         _release_arrow_memory()
 
     # -- the caller's side -----------------------------------------------------------------
-    def _compile(self, stmt: Any) -> tuple[str, list]:
-        from compliance.services.analysis import _raw_param
-
+    def _compile(self, stmt: Any, scan: Scan | None = None) -> tuple[str, list]:
         if self._dialect_name == "postgresql":
             from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
@@ -157,8 +156,9 @@ class ColumnarReader:
         else:
             dialect = self._session_dialect
         compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        params = [_raw_param(compiled.params[k], self._dialect_name) for k in compiled.positiontup]
-        return str(compiled), params
+        params = [raw_param(compiled.params[k], self._dialect_name) for k in compiled.positiontup]
+        sql = str(compiled)
+        return (scan.apply(sql) if scan is not None and self._dialect_name == "sqlite" else sql), params
 
     def usable(self) -> bool:
         """Whether the reader sees what the session sees (waits for its connection)."""
@@ -168,14 +168,15 @@ class ColumnarReader:
             return False
 
     def submit(self, stmt: Any, *, then: Any = None, encode: list | None = None,
-               window: tuple[int, int] | None = None) -> Future:
+               window: tuple[int, int] | None = None, scan: Scan | None = None) -> Future:
         """Queue a read of ``stmt`` (compiled here: SQLAlchemy objects stay on the caller's
         thread); ``then(table)``, if given, runs on the reader's thread and is the result.
         ``encode`` (per column: ``"dict"``, ``"ts"`` or None) and ``window`` (microseconds) let
         a reader in another process send text columns dictionary-encoded and times parsed
-        (only when every value parses inside the window); the caller accepts either form."""
+        (only when every value parses inside the window); the caller accepts either form.
+        ``scan``: SQLite's access path (:mod:`compliance.store.raw`)."""
         fut: Future = Future()
-        sql, params = self._compile(stmt)
+        sql, params = self._compile(stmt, scan)
         self._jobs.put((fut, sql, params, then, encode, window))
         return fut
 
