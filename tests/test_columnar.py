@@ -145,3 +145,20 @@ def test_a_reader_through_the_web_views_read_only_url(store, monkeypatch):
     with session_scope(readonly_url(store), readonly=True) as s, ColumnarReader.open(s) as reader:
         assert reader.usable()
         assert reader.table(select(Check.id)).num_rows == s.scalar(select(func.count()).select_from(Check))
+
+
+def test_postgres_statements_carry_their_values_as_literals():
+    """Bound parameters make the PostgreSQL driver read row by row instead of with COPY: plain
+    values are written into the statement, anything else stays a parameter."""
+    from compliance.store.columnar import _inline_pg
+
+    sql = "SELECT a FROM t WHERE k = $1::VARCHAR AND r <= $2::TIMESTAMP AND n IN ($3, $10) AND m = $11"
+    params = ["o'brien", datetime(2026, 10, 1, 0, 0, 0, 123456), 7, *range(6), 42, -3]
+    out, rest = _inline_pg(sql, params)
+    assert rest == []
+    assert out == ("SELECT a FROM t WHERE k = 'o''brien'::VARCHAR AND r <= '2026-10-01 00:00:00.123456'::TIMESTAMP "
+                   "AND n IN (7, 42) AND m = -3")
+    for odd in ("back\\slash", "new\nline", datetime(2026, 1, 1, tzinfo=UTC), 1.5, None, True, b"x"):
+        assert _inline_pg("SELECT $1", [odd]) == ("SELECT $1", [odd])
+    # a statement with quoted text of its own is left alone
+    assert _inline_pg("SELECT '$1' || $1", ["x"]) == ("SELECT '$1' || $1", ["x"])

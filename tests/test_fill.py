@@ -41,11 +41,13 @@ def test_fill_of_nothing():
     assert coverage._fill(e, e, e, 0, 4).shape == (0, 4)
 
 
+@pytest.mark.parametrize("grouped", [False, True])  # rows as written (pairs interleaved); grouped by pair (an index read)
 @pytest.mark.parametrize("shuffle", [0.0, 0.001, 0.02, 0.5])  # in order; a few out of order; many
-def test_pair_time_order_equals_lexsort(shuffle):
-    """The checks' order (pair, finished, check id) — a sort by pair, then a repair of the pairs
-    whose rows came out of time order, or one full sort when most did — equals numpy's lexsort,
-    ties in time broken by check id."""
+def test_pair_time_order_equals_lexsort(shuffle, grouped):
+    """The checks' order (pair, finished, check id) — for rows grouped by pair, a sort by pair and
+    a repair of the pairs whose rows came out of time order, or one full sort when most did; for
+    rows in any other order one sort of a combined key — equals numpy's lexsort, ties in time
+    broken by check id."""
     rng = np.random.default_rng(11)
     n = 5000
     pair = rng.integers(0, 400, n)  # rows arrive in time order, pairs interleaved (as a store returns them)
@@ -56,6 +58,19 @@ def test_pair_time_order_equals_lexsort(shuffle):
         idx = rng.choice(n, k, replace=False)
         fin[idx] = rng.permutation(fin[idx])
         cid[idx] = rng.permutation(cid[idx])
+    if grouped:
+        g = np.argsort(pair, kind="stable")
+        pair, fin, cid = pair[g], fin[g], cid[g]
     want = np.lexsort((cid, fin, pair))
     np.testing.assert_array_equal(coverage._pair_time_order(pair, fin, cid), want)
     np.testing.assert_array_equal(coverage._pair_time_order(pair[:1], fin[:1], cid[:1]), [0])
+    assert len(coverage._pair_time_order(pair[:0], fin[:0], cid[:0])) == 0
+
+
+def test_lex_order_falls_back_when_the_key_does_not_fit():
+    rng = np.random.default_rng(3)
+    n = 1000
+    fin = rng.integers(0, 5, n) * 10**9
+    cid = rng.permutation(n).astype(np.int64)
+    for pair in (rng.integers(0, 50, n), rng.integers(2**60, 2**62, n) // 2**55 * 2**55):  # fits; too large
+        np.testing.assert_array_equal(coverage._lex_order(pair, fin, cid), np.lexsort((cid, fin, pair)))

@@ -218,23 +218,41 @@ def fidelity_arrays(inp: AnalysisInput, needs_acceptance: bool = True) -> dict[s
 
 
 def _pair_time_order(pair: np.ndarray, fin: np.ndarray, cid: np.ndarray) -> np.ndarray:
-    """``np.lexsort((cid, fin, pair))``, fast when the rows come mostly in time order within each
-    pair (as a store returns them): a stable sort by pair, then only the pairs whose rows are not
-    already in (fin, cid) order are sorted again (2 s → 0.2 s for two million checks)."""
+    """``np.lexsort((cid, fin, pair))`` (``pair`` >= 0). Rows that come grouped by pair and mostly
+    in time order within it (a SQLite read through the covering index) take a stable sort by pair,
+    then only the pairs whose rows are out of (fin, cid) order are sorted again (2 s → 0.2 s for two
+    million checks); rows in any other order (PostgreSQL's, in the order they were written) take
+    :func:`_lex_order`."""
+    n = len(pair)
+    if n < 2:
+        return np.arange(n)
+    if np.count_nonzero(pair[1:] == pair[:-1]) * 2 < n - 1:  # not grouped by pair
+        return _lex_order(pair, fin, cid)
     o = np.argsort(pair, kind="stable")
-    if len(o) < 2:
-        return o
     ps, fs, cs = pair[o], fin[o], cid[o]
     same = ps[1:] == ps[:-1]
     bad = same & ((fs[1:] < fs[:-1]) | ((fs[1:] == fs[:-1]) & (cs[1:] < cs[:-1])))
     if not bad.any():
         return o
-    if bad.sum() * 8 > len(o):  # mostly out of order: one full sort is cheaper
-        return np.lexsort((cid, fin, pair))
+    if bad.sum() * 8 > n:  # mostly out of order: one full sort is cheaper
+        return _lex_order(pair, fin, cid)
     group = np.cumsum(np.r_[True, ~same])
     rows = np.flatnonzero(np.isin(group, np.unique(group[1:][bad])))
     o[rows] = o[rows][np.lexsort((cs[rows], fs[rows], ps[rows]))]
     return o
+
+
+def _lex_order(pair: np.ndarray, fin: np.ndarray, cid: np.ndarray) -> np.ndarray:
+    """``np.lexsort((cid, fin, pair))`` as two sorts: the rank of each row by (fin, cid), then one
+    sort of the single key ``pair * n + rank`` (0.34 s against 0.52 s for two million checks in
+    no order); a plain lexsort when that key would not fit in 64 bits."""
+    n = len(pair)
+    if not n or pair.min() < 0 or int(pair.max()) >= np.iinfo(np.int64).max // n:
+        return np.lexsort((cid, fin, pair))
+    by_time = np.lexsort((cid, fin))
+    rank = np.empty(n, np.int64)
+    rank[by_time] = np.arange(n)
+    return np.argsort(pair * n + rank)  # the keys are distinct: any sort gives the one order
 
 
 def latest_fidelity_steps(inp: AnalysisInput, needs_acceptance: bool = True,

@@ -28,11 +28,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import struct
 import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -158,7 +160,9 @@ class ColumnarReader:
         compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         params = [raw_param(compiled.params[k], self._dialect_name) for k in compiled.positiontup]
         sql = str(compiled)
-        return (scan.apply(sql) if scan is not None and self._dialect_name == "sqlite" else sql), params
+        if self._dialect_name == "postgresql":
+            return _inline_pg(sql, params)
+        return (scan.apply(sql) if scan is not None else sql), params
 
     def usable(self) -> bool:
         """Whether the reader sees what the session sees (waits for its connection)."""
@@ -207,6 +211,34 @@ def _libpq_dsn(url: Any) -> str:
         return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     return " ".join(f"{k}={quote(v)}" for k, v in parts.items() if v is not None)
+
+
+_PG_PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
+
+
+def _pg_literal(v: Any) -> str | None:
+    """``v`` as a PostgreSQL literal, or None for a value not inlined (kept as a parameter)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, datetime) and v.tzinfo is None:
+        return f"'{v.isoformat(sep=' ')}'"
+    if isinstance(v, str) and v.isprintable() and "\\" not in v:
+        return "'" + v.replace("'", "''") + "'"
+    return None
+
+
+def _inline_pg(sql: str, params: list) -> tuple[str, list]:
+    """The statement with its parameters written in as literals, when every one of them is a
+    plain value (an integer, a printable string without backslashes, a naive UTC time) and the
+    statement has no quoted text of its own; otherwise unchanged. With bound parameters the
+    PostgreSQL driver reads the result row by row instead of with ``COPY``: twice as slow for
+    two million checks (2.0 s against 1.0 s)."""
+    lits = [_pg_literal(v) for v in params]
+    if not params or "'" in sql or any(x is None for x in lits):
+        return sql, params
+    return _PG_PLACEHOLDER.sub(lambda m: lits[int(m.group(1)) - 1], sql), []
 
 
 def _json_param(v: Any) -> str:
