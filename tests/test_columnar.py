@@ -162,3 +162,63 @@ def test_postgres_statements_carry_their_values_as_literals():
         assert _inline_pg("SELECT $1", [odd]) == ("SELECT $1", [odd])
     # a statement with quoted text of its own is left alone
     assert _inline_pg("SELECT '$1' || $1", ["x"]) == ("SELECT '$1' || $1", ["x"])
+
+
+def test_status_takes_the_prestarted_reader_and_ends_an_unused_one(store, monkeypatch):
+    """`compliance status` starts the reader process before it imports the analysis: the reader
+    takes that process (the same status as through the session alone); a prestarted process no
+    reader took (a writing session, a small store) ends with the block, and so does the taken one."""
+    from compliance.store import columnar_child
+
+    taken = []
+    real_take = columnar_child.take
+
+    def spy():
+        proc = real_take()
+        taken.append(proc)
+        return proc
+
+    monkeypatch.setattr(columnar, "take", spy)
+    at = datetime.now(UTC)
+    monkeypatch.setenv(columnar.ENV, "1")
+    with columnar_child.prestarted():
+        with session_scope(store, readonly=True) as s:
+            with_reader = dashboard(s, as_of=at)
+    assert len(taken) == 1 and taken[0] is not None and taken[0].poll() == 0
+    monkeypatch.setenv(columnar.ENV, "0")
+    with session_scope(store, readonly=True) as s:
+        alone = dashboard(s, as_of=at)
+    assert with_reader == alone
+
+    monkeypatch.setenv(columnar.ENV, "1")
+    with columnar_child.prestarted():
+        proc = columnar_child._prestarted
+        with session_scope(store) as s:  # writing: no reader, the process is not taken
+            assert ColumnarReader.open(s) is None
+        assert proc.poll() is None
+    assert proc.wait(timeout=30) == 0  # ended on leaving, cleanly
+    assert columnar_child._prestarted is None
+
+    monkeypatch.setenv(columnar.ENV, "0")  # turned off: nothing is started
+    with columnar_child.prestarted():
+        assert columnar_child._prestarted is None
+
+
+def test_a_reader_is_prestarted_only_for_a_store_worth_it(tmp_path, monkeypatch):
+    from compliance.store import columnar_child
+
+    small, big = tmp_path / "small.db", tmp_path / "big.db"
+    small.write_bytes(b"x" * 1024)
+    with open(big, "wb") as fh:  # a sparse file the size of a store of ~50,000 checks
+        fh.truncate(columnar_child.SMALL_SQLITE_BYTES)
+    monkeypatch.delenv(columnar.ENV, raising=False)
+    assert columnar_child._worth_it(f"sqlite:///{big}")
+    assert not columnar_child._worth_it(f"sqlite:///{small}")
+    assert not columnar_child._worth_it(f"sqlite:///{tmp_path / 'none.db'}")
+    assert columnar_child._worth_it("postgresql+psycopg://u@h/db")  # no size to look at
+    monkeypatch.chdir(tmp_path)  # the default store: compliance.db here, absent
+    assert not columnar_child._worth_it(None)
+    monkeypatch.setenv(columnar.ENV, "1")
+    assert columnar_child._worth_it(f"sqlite:///{small}")
+    monkeypatch.setenv(columnar.ENV, "0")
+    assert not columnar_child._worth_it("postgresql+psycopg://u@h/db")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compliance.cli.common import past, when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, session, status_markup, table, verdict_markup
+from compliance.cli.common import past, when, AsOfOpt, JsonOpt, QuarterOpt, console, emit, fmt_pct, session, settings, status_markup, table, verdict_markup
 
 policy_app = typer.Typer(help="The policy in force (thresholds, required artifacts per tier); versioned.", no_args_is_help=True)
 fm_app = typer.Typer(help="Failure-mode register: detect, list, update.", no_args_is_help=True)
@@ -199,10 +199,13 @@ def status(ctx: typer.Context, quarter: QuarterOpt = None, as_of: AsOfOpt = None
 
     Example: compliance status --quarter 2026Q3
     """
-    from compliance.services.dashboard import dashboard
+    from compliance.store.columnar_child import prestarted
 
-    with session(ctx, readonly=True) as s:
-        d = dashboard(s, quarter=quarter, as_of=past(as_of, "--as-of") if as_of else None)
+    with prestarted(settings(ctx).db_url):  # the checks' reader process starts while the analysis is imported
+        from compliance.services.dashboard import dashboard
+
+        with session(ctx, readonly=True) as s:
+            d = dashboard(s, quarter=quarter, as_of=past(as_of, "--as-of") if as_of else None)
     emit(d, as_json, _show_dashboard)
 
 

@@ -26,12 +26,9 @@ fallback is the session's own read. Both paths give the same frames
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import struct
-import subprocess
-import sys
 import threading
 from concurrent.futures import Future
 from datetime import datetime
@@ -40,22 +37,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from compliance.store.columnar_child import ENV, end_process, spawn, take
+from compliance.store.columnar_child import mode as _mode
 from compliance.store.models import Check, LedgerEntry
 from compliance.store.raw import Scan, raw_param
 
-# COMPLIANCE_COLUMNAR=0 turns the Arrow reads off (the benchmark's side-by-side reference; a
-# site that wants one read path).
-ENV = "COMPLIANCE_COLUMNAR"
+__all__ = ["ENV", "ColumnarReader", "NotTheSameView", "enabled"]
 
 
 # Below this many checks (by the largest check id) the session's own reads are as fast as
 # starting a reader; COMPLIANCE_COLUMNAR=1 uses a reader whatever the size (the tests do).
 MIN_CHECKS = 100_000
-
-
-def _mode() -> str:
-    v = os.environ.get(ENV, "auto").strip().lower()
-    return "off" if v in ("0", "false", "no", "off") else "on" if v in ("1", "true", "yes", "on") else "auto"
 
 
 def enabled() -> bool:
@@ -261,8 +253,7 @@ class _Child:
     """The reader in a child process (:mod:`compliance.store.columnar_child`)."""
 
     def __init__(self, driver: str, uri: str) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "compliance.store.columnar_child"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._proc = take() or spawn()
         self._proc.stdin.write(json.dumps({"driver": driver, "uri": uri}).encode() + b"\n")
         self._proc.stdin.flush()
 
@@ -307,8 +298,4 @@ class _Child:
         return ipc.open_stream(pa.py_buffer(payload)).read_all()
 
     def close(self) -> None:
-        try:
-            self._proc.stdin.close()
-            self._proc.wait(timeout=30)
-        except Exception:
-            self._proc.kill()
+        end_process(self._proc)

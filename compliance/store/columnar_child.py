@@ -9,15 +9,102 @@ process of its own the reader takes and releases its own locks like any other re
 Protocol (stdin → stdout): a first line ``{"driver": "sqlite"|"postgresql", "uri": ...}``; then one JSON request a line, ``{"sql": ..., "params": [...]}``; for each,
 one reply: a byte ``T`` and an Arrow IPC stream of the rows, or ``E`` and a UTF-8 message, each
 preceded by its length (8 bytes, little-endian). End of input ends the read transaction.
-Imports only the driver and pyarrow (no pandas): it starts in a fraction of a second.
+Imports only the driver and pyarrow (no pandas): it starts in a fraction of a second, and
+:func:`prestarted` starts it before the caller's own imports, so the two overlap. This module
+imports nothing heavy: the CLI calls it first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+# COMPLIANCE_COLUMNAR=0 turns the Arrow reads off (the benchmark's side-by-side reference; a
+# site that wants one read path); =1 uses them whatever the store's size (the tests do).
+ENV = "COMPLIANCE_COLUMNAR"
+
+
+def mode() -> str:
+    """``off``, ``on`` or ``auto`` (the default) from :data:`ENV`."""
+    v = os.environ.get(ENV, "auto").strip().lower()
+    return "off" if v in ("0", "false", "no", "off") else "on" if v in ("1", "true", "yes", "on") else "auto"
+
+
+def spawn():
+    """A new reader process, waiting for its first line."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "compliance.store.columnar_child"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+_prestarted: Any = None
+
+
+# A SQLite file this small holds fewer checks than a reader is used for (columnar.MIN_CHECKS:
+# 100,000 checks take ≈ 36 MB): no process is prestarted for it.
+SMALL_SQLITE_BYTES = 16 * 2**20
+
+
+def _worth_it(url: str | None) -> bool:
+    if mode() == "on":
+        return True
+    if mode() == "off":
+        return False
+    if url is None:
+        from compliance.store import DEFAULT_DB_URL
+
+        url = DEFAULT_DB_URL
+    if url.startswith("sqlite") and url.count("/") >= 3 and "?" not in url:
+        path = url.split("///", 1)[-1]
+        try:
+            return os.path.getsize(path) >= SMALL_SQLITE_BYTES
+        except OSError:  # no file (yet): nothing to read
+            return False
+    return True
+
+
+@contextmanager
+def prestarted(url: str | None = None) -> Iterator[None]:
+    """Start a reader process now, for the next reader opened inside the block to take: its
+    interpreter and driver imports (≈ 0.4 s) run while the caller imports the analysis and opens
+    its session. Ended on leaving if no reader took it (a writing session, a store that moved).
+    ``url``: the store to be read (None: the default store); none is started for a small SQLite
+    file, or when the reads are turned off."""
+    global _prestarted
+    if not _worth_it(url) or _prestarted is not None:
+        yield
+        return
+    _prestarted = spawn()
+    try:
+        yield
+    finally:
+        proc, _prestarted = _prestarted, None
+        if proc is not None:
+            end_process(proc)
+
+
+def take() -> Any:
+    """The prestarted process, if there is one still running (each is taken once)."""
+    global _prestarted
+    proc, _prestarted = _prestarted, None
+    if proc is not None and proc.poll() is not None:
+        return None
+    return proc
+
+
+def end_process(proc: Any) -> None:
+    """End a reader process: its input closed, it ends (killed if it does not within 30 s)."""
+    try:
+        proc.stdin.close()  # end of input: the process ends
+        proc.wait(timeout=30)
+    except Exception:
+        proc.kill()
 
 
 def _reply(out, kind: bytes, payload: bytes) -> None:
@@ -59,7 +146,10 @@ def main(argv: list[str]) -> int:
     import pyarrow.ipc as ipc
 
     out = sys.stdout.buffer
-    first = json.loads(sys.stdin.buffer.readline())  # on stdin: a URI can hold a password (not in `ps`)
+    line = sys.stdin.buffer.readline()
+    if not line.strip():  # a prestarted reader nobody took
+        return 0
+    first = json.loads(line)  # on stdin: a URI can hold a password (not in `ps`)
     if first["driver"] == "postgresql":
         import adbc_driver_postgresql
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from compliance.errors import ComplianceError, Conflict, InputError, SchemaOutOfDate, UsageError
 from compliance.timeutil import utcnow
 
-DEFAULT_DB_URL = "sqlite:///compliance.db"
+from compliance.store import DEFAULT_DB_URL  # re-exported: it lives where the CLI imports it cheaply
 # The Alembic head this code expects; a test keeps it equal to migrations/ head.
 SCHEMA_HEAD = "0009_monitoring"
 
