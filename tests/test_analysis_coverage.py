@@ -296,3 +296,20 @@ def test_as_of_helper_filters_every_frame():
     assert (cut.volumes["day"] <= T("2026-08-20T10:00:00")).all() and len(cut.volumes) == 2  # Aug 1, Aug 20
     # an early-recorded check that finishes after T is not known at T either
     assert len(inp.as_of(T("2026-05-01T09:59:59")).checks) == 0
+
+
+@pytest.mark.parametrize("ids", [
+    [3, 1, 2, 3],                    # dense ids: counted
+    [5, -2, 10**12, -2],             # far apart: hashed
+    ["a", "b", "a"],
+    [2**62, 7, 2**62],
+])
+def test_duplicate_ids_are_refused(ids):
+    import pandas as pd
+
+    from compliance.analysis.frames import _check_unique
+
+    s = pd.Series(ids)
+    with pytest.raises(InputError, match="duplicate check_id"):
+        _check_unique("checks", s, "check_id")
+    _check_unique("checks", s.drop_duplicates(), "check_id")  # the same ids once each pass

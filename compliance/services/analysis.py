@@ -60,7 +60,7 @@ def _frame(session: Session, stmt, columns: list[str], compact: dict[str, str] |
         del table
     if not parts[columns[0]]:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    return pd.DataFrame({c: _concat(parts[c]) for c in columns})
+    return pd.DataFrame({c: _concat(parts[c]) for c in columns}, copy=False)  # (columns not copied into blocks)
 
 
 def _arrow_frame(table, columns: list[str], compact: dict[str, str] | None = None) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def _arrow_frame(table, columns: list[str], compact: dict[str, str] | None = Non
     compact = compact or {}
     if table.num_rows == 0:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    return pd.DataFrame({c: _arrow_column(table.column(i), compact.get(c)) for i, c in enumerate(columns)})
+    return pd.DataFrame({c: _arrow_column(table.column(i), compact.get(c)) for i, c in enumerate(columns)}, copy=False)
 
 
 def _arrow_column(col, form: str | None):
@@ -265,8 +265,10 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
     # the fidelity checks last: on a reader, they were read while the queries above ran
     fid = _checks_frame(session, fid_read, fid_q)
     fid["kind"] = pd.Categorical.from_codes(np.zeros(len(fid), np.int8), categories=pd.Index(["fidelity"], dtype=object))
-    fid["other_artifact_id"] = None
-    checks = pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}) if len(other) else fid
+    # (a categorical of no values, not two million None objects: cheap to test for missing values)
+    fid["other_artifact_id"] = pd.Categorical.from_codes(np.full(len(fid), -1, np.int8), categories=pd.Index([], dtype=object))
+    checks = (pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}, copy=False)
+              if len(other) else fid)
     screened, findings, applied = screen(dict(models=models, versions=versions, deployments=deployments,
                                               artifacts=artifacts, checks=checks, volumes=volumes), fixes)
     models, versions, deployments, artifacts, checks, volumes = (
