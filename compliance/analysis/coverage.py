@@ -316,15 +316,21 @@ def _step_intervals(inp: AnalysisInput, policy: AnalysisPolicy, ver_row: pd.Seri
     s_set = set_code[steps["acode"]] if len(steps["acode"]) else np.array([], np.int64)
     single = {k: ([], [], []) for k in kinds_of}
     member = {k: ([], [], []) for k in kinds_of}  # rows are pair keys set * ns_ + slot
+    # the steps of each (tier, kind), found once: one stable sort by that key, then a slice per triple
+    nk = max([int(s_kind.max()) if len(s_kind) else 0] + [k for _, k, _ in triples]) + 2
+    key = np.where(on, s_tier * nk + s_kind + 1, -1)
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
     for t, k, g in triples:
-        m = on & (s_tier == t) & (s_kind == k)
-        srow = slot_lookup[s_row[m], g]
-        in_set = s_set[m] >= 0
-        pair = s_set[m] * ns_ + srow
+        lo_i, hi_i = np.searchsorted(sorted_key, [t * nk + k + 1, t * nk + k + 2])
+        idx = by_key[lo_i:hi_i]
+        srow = slot_lookup[s_row[idx], g]
+        in_set = s_set[idx] >= 0
+        pair = s_set[idx] * ns_ + srow
         for name, (mask, lo, hi) in kinds_of.items():
-            mm = mask[m]
+            mm, lo_m, hi_m = mask[idx], lo[idx], hi[idx]
             for target, rows, sel in ((single, srow, mm & ~in_set), (member, pair, mm & in_set)):
-                target[name][0].append(rows[sel]); target[name][1].append(lo[m][sel]); target[name][2].append(hi[m][sel])
+                target[name][0].append(rows[sel]); target[name][1].append(lo_m[sel]); target[name][2].append(hi_m[sel])
     return single, member, set_size
 
 

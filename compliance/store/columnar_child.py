@@ -107,10 +107,16 @@ def end_process(proc: Any) -> None:
         proc.kill()
 
 
-def _reply(out, kind: bytes, payload: bytes) -> None:
+def _reply(out, kind: bytes, payload: Any) -> None:
+    """``payload``: bytes, or an Arrow buffer (written as it is, not copied to bytes first)."""
     out.write(kind + struct.pack("<Q", len(payload)))
     out.write(payload)
     out.flush()
+
+
+# Rows per Arrow batch from the SQLite driver (its default, 1,024, makes two thousand batches of two
+# million checks: their encoding and IPC framing cost 0.5 s, against 0.13 s in batches of this size)
+SQLITE_BATCH_ROWS = 131_072
 
 
 def encode_columns(table, encode: list, window: Any):
@@ -165,6 +171,8 @@ def main(argv: list[str]) -> int:
                 req = json.loads(line)
                 stmt = dm.AdbcStatement(conn)
                 try:
+                    if first["driver"] == "sqlite":
+                        stmt.set_options(**{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)})
                     stmt.set_sql_query(req["sql"])
                     params = req.get("params") or []
                     if params:
@@ -179,7 +187,7 @@ def main(argv: list[str]) -> int:
                 sink = pa.BufferOutputStream()
                 with ipc.new_stream(sink, table.schema) as w:
                     w.write_table(table)
-                _reply(out, b"T", sink.getvalue().to_pybytes())
+                _reply(out, b"T", sink.getvalue())
             except Exception as exc:  # reported to the parent, which reads through its session instead
                 _reply(out, b"E", f"{type(exc).__name__}: {exc}".encode())
     finally:
