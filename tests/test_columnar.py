@@ -222,3 +222,26 @@ def test_a_reader_is_prestarted_only_for_a_store_worth_it(tmp_path, monkeypatch)
     assert columnar_child._worth_it(f"sqlite:///{small}")
     monkeypatch.setenv(columnar.ENV, "0")
     assert not columnar_child._worth_it("postgresql+psycopg://u@h/db")
+
+
+def test_a_read_started_before_the_analysis_is_taken_over(store, monkeypatch):
+    """`compliance status` starts reading the checks as soon as its session is open; the load takes
+    that read over (the same status as through the session alone). A read started for another
+    as-of is not used: the load reads for itself, and the started one's reader is closed."""
+    from compliance.analysis.quality import EARLIEST, LATEST
+    from compliance.store.analysis_reads import WINDOW_US, started_fidelity_read
+
+    assert WINDOW_US == (EARLIEST.value // 1000, LATEST.value // 1000)
+    at = datetime.now(UTC)
+    monkeypatch.setenv(columnar.ENV, "0")
+    with session_scope(store, readonly=True) as s:
+        alone = dashboard(s, as_of=at)
+        with started_fidelity_read(s, at) as started:
+            assert started is None  # reads turned off: nothing started, the load reads as before
+            assert dashboard(s, as_of=at, started=started) == alone
+    monkeypatch.setenv(columnar.ENV, "1")
+    for started_at in (at, at - timedelta(seconds=1)):
+        with session_scope(store, readonly=True) as s, started_fidelity_read(s, started_at) as started:
+            assert started is not None and started.reader.usable()
+            assert dashboard(s, as_of=at, started=started) == alone
+            assert not started.reader._thread.is_alive()  # closed by the load, whoever used it

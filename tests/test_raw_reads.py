@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from compliance.services.analysis import fidelity_query, load_input
+from compliance.services.analysis import load_input
+from compliance.store.analysis_reads import fidelity_query
 from compliance.store import columnar
 from compliance.store.columnar import ColumnarReader
 from compliance.store.engine import session_scope

@@ -200,12 +200,17 @@ def status(ctx: typer.Context, quarter: QuarterOpt = None, as_of: AsOfOpt = None
     Example: compliance status --quarter 2026Q3
     """
     from compliance.store.columnar_child import prestarted
+    from compliance.timeutil import utcnow
 
-    with prestarted(settings(ctx).db_url):  # the checks' reader process starts while the analysis is imported
-        from compliance.services.dashboard import dashboard
+    t = past(as_of, "--as-of") if as_of else utcnow()
+    # the checks' reader process starts first, and reads while the analysis is imported
+    with prestarted(settings(ctx).db_url):
+        from compliance.store.analysis_reads import started_fidelity_read
 
-        with session(ctx, readonly=True) as s:
-            d = dashboard(s, quarter=quarter, as_of=past(as_of, "--as-of") if as_of else None)
+        with session(ctx, readonly=True) as s, started_fidelity_read(s, t) as started:
+            from compliance.services.dashboard import dashboard
+
+            d = dashboard(s, quarter=quarter, as_of=t, started=started)
     emit(d, as_json, _show_dashboard)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
@@ -35,6 +36,13 @@ from compliance.store.models import (
     FailureModeStatusEvent,
     Model,
     ModelVersion,
+)
+from compliance.store.analysis_reads import (
+    WINDOW_US,
+    StartedRead,
+    fidelity_query,
+    other_checks_query,
+    submit_fidelity,
 )
 from compliance.store.raw import CHECK_COVER, CHECK_SCAN, Scan, raw_batches
 
@@ -96,7 +104,7 @@ def _arrow_column(col, form: str | None):
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 ts = None
         if ts is not None and ts.null_count == 0:
-            lo, hi = (pa.scalar(x, pa.int64()) for x in _window_us())
+            lo, hi = (pa.scalar(x, pa.int64()) for x in WINDOW_US)
             us = ts.cast(pa.int64())
             if pc.all(pc.and_(pc.greater_equal(us, lo), pc.less(us, hi))).as_py():
                 values = us.to_numpy().view("datetime64[us]")
@@ -152,61 +160,48 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
 
 
 @contextmanager
-def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True) -> Iterator[Callable[[], AnalysisInput]]:
+def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True,
+                 started: StartedRead | None = None) -> Iterator[Callable[[], AnalysisInput]]:
     """:func:`load_input` in two steps: entering starts reading the checks, the bulk, as Arrow
     columns on a thread of their own (when a :class:`~compliance.store.columnar.ColumnarReader`
     sees what the session sees), so the caller can run its other queries meanwhile; calling
-    what it yields reads the rest and returns the input."""
+    what it yields reads the rest and returns the input. ``started``: that read, already started
+    for this session and as-of (:func:`~compliance.store.analysis_reads.started_fidelity_read`);
+    its reader is closed here."""
     from compliance.store.columnar import ColumnarReader
 
     fid_q, other_q = fidelity_query(as_of), other_checks_query(as_of, with_flags)
-    reader = ColumnarReader.open(session)
+    convert = partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2])
+    if started is not None and not started.serves(session, as_of):
+        started.reader.close()
+        started = None
+    reader = started.reader if started is not None else ColumnarReader.open(session)
     try:
         # the fidelity checks (the bulk) on the reader; the few others on the session meanwhile
-        fid_read = (reader.submit(fid_q[0], then=partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2]),
-                                  encode=[_ENCODE.get(fid_q[2].get(c)) for c in fid_q[1]], window=_window_us(),
-                                  scan=fid_q[3])
-                    if reader else None)
+        if started is not None:
+            fid_read = _then(started.future, convert)
+            started.future = None  # the Arrow table goes once converted (nothing else holds it)
+        else:
+            fid_read = submit_fidelity(reader, as_of, then=convert) if reader else None
         yield lambda: _load_input(session, as_of, with_flags, fid_read, fid_q, other_q)
     finally:
         if reader is not None:
             reader.close()
 
 
-def fidelity_query(as_of: datetime) -> tuple:
-    """The fidelity checks recorded by ``as_of`` (the bulk of the load): select, frame columns,
-    their compact forms, SQLite's access path (the covering index: store.raw)."""
-    return (select(Check.id, Check.version_id, Check.artifact_id, Check.status, Check.finished_at,
-                   Check.explained_variance)
-            .where(Check.kind == "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None)),
-            ["check_id", "version_id", "artifact_id", "status", "finished_at", "explained_variance"],
-            {"check_id": "int", "version_id": "int", "artifact_id": "cat", "status": "cat", "finished_at": "ts",
-             "explained_variance": "float"}, CHECK_COVER)
+def _then(future: Future, fn: Callable[[Any], Any]) -> Future:
+    """A future of ``fn(future's result)``, computed by whichever thread completes ``future``
+    (here, at once, when it already has)."""
+    out: Future = Future()
 
+    def done(f: Future) -> None:
+        try:
+            out.set_result(fn(f.result()))
+        except BaseException as exc:
+            out.set_exception(exc)
 
-def other_checks_query(as_of: datetime, with_flags: bool) -> tuple:
-    """Every other kind of check recorded by ``as_of`` (only alignment checks without flags), as
-    :func:`fidelity_query`. Kinds an older release wrote are included, for the screen to name: no
-    index narrows "!=", so SQLite reads the table in full (0.8 s at two million checks, against
-    3.6 s walking the recorded_at index with a table look-up per check)."""
-    oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
-                Check.finished_at, Check.explained_variance).where(
-        Check.kind != "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None))
-    if not with_flags:
-        oq = oq.where(Check.kind == "alignment")
-    return (oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status", "finished_at",
-                 "explained_variance"],
-            {"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat", "status": "cat",
-             "finished_at": "ts", "explained_variance": "float"}, CHECK_SCAN)
-
-
-_ENCODE = {"cat": "dict", "ts": "ts"}
-
-
-def _window_us() -> tuple[int, int]:
-    from compliance.analysis.quality import EARLIEST, LATEST
-
-    return (int(EARLIEST.value // 1000), int(LATEST.value // 1000))
+    future.add_done_callback(done)
+    return out
 
 
 def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from compliance.runtime import without_gc_passes
 from compliance.services.analysis import analyse, input_loader
 from compliance.services.due import due_pairs
 from compliance.services.governance import list_failure_modes, list_findings
+from compliance.store.analysis_reads import StartedRead
 from compliance.timeutil import iso, utcnow
 
 
@@ -24,14 +25,17 @@ def resolve_quarter_as_of(quarter: str | None, as_of: datetime | None) -> tuple[
 
 @without_gc_passes
 def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime | None = None,
-              analysis: dict | None = None) -> dict:
+              analysis: dict | None = None, started: StartedRead | None = None) -> dict:
     """``analysis``: ``analyse(session, quarter, as_of)`` already computed for the same quarter and as-of
-    (the web view keeps recent ones; the figures are the same)."""
+    (the web view keeps recent ones; the figures are the same). ``started``: the read of the
+    checks, started by the caller for this session and as-of (see
+    :func:`~compliance.store.analysis_reads.started_fidelity_read`)."""
     q, t = resolve_quarter_as_of(quarter, as_of)
     due_at = min(t, datetime.combine(parse_quarter(q).end, datetime.max.time(), tzinfo=timezone.utc))
     with ExitStack() as stack:
         # the checks are read on a second connection while this one lists due pairs and findings
-        load = stack.enter_context(input_loader(session, t, with_flags=False)) if analysis is None else None
+        load = (stack.enter_context(input_loader(session, t, with_flags=False, started=started))
+                if analysis is None else None)
         due = [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)]
         failure_modes = [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)]
         findings = [_plain(f) for f in list_findings(session, open_only=True, as_of=t)]
