@@ -89,6 +89,46 @@ def test_the_analysis_load_never_walks_the_recorded_at_index(bank_like, monkeypa
     assert any("COVERING INDEX ix_check_run_cover" in p for p in plans)
 
 
+def test_the_pack_never_walks_the_recorded_at_index(bank_like):
+    """The report's reads of the check table (the lean fidelity rows, the other kinds of the
+    quarter, the overhead checks, the plans' latest checks) name their path too, ORM selects
+    included (``on_path``: the engine's hook writes the hint on SQLite)."""
+    from compliance.services.report import build_context
+
+    url, db = bank_like
+    seen: list[str] = []
+    at = T0 + timedelta(days=40)
+    with session_scope(url, readonly=True) as s:
+        s.connection().connection.driver_connection.set_trace_callback(seen.append)
+        for model in (None, "m0"):
+            build_context(s, "2026Q3", at, model_id=model)
+    on_checks = [sql for sql in seen if "FROM check_run" in sql and "recorded_at <=" in sql
+                 and sql.lstrip().upper().startswith("SELECT")]
+    assert any("INDEXED BY ix_check_run_cover" in sql and "ORDER BY" in sql for sql in on_checks)  # an ORM select
+    for sql, plan in zip(on_checks, _plans(db, [(sql, ()) for sql in on_checks])):
+        assert "ix_check_run_recorded_at" not in plan, (sql, plan)
+
+
+def test_on_path_is_sqlites_only(db_url, tmp_path):
+    """The same rows with and without the path; only SQLite's statement carries the hint."""
+    from compliance.store.raw import on_path
+
+    st = build(db_url, tmp_path, 1, Clock(T0 - timedelta(days=1)))
+    fidelity(st, "m0-sae", "m0", "pass", T0 + timedelta(days=2))
+    stmt = select(Check.id, Check.status).where(Check.kind == "fidelity").order_by(Check.id)
+    traced: list[str] = []
+    with session_scope(db_url, readonly=True) as s:
+        if db_url.startswith("sqlite"):
+            s.connection().connection.driver_connection.set_trace_callback(traced.append)
+        plain = s.execute(stmt).all()
+        hinted = s.execute(on_path(stmt, CHECK_COVER)).all()
+    assert plain == hinted and len(plain) == 1
+    if db_url.startswith("sqlite"):
+        reads = [sql for sql in traced if "FROM check_run" in sql]
+        assert len(reads) == 2
+        assert "INDEXED BY" not in reads[0] and "FROM check_run INDEXED BY ix_check_run_cover" in reads[1]
+
+
 def test_the_reader_sends_the_hint(bank_like, monkeypatch):
     url, db = bank_like
     monkeypatch.setenv(columnar.ENV, "1")

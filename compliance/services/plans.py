@@ -22,6 +22,7 @@ from compliance.services.registry import get_model
 from compliance.store.ledger import record
 from compliance.store.models import Check, DeploymentEvent, Model, ModelVersion, MonitoringPlan
 from compliance.timeutil import iso
+from compliance.store.raw import CHECK_COVER, on_path
 
 
 def _latest(session: Session, model_id: str, at: datetime | None) -> MonitoringPlan | None:
@@ -158,10 +159,10 @@ def plan_adherence(session: Session, at: datetime, model_ids: list[str] | None =
     times: dict[tuple[int, str], list[datetime]] = {}
     ids = sorted(versions)
     for i in range(0, len(ids) if kinds else 0, 5000):
-        for cid, vid, kind, fin in session.execute(
+        for cid, vid, kind, fin in session.execute(on_path(
                 select(Check.id, Check.version_id, Check.kind, Check.finished_at).where(
                     Check.version_id.in_(ids[i:i + 5000]), Check.kind.in_(kinds), Check.status != "error",
-                    Check.finished_at <= at, Check.recorded_at <= at)):
+                    Check.finished_at <= at, Check.recorded_at <= at), CHECK_COVER)):
             if cid not in void:
                 times.setdefault((vid, kind), []).append(fin)
     out = []

@@ -26,7 +26,7 @@ from compliance.hashing import sha256_bytes
 from compliance.report import context as C
 from compliance.report.tables import FullTables
 from compliance.store.models import Check, LedgerEntry
-from compliance.store.raw import CHECK_SCAN, raw_batches
+from compliance.store.raw import CHECK_COVER, CHECK_SCAN, Scan, raw_batches
 
 #: rows fetched per round trip while streaming
 BATCH = 5000
@@ -109,13 +109,14 @@ class LeanChecks:
 
     COLS = ("id", "aid", "oid", "mid", "vid", "status", "fin", "ev", "down", "layers")
 
-    def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000):
+    def __init__(self, session: Session, stmt, aids: list[str], mids: list[str], batch: int = 200_000,
+                 scan: Scan | None = None):
         from compliance.services.analysis import nullable_floats
 
         self.aids, self.mids = list(aids), list(mids)
         self.statuses: list[str] = []
         parts: dict[str, list] = {c: [] for c in self.COLS}
-        for rows in raw_batches(session, stmt, batch):
+        for rows in raw_batches(session, stmt, batch, scan=scan):
             t = np.empty((len(rows), len(self.COLS)), dtype=object)
             t[:] = rows
             parts["id"].append(t[:, 0].astype(np.int64))
@@ -168,7 +169,7 @@ def lean_fidelity(session: Session, *, as_of: datetime, scope: list[str], aids: 
     lean = LeanChecks(session, select(
         Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
         Check.finished_at, Check.explained_variance, literal_column("0"), literal_column("0")).where(*where),
-        aids, sorted(scope))
+        aids, sorted(scope), scan=CHECK_COVER)  # (SQLite: the planner would walk model_id or recorded_at)
     text = cast(Check.metrics, Text)
     layers = text.like('%"per_layer"%')
     flagged = select(Check.id, _has_downstream(session), case((layers, 1), else_=0)).where(

@@ -99,6 +99,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def _sqlite_setup(engine: Engine) -> None:
+    from compliance.store.raw import install_scan_hook
+
+    install_scan_hook(engine)
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):  # pragma: no cover - trivial
         dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one

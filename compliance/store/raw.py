@@ -11,7 +11,9 @@ statistics make the range look narrow, then looks each row up in the table: ≈ 
 * :data:`CHECK_SCAN` — the table in full (``NOT INDEXED``): for reads of other columns, or of a
   filter no index leads with (``kind != ...``, ``flags``).
 
-PostgreSQL plans these reads as sequential scans by itself; the hints are SQLite's only.
+PostgreSQL plans these reads as sequential scans by itself; the hints are SQLite's only. A
+statement run through the session (an ORM select) takes its path as an execution option:
+``session.scalars(on_path(stmt, CHECK_COVER))``; the engine's hook writes it into the SQL on SQLite.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 
@@ -39,6 +43,23 @@ class Scan:
 
 CHECK_SCAN = Scan("check_run")
 CHECK_COVER = Scan("check_run", "INDEXED BY ix_check_run_cover")
+
+
+_OPTION = "compliance_sqlite_scan"
+
+
+def on_path(stmt: Any, scan: Scan) -> Any:
+    """``stmt`` to be run on SQLite through ``scan`` (see :func:`install_scan_hook`)."""
+    return stmt.execution_options(**{_OPTION: scan})
+
+
+def install_scan_hook(engine: Engine) -> None:
+    """On a SQLite engine: statements carrying :func:`on_path`'s option get its hint."""
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _hint(conn, cursor, statement, parameters, context, executemany):
+        scan = context.execution_options.get(_OPTION) if context is not None else None
+        return (scan.apply(statement) if scan is not None else statement), parameters
 
 
 def raw_param(v: Any, dialect: str) -> Any:
