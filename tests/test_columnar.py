@@ -216,6 +216,8 @@ def test_a_reader_is_prestarted_only_for_a_store_worth_it(tmp_path, monkeypatch)
     assert not columnar_child._worth_it(f"sqlite:///{small}")
     assert not columnar_child._worth_it(f"sqlite:///{tmp_path / 'none.db'}")
     assert columnar_child._worth_it("postgresql+psycopg://u@h/db")  # no size to look at
+    assert not columnar_child._worth_it("sqlite://") and not columnar_child._worth_it("sqlite:///:memory:")
+    assert columnar_child._worth_it(f"sqlite:///file:{small}?mode=ro&uri=true")  # a URI filename: not looked up
     monkeypatch.chdir(tmp_path)  # the default store: compliance.db here, absent
     assert not columnar_child._worth_it(None)
     monkeypatch.setenv(columnar.ENV, "1")

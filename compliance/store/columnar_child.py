@@ -60,13 +60,17 @@ def _worth_it(url: str | None) -> bool:
         from compliance.store import DEFAULT_DB_URL
 
         url = DEFAULT_DB_URL
-    if url.startswith("sqlite") and url.count("/") >= 3 and "?" not in url:
-        path = url.split("///", 1)[-1]
-        try:
-            return os.path.getsize(path) >= SMALL_SQLITE_BYTES
-        except OSError:  # no file (yet): nothing to read
-            return False
-    return True
+    if not url.startswith("sqlite"):
+        return True  # a server's store: no size to look at
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path.startswith(":memory:"):
+        return False  # in memory: no other connection can read it
+    if "?" in path:
+        return True  # a URI filename (the web view's read-only form): not looked up
+    try:
+        return os.path.getsize(path) >= SMALL_SQLITE_BYTES
+    except OSError:  # no file (yet): nothing to read
+        return False
 
 
 @contextmanager
