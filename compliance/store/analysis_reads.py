@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from compliance.store.columnar import ColumnarReader
 from compliance.store.models import Check
-from compliance.store.raw import CHECK_COVER, CHECK_SCAN
+from compliance.store.raw import CHECK_COVER
 
 # The analysable window (compliance.analysis.quality.EARLIEST .. LATEST: 1970-01-01 .. 2200-01-01
 # UTC) in microseconds since the epoch: a reader process sends times parsed only inside it.
@@ -42,18 +42,19 @@ def fidelity_query(as_of: datetime) -> tuple:
 
 def other_checks_query(as_of: datetime, with_flags: bool) -> tuple:
     """Every other kind of check recorded by ``as_of`` (only alignment checks without flags), as
-    :func:`fidelity_query`. Kinds an older release wrote are included, for the screen to name: no
-    index narrows "!=", so SQLite reads the table in full (0.8 s at two million checks, against
-    3.6 s walking the recorded_at index with a table look-up per check)."""
+    :func:`fidelity_query`. Kinds an older release wrote are included, for the screen to name.
+    "Any kind but fidelity" is written as two ranges, which the covering index answers with two
+    seeks (SQLite cannot seek ``!=``: a scan of two million index entries, 0.2 s, to find none)."""
     oq = select(Check.id, Check.kind, Check.version_id, Check.artifact_id, Check.other_artifact_id, Check.status,
                 Check.finished_at, Check.explained_variance).where(
-        Check.kind != "fidelity", Check.recorded_at <= as_of, Check.version_id.is_not(None))
+        or_(Check.kind < "fidelity", Check.kind > "fidelity"), Check.recorded_at <= as_of,
+        Check.version_id.is_not(None))
     if not with_flags:
         oq = oq.where(Check.kind == "alignment")
     return (oq, ["check_id", "kind", "version_id", "artifact_id", "other_artifact_id", "status", "finished_at",
                  "explained_variance"],
             {"check_id": "int", "kind": "cat", "version_id": "int", "artifact_id": "cat", "status": "cat",
-             "finished_at": "ts", "explained_variance": "float"}, CHECK_SCAN)
+             "finished_at": "ts", "explained_variance": "float"}, CHECK_COVER)
 
 
 def submit_fidelity(reader: ColumnarReader, as_of: datetime, then: Callable[[Any], Any] | None = None) -> Future:
