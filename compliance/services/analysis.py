@@ -92,7 +92,8 @@ def _arrow_column(col, form: str | None):
     if form == "cat" and (pa.types.is_string(t) or pa.types.is_large_string(t)
                           or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type))):
         d = (col if pa.types.is_dictionary(t) else pc.dictionary_encode(col)).combine_chunks()
-        codes = d.indices.fill_null(-1).to_numpy().astype(np.int32, copy=False)
+        idx = d.indices if d.indices.null_count == 0 else d.indices.fill_null(-1)
+        codes = idx.to_numpy().astype(np.int32, copy=False)
         return pd.Categorical.from_codes(codes, categories=pd.Index(d.dictionary.to_pylist(), dtype=object))
     if form == "ts":
         ts = None
@@ -107,8 +108,9 @@ def _arrow_column(col, form: str | None):
             lo, hi = (pa.scalar(x, pa.int64()) for x in WINDOW_US)
             us = ts.cast(pa.int64())
             if pc.all(pc.and_(pc.greater_equal(us, lo), pc.less(us, hi))).as_py():
-                values = us.to_numpy().view("datetime64[us]")
-                return pd.arrays.DatetimeArray._from_sequence(values).tz_localize("UTC")
+                # nanoseconds since the epoch, as UTC: the analysis' own unit (no localising, no second copy)
+                ns = (us.to_numpy() * 1000).view("datetime64[ns]")
+                return pd.arrays.DatetimeArray._simple_new(ns, dtype=pd.DatetimeTZDtype("ns", "UTC"))
     return pd.Series(col.to_pylist(), dtype=object)
 
 
