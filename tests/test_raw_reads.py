@@ -29,8 +29,10 @@ def test_scan_puts_the_hint_after_the_table():
     sql = "SELECT check_run.id \nFROM check_run \nWHERE check_run.kind = ?"
     assert CHECK_COVER.apply(sql) == "SELECT check_run.id \nFROM check_run INDEXED BY ix_check_run_cover \nWHERE check_run.kind = ?"
     assert CHECK_SCAN.apply("SELECT 1 FROM check_run WHERE x") == "SELECT 1 FROM check_run NOT INDEXED WHERE x"
-    # another table of the same prefix is left alone
+    # another table of the same prefix is left alone; only the first FROM of the table is hinted
     assert Scan("check").apply("SELECT 1 FROM check_run WHERE x") == "SELECT 1 FROM check_run WHERE x"
+    assert (CHECK_SCAN.apply("SELECT 1 FROM check_run\nWHERE id IN (SELECT id FROM check_run WHERE y)")
+            == "SELECT 1 FROM check_run NOT INDEXED\nWHERE id IN (SELECT id FROM check_run WHERE y)")
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ statistics make the range look narrow, then looks each row up in the table: ≈ 
 * :data:`CHECK_COVER` — the covering index ``ix_check_run_cover`` (kind, artifact, version,
   finished_at, status, explained variance, model, other artifact, recorded_at; the id is the
   rowid): for a read of those columns of one kind (1.2 s for two million fidelity checks);
-* :data:`CHECK_SCAN` — the table in full (``NOT INDEXED``): for reads of other columns, or of a
-  filter no index leads with (``kind != ...``, ``flags``).
+* :data:`CHECK_SCAN` — the table in full (``NOT INDEXED``): for reads of columns the index does
+  not hold (``flags``, ``reasons``), filtered on most rows.
 
 PostgreSQL plans these reads as sequential scans by itself; the hints are SQLite's only. A
 statement run through the session (an ORM select) takes its path as an execution option:
@@ -18,6 +18,7 @@ statement run through the session (an ORM select) takes its path as an execution
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,9 +37,8 @@ class Scan:
     how: str = "NOT INDEXED"
 
     def apply(self, sql: str) -> str:
-        """``sql`` with the hint after the first ``FROM <table>``."""
-        return sql.replace(f"FROM {self.table} ", f"FROM {self.table} {self.how} ", 1).replace(
-            f"FROM {self.table}\n", f"FROM {self.table} {self.how}\n", 1)
+        """``sql`` with the hint after the first ``FROM <table>`` (only the first)."""
+        return re.sub(rf"\bFROM {re.escape(self.table)}(?=[ \n])", f"FROM {self.table} {self.how}", sql, count=1)
 
 
 CHECK_SCAN = Scan("check_run")
