@@ -21,8 +21,8 @@ from compliance.safeyaml import load_yaml_file
 from compliance.services.registry import get_model
 from compliance.store.ledger import record
 from compliance.store.models import Check, DeploymentEvent, Model, ModelVersion, MonitoringPlan
-from compliance.timeutil import iso
 from compliance.store.raw import CHECK_COVER, on_path
+from compliance.timeutil import iso
 
 
 def _latest(session: Session, model_id: str, at: datetime | None) -> MonitoringPlan | None:

@@ -53,8 +53,8 @@ from compliance.store.models import (
     LedgerEntry,
     ReportRun,
 )
-from compliance.timeutil import iso
 from compliance.store.raw import CHECK_COVER, on_path
+from compliance.timeutil import iso
 
 ORGANISATION = "Model Risk Management"
 Say = Callable[[str], None]

@@ -164,7 +164,6 @@ def lean_fidelity(session: Session, *, as_of: datetime, scope: list[str], aids: 
     from the metrics (a downstream figure; per-layer rows) come from a second query that scans
     the table once and returns only the flagged checks: the columns of the first are all in the
     covering index, and the metrics are not."""
-
     where = (Check.recorded_at <= as_of, Check.kind == "fidelity", Check.model_id.in_(scope))
     lean = LeanChecks(session, select(
         Check.id, Check.artifact_id, Check.other_artifact_id, Check.model_id, Check.version_id, Check.status,
@@ -362,7 +361,6 @@ def _fidelity_rows_all(session: Session, cells: _LeanCells, where: tuple,
     metrics and reasons are read by artifact (the covering index finds the checks; ``where``
     bounds them as the lean rows were bounded), ``per_query`` artifacts in display order at a
     time, on the driver's cursor, and put in order here (no row is looked up by id)."""
-
     aid, mid, ids, names = cells.aid, cells.mid, cells.ids, cells.names
     starts = np.flatnonzero(np.r_[True, (aid[1:] != aid[:-1]) | (mid[1:] != mid[:-1])]) if len(aid) else np.empty(0, int)
     bounds = np.r_[starts, len(aid)]
@@ -428,7 +426,6 @@ def check_reasons(session: Session, *, as_of: datetime, scope: list[str], qstart
     CSV to write, every row streams in that order; otherwise the checks are read lean (keys and
     the number of reasons, counted in SQL), ordered here, and only those the page shows are read
     in full."""
-
     t = full.table("check_reasons", C.CheckReasonRow)
     where = (Check.recorded_at <= as_of, Check.finished_at >= qstart, Check.finished_at < qend,
              Check.model_id.in_(scope), Check.status.in_(("warn", "fail", "error")))
@@ -483,7 +480,6 @@ def _rows_by_id(session: Session, cols: list, key, ids: np.ndarray, raw: bool = 
     """Rows of ``cols`` whose ``key`` (an integer column) is in ``ids`` (sorted, unique), by key:
     a range scan where the ids are dense, IN lists where they are not. ``raw``: the driver's
     values (no ORM type processing: JSON as text on SQLite, times as stored)."""
-
     def run(stmt):
         if raw:
             return [r for rows in raw_batches(session, stmt) for r in rows]
