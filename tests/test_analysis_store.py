@@ -133,3 +133,52 @@ def test_due_pairs_and_the_gate_as_of_a_time_ignore_checks_recorded_after_it(db_
         assert due_pairs(s, T0 + timedelta(days=31)) == []
         assert evaluate(s, "m0", "v1", t) == gate_before
         assert evaluate(s, "m0", "v1", T0 + timedelta(days=31))["decision"] == "pass"
+
+
+def test_due_list_from_the_analysis_read_is_the_sql_aggregate(db_url, tmp_path):
+    """`status` lists what is due from the fidelity checks the analysis reads (one read, not a second
+    aggregate over every check): the same pairs as the SQL aggregate of `check run --due`, through
+    every filter it applies — counting statuses only, the validity window, finished by the as-of,
+    recorded by it (a backfill), and voided checks left out."""
+    from compliance.services.corrections import void
+    from compliance.services.dashboard import dashboard
+    from compliance.services.due import due_pairs, due_plan_of, latest_counting, latest_counting_in
+    from compliance.services.analysis import input_loader
+
+    clock = Clock(T0 - timedelta(days=1))
+    store = build(db_url, tmp_path, 6, clock)
+    fidelity(store, "m0-sae", "m0", "pass", T0 + timedelta(days=2))  # outside a 90-day window by day 95
+    fidelity(store, "m1-sae", "m1", "error", T0 + timedelta(days=40))  # an error is retried: still due
+    fidelity(store, "m2-sae", "m2", "fail", T0 + timedelta(days=41))  # a failing check is not re-run
+    fidelity(store, "m3-sae", "m3", "warn", T0 + timedelta(days=42, hours=3))
+    fidelity(store, "m4-sae", "m4", "pass", T0 + timedelta(days=43))  # voided below, on day 60
+    fidelity(store, "m3-sae", "m3", "inconclusive", T0 + timedelta(days=60))
+    with store.session() as s:
+        voided = s.query(Check.id).filter(Check.artifact_id == "m4-sae").scalar()
+        void(s, "check", str(voided), reason="wrong data")
+    store.clock.t = T0 + timedelta(days=97)  # recorded after the first as-of, finished before it
+    with store.session() as s:
+        from compliance.services.registry import get_version
+
+        when = T0 + timedelta(days=50)
+        record(s, Check(kind="fidelity", model_id="m5", version_id=get_version(s, "m5", "v1").id, artifact_id="m5-sae",
+                        input_hashes={}, parameters={}, metrics={}, status="pass", reasons=[], flags=[],
+                        explained_variance=0.9, started_at=when, finished_at=when, tool_version="t"))
+    for at in (T0 + timedelta(days=45), T0 + timedelta(days=95), T0 + timedelta(days=98), T0 + timedelta(days=134)):
+        with session_scope(db_url, readonly=True) as s:
+            plan = due_plan_of(s, at)
+            seen = {}
+            with input_loader(s, at, with_flags=False, tap=lambda fid: seen.update(frame=fid)) as load:
+                load()
+            in_sql = latest_counting(s, plan)
+            assert latest_counting_in(seen["frame"], plan) == in_sql
+            status_due = dashboard(s, as_of=at)["due"]
+            assert status_due == [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")}
+                                  for p in due_pairs(s, at)]
+        assert in_sql  # (the filters are exercised: some pairs have a counting check, others not)
+    with session_scope(db_url, readonly=True) as s:
+        assert {p["artifact_id"] for p in due_pairs(s, T0 + timedelta(days=95))} == {"m0-sae", "m1-sae", "m4-sae", "m5-sae"}
+        # a past quarter's status lists what was due at the quarter's end (the SQL aggregate at that time)
+        past = dashboard(s, quarter="2026Q3", as_of=T0 + timedelta(days=134))["due"]
+        assert past == [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")}
+                        for p in due_pairs(s, datetime(2026, 9, 30, 23, 59, 59, 999999, tzinfo=timezone.utc))]

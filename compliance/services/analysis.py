@@ -162,14 +162,15 @@ def load_input(session: Session, as_of: datetime, *, with_flags: bool = True) ->
 
 
 @contextmanager
-def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True,
-                 started: StartedRead | None = None) -> Iterator[Callable[[], AnalysisInput]]:
+def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True, started: StartedRead | None = None,
+                 tap: Callable[[pd.DataFrame], None] | None = None) -> Iterator[Callable[[], AnalysisInput]]:
     """:func:`load_input` in two steps: entering starts reading the checks, the bulk, as Arrow
     columns on a thread of their own (when a :class:`~compliance.store.columnar.ColumnarReader`
     sees what the session sees), so the caller can run its other queries meanwhile; calling
     what it yields reads the rest and returns the input. ``started``: that read, already started
     for this session and as-of (:func:`~compliance.store.analysis_reads.started_fidelity_read`);
-    its reader is closed here."""
+    its reader is closed here. ``tap``: called with the fidelity checks as read, before the
+    data-quality screen (for a figure of the same checks, such as the due list)."""
     from compliance.store.columnar import ColumnarReader
 
     fid_q, other_q = fidelity_query(as_of), other_checks_query(as_of, with_flags)
@@ -185,7 +186,7 @@ def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True,
             started.future = None  # the Arrow table goes once converted (nothing else holds it)
         else:
             fid_read = submit_fidelity(reader, as_of, then=convert) if reader else None
-        yield lambda: _load_input(session, as_of, with_flags, fid_read, fid_q, other_q)
+        yield lambda: _load_input(session, as_of, with_flags, fid_read, fid_q, other_q, tap)
     finally:
         if reader is not None:
             reader.close()
@@ -218,7 +219,8 @@ def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
     return _frame(session, stmt, cols, compact=compact, scan=scan)
 
 
-def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, fid_q: tuple, other_q: tuple) -> AnalysisInput:
+def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, fid_q: tuple, other_q: tuple,
+                tap: Callable[[pd.DataFrame], None] | None = None) -> AnalysisInput:
     models = _frame(session, select(Model.id, Model.tier, Model.owner, Model.recorded_at).where(Model.recorded_at <= as_of),
                     ["model_id", "tier", "owner", "recorded_at"])
     versions = _frame(session, select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label, ModelVersion.trained_at,
@@ -261,6 +263,8 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
                    ["entity_type", "entity_id"])
     # the fidelity checks last: on a reader, they were read while the queries above ran
     fid = _checks_frame(session, fid_read, fid_q)
+    if tap is not None:
+        tap(fid)
     fid["kind"] = pd.Categorical.from_codes(np.zeros(len(fid), np.int8), categories=pd.Index(["fidelity"], dtype=object))
     # (a categorical of no values, not two million None objects: cheap to test for missing values)
     fid["other_artifact_id"] = pd.Categorical.from_codes(np.full(len(fid), -1, np.int8), categories=pd.Index([], dtype=object))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from compliance.analysis.calendar import parse_quarter, quarter_of
 from compliance.runtime import without_gc_passes
 from compliance.services.analysis import analyse, input_loader
-from compliance.services.due import due_pairs
+from compliance.services.due import due_from, due_plan_of, latest_counting, latest_counting_in
 from compliance.services.governance import list_failure_modes, list_findings
 from compliance.store.analysis_reads import StartedRead
 from compliance.timeutil import iso, utcnow
@@ -32,14 +32,26 @@ def dashboard(session: Session, *, quarter: str | None = None, as_of: datetime |
     :func:`~compliance.store.analysis_reads.started_fidelity_read`)."""
     q, t = resolve_quarter_as_of(quarter, as_of)
     due_at = min(t, datetime.combine(parse_quarter(q).end, datetime.max.time(), tzinfo=timezone.utc))
+    due_checks: dict = {}
+
+    def tap(fid) -> None:  # the due list's checks are the analysis' when its as-of is the due time
+        if due_checks.get("plan") is not None:
+            due_checks["latest"] = latest_counting_in(fid, due_checks["plan"])
+
     with ExitStack() as stack:
-        # the checks are read on a second connection while this one lists due pairs and findings
-        load = (stack.enter_context(input_loader(session, t, with_flags=False, started=started))
+        # the checks are read on a second connection while this one lists what is due, findings and failure modes
+        load = (stack.enter_context(input_loader(session, t, with_flags=False, started=started,
+                                                 tap=tap if due_at == t else None))
                 if analysis is None else None)
-        due = [{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_pairs(session, due_at)]
+        plan = due_checks["plan"] = due_plan_of(session, due_at)
         failure_modes = [_plain(f) for f in list_failure_modes(session, open_only=True, as_of=t)]
         findings = [_plain(f) for f in list_findings(session, open_only=True, as_of=t)]
         inp = load() if load is not None else None
+    latest = due_checks.get("latest")
+    if plan is not None and latest is None:
+        latest = latest_counting(session, plan)
+    due = ([{k: p[k] for k in ("artifact_id", "kind", "model_id", "version")} for p in due_from(plan, latest)]
+           if plan is not None else [])
     # the reader is closed (its connection and buffers gone) before the analysis' day grid
     a = analysis if analysis is not None else analyse(session, q, t, inp=inp, detail=False)
     return {

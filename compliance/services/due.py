@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
 from sqlalchemy import func, select
@@ -44,10 +45,40 @@ def deployed_versions(session: Session, at: datetime) -> list[ModelVersion]:
     return [v for v in session.scalars(q) if v.id not in void_versions and v.model_id not in void_models]
 
 
+COUNTING = ("pass", "warn", "fail")  # the statuses of a check that counts (an error is retried)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class DuePlan:
+    """Everything :func:`due_pairs` reads but the checks: the deployed versions with required
+    fidelity artifacts (id, model, label), per model the day its validity window starts, the
+    required artifacts of each model (id, kind), the widest window's first day and the checks
+    voided by ``at``."""
+
+    at: datetime
+    versions: tuple[tuple[int, str, str], ...]
+    since: dict[str, datetime]
+    artifacts: dict[str, list[tuple[str, str]]]
+    first: datetime
+    void_checks: frozenset
+
+    @property
+    def version_ids(self) -> list[int]:
+        return [v for v, _, _ in self.versions]
+
+
 def due_pairs(session: Session, at: datetime) -> list[dict]:
     """The (required artifact, deployed version) pairs due at ``at`` (see the module docstring).
     Reads only what can make a pair due: the deployed versions, their models' required artifacts,
     and per pair the latest counting check inside the widest validity window (aggregated in SQL)."""
+    plan = due_plan_of(session, at)
+    return due_from(plan, latest_counting(session, plan)) if plan is not None else []
+
+
+def due_plan_of(session: Session, at: datetime) -> DuePlan | None:
+    """:class:`DuePlan` at ``at``; None when nothing can be due (no deployed version of a model
+    whose tier requires a fidelity artifact)."""
     from compliance.services.corrections import corrected_ids
     from compliance.services.plans import fidelity_every, plans_in_force
 
@@ -58,50 +89,100 @@ def due_pairs(session: Session, at: datetime) -> list[dict]:
     validity = int(policy.get("validity_days", 90))
     deployed = deployed_versions(session, at)
     if not deployed:
-        return []
+        return None
     tiers = dict(session.execute(select(Model.id, Model.tier)).all())
     required = {m: {k for g in groups.get(str(tiers.get(m)), []) for k in g} & FIDELITY_KINDS
                 for m in {v.model_id for v in deployed}}
     deployed = [v for v in deployed if required[v.model_id]]
     if not deployed:
-        return []
+        return None
     plans = plans_in_force(session, {v.model_id for v in deployed}, at, policy=policy, tiers=tiers)
 
     def day_start(days: int) -> datetime:
         first_day = at.astimezone(timezone.utc).date() - timedelta(days=days)
         return datetime.combine(first_day, time.min, tzinfo=timezone.utc)
 
-    windows = {}
-    for m, plan in plans.items():
-        windows[m] = day_start(min(validity, fidelity_every(plan) or validity))
-    void_checks = corrected_ids(session, "check", at)
+    since = {m: day_start(min(validity, fidelity_every(plan) or validity)) for m, plan in plans.items()}
     void_artifacts = corrected_ids(session, "artifact", at)
-    # per pair, the latest counting check in the widest window, for the deployed versions only (one row per pair)
-    vids = [v.id for v in deployed]
-    latest: dict[tuple[str, int], datetime] = {}
-    for i in range(0, len(vids), 5000):
-        q = (select(Check.artifact_id, Check.version_id, func.max(Check.finished_at))
-             .where(Check.kind == "fidelity", Check.status.in_(("pass", "warn", "fail")), Check.finished_at <= at,
-                    Check.recorded_at <= at,  # known at `at`: a check recorded later (a backfill) was not
-                    Check.finished_at >= day_start(validity), Check.version_id.in_(vids[i:i + 5000]))
-             .group_by(Check.artifact_id, Check.version_id))
-        if void_checks:
-            q = q.where(Check.id.not_in(sorted(void_checks)))
-        latest.update({(a, v): fin for a, v, fin in session.execute(q)})
     arts: dict[str, list[tuple[str, str]]] = {}
     for aid, mid, kind in session.execute(
             select(Artifact.id, Artifact.model_id, Artifact.kind)
             .where(Artifact.recorded_at <= at, Artifact.kind.in_(sorted(FIDELITY_KINDS))).order_by(Artifact.id)):
         if aid not in void_artifacts and kind in required.get(mid, ()):
             arts.setdefault(mid, []).append((aid, kind))
+    return DuePlan(at=at, versions=tuple((v.id, v.model_id, v.label) for v in deployed), since=since, artifacts=arts,
+                   first=day_start(validity), void_checks=frozenset(corrected_ids(session, "check", at)))
+
+
+def latest_counting(session: Session, plan: DuePlan) -> dict[tuple[str, int], int]:
+    """Per (artifact, deployed version) of ``plan``, when its latest counting fidelity check known
+    at ``plan.at`` finished inside the widest validity window (UTC nanoseconds), aggregated in SQL."""
+    at, vids = plan.at, plan.version_ids
+    latest: dict[tuple[str, int], int] = {}
+    for i in range(0, len(vids), 5000):
+        q = (select(Check.artifact_id, Check.version_id, func.max(Check.finished_at))
+             .where(Check.kind == "fidelity", Check.status.in_(COUNTING), Check.finished_at <= at,
+                    Check.recorded_at <= at,  # known at `at`: a check recorded later (a backfill) was not
+                    Check.finished_at >= plan.first, Check.version_id.in_(vids[i:i + 5000]))
+             .group_by(Check.artifact_id, Check.version_id))
+        if plan.void_checks:
+            q = q.where(Check.id.not_in(sorted(plan.void_checks)))
+        latest.update({(a, v): _ns(fin) for a, v, fin in session.execute(q)})
+    return latest
+
+
+def latest_counting_in(checks, plan: DuePlan) -> dict[tuple[str, int], int] | None:
+    """:func:`latest_counting` from the fidelity checks already read as of ``plan.at`` (a frame
+    of the analysis load before its screen: check_id, version_id, artifact_id, status,
+    finished_at, every check recorded by then), with the same filters, in numpy; None when the
+    frame's times or versions are not all parsed (the SQL aggregate decides then)."""
+    import numpy as np
+    import pandas as pd
+
+    fin, ver = checks["finished_at"], checks["version_id"]
+    if not isinstance(fin.dtype, pd.DatetimeTZDtype) or not pd.api.types.is_integer_dtype(ver.dtype):
+        return None
+    ns = fin.array.as_unit("ns").asi8
+    vid = ver.to_numpy(np.int64)
+    vids = np.unique(np.asarray(plan.version_ids, np.int64))
+    pos = np.minimum(np.searchsorted(vids, vid), len(vids) - 1)
+    keep = (vids[pos] == vid) & (ns >= _ns(plan.first)) & (ns <= _ns(plan.at)) & _is_in(checks["status"], COUNTING)
+    if plan.void_checks:
+        keep &= ~np.isin(checks["check_id"].to_numpy(), np.fromiter(plan.void_checks, np.int64))
+    art = checks["artifact_id"]
+    codes, names = ((art.cat.codes.to_numpy(), art.cat.categories) if isinstance(art.dtype, pd.CategoricalDtype)
+                    else pd.factorize(art))
+    rows = np.flatnonzero(keep & (codes >= 0))
+    last = pd.Series(ns[rows]).groupby([codes[rows], vid[rows]], sort=False).max()
+    names = np.asarray(names, dtype=object)
+    return {(names[a], int(v)): int(t) for (a, v), t in last.items()}
+
+
+def _is_in(col, values: tuple):
+    """``col.isin(values)`` as a bool array; a categorical column is compared once per category."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        per_cat = np.r_[col.cat.categories.isin(values), False]
+        return per_cat[col.cat.codes.to_numpy()]
+    return col.isin(values).to_numpy(dtype=bool)
+
+
+def _ns(t: datetime) -> int:
+    """An aware time as UTC nanoseconds since the epoch (exact to the microsecond)."""
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def due_from(plan: DuePlan, latest: dict[tuple[str, int], int]) -> list[dict]:
+    """The pairs of ``plan`` due given ``latest`` (:func:`latest_counting`)."""
     out = []
-    for v in deployed:
-        since = windows[v.model_id]
-        for aid, kind in arts.get(v.model_id, []):
-            fin = latest.get((aid, v.id))
+    for vid, mid, label in plan.versions:
+        since = _ns(plan.since[mid])
+        for aid, kind in plan.artifacts.get(mid, []):
+            fin = latest.get((aid, vid))
             if fin is None or fin < since:
-                out.append({"artifact_id": aid, "kind": kind, "model_id": v.model_id, "version": v.label,
-                            "version_id": v.id})
+                out.append({"artifact_id": aid, "kind": kind, "model_id": mid, "version": label, "version_id": vid})
     return out
 
 
