@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
@@ -181,27 +182,77 @@ def test_status_takes_the_prestarted_reader_and_ends_an_unused_one(store, monkey
     monkeypatch.setattr(columnar, "take", spy)
     at = datetime.now(UTC)
     monkeypatch.setenv(columnar.ENV, "1")
-    with columnar_child.prestarted():
+    url = str(store)
+    expected = columnar_child.readers_for(url.split(":", 1)[0].split("+", 1)[0])
+    with columnar_child.prestarted(url):
+        assert len(columnar_child._prestarted) == expected
         with session_scope(store, readonly=True) as s:
             with_reader = dashboard(s, as_of=at)
-    assert len(taken) == 1 and taken[0] is not None and taken[0].poll() == 0
+    assert len(taken) == expected and all(p is not None and p.poll() == 0 for p in taken)
     monkeypatch.setenv(columnar.ENV, "0")
     with session_scope(store, readonly=True) as s:
         alone = dashboard(s, as_of=at)
     assert with_reader == alone
 
     monkeypatch.setenv(columnar.ENV, "1")
-    with columnar_child.prestarted():
-        proc = columnar_child._prestarted
-        with session_scope(store) as s:  # writing: no reader, the process is not taken
+    with columnar_child.prestarted(url):
+        procs = list(columnar_child._prestarted)
+        with session_scope(store) as s:  # writing: no reader, the processes are not taken
             assert ColumnarReader.open(s) is None
-        assert proc.poll() is None
-    assert proc.wait(timeout=30) == 0  # ended on leaving, cleanly
-    assert columnar_child._prestarted is None
+        assert all(p.poll() is None for p in procs)
+    assert all(p.wait(timeout=30) == 0 for p in procs)  # ended on leaving, cleanly
+    assert columnar_child._prestarted == []
 
     monkeypatch.setenv(columnar.ENV, "0")  # turned off: nothing is started
-    with columnar_child.prestarted():
-        assert columnar_child._prestarted is None
+    with columnar_child.prestarted(url):
+        assert columnar_child._prestarted == []
+
+
+def test_sqlite_reads_the_checks_in_two_parts_on_two_cores(store, monkeypatch):
+    """On SQLite (a read runs on one thread of its reader process) two readers each read half of
+    the fidelity checks, split at the middle artifact; the parts joined in order are the one read's
+    frame, value for value and in the same order (the covering index's). PostgreSQL reads in one part."""
+    from compliance.services.analysis import _arrow_frame
+    from compliance.store import analysis_reads, columnar_child
+    from compliance.store.analysis_reads import fidelity_query, split_bound, start_fidelity_read
+
+    monkeypatch.setenv(columnar.ENV, "1")
+    at = datetime.now(UTC)
+    _, cols, compact, _ = fidelity_query(at)
+    convert = lambda t: _arrow_frame(t, cols, compact)  # noqa: E731
+    with session_scope(store, readonly=True) as s:
+        dialect = s.get_bind().dialect.name
+        bound = split_bound(s)
+        assert bound is not None and s.scalar(select(func.count()).select_from(Artifact).where(Artifact.id < bound)) > 0
+        monkeypatch.setattr(analysis_reads, "readers_for", lambda d: 1)
+        one = start_fidelity_read(s, at, then=convert)
+        whole = one.futures[0].result()
+        one.close()
+        monkeypatch.setattr(analysis_reads, "readers_for", columnar_child.readers_for)
+        started = start_fidelity_read(s, at, then=convert)
+        try:
+            parts = [f.result() for f in started.futures]
+        finally:
+            started.close()
+    from compliance.services.analysis import _concat_frames
+
+    if dialect == "sqlite":
+        assert len(started.readers) == 2 and len(parts) == 3
+        assert all(a < bound for a in parts[1]["artifact_id"].astype(object))
+        assert all(a >= bound for a in parts[2]["artifact_id"].astype(object)) and len(parts[2])
+    else:
+        assert len(started.readers) == 1 and len(parts) == 1
+    joined = _concat_frames(parts)
+    assert len(whole) > 0
+    # (a part whose times all parse sends them parsed, one with an unreadable time sends text: the
+    # screen finds the same times usable, with the same values, and leaves out the same others)
+    from compliance.analysis.quality import EARLIEST, LATEST, _parse_times
+
+    for f in (joined, whole):
+        t = _parse_times(f["finished_at"])
+        usable = (t.notna() & (t >= EARLIEST) & (t < LATEST)).to_numpy()
+        f["finished_at"] = np.where(usable, t.where(usable, EARLIEST).astype("datetime64[ns, UTC]").astype(str), "unusable")
+    pd.testing.assert_frame_equal(joined, whole)
 
 
 def test_a_reader_is_prestarted_only_for_a_store_worth_it(tmp_path, monkeypatch):
@@ -244,6 +295,6 @@ def test_a_read_started_before_the_analysis_is_taken_over(store, monkeypatch):
     monkeypatch.setenv(columnar.ENV, "1")
     for started_at in (at, at - timedelta(seconds=1)):
         with session_scope(store, readonly=True) as s, started_fidelity_read(s, started_at) as started:
-            assert started is not None and started.reader.usable()
+            assert started is not None and all(r.usable() for r in started.readers)
             assert dashboard(s, as_of=at, started=started) == alone
-            assert not started.reader._thread.is_alive()  # closed by the load, whoever used it
+            assert not any(r._thread.is_alive() for r in started.readers)  # closed by the load, whoever used it

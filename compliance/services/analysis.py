@@ -8,6 +8,7 @@ reads only the evidence that existed at T.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from compliance.store.analysis_reads import (
     StartedRead,
     fidelity_query,
     other_checks_query,
-    submit_fidelity,
+    start_fidelity_read,
 )
 from compliance.store.raw import CHECK_COVER, CHECK_SCAN, Scan, raw_batches
 
@@ -145,8 +146,15 @@ def _concat(parts: list) -> pd.Series:
 
         if len(parts) == 1:
             return pd.Series(parts[0])
+        cats = parts[0].categories.append([p.categories for p in parts[1:]])
+        if cats.is_unique:  # categories of disjoint parts (a read in parts by artifact): codes offset, not recoded
+            offsets = np.cumsum([0] + [len(p.categories) for p in parts[:-1]])
+            codes = np.concatenate([np.where(p.codes >= 0, p.codes.astype(np.int32) + o, -1)
+                                    for p, o in zip(parts, offsets)])
+            return pd.Series(pd.Categorical.from_codes(codes, categories=cats.astype(object)))
         parts = [p if p.categories.dtype == object else p.set_categories(p.categories.astype(object)) for p in parts]
-        return pd.Series(union_categoricals(parts))
+        u = union_categoricals(parts)  # (its categories come back as strings: objects, as each part's)
+        return pd.Series(pd.Categorical.from_codes(u.codes, categories=pd.Index(u.categories, dtype=object)))
     arrays = [p.to_numpy() if isinstance(p, pd.arrays.NumpyExtensionArray) else p for p in parts]
     if all(isinstance(p, np.ndarray) and p.dtype.kind in "if" for p in arrays) and len({p.dtype for p in arrays}) == 1:
         return pd.Series(np.concatenate(arrays))
@@ -171,25 +179,28 @@ def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True, 
     for this session and as-of (:func:`~compliance.store.analysis_reads.started_fidelity_read`);
     its reader is closed here. ``tap``: called with the fidelity checks as read, before the
     data-quality screen (for a figure of the same checks, such as the due list)."""
-    from compliance.store.columnar import ColumnarReader
-
     fid_q, other_q = fidelity_query(as_of), other_checks_query(as_of, with_flags)
     convert = partial(_arrow_frame, columns=fid_q[1], compact=fid_q[2])
     if started is not None and not started.serves(session, as_of):
-        started.reader.close()
+        started.close()
         started = None
-    reader = started.reader if started is not None else ColumnarReader.open(session)
+    if started is not None:
+        parts = [_then(f, convert) for f in started.futures or []]
+    else:
+        started = start_fidelity_read(session, as_of, then=convert)
+        parts = started.futures if started is not None else []
+    # the fidelity checks (the bulk) on the readers; the few others on the session meanwhile
+    fid_read = _gather(parts, _concat_frames) if parts else None
+    if started is not None:
+        started.futures = None  # each part goes once converted and joined (nothing else holds it)
+    del parts
+    once = [fid_read]  # taken by the load: its frame is not held by the loader once the input is built
+    del fid_read
     try:
-        # the fidelity checks (the bulk) on the reader; the few others on the session meanwhile
-        if started is not None:
-            fid_read = _then(started.future, convert)
-            started.future = None  # the Arrow table goes once converted (nothing else holds it)
-        else:
-            fid_read = submit_fidelity(reader, as_of, then=convert) if reader else None
-        yield lambda: _load_input(session, as_of, with_flags, fid_read, fid_q, other_q, tap)
+        yield lambda: _load_input(session, as_of, with_flags, once.pop() if once else None, fid_q, other_q, tap)
     finally:
-        if reader is not None:
-            reader.close()
+        if started is not None:
+            started.close()
 
 
 def _then(future: Future, fn: Callable[[Any], Any]) -> Future:
@@ -205,6 +216,40 @@ def _then(future: Future, fn: Callable[[Any], Any]) -> Future:
 
     future.add_done_callback(done)
     return out
+
+
+def _gather(futures: list[Future], combine: Callable[[list], Any]) -> Future:
+    """A future of ``combine([each future's result])``, computed by whichever thread completes the
+    last of ``futures`` (the first exception, if any)."""
+    if len(futures) == 1:
+        return futures[0]
+    out: Future = Future()
+    pending = list(futures)
+    left = [len(pending)]
+    lock = threading.Lock()
+
+    def done(_f: Future) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        try:
+            out.set_result(combine([f.result() for f in pending]))
+        except BaseException as exc:
+            out.set_exception(exc)
+        pending.clear()  # the parts go once joined
+
+    for f in pending:
+        f.add_done_callback(done)
+    return out
+
+
+def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts of one read, in order, as one frame (the forms of :func:`_concat`)."""
+    frames = [f for f in frames if len(f)] or frames[:1]
+    if len(frames) == 1:
+        return frames[0]
+    return pd.DataFrame({c: _concat([f[c].array for f in frames]) for c in frames[0].columns}, copy=False)
 
 
 def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
@@ -270,6 +315,7 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
     fid["other_artifact_id"] = pd.Categorical.from_codes(np.full(len(fid), -1, np.int8), categories=pd.Index([], dtype=object))
     checks = (pd.DataFrame({c: _concat([fid[c].array, other[c].array]) for c in fid.columns}, copy=False)
               if len(other) else fid)
+    del fid, fid_read  # (the read's frame is not kept alive beside the checks through the analysis)
     screened, findings, applied = screen(dict(models=models, versions=versions, deployments=deployments,
                                               artifacts=artifacts, checks=checks, volumes=volumes), fixes)
     models, versions, deployments, artifacts, checks, volumes = (

@@ -81,6 +81,10 @@ class ColumnarReader:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def dialect_name(self) -> str:
+        return self._dialect_name
+
     @classmethod
     def open(cls, session: Session) -> ColumnarReader | None:
         """A reader for a read-only session, or None (turned off, not read-only, a backend or a
