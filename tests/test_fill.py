@@ -41,13 +41,19 @@ def test_fill_of_nothing():
     assert coverage._fill(e, e, e, 0, 4).shape == (0, 4)
 
 
-@pytest.mark.parametrize("grouped", [False, True])  # rows as written (pairs interleaved); grouped by pair (an index read)
+def _order(pair, fin, cid):
+    o = coverage._pair_time_order(pair, fin, cid)
+    return np.arange(len(pair)) if o is None else o  # None: the rows already are in order
+
+
+# rows as written (pairs interleaved); grouped by pair in pair order (a SQLite index read); grouped, pairs in any order
+@pytest.mark.parametrize("grouped", [False, True, "blocks"])
 @pytest.mark.parametrize("shuffle", [0.0, 0.001, 0.02, 0.5])  # in order; a few out of order; many
 def test_pair_time_order_equals_lexsort(shuffle, grouped):
-    """The checks' order (pair, finished, check id) — for rows grouped by pair, a sort by pair and
-    a repair of the pairs whose rows came out of time order, or one full sort when most did; for
-    rows in any other order one sort of a combined key — equals numpy's lexsort, ties in time
-    broken by check id."""
+    """The checks' order (pair, finished, check id) — for rows grouped by pair, a sort by pair (none
+    when the pairs come in order) and a repair of the pairs whose rows came out of time order, or
+    one full sort when most did; for rows in any other order one sort of a combined key — equals
+    numpy's lexsort, ties in time broken by check id."""
     rng = np.random.default_rng(11)
     n = 5000
     pair = rng.integers(0, 400, n)  # rows arrive in time order, pairs interleaved (as a store returns them)
@@ -60,11 +66,27 @@ def test_pair_time_order_equals_lexsort(shuffle, grouped):
         cid[idx] = rng.permutation(cid[idx])
     if grouped:
         g = np.argsort(pair, kind="stable")
+        if grouped == "blocks":  # the same groups, the pairs in another order
+            g = np.argsort(rng.permutation(400)[pair], kind="stable")
         pair, fin, cid = pair[g], fin[g], cid[g]
     want = np.lexsort((cid, fin, pair))
-    np.testing.assert_array_equal(coverage._pair_time_order(pair, fin, cid), want)
-    np.testing.assert_array_equal(coverage._pair_time_order(pair[:1], fin[:1], cid[:1]), [0])
-    assert len(coverage._pair_time_order(pair[:0], fin[:0], cid[:0])) == 0
+    np.testing.assert_array_equal(_order(pair, fin, cid), want)
+    if grouped is True and not shuffle:
+        assert coverage._pair_time_order(pair, fin, cid) is None  # nothing to sort, nothing gathered
+    np.testing.assert_array_equal(_order(pair[:1], fin[:1], cid[:1]), [0])
+    assert len(_order(pair[:0], fin[:0], cid[:0])) == 0
+
+
+def test_pair_key_ranks_versions_as_a_sort_would():
+    """The (artifact, version) key from a table of the version ids present equals the one from
+    sorting them (dense ids, a store's) — and sparse ids take the sort."""
+    rng = np.random.default_rng(5)
+    acode = rng.integers(0, 300, 4000)
+    for vid in (rng.integers(1000, 3000, 4000), rng.integers(0, 2**40, 4000), np.full(4000, 7)):
+        vs = np.unique(vid)
+        np.testing.assert_array_equal(coverage._pair_key(acode, vid),
+                                      acode * (len(vs) + 1) + np.searchsorted(vs, vid))
+    assert len(coverage._pair_key(acode[:0], acode[:0])) == 0
 
 
 def test_lex_order_falls_back_when_the_key_does_not_fit():

@@ -276,9 +276,11 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
                          .join(ModelVersion, ModelVersion.id == DeploymentEvent.version_id)
                          .where(DeploymentEvent.recorded_at <= as_of),
                          ["version_id", "model_id", "action", "effective_at", "recorded_at", "event_id"])
+    # in id order, the order the covering index gives the checks in: on SQLite they then come in the
+    # analysis' own order (by artifact row, version, time) and are not sorted again
     artifacts = _frame(session, select(Artifact.id, Artifact.model_id, Artifact.kind, Artifact.bound_version_id,
                                        Artifact.recorded_at, Artifact.replaces_id, Artifact.set_id)
-                       .where(Artifact.recorded_at <= as_of),
+                       .where(Artifact.recorded_at <= as_of).order_by(Artifact.id),
                        ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces", "set_id"])
     # the first acceptance of each check recorded by the as-of (DESIGN §4: a warn needs one)
     accepted = dict(session.execute(select(Acceptance.check_id, func.min(Acceptance.recorded_at))
