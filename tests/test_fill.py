@@ -96,3 +96,37 @@ def test_lex_order_falls_back_when_the_key_does_not_fit():
     cid = rng.permutation(n).astype(np.int64)
     for pair in (rng.integers(0, 50, n), rng.integers(2**60, 2**62, n) // 2**55 * 2**55):  # fits; too large
         np.testing.assert_array_equal(coverage._lex_order(pair, fin, cid), np.lexsort((cid, fin, pair)))
+
+
+def test_positions_and_values_by_id_equal_a_hash_look_up():
+    """The id look-ups of the load and the input's validation (a table over dense ids, a hash for
+    sparse ones) answer as pandas' index does: positions, -1 for an id not there, values by id."""
+    import pandas as pd
+
+    from compliance.analysis.frames import positions
+    from compliance.services.analysis import _by_id
+
+    rng = np.random.default_rng(7)
+    for keys in (rng.permutation(np.arange(100, 400)), rng.choice(2**40, 300, replace=False)):
+        ids = np.r_[rng.choice(keys, 2000), [-5, 2**41, int(keys.max()) + 1]]
+        np.testing.assert_array_equal(positions(keys, ids), pd.Index(keys).get_indexer(ids))
+        values = {int(k): float(i) / 7 for i, k in enumerate(keys[:50])}
+        want = pd.Series(ids).map(pd.Series(values)).to_numpy(np.float64)
+        np.testing.assert_array_equal(_by_id(ids, values, np.float64, np.nan), want)
+    assert len(positions(np.array([], np.int64), np.array([1, 2]))) == 2
+    assert np.isnan(_by_id(np.array([1, 2]), {}, np.float64, np.nan)).all()
+
+
+def test_categorical_input_is_recoded_and_names_the_first_unknown_row():
+    import pandas as pd
+
+    from compliance.analysis.frames import _categorical
+    from compliance.errors import InputError
+
+    s = pd.Series(pd.Categorical(["warn", None, "pass", "warn"], categories=["zzz", "warn", "pass"]))
+    out = _categorical("checks", s, ("pass", "warn", "fail"), "status")  # an unused unknown category is fine
+    assert list(out.categories) == ["pass", "warn", "fail"] and out.tolist()[::2] == ["warn", "pass"]
+    assert pd.isna(out[1])
+    bad = pd.Series(pd.Categorical(["pass", "oops", "nope"], categories=["nope", "oops", "pass"]))
+    with pytest.raises(InputError, match="unknown status 'oops'"):  # the first row's, as a factorisation names it
+        _categorical("checks", bad, ("pass",), "status")

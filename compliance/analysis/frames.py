@@ -182,7 +182,9 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
         elif isinstance(default, str) and default in out:
             s = out[default].copy()
         elif typ == "flags":
-            s = pd.Series([()] * n, dtype=object)
+            vals = np.empty(n, dtype=object)
+            vals.fill(())  # (one shared empty tuple, without a list of two million references first)
+            s = pd.Series(vals, dtype=object, copy=False)
         else:
             s = pd.Series([default] * n, dtype=object if default is None else None)
         if typ in ("str", "nstr"):
@@ -202,6 +204,8 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
                 s = s.astype(np.int64)
             except (ValueError, TypeError) as exc:
                 raise _fail(name, f"column {col} must hold integers") from exc
+        elif typ == "float" and s.dtype == np.float64:
+            pass
         elif typ == "float":
             try:
                 s = pd.to_numeric(s, errors="raise").astype(np.float64)
@@ -232,9 +236,18 @@ def _normalise(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
 
 def _categorical(frame: str, s: pd.Series, categories, what: str) -> pd.Categorical:
     """``s`` as a categorical over ``categories``; ``InputError`` naming the first unknown value."""
-    codes, uniq = pd.factorize(s)  # fast on arrow strings; -1 for missing
     cats = pd.Index(list(categories) if not isinstance(categories, pd.Index) else categories)
     cats = cats.astype(object)
+    if isinstance(s.dtype, pd.CategoricalDtype):  # recoded through its categories: one look-up per row
+        used = np.zeros(len(s.cat.categories) + 1, bool)
+        codes = s.cat.codes.to_numpy()
+        used[codes] = True  # (code -1, missing, marks the last entry)
+        m = cats.get_indexer(s.cat.categories.astype(object))
+        if ((m < 0) & used[:-1]).any():  # named as a factorisation would: the first row's
+            first = codes[np.flatnonzero(np.r_[m < 0, False][codes])[0]]
+            raise _fail(frame, f"unknown {what} {s.cat.categories[first]!r}")
+        return pd.Categorical.from_codes(np.r_[m, -1][codes], categories=cats)
+    codes, uniq = pd.factorize(s)  # fast on arrow strings; -1 for missing
     m = cats.get_indexer(pd.Index(uniq).astype(object)) if len(uniq) else np.array([], np.int64)
     bad = np.flatnonzero(m < 0)
     if len(bad):
@@ -247,12 +260,28 @@ def _check_unique(frame: str, s: pd.Series, col: str) -> None:
     if pd.api.types.is_integer_dtype(s.dtype) and len(s):
         v = s.to_numpy()
         lo, hi = int(v.min()), int(v.max())
-        if hi - lo < 8 * len(v) + 1024:  # dense ids (a store's): one count per id, no hashing
-            if np.bincount(v - lo).max() <= 1:
+        if hi - lo < 8 * len(v) + 1024:  # dense ids (a store's): one mark per id, no hashing
+            seen = np.zeros(hi - lo + 1, bool)
+            seen[v - lo] = True
+            if np.count_nonzero(seen) == len(v):
                 return
     dup = s.duplicated()
     if dup.any():
         raise _fail(frame, f"duplicate {col} {s[dup].iloc[0]!r}")
+
+
+def positions(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The position in ``keys`` (unique integers) of each of ``ids``, -1 for one not there: through a
+    table over the keys' range when it is small beside them (a store's ids), else a hash look-up."""
+    if not len(keys) or not len(ids):
+        return np.full(len(ids), -1, np.int64)
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo < 8 * max(len(keys), len(ids)) + 1024:
+        table = np.full(hi - lo + 2, -1, np.int64)  # (the last entry answers ids outside the range)
+        table[keys - lo] = np.arange(len(keys))
+        inside = (ids >= lo) & (ids <= hi)
+        return table[np.where(inside, ids - lo, hi - lo + 1)]
+    return pd.Index(keys).get_indexer(ids)
 
 
 def _check_refs(frame: str, s: pd.Series, known: pd.Series, what: str) -> None:
@@ -312,14 +341,18 @@ class AnalysisInput:
             raise _fail("volumes", "more than one volume row for the same version and day")
         # Model ids of deployments/checks must agree with the version's model (compared as codes).
         models = pd.Index(m["model_id"]).astype(object)
-        v_model = pd.Series(models.get_indexer(pd.Index(v["model_id"]).astype(object)),
-                            index=v["version_id"].to_numpy())
+        v_model = np.r_[models.get_indexer(pd.Index(v["model_id"]).astype(object)), -2]
+        v_ids = v["version_id"].to_numpy(np.int64)
         for frame, df in (("deployments", d), ("checks", c)):
             if not len(df):
                 continue
-            codes, uniq = pd.factorize(df["model_id"])
-            mc = models.get_indexer(pd.Index(uniq).astype(object))[codes]
-            if (v_model.reindex(df["version_id"].to_numpy()).to_numpy() != mc).any():
+            col = df["model_id"]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                codes, uniq = col.cat.codes.to_numpy(), col.cat.categories
+            else:
+                codes, uniq = pd.factorize(col)
+            mc = np.r_[models.get_indexer(pd.Index(uniq).astype(object)), -1][codes]
+            if (v_model[positions(v_ids, df["version_id"].to_numpy(np.int64))] != mc).any():
                 raise _fail(frame, "model_id disagrees with the version's model")
 
     # ------------------------------------------------------------------ builders

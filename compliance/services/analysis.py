@@ -21,7 +21,8 @@ import pandas as pd
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from compliance.analysis.frames import AnalysisInput
+from compliance.analysis.calendar import ns_values
+from compliance.analysis.frames import AnalysisInput, positions
 from compliance.analysis.quality import attach, findings_of, screen
 from compliance.runtime import without_gc_passes
 from compliance.services.policy import policy_at, screened_policy_at
@@ -264,24 +265,30 @@ def _checks_frame(session: Session, future, query: tuple) -> pd.DataFrame:
     return _frame(session, stmt, cols, compact=compact, scan=scan)
 
 
+# the small frames' times parsed as they are read, while the checks are still being read (the screen
+# then only checks them; a batch with a time it cannot parse keeps its text, for the screen to name)
+_TIMES = {"recorded_at": "ts", "trained_at": "ts", "effective_at": "ts"}
+
+
 def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, fid_q: tuple, other_q: tuple,
                 tap: Callable[[pd.DataFrame], None] | None = None) -> AnalysisInput:
     models = _frame(session, select(Model.id, Model.tier, Model.owner, Model.recorded_at).where(Model.recorded_at <= as_of),
-                    ["model_id", "tier", "owner", "recorded_at"])
+                    ["model_id", "tier", "owner", "recorded_at"], compact=_TIMES)
     versions = _frame(session, select(ModelVersion.id, ModelVersion.model_id, ModelVersion.label, ModelVersion.trained_at,
                                       ModelVersion.recorded_at).where(ModelVersion.recorded_at <= as_of),
-                      ["version_id", "model_id", "label", "trained_at", "recorded_at"])
+                      ["version_id", "model_id", "label", "trained_at", "recorded_at"], compact=_TIMES)
     deployments = _frame(session, select(DeploymentEvent.version_id, ModelVersion.model_id, DeploymentEvent.action,
                                          DeploymentEvent.effective_at, DeploymentEvent.recorded_at, DeploymentEvent.id)
                          .join(ModelVersion, ModelVersion.id == DeploymentEvent.version_id)
                          .where(DeploymentEvent.recorded_at <= as_of),
-                         ["version_id", "model_id", "action", "effective_at", "recorded_at", "event_id"])
+                         ["version_id", "model_id", "action", "effective_at", "recorded_at", "event_id"], compact=_TIMES)
     # in id order, the order the covering index gives the checks in: on SQLite they then come in the
     # analysis' own order (by artifact row, version, time) and are not sorted again
     artifacts = _frame(session, select(Artifact.id, Artifact.model_id, Artifact.kind, Artifact.bound_version_id,
                                        Artifact.recorded_at, Artifact.replaces_id, Artifact.set_id)
                        .where(Artifact.recorded_at <= as_of).order_by(Artifact.id),
-                       ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces", "set_id"])
+                       ["artifact_id", "model_id", "kind", "bound_version_id", "recorded_at", "replaces", "set_id"],
+                       compact={"bound_version_id": "int", **_TIMES})
     # the first acceptance of each check recorded by the as-of (DESIGN §4: a warn needs one)
     accepted = dict(session.execute(select(Acceptance.check_id, func.min(Acceptance.recorded_at))
                                     .where(Acceptance.recorded_at <= as_of, Acceptance.check_id.is_not(None))
@@ -327,25 +334,30 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
     checks["check_id"] = checks["check_id"].astype(np.int64)
     # the model of each check's version, as a categorical (two million strings as objects cost 0.5 s)
     vcode, vmodels = pd.factorize(versions["model_id"].astype(object))
-    vrow = pd.Index(versions["version_id"].astype(np.int64).to_numpy()).get_indexer(checks["version_id"].to_numpy())
+    vrow = positions(versions["version_id"].astype(np.int64).to_numpy(), checks["version_id"].to_numpy())
     checks["model_id"] = pd.Categorical.from_codes(np.where(vrow >= 0, np.r_[vcode, -1][vrow], -1),
                                                    categories=pd.Index(vmodels, dtype=object))
-    checks["survival_share"] = checks["check_id"].map(pd.Series(survival, dtype=float)).astype(float)
-    if accepted:
-        acc = pd.Series({int(k): v for k, v in accepted.items()}, dtype=object)
-        checks["accepted_at"] = pd.to_datetime(checks["check_id"].map(acc), utc=True).astype("datetime64[ns, UTC]")
-    else:
-        checks["accepted_at"] = pd.Series(pd.NaT, index=checks.index, dtype="datetime64[ns, UTC]")
-    bound = pd.Series(artifacts["bound_version_id"].to_numpy(), index=artifacts["artifact_id"].to_numpy())
+    cids = checks["check_id"].to_numpy()
+    checks["survival_share"] = _by_id(cids, {int(k): v for k, v in survival.items()}, np.float64, np.nan)
+    nat = np.iinfo(np.int64).min
+    acc_ns = pd.to_datetime(list(accepted.values()), utc=True).as_unit("ns").asi8 if accepted else []
+    checks["accepted_at"] = pd.arrays.DatetimeArray._simple_new(
+        _by_id(cids, dict(zip((int(k) for k in accepted), acc_ns)), np.int64, nat).view("datetime64[ns]"),
+        dtype=pd.DatetimeTZDtype("ns", "UTC"))
     # The baseline of an artifact is its first non-error fidelity check on its bound version
     # (as services.checks.baseline_ev); later checks on the bound version are not baselines.
-    on_bound = ((_map_values(checks["artifact_id"], bound) == checks["version_id"].to_numpy())
+    on_bound = (_on_bound_version(checks, artifacts)
                 & (checks["kind"] == "fidelity").to_numpy() & (checks["status"] != "error").to_numpy()
                 & checks["explained_variance"].notna().to_numpy())
     first = np.zeros(len(checks), dtype=bool)
     if on_bound.any():
-        sub = checks.loc[on_bound, ["artifact_id", "finished_at", "check_id"]].sort_values(["finished_at", "check_id"])
-        first[sub.drop_duplicates("artifact_id").index.to_numpy()] = True
+        rows = np.flatnonzero(on_bound)
+        art = checks["artifact_id"]
+        key = (art.cat.codes.to_numpy() if isinstance(art.dtype, pd.CategoricalDtype)
+               else pd.factorize(art.to_numpy(object))[0])[rows]
+        o = np.lexsort((cids[rows], ns_values(checks["finished_at"])[rows], key))
+        lead = np.r_[True, key[o][1:] != key[o][:-1]]  # the earliest (finished, check id) of each artifact
+        first[rows[o][lead]] = True
     checks["is_baseline"] = first
     if with_flags:
         fl = pd.Series(flags, dtype=object) if flags else pd.Series(dtype=object)
@@ -354,6 +366,27 @@ def _load_input(session: Session, as_of: datetime, with_flags: bool, fid_read, f
     versions["version_id"] = versions["version_id"].astype(int)
     return attach(AnalysisInput(models=models, versions=versions, deployments=deployments, artifacts=artifacts,
                                 checks=checks, volumes=volumes), findings, applied)
+
+
+def _by_id(ids: np.ndarray, values: dict, dtype, fill) -> np.ndarray:
+    """``values[id]`` for each of ``ids`` (``fill`` where it has none), as an array of ``dtype``."""
+    out = np.full(len(ids), fill, dtype=dtype)
+    if values and len(ids):
+        j = positions(np.fromiter(values.keys(), np.int64, len(values)), ids)
+        hit = j >= 0
+        out[hit] = np.array(list(values.values()), dtype=dtype)[j[hit]]
+    return out
+
+
+def _on_bound_version(checks: pd.DataFrame, artifacts: pd.DataFrame) -> np.ndarray:
+    """Whether each check is of its artifact's bound version (False without an artifact)."""
+    art, bound_ids = checks["artifact_id"], artifacts["bound_version_id"]
+    if isinstance(art.dtype, pd.CategoricalDtype) and pd.api.types.is_integer_dtype(bound_ids.dtype):
+        bound = pd.Series(bound_ids.to_numpy(np.float64), index=artifacts["artifact_id"].to_numpy())
+        per_cat = np.r_[bound.reindex(art.cat.categories.astype(object)).to_numpy(np.float64), np.nan]
+        return per_cat[art.cat.codes.to_numpy()] == checks["version_id"].to_numpy()
+    bound = pd.Series(bound_ids.to_numpy(), index=artifacts["artifact_id"].to_numpy())
+    return _map_values(art, bound) == checks["version_id"].to_numpy()
 
 
 def _map_values(col: pd.Series, mapping: pd.Series) -> np.ndarray:
