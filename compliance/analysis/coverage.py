@@ -505,8 +505,8 @@ def build_grid(inp: AnalysisInput, policy: AnalysisPolicy, first_day: int, last_
     covered = deployed.copy()
     if ns_ and nd:
         has_slots = n_groups > 0
-        nfresh = np.add.reduceat((state == FRESH).astype(np.int16), starts[has_slots], axis=0)
-        covered[has_slots] &= nfresh == n_groups[has_slots][:, None]
+        # covered where every slot of the version is fresh (a version's slots are consecutive rows)
+        covered[has_slots] &= np.logical_and.reduceat(state == FRESH, starts[has_slots], axis=0)
     return DayGrid(w0=w0, nd=nd, model_ids=model_ids, model_tier=model_tier, ver_ids=ver_ids,
                    ver_model=ver_model, deployed=deployed, covered=covered, volume=volume,
                    slot_ver=slot_ver, slot_group=slot_group, slot_group_name=slot_group_name,
@@ -533,13 +533,16 @@ def model_coverage(grid: DayGrid, sl: slice, policy: AnalysisPolicy) -> pd.DataF
     has_vol = dep & ~np.isnan(vol)
     n_vol = np.bincount(vm, weights=has_vol.sum(1), minlength=nm)
     sum_vol = np.bincount(vm, weights=np.where(has_vol, vol, 0.0).sum(1), minlength=nm)
-    mean_vol = _ratio(sum_vol, n_vol)  # per model, NaN when none recorded
-    fill = mean_vol[vm][:, None] if len(vm) else np.zeros((0, 1))
-    w = np.where(dep, np.where(np.isnan(vol), fill, vol), 0.0)
-    w = np.nan_to_num(w, nan=0.0)
-    w_tot = np.bincount(vm, weights=w.sum(1), minlength=nm)
-    w_cov = np.bincount(vm, weights=np.where(cov, w, 0.0).sum(1), minlength=nm)
     records_vol = n_vol > 0
+    if records_vol.any():
+        mean_vol = _ratio(sum_vol, n_vol)  # per model, NaN when none recorded
+        fill = mean_vol[vm][:, None] if len(vm) else np.zeros((0, 1))
+        w = np.where(dep, np.where(np.isnan(vol), fill, vol), 0.0)
+        w = np.nan_to_num(w, nan=0.0)
+        w_tot = np.bincount(vm, weights=w.sum(1), minlength=nm)
+        w_cov = np.bincount(vm, weights=np.where(cov, w, 0.0).sum(1), minlength=nm)
+    else:  # no volume recorded in the slice: every model's coverage is by days (the weights are unused)
+        w_tot = w_cov = np.zeros(nm)
     cov_unw = _ratio(cov_days, dep_days)
     cov_w = np.where(records_vol, _ratio(w_cov, w_tot), np.nan)
     # a model whose recorded volumes are all zero has no weight to spread: fall back to days

@@ -88,10 +88,6 @@ class StartedRead:
     readers: list[ColumnarReader]
     futures: list[Future] | None
 
-    @property
-    def reader(self) -> ColumnarReader:
-        return self.readers[0]
-
     def serves(self, session: Session, as_of: datetime) -> bool:
         return session is self.session and as_of == self.as_of
 
