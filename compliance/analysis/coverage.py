@@ -340,14 +340,29 @@ def _step_intervals(inp: AnalysisInput, policy: AnalysisPolicy, ver_row: pd.Seri
     key = np.where(on, s_tier * nk + s_kind + 1, -1)
     by_key = np.argsort(key, kind="stable")
     sorted_key = key[by_key]
+    any_set = bool((s_set >= 0).any())
+    if not any_set:  # no artifact sets: every step is a single artifact's (the member lists stay empty)
+        empty = np.zeros(0, np.int64)
+        member = {k: ([empty], [empty], [empty]) for k in kinds_of}
     for t, k, g in triples:
         lo_i, hi_i = np.searchsorted(sorted_key, [t * nk + k + 1, t * nk + k + 2])
         idx = by_key[lo_i:hi_i]
         srow = slot_lookup[s_row[idx], g]
-        in_set = s_set[idx] >= 0
-        pair = s_set[idx] * ns_ + srow
+        taken: dict[int, np.ndarray] = {}  # each of the steps' arrays gathered once per triple (kinds share them)
+
+        def at(a: np.ndarray) -> np.ndarray:
+            if id(a) not in taken:
+                taken[id(a)] = a[idx]
+            return taken[id(a)]
+
+        if any_set:
+            in_set = s_set[idx] >= 0
+            pair = s_set[idx] * ns_ + srow
         for name, (mask, lo, hi) in kinds_of.items():
-            mm, lo_m, hi_m = mask[idx], lo[idx], hi[idx]
+            mm, lo_m, hi_m = at(mask), at(lo), at(hi)
+            if not any_set:
+                single[name][0].append(srow[mm]); single[name][1].append(lo_m[mm]); single[name][2].append(hi_m[mm])
+                continue
             for target, rows, sel in ((single, srow, mm & ~in_set), (member, pair, mm & in_set)):
                 target[name][0].append(rows[sel]); target[name][1].append(lo_m[sel]); target[name][2].append(hi_m[sel])
     return single, member, set_size
