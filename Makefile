@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check compliance sample_data tests scripts bench migrations
-	$(BIN)/pytest -n 3 -q --durations=15
+	$(BIN)/pytest -n 2 -q --durations=15
 
 clean:
 	rm -rf $(VENV) compliance-demo sample_data/generated
