@@ -139,7 +139,7 @@ def _parse_times(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce")
 
 
-def _isin(s: pd.Series, values) -> np.ndarray:
+def isin_mask(s: pd.Series, values) -> np.ndarray:
     """``s.isin(values)`` as a bool array; a categorical is compared once per category."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         return np.r_[s.cat.categories.isin(values), False][s.cat.codes.to_numpy()]
@@ -202,7 +202,7 @@ def screen(frames: dict[str, pd.DataFrame], corrections: pd.DataFrame | None = N
     c = f["checks"]
     ev = pd.to_numeric(c["explained_variance"], errors="coerce").astype(float)
     bad_ev = np.isinf(ev.to_numpy())
-    bad = ~_isin(c["kind"], CHECK_KINDS) | ~_isin(c["status"], CHECK_STATUSES) | bad_ev
+    bad = ~isin_mask(c["kind"], CHECK_KINDS) | ~isin_mask(c["status"], CHECK_STATUSES) | bad_ev
     why = [f"explained variance {e}" if inf else f"unknown kind or status ({k!r}, {s!r})"
            for k, s, e, inf in zip(c["kind"][bad], c["status"][bad], ev[bad], bad_ev[bad])]
     sc.drop("checks", bad, None, why)

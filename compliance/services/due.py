@@ -139,6 +139,8 @@ def latest_counting_in(checks, plan: DuePlan) -> dict[tuple[str, int], int] | No
     import numpy as np
     import pandas as pd
 
+    from compliance.analysis.quality import isin_mask
+
     fin, ver = checks["finished_at"], checks["version_id"]
     if not isinstance(fin.dtype, pd.DatetimeTZDtype) or not pd.api.types.is_integer_dtype(ver.dtype):
         return None
@@ -146,7 +148,7 @@ def latest_counting_in(checks, plan: DuePlan) -> dict[tuple[str, int], int] | No
     vid = ver.to_numpy(np.int64)
     vids = np.unique(np.asarray(plan.version_ids, np.int64))
     pos = np.minimum(np.searchsorted(vids, vid), len(vids) - 1)
-    keep = (vids[pos] == vid) & (ns >= _ns(plan.first)) & (ns <= _ns(plan.at)) & _is_in(checks["status"], COUNTING)
+    keep = (vids[pos] == vid) & (ns >= _ns(plan.first)) & (ns <= _ns(plan.at)) & isin_mask(checks["status"], COUNTING)
     if plan.void_checks:
         keep &= ~np.isin(checks["check_id"].to_numpy(), np.fromiter(plan.void_checks, np.int64))
     art = checks["artifact_id"]
@@ -156,17 +158,6 @@ def latest_counting_in(checks, plan: DuePlan) -> dict[tuple[str, int], int] | No
     last = pd.Series(ns[rows]).groupby([codes[rows], vid[rows]], sort=False).max()
     names = np.asarray(names, dtype=object)
     return {(names[a], int(v)): int(t) for (a, v), t in last.items()}
-
-
-def _is_in(col, values: tuple):
-    """``col.isin(values)`` as a bool array; a categorical column is compared once per category."""
-    import numpy as np
-    import pandas as pd
-
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        per_cat = np.r_[col.cat.categories.isin(values), False]
-        return per_cat[col.cat.codes.to_numpy()]
-    return col.isin(values).to_numpy(dtype=bool)
 
 
 def _ns(t: datetime) -> int:
