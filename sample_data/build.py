@@ -25,10 +25,10 @@ import torch
 import yaml
 
 from . import artifacts as A
-from .book import ARTIFACTS, DEV_FILE, MODELS, MONTH_FILES, QUARTER_FILES, artifact_entry, outcome_snapshots, story_events
+from .book import ARTIFACT_BY_ID, ARTIFACTS, DEV_FILE, MODELS, MONTH_FILES, QUARTER_FILES, artifact_entry, outcome_snapshots, story_events
 from .data import MONTH_EXTRACTS, QUARTER_END, QUARTER_START, QUARTERS, SCHEMA, column_roles, generate, month_rows
 from .outcomes import outcome_frame
-from .models import Encoding, ResidualMLP, save_model, train
+from .models import Encoding, ResidualMLP, load_module, save_model, train
 
 GENERATOR_VERSION = "sample-bank/4"  # 3: development data per version, July extracts, column roles; 4: outcome snapshots
 DEFAULT_SEED = 20251001
@@ -114,7 +114,7 @@ def capture(model: ResidualMLP, x: torch.Tensor, hooks: list[str]) -> dict[str, 
 
 def train_version(spec, vspec, frames: dict[str, pd.DataFrame], parent: ResidualMLP | None, seed: int):
     sc = SCHEMA[spec.domain]
-    tr = pd.concat([frames[q] for q in vspec.train_quarters], ignore_index=True)
+    tr = _training_frame(spec, vspec, frames)
     enc = Encoding.fit(tr, sc["numeric"], sc["categorical"])
     x = enc.encode(tr)
     y = torch.tensor(tr[sc["label"]].to_numpy(), dtype=torch.float32)
@@ -175,24 +175,8 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
             p.parent.mkdir(parents=True, exist_ok=True)
             outcome_frame(src, population, date.fromisoformat(known)).to_parquet(p, index=False, compression="zstd")
         say(f"data written ({time.perf_counter() - t0:.1f}s)")
-    # ---- models and their artifacts: one chain per model, independent of the others, so they
-    # run on a small process pool (each worker single-threaded and deterministic: the same bytes
-    # as a serial build), longest chain first
-    chains = sorted(MODELS, key=lambda m: -CHAIN_COST.get(m.id, 0))
-    workers = build_workers(len(chains))
-    if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futs = [pool.submit(_build_chain, m.id, frames[m.domain], out, seed) for m in chains]
-            for f in as_completed(futs):
-                for msg in f.result():
-                    say(f"{msg} ({time.perf_counter() - t0:.1f}s)")
-    else:
-        for m in chains:
-            for msg in _build_chain(m.id, frames[m.domain], out, seed):
-                say(f"{msg} ({time.perf_counter() - t0:.1f}s)")
+    # ---- models and their artifacts, as a graph run on a small process pool (see _run_graph)
+    _run_graph(frames, out, seed, build_workers(len(MODELS)), lambda msg: say(f"{msg} ({time.perf_counter() - t0:.1f}s)"))
     # ---- manifest + story
     manifest = _manifest(out)
     (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
@@ -209,29 +193,115 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
     return out / "manifest.yaml"
 
 
-# seconds of each model's chain (versions + artifacts) on this machine, serially: the pool takes the longest first
-CHAIN_COST = {"sme-limit": 45.0, "card-fraud": 16.0, "retail-pd": 12.0, "collections-priority": 1.0}
+# Models and their artifacts form a graph: a version is warm-started from its parent, an artifact is
+# trained on its bound version. Each node reads what it needs back from the weights files its
+# dependencies wrote (bit-exact float32) and runs single-threaded and seeded, so the bytes do not depend
+# on where or in which order the nodes run: a serial build and a pool build are identical (BUILD.json).
+# NODE_COST: seconds of each node on one core (measured serially, 2026-11-30); the pool starts the
+# ready node with the longest remaining path first, so the critical path (sme-limit v1 -> v2 -> the
+# wide SAE) starts at once and the rest fills the other worker.
+NODE_COST = {
+    ("version", "retail-pd", "v1"): 10, ("version", "retail-pd", "v2"): 5, ("version", "retail-pd", "v3"): 3.5,
+    ("version", "retail-pd", "v4"): 2, ("version", "card-fraud", "v1"): 12.5, ("version", "card-fraud", "v2"): 12.5,
+    ("version", "card-fraud", "v3"): 6, ("version", "sme-limit", "v1"): 10, ("version", "sme-limit", "v2"): 11,
+    ("version", "sme-limit", "v3"): 11.5, ("version", "collections-priority", "v1"): 1.5,
+    ("version", "collections-priority", "v2"): 1,
+    ("artifact", "retail-pd-sae-l1-v1"): 5, ("artifact", "retail-pd-sae-l1-v3"): 4.5,
+    ("artifact", "retail-pd-probe-age-v1"): 0.5, ("artifact", "card-fraud-sae-l2-v3"): 5.5,
+    ("artifact", "sme-limit-tc-l0-v1"): 5.5, ("artifact", "sme-limit-tc-l1-v1"): 6, ("artifact", "sme-limit-tc-l2-v1"): 6.5,
+    ("artifact", "sme-limit-clt-v2"): 12.5, ("artifact", "sme-limit-sae-wide-v2"): 22.5,
+}
+Node = tuple
 
 
-def build_workers(chains: int) -> int:
-    """Processes for the model chains: ``COMPLIANCE_BUILD_WORKERS``, else 2 where there are 2 cores."""
+def build_graph() -> dict[Node, list[Node]]:
+    """Every node with the nodes it needs, in the book's order."""
+    deps: dict[Node, list[Node]] = {}
+    for spec in MODELS:
+        prev = None
+        for v in spec.versions:
+            deps[("version", spec.id, v.version)] = [("version", spec.id, prev)] if prev else []
+            prev = v.version
+    for a in ARTIFACTS:
+        deps[("artifact", a.id)] = [("version", a.model, a.bound_version)]
+    return deps
+
+
+def critical_paths(deps: dict[Node, list[Node]]) -> dict[Node, float]:
+    """Each node's cost plus the longest chain of nodes that wait on it (its scheduling priority)."""
+    users: dict[Node, list[Node]] = {n: [] for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].append(n)
+    memo: dict[Node, float] = {}
+
+    def path(n: Node) -> float:
+        if n not in memo:
+            memo[n] = NODE_COST.get(n, 1.0) + max((path(u) for u in users[n]), default=0.0)
+        return memo[n]
+
+    return {n: path(n) for n in deps}
+
+
+def build_workers(nodes: int) -> int:
+    """Processes for the model graph: ``COMPLIANCE_BUILD_WORKERS``, else 2 where there are 2 cores."""
     import os
 
     want = os.environ.get("COMPLIANCE_BUILD_WORKERS")
     n = int(want) if want and want.isdigit() else min(2, os.cpu_count() or 1)
-    return max(1, min(n, chains))
+    return max(1, min(n, nodes))
 
 
-def _build_chain(model_id: str, frames: dict[str, pd.DataFrame], out: Path, seed: int) -> list[str]:
-    """Train every version of one model, then build its artifacts (in a pool worker or here)."""
-    spec = next(m for m in MODELS if m.id == model_id)
-    done = []
+def _run_graph(frames: dict[str, dict[str, pd.DataFrame]], out: Path, seed: int, workers: int,
+               say: Callable[[str], None]) -> None:
+    deps = build_graph()
+    prio = critical_paths(deps)
+    domain = {spec.id: spec.domain for spec in MODELS}
+    model_of = lambda n: n[1] if n[0] == "version" else ARTIFACT_BY_ID[n[1]].model  # noqa: E731
+    done: set[Node] = set()
+    pending = set(deps)
+
+    def ready() -> list[Node]:
+        return sorted((n for n in pending if all(d in done for d in deps[n])), key=lambda n: -prio[n])
+
+    if workers <= 1:
+        while pending:
+            n = ready()[0]
+            pending.discard(n)
+            say(_build_node(n, frames[domain[model_of(n)]], out, seed))
+            done.add(n)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        running: dict = {}
+        while pending or running:
+            for n in ready()[:workers - len(running)]:
+                pending.discard(n)
+                running[pool.submit(_build_node, n, frames[domain[model_of(n)]], out, seed)] = n
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                say(f.result())
+                done.add(running.pop(f))
+
+
+def _training_frame(spec, vspec, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat([frames[q] for q in vspec.train_quarters], ignore_index=True)
+
+
+def _build_node(node: Node, frames: dict[str, pd.DataFrame], out: Path, seed: int) -> str:
+    """Train one version (warm-started from its parent's weights file) or one artifact (on its bound
+    version's weights file); returns the progress line. Runs in a pool worker or here."""
     with _Determinism():
-        trained: dict[tuple[str, str], tuple[ResidualMLP, Encoding, pd.DataFrame]] = {}
-        parent = None
-        for vspec in spec.versions:
+        if node[0] == "version":
+            _, model_id, version = node
+            spec = next(m for m in MODELS if m.id == model_id)
+            i = next(i for i, v in enumerate(spec.versions) if v.version == version)
+            vspec = spec.versions[i]
+            parent = load_module(out / spec.versions[i - 1].weights)[0] if i else None
             s = _version_seed(seed, spec.id, vspec.version)
-            model, enc, tr = train_version(spec, vspec, frames, parent, s)
+            model, enc, _ = train_version(spec, vspec, frames, parent, s)
             save_model(model, out / vspec.weights, arch=dict(n_inputs=enc.n_inputs, d_model=spec.d_model,
                                                              d_mlp=spec.d_mlp, n_blocks=spec.n_blocks),
                        encoding=enc, label_column=SCHEMA[spec.domain]["label"],
@@ -239,18 +309,16 @@ def _build_chain(model_id: str, frames: dict[str, pd.DataFrame], out: Path, seed
                        extra={"model_id": spec.id, "version": vspec.version, "data_domain": spec.domain,
                               "train_window": vspec.data_window, "generator": GENERATOR_VERSION,
                               "seed": str(s)})
-            trained[(spec.id, vspec.version)] = (model, enc, tr)
-            parent = model
-        done.append(f"model {spec.id}: {len(spec.versions)} versions")
-        for art in ARTIFACTS:
-            if art.model == model_id:
-                _build_artifact(art, trained, out, seed)
-                done.append(f"artifact {art.id}")
-    return done
+            return f"model {model_id} {version}"
+        art = ARTIFACT_BY_ID[node[1]]
+        spec = next(m for m in MODELS if m.id == art.model)
+        vspec = next(v for v in spec.versions if v.version == art.bound_version)
+        model, enc, _ = load_module(out / vspec.weights)
+        _build_artifact(art, model, enc, _training_frame(spec, vspec, frames), out, seed)
+        return f"artifact {art.id}"
 
 
-def _build_artifact(art, trained, out: Path, seed: int) -> None:
-    model, enc, tr = trained[(art.model, art.bound_version)]
+def _build_artifact(art, model: ResidualMLP, enc: Encoding, tr: pd.DataFrame, out: Path, seed: int) -> None:
     s = _version_seed(seed, art.id, "artifact")
     folder = out / art.path
     x = enc.encode(tr)

@@ -205,6 +205,30 @@ def test_model_batches_feed_fidelity(model_and_frame, tmp_path):
     assert a.n_rows == len(frame)
 
 
+def test_the_fidelity_pass_clean_run_is_reused_bit_for_bit(model_and_frame, tmp_path):
+    """The downstream metrics from the clean run the activations were captured in are the ones a
+    second clean run gives, exactly; a clean run of part of the frame is not used."""
+    net, lm, frame = model_and_frame
+    syn.write_saelens(tmp_path / "sae", np.random.default_rng(5), D, 32, hook_name="blocks.1.hook_resid_pre")
+    coder = load_artifact(tmp_path / "sae", dtype=torch.float64)
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    clean = []
+    for _ in model_activation_batches(coder, lm, frame, batch_rows=70, device="cpu", clean=clean):
+        pass
+    assert sum(len(r[0]) for r in clean) == len(frame) and len(calls) == 5
+    calls.clear()
+    reused = compute_downstream(coder, lm, frame, batch_rows=70, device="cpu", clean=clean)
+    assert len(calls) == 2 * 5  # spliced and zero-ablated only
+    calls.clear()
+    again = compute_downstream(coder, lm, frame, batch_rows=70, device="cpu")
+    assert len(calls) == 3 * 5
+    assert reused.to_dict() == again.to_dict()
+    calls.clear()
+    partial = compute_downstream(coder, lm, frame, batch_rows=70, device="cpu", clean=clean[:2])
+    assert len(calls) == 3 * 5 and partial.to_dict() == again.to_dict()
+
+
 def test_overhead(model_and_frame, tmp_path):
     net, lm, frame = model_and_frame
     rng = np.random.default_rng(5)

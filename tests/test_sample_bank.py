@@ -344,6 +344,48 @@ def test_retraining_gives_identical_weights(bank, tmp_path):
     assert got == info["sha256"]["models/retail-pd/v1.safetensors"]
 
 
+def test_a_node_rebuilt_alone_from_its_dependencies_files_gives_the_banks_bytes(bank, tmp_path):
+    """The pool may run the build graph's nodes in any order and process: a version warm-started
+    from its parent's weights file, and an artifact trained on its version's file, come out as the
+    bank's own bytes."""
+    import shutil
+
+    from sample_data.book import MODELS
+    from sample_data.build import DEFAULT_SEED, ROWS_PER_QUARTER, _build_node
+    from sample_data.data import QUARTERS, generate
+
+    info = json.loads((bank / "BUILD.json").read_text())
+    assert info["seed"] == DEFAULT_SEED, "SAMPLE_BANK_DIR holds a build made with another seed"
+    spec = next(m for m in MODELS if m.id == "retail-pd")
+    frames = {q: generate("loans", q, ROWS_PER_QUARTER, DEFAULT_SEED) for q in QUARTERS}
+    (tmp_path / "models/retail-pd").mkdir(parents=True)
+    shutil.copy(bank / spec.versions[0].weights, tmp_path / spec.versions[0].weights)
+    assert _build_node(("version", "retail-pd", "v2"), frames, tmp_path, DEFAULT_SEED) == "model retail-pd v2"
+    assert _build_node(("artifact", "retail-pd-probe-age-v1"), frames, tmp_path, DEFAULT_SEED) \
+        == "artifact retail-pd-probe-age-v1"
+    built = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "v1.safetensors"]
+    assert len(built) >= 2
+    for p in built:
+        rel = str(p.relative_to(tmp_path))
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == info["sha256"][rel], rel
+
+
+def test_the_build_graph_starts_with_its_longest_path():
+    from sample_data.book import ARTIFACTS, MODELS
+    from sample_data.build import NODE_COST, build_graph, critical_paths
+
+    deps = build_graph()
+    assert len(deps) == sum(len(m.versions) for m in MODELS) + len(ARTIFACTS)
+    assert set(NODE_COST) <= set(deps), "a measured cost for a node the book no longer has"
+    assert deps[("version", "sme-limit", "v2")] == [("version", "sme-limit", "v1")]
+    assert deps[("artifact", "sme-limit-clt-v2")] == [("version", "sme-limit", "v2")]
+    prio = critical_paths(deps)
+    first = max((n for n, d in deps.items() if not d), key=prio.get)
+    assert first == ("version", "sme-limit", "v1")
+    assert prio[first] == pytest.approx(NODE_COST[first] + NODE_COST[("version", "sme-limit", "v2")]
+                                        + NODE_COST[("artifact", "sme-limit-sae-wide-v2")])
+
+
 def test_rebuild_of_a_complete_build_is_immediate(bank):
     t = time.perf_counter()
     assert build(bank) == bank / "manifest.yaml"

@@ -200,11 +200,12 @@ def budgeted_fidelity_model(coder, model, frame, budget: I.Budget, deadline: Dea
     for bi, s in enumerate(range(0, len(order), batch_rows)):
         if bi and deadline.passed():
             break
-        part = frame.iloc[order[s:s + batch_rows]]
-        for batch in model_activation_batches(coder, model, part, batch_rows=batch_rows, device=dev, **hooks):
+        part, clean = frame.iloc[order[s:s + batch_rows]], []
+        for batch in model_activation_batches(coder, model, part, batch_rows=batch_rows, device=dev, clean=clean,
+                                              **hooks):
             _step(coder, blocks, batch, dev, bi)
         d = compute_downstream(coder, model, part, batch_rows=batch_rows, device=dev,
-                               row_sink=blocks.add_downstream, **hooks)
+                               row_sink=blocks.add_downstream, clean=clean, **hooks)
         if d.loss_clean is None:
             has_loss = False
         else:

@@ -90,7 +90,10 @@ def _frame_batches(model: LoadedModel, frame, batch_rows: int, dev) -> Iterator[
 
 
 def _logits(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    z = model.module(x)
+    return _logits_of(model.module(x))
+
+
+def _logits_of(z: torch.Tensor) -> torch.Tensor:
     if z.ndim == 2 and z.shape[1] == 1:
         z = z[:, 0]
     if z.ndim != 1:
@@ -101,6 +104,12 @@ def _logits(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------ capture
 def capture(model: LoadedModel, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """One forward pass; returns the activation at each named hook point."""
+    return _capture_run(model, x, names)[0]
+
+
+def _capture_run(model: LoadedModel, x: torch.Tensor, names: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One clean forward pass: the activations at the named hook points and the model's output
+    (the capture hooks only read, so the output is the clean run's, bit for bit)."""
     got: dict[str, torch.Tensor] = {}
 
     def make(name):
@@ -109,8 +118,8 @@ def capture(model: LoadedModel, x: torch.Tensor, names: list[str]) -> dict[str, 
         return fn
 
     with torch.no_grad(), _hooks([(m, make(n)) for m, n in zip(_modules(model, names), names)]):
-        model.module(x)
-    return got
+        z = model.module(x)
+    return got, z
 
 
 def capture_activations(model: LoadedModel, frame, hook_names: list[str], batch_rows: int = 1024,
@@ -126,14 +135,18 @@ def capture_activations(model: LoadedModel, frame, hook_names: list[str], batch_
 
 
 def model_activation_batches(coder, model: LoadedModel, frame, *, batch_rows: int = 1024,
-                             device=None, **hooks) -> Iterator[dict]:
-    """Fidelity batches (see ``fidelity.batch_widths``) computed from the model's clean run."""
+                             device=None, clean: list | None = None, **hooks) -> Iterator[dict]:
+    """Fidelity batches (see ``fidelity.batch_widths``) computed from the model's clean run.
+    ``clean``, when given, receives each batch's ``(rows, inputs, clean logits)``, so that
+    :func:`compute_downstream` on the same frame need not encode and run the clean model again."""
     plan = hook_plan(coder, **hooks)
     dev = pick_device(device)
     model.module.to(dev)
     names = list(dict.fromkeys(plan.inputs + plan.outputs))
-    for _, x in _frame_batches(model, frame, batch_rows, dev):
-        cap = capture(model, x, names)
+    for part, x in _frame_batches(model, frame, batch_rows, dev):
+        cap, z = _capture_run(model, x, names)
+        if clean is not None:
+            clean.append((part, x, _logits_of(z)))
         if coder.kind == "sae":
             yield {"activations": cap[plan.inputs[0]]}
         elif coder.kind == "transcoder":
@@ -221,11 +234,12 @@ def _bernoulli_kl(zc: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
 
 
 def compute_downstream(coder, model: LoadedModel, frame, *, batch_rows: int = 1024, device=None,
-                       row_sink=None, **hooks) -> DownstreamResult:
+                       row_sink=None, clean: list | None = None, **hooks) -> DownstreamResult:
     """Splice the artifact's reconstruction into the forward pass and compare with the clean
     run. ``hooks``: ``hook_name`` / ``input_hooks`` / ``output_hooks`` (see :func:`hook_plan`).
     ``row_sink(kl_rows, flip_rows)``, when given, receives each batch's per-row KL and flips
-    (budgeted checks build their confidence intervals from them)."""
+    (budgeted checks build their confidence intervals from them). ``clean``: the batches that
+    :func:`model_activation_batches` recorded for this frame (its clean run, reused)."""
     plan = hook_plan(coder, **hooks)
     dev = pick_device(device)
     model.module.to(dev)
@@ -239,9 +253,13 @@ def compute_downstream(coder, model: LoadedModel, frame, *, batch_rows: int = 10
     loss = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     splice = _splice_hooks(coder, model, plan, "splice")
     zero = _splice_hooks(coder, model, plan, "zero")
+    if clean is not None and sum(len(r[0]) for r in clean) != len(frame):
+        clean = None  # not a whole clean run of this frame: run it here
     with torch.no_grad():
-        for part, x in _frame_batches(model, frame, batch_rows, dev):
-            zc = _logits(model, x)
+        runs = clean if clean is not None else ((part, x, None) for part, x in _frame_batches(model, frame, batch_rows, dev))
+        for part, x, zc in runs:
+            if zc is None:
+                zc = _logits(model, x)
             with _hooks(splice):
                 zs = _logits(model, x)
             dc, ds = torch.sigmoid(zc) >= thr, torch.sigmoid(zs) >= thr

@@ -294,10 +294,11 @@ def run_fidelity(session: Session, artifact_id: str, version: str | None = None,
             frame = _frame(path, max_rows)
             from compliance.interp.downstream import compute_downstream, model_activation_batches
 
-            hooks = _hooks_for(a)
+            hooks, clean = _hooks_for(a), []  # the clean run's logits, kept for the downstream metrics
             res = compute_fidelity(coder, model_activation_batches(coder, model, frame, batch_rows=batch_rows,
-                                                                   device=device, **hooks), device=device)
-            downstream = compute_downstream(coder, model, frame, batch_rows=batch_rows, device=device, **hooks)
+                                                                   device=device, clean=clean, **hooks), device=device)
+            downstream = compute_downstream(coder, model, frame, batch_rows=batch_rows, device=device, clean=clean,
+                                            **hooks)
         metrics = res.metrics()
         metrics["density_histogram"] = density_histogram(res.density)
         if downstream is not None:
