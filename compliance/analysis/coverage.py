@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from .calendar import NS_PER_DAY, day_numbers, ns_values
-from .frames import ARTIFACT_KINDS, AnalysisInput
+from .frames import ARTIFACT_KINDS, AnalysisInput, dense_range
 from .policy import AnalysisPolicy
 
 FRESH, BROKEN, STALE, MISSING, PENDING = 1, 2, 3, 4, 5
@@ -223,8 +223,8 @@ def _pair_key(acode: np.ndarray, vid: np.ndarray) -> np.ndarray:
     table of the ids present, without sorting them."""
     if not len(vid):
         return np.zeros(0, np.int64)
-    lo, hi = int(vid.min()), int(vid.max())
-    if 0 <= hi - lo < 8 * len(vid) + 1024:
+    if (r := dense_range(vid)) is not None:
+        lo, hi = r
         present = np.zeros(hi - lo + 1, bool)
         present[vid - lo] = True
         rank = np.cumsum(present) - 1

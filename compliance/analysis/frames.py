@@ -256,11 +256,21 @@ def _categorical(frame: str, s: pd.Series, categories, what: str) -> pd.Categori
     return pd.Categorical.from_codes(new, categories=cats)
 
 
+def dense_range(values: np.ndarray, n: int | None = None) -> tuple[int, int] | None:
+    """``(lo, hi)`` of integer ``values`` when their range is small beside ``n`` (default: their
+    count) — a store's ids — so that a table over the range (one slot per id, no hashing or
+    sorting) is cheap; None otherwise (or when empty)."""
+    if not len(values):
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    return (lo, hi) if hi - lo < 8 * (len(values) if n is None else n) + 1024 else None
+
+
 def _check_unique(frame: str, s: pd.Series, col: str) -> None:
     if pd.api.types.is_integer_dtype(s.dtype) and len(s):
         v = s.to_numpy()
-        lo, hi = int(v.min()), int(v.max())
-        if hi - lo < 8 * len(v) + 1024:  # dense ids (a store's): one mark per id, no hashing
+        if (r := dense_range(v)) is not None:  # one mark per id, no hashing
+            lo, hi = r
             seen = np.zeros(hi - lo + 1, bool)
             seen[v - lo] = True
             if np.count_nonzero(seen) == len(v):
@@ -275,8 +285,8 @@ def positions(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
     table over the keys' range when it is small beside them (a store's ids), else a hash look-up."""
     if not len(keys) or not len(ids):
         return np.full(len(ids), -1, np.int64)
-    lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo < 8 * max(len(keys), len(ids)) + 1024:
+    if (r := dense_range(keys, max(len(keys), len(ids)))) is not None:
+        lo, hi = r
         table = np.full(hi - lo + 2, -1, np.int64)  # (the last entry answers ids outside the range)
         table[keys - lo] = np.arange(len(keys))
         inside = (ids >= lo) & (ids <= hi)

@@ -195,13 +195,26 @@ def input_loader(session: Session, as_of: datetime, *, with_flags: bool = True, 
     if started is not None:
         started.futures = None  # each part goes once converted and joined (nothing else holds it)
     del parts
-    once = [fid_read]  # taken by the load: its frame is not held by the loader once the input is built
+    read = _Handoff(fid_read)  # taken by the load: the loader does not hold the frame once the input is built
     del fid_read
     try:
-        yield lambda: _load_input(session, as_of, with_flags, once.pop() if once else None, fid_q, other_q, tap)
+        yield lambda: _load_input(session, as_of, with_flags, read.take(), fid_q, other_q, tap)
     finally:
         if started is not None:
             started.close()
+
+
+class _Handoff:
+    """Holds one value until it is taken, then nothing (a second take gets None)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def take(self) -> Any:
+        value, self._value = self._value, None
+        return value
 
 
 def _then(future: Future, fn: Callable[[Any], Any]) -> Future:
