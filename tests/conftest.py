@@ -25,32 +25,91 @@ def _admin_engine():
     return create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request, tmp_path: Path):
-    """A migrated, empty store on each backend."""
-    from compliance.store import migrate
+class _Templates:
+    """One freshly migrated store per backend and test worker, made on first use; each test's store
+    is a copy of it (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL), the
+    same rows and schema that running the migrations for that test would give — in a tenth of the
+    time (Alembic ran for each of the suite's ≈ 450 stores: 1.3 s each on PostgreSQL)."""
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-        migrate.upgrade(url)
-        yield url
-        return
-    name = f"ct_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine()
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_BASE.rsplit("/", 1)[0] + "/" + name
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sqlite_file: Path | None = None
+        self.pg_name: str | None = None
+
+    def sqlite(self, dest: Path) -> str:
+        import shutil
+
+        if self.sqlite_file is None:
+            f = self.folder / "template.db"
+            self._migrated(f"sqlite:///{f}")
+            if Path(f"{f}-wal").exists():  # pragma: no cover - a closed engine has checkpointed
+                raise RuntimeError("the template store still has a WAL file")
+            self.sqlite_file = f
+        shutil.copyfile(self.sqlite_file, dest)
+        return f"sqlite:///{dest}"
+
+    def postgresql(self, name: str) -> str:
+        if self.pg_name is None:
+            self.pg_name = f"ct_tpl_{uuid.uuid4().hex[:12]}"
+            self._create(self.pg_name)
+            self._migrated(_pg_url(self.pg_name))
+        self._create(name, template=self.pg_name)
+        return _pg_url(name)
+
+    @staticmethod
+    def _migrated(url: str) -> None:
+        from compliance.store import migrate
         from compliance.store.engine import make_engine
 
-        make_engine(url).dispose()
-        make_engine.cache_clear()
+        migrate.upgrade(url)
+        make_engine(url).dispose()  # no connection left: a template must have none to be copied
+
+    @staticmethod
+    def _create(name: str, template: str | None = None) -> None:
+        admin = _admin_engine()
         with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            c.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
         admin.dispose()
+
+    def drop(self) -> None:
+        if self.pg_name is not None:
+            _drop_pg(self.pg_name)
+
+
+def _pg_url(name: str) -> str:
+    return PG_BASE.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_pg(name: str) -> None:
+    from compliance.store.engine import make_engine
+
+    make_engine(_pg_url(name)).dispose()
+    make_engine.cache_clear()
+    admin = _admin_engine()
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def store_templates(tmp_path_factory):
+    t = _Templates(tmp_path_factory.mktemp("store-template"))
+    yield t
+    t.drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path: Path, store_templates):
+    """A migrated, empty store on each backend (a copy of this worker's migrated template)."""
+    if request.param == "sqlite":
+        yield store_templates.sqlite(tmp_path / "store.db")
+        return
+    name = f"ct_{uuid.uuid4().hex[:12]}"
+    url = store_templates.postgresql(name)
+    try:
+        yield url
+    finally:
+        _drop_pg(name)
 
 
 @pytest.fixture
