@@ -109,3 +109,26 @@ def test_model_review_and_export_verify(cli, store):
             dst.writestr(info, data)
     code, out, err = cli("verify", "--pack", bad)
     assert code == 1 and "ledger.jsonl" in (out + err)
+
+
+def test_an_export_takes_a_just_rendered_pack_only_of_its_own_context(cli, store):
+    """`export_pack(rendered=(hash, pdf))` (the demo's: the pack it has just written) gives the zip
+    a render of its own would; a PDF of another context is ignored, never shipped."""
+    from compliance.services.report import export_pack, render_report
+    from compliance.store.engine import session_scope
+    from compliance.timeutil import parse_datetime
+
+    tmp, as_of = store["tmp"], parse_datetime(store["as_of"])
+    with session_scope(cli.url, actor=cli.admin) as s:
+        r = render_report(s, "2026Q4", as_of, tmp / "pack.pdf")
+    pdf = (tmp / "pack.pdf").read_bytes()
+    zips = {}
+    for name, rendered in (("own", None), ("reused", (r["context_sha256"], pdf)),
+                           ("other", ("0" * 64, b"%PDF-1.7 not this context"))):
+        with session_scope(cli.url, actor=cli.admin) as s:
+            out = export_pack(s, "2026Q4", as_of, tmp / f"{name}.zip", rendered=rendered)
+        zips[name] = (tmp / f"{name}.zip").read_bytes()
+        assert out["sha256"] == hashlib.sha256(zips[name]).hexdigest()
+    assert zips["reused"] == zips["own"] == zips["other"]
+    with zipfile.ZipFile(io.BytesIO(zips["reused"])) as zf:
+        assert zf.read("report.pdf") == pdf

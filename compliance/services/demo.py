@@ -8,7 +8,9 @@ the story's clock during the replay (so ``recorded_at`` is historical); this is 
 the clock is simulated, and the demo store says so in its README.
 
 A rerun reuses the store when it is complete (a marker file records the bank's manifest hash),
-so it takes seconds and renders byte-identical packs; ``--fresh`` replays from scratch.
+so it takes seconds; its packs, rendered as of the same time, show the sign-off the first run
+recorded (the runs are recorded at the ledger's head, never before it), and every later rerun
+renders the same bytes; ``--fresh`` replays from scratch.
 """
 
 from __future__ import annotations

@@ -915,19 +915,24 @@ PADES_OUTPUT_PREFIX = "pades:"
 
 @without_gc_passes
 def export_pack(session: Session, quarter: str, as_of: datetime, out: Path, *, organisation: str | None = None,
-                progress: Callable[[str, float], None] | None = None) -> dict:
+                progress: Callable[[str, float], None] | None = None,
+                rendered: tuple[str, bytes] | None = None) -> dict:
     """Build the regulator zip, record the run (with the SHA-256 of every file of the pack), and
     write ``out`` when the transaction commits (never on failure). The full long tables are
-    written to a temporary folder while the context is built and copied into the zip from there."""
+    written to a temporary folder while the context is built and copied into the zip from there.
+    ``rendered``: ``(context SHA-256, PDF)`` of an unsigned portfolio pack :func:`render_report`
+    has just written; the zip takes those bytes when its own context has that hash (the same
+    context.json, so the same render), else it renders its own."""
     _refuse_future(session, as_of)
     with tempfile.TemporaryDirectory(prefix="compliance-tables-") as folder:
         full = FullTables(Path(folder))
         ctx, ctx_json = build_context_json(session, quarter, as_of, organisation=organisation, full=full)
-        return _export_pack(session, quarter, as_of, out, ctx, ctx_json, full, progress)
+        pdf = rendered[1] if rendered is not None and rendered[0] == ctx.cover.context_hash else None
+        return _export_pack(session, quarter, as_of, out, ctx, ctx_json, full, progress, pdf)
 
 
 def _export_pack(session: Session, quarter: str, as_of: datetime, out: Path, ctx: C.ReportContext, ctx_json: bytes,
-                 full: FullTables, progress) -> dict:
+                 full: FullTables, progress, pdf: bytes | None = None) -> dict:
 
     from compliance.report.export import build_export, member_hashes
 
@@ -943,7 +948,7 @@ def _export_pack(session: Session, quarter: str, as_of: datetime, out: Path, ctx
     extra = export_tables(session, ctx.cover.context_hash, head_as_of(session, as_of)[0])
     data, manifest = build_export(ctx, ledger_excerpt=excerpt, ledger_start=start, cited=entries_at(session, older),
                                   extra_tables=extra, progress=progress, ctx_json=ctx_json,
-                                  full_tables=full.files())
+                                  full_tables=full.files(), pdf=pdf)
     zip_sha = sha256_bytes(data)
     members = {f"{PACK_OUTPUT_PREFIX}{n}": h for n, h in member_hashes(manifest).items()}
     run = record_run(session, ctx, "export", {out.name: zip_sha, **members})
@@ -961,20 +966,30 @@ def list_reports(session: Session) -> list[dict]:
 def render_demo_outputs(url: str, out_dir: Path, quarter: str, as_of: datetime, *, say: Say = print) -> dict:
     from compliance.store.engine import session_scope
 
+    from sqlalchemy import func
+
+    from compliance.store.models import LedgerEntry
+
     org = "Northwind Bank (sample)"
-    clock = lambda: as_of + timedelta(hours=12)  # noqa: E731 - the runs are recorded at the quarter close review
+    with session_scope(url, readonly=True) as s:
+        last = s.scalar(select(func.max(LedgerEntry.recorded_at)))
+    # the runs are recorded at the quarter close review; a rerun (the store reused, its sign-off
+    # after that) records them at the ledger's head, since a replay never writes before it
+    at = max(as_of + timedelta(hours=12), last) if last is not None else as_of + timedelta(hours=12)
+    clock = lambda: at  # noqa: E731
     res = {}
     with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         r = render_report(s, quarter, as_of, out_dir / f"audit-pack-{quarter}.pdf", organisation=org)
         say(f"      portfolio pack  {r['path']}")
-        res["pack"], res["pack_report_id"] = Path(r["path"]), r["report_id"]
+        res["pack"], res["pack_report_id"], pack_hash = Path(r["path"]), r["report_id"], r["context_sha256"]
     with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
         worst = _worst_model(s, quarter, as_of)
         r = render_report(s, quarter, as_of, out_dir / f"review-{worst}-{quarter}.pdf", model_id=worst, organisation=org)
         say(f"      model review    {r['path']}")
         res["review"] = Path(r["path"])
     with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:
-        r = export_pack(s, quarter, as_of, out_dir / f"regulator-export-{quarter}.zip", organisation=org)
+        r = export_pack(s, quarter, as_of, out_dir / f"regulator-export-{quarter}.zip", organisation=org,
+                        rendered=(pack_hash, res["pack"].read_bytes()))  # the pack just written, not rendered twice
         say(f"      regulator zip   {r['path']}")
         res["export"] = Path(r["path"])
     return res
