@@ -114,7 +114,7 @@ def capture(model: ResidualMLP, x: torch.Tensor, hooks: list[str]) -> dict[str, 
 
 def train_version(spec, vspec, frames: dict[str, pd.DataFrame], parent: ResidualMLP | None, seed: int):
     sc = SCHEMA[spec.domain]
-    tr = _training_frame(spec, vspec, frames)
+    tr = _training_frame(vspec, frames)
     enc = Encoding.fit(tr, sc["numeric"], sc["categorical"])
     x = enc.encode(tr)
     y = torch.tensor(tr[sc["label"]].to_numpy(), dtype=torch.float32)
@@ -176,7 +176,7 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False, progress: Callable[[s
             outcome_frame(src, population, date.fromisoformat(known)).to_parquet(p, index=False, compression="zstd")
         say(f"data written ({time.perf_counter() - t0:.1f}s)")
     # ---- models and their artifacts, as a graph run on a small process pool (see _run_graph)
-    _run_graph(frames, out, seed, build_workers(len(MODELS)), lambda msg: say(f"{msg} ({time.perf_counter() - t0:.1f}s)"))
+    _run_graph(frames, out, seed, lambda msg: say(f"{msg} ({time.perf_counter() - t0:.1f}s)"))
     # ---- manifest + story
     manifest = _manifest(out)
     (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
@@ -252,9 +252,9 @@ def build_workers(nodes: int) -> int:
     return max(1, min(n, nodes))
 
 
-def _run_graph(frames: dict[str, dict[str, pd.DataFrame]], out: Path, seed: int, workers: int,
-               say: Callable[[str], None]) -> None:
+def _run_graph(frames: dict[str, dict[str, pd.DataFrame]], out: Path, seed: int, say: Callable[[str], None]) -> None:
     deps = build_graph()
+    workers = build_workers(len(deps))
     prio = critical_paths(deps)
     domain = {spec.id: spec.domain for spec in MODELS}
     model_of = lambda n: n[1] if n[0] == "version" else ARTIFACT_BY_ID[n[1]].model  # noqa: E731
@@ -286,7 +286,7 @@ def _run_graph(frames: dict[str, dict[str, pd.DataFrame]], out: Path, seed: int,
                 done.add(running.pop(f))
 
 
-def _training_frame(spec, vspec, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _training_frame(vspec, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([frames[q] for q in vspec.train_quarters], ignore_index=True)
 
 
@@ -314,7 +314,7 @@ def _build_node(node: Node, frames: dict[str, pd.DataFrame], out: Path, seed: in
         spec = next(m for m in MODELS if m.id == art.model)
         vspec = next(v for v in spec.versions if v.version == art.bound_version)
         model, enc, _ = load_module(out / vspec.weights)
-        _build_artifact(art, model, enc, _training_frame(spec, vspec, frames), out, seed)
+        _build_artifact(art, model, enc, _training_frame(vspec, frames), out, seed)
         return f"artifact {art.id}"
 
 

@@ -965,17 +965,14 @@ def list_reports(session: Session) -> list[dict]:
 
 def render_demo_outputs(url: str, out_dir: Path, quarter: str, as_of: datetime, *, say: Say = print) -> dict:
     from compliance.store.engine import session_scope
-
-    from sqlalchemy import func
-
-    from compliance.store.models import LedgerEntry
+    from compliance.store.ledger import head_recorded_at
 
     org = "Northwind Bank (sample)"
     with session_scope(url, readonly=True) as s:
-        last = s.scalar(select(func.max(LedgerEntry.recorded_at)))
+        last = head_recorded_at(s)
     # the runs are recorded at the quarter close review; a rerun (the store reused, its sign-off
     # after that) records them at the ledger's head, since a replay never writes before it
-    at = max(as_of + timedelta(hours=12), last) if last is not None else as_of + timedelta(hours=12)
+    at = max(as_of + timedelta(hours=12), last or as_of)
     clock = lambda: at  # noqa: E731
     res = {}
     with session_scope(url, actor="mrm-reporting", clock=clock, replay=True) as s:

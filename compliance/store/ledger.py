@@ -515,6 +515,12 @@ def head(session: Session) -> tuple[int, str]:
     return (row.seq, row.hash) if row else (0, GENESIS)
 
 
+def head_recorded_at(session: Session) -> datetime | None:
+    """When the ledger's head entry was recorded (None for an empty ledger): the earliest time a
+    replay may write at (times never decrease along the chain)."""
+    return session.scalar(select(LedgerEntry.recorded_at).order_by(LedgerEntry.seq.desc()).limit(1))
+
+
 def head_as_of(session: Session, as_of: datetime) -> tuple[int, str]:
     row = session.execute(
         select(LedgerEntry.seq, LedgerEntry.hash).where(LedgerEntry.recorded_at <= as_of)
